@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# uv is bootstrapped into .tools/ with pip when it is not on PATH; the project venv is .venv/.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+.PHONY: all venv demo test bench lint emulator clean
+
+all: test
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-groups
+	touch $@
+
+venv: $(VENV)/.synced
+
+demo: venv
+	$(PY) -m langflow_cms.demo
+
+test: venv
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) -m bench
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+emulator: venv
+	$(VENV)/bin/langflow-cms emulator --port $${LANGFLOW_CMS_EMULATOR_PORT:-8765}
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache

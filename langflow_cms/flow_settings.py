@@ -1,0 +1,148 @@
+"""Which flows are monitored, what they are called, and the settings that travel in the flow JSON.
+
+A flow opts in to monitoring by containing a **CMS Metric** node; that node's inputs (extra dimensions such as
+a ``version`` for A/B comparison) are saved in the flow JSON, so they reach every run path — the UI,
+``lfx run``, ``lfx serve`` — with no server-side configuration. This module reads them back from a graph.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langflow_cms.limits import FORBIDDEN_DIMENSION_CHARS, MAX_DIMENSION_BYTES
+
+MONITOR_ENV = "LANGFLOW_CMS_MONITOR"
+MODES = ("annotated", "all", "off")
+CMS_METRIC_CLASS = "CmsMetricComponent"
+MAX_EXTRA_DIMENSIONS = 3
+"""Automatic metrics carry up to 6 dimensions of their own (with the reporter's instance and env); CMS
+accepts 10, so a flow may add at most 3."""
+
+RESERVED_DIMENSIONS = frozenset({"flow", "node", "component", "status", "span", "model", "direction"})
+UNNAMED_FLOW = "unnamed"
+
+
+def monitor_mode() -> str:
+    """The `LANGFLOW_CMS_MONITOR` mode; an unknown value falls back to the default rather than failing."""
+    mode = os.environ.get(MONITOR_ENV, "annotated").strip().lower()
+    return mode if mode in MODES else "annotated"
+
+
+def clean_dimension(value: Any) -> str:
+    """Make a value acceptable as a CMS dimension value: no ``= & ,``, at most 64 bytes, never empty."""
+    text = str(value).strip()
+    for char in FORBIDDEN_DIMENSION_CHARS:
+        text = text.replace(char, "_")
+    encoded = text.encode("utf-8")[:MAX_DIMENSION_BYTES]
+    return encoded.decode("utf-8", errors="ignore") or "-"
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """Monitoring settings of one flow, read from its CMS Metric node(s)."""
+
+    annotated: bool = False
+    dimensions: dict[str, str] = field(default_factory=dict)
+
+
+def is_cms_metric_vertex(vertex: Any) -> bool:
+    """True for a CMS Metric node, whether it came from the sidebar (``ext:…``) or a ``.py`` graph."""
+    component = getattr(vertex, "custom_component", None)
+    if component is not None and type(component).__name__ == CMS_METRIC_CLASS:
+        return True
+    return "CmsMetric" in str(getattr(vertex, "vertex_type", "") or "")
+
+
+def _vertex_param(vertex: Any, name: str) -> Any:
+    for attr in ("params", "raw_params"):
+        params = getattr(vertex, attr, None) or {}
+        if name in params and params[name] not in (None, ""):
+            return params[name]
+    component = getattr(vertex, "custom_component", None)
+    inputs = getattr(component, "_inputs", None) or {}
+    if name in inputs:
+        return getattr(inputs[name], "value", None)
+    return None
+
+
+def parse_dimensions(raw: Any) -> dict[str, str]:
+    """Accept a dict (DictInput) or ``k=v`` text; drop reserved and empty keys; cap the count."""
+    pairs: list[tuple[Any, Any]] = []
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    elif isinstance(raw, list):
+        for item in raw:
+            if isinstance(item, dict):
+                pairs.extend(item.items())
+    elif isinstance(raw, str):
+        for chunk in raw.replace("\n", ",").split(","):
+            if "=" in chunk:
+                key, value = chunk.split("=", 1)
+                pairs.append((key, value))
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        key_text = clean_dimension(key) if str(key).strip() else ""
+        if not key_text or key_text in RESERVED_DIMENSIONS or value in (None, ""):
+            continue
+        out[key_text] = clean_dimension(value)
+        if len(out) >= MAX_EXTRA_DIMENSIONS:
+            break
+    return out
+
+
+def read_settings(graph: Any) -> FlowSettings:
+    """The flow's settings: annotated if any vertex is a CMS Metric node; its ``flow_dimensions`` merged."""
+    dims: dict[str, str] = {}
+    annotated = False
+    for vertex in list(getattr(graph, "vertices", None) or []):
+        if not is_cms_metric_vertex(vertex):
+            continue
+        annotated = True
+        for key, value in parse_dimensions(_vertex_param(vertex, "flow_dimensions")).items():
+            if len(dims) < MAX_EXTRA_DIMENSIONS or key in dims:
+                dims[key] = value
+    return FlowSettings(annotated=annotated, dimensions=dims)
+
+
+def should_monitor(settings: FlowSettings, mode: str | None = None) -> bool:
+    """Apply the mode: ``all`` monitors every flow, ``annotated`` only flows with a CMS Metric node."""
+    mode = mode or monitor_mode()
+    if mode == "off":
+        return False
+    return mode == "all" or settings.annotated
+
+
+def source_stem_from_stack(max_depth: int = 80) -> str | None:
+    """The stem of the flow file being run, found on the caller's stack.
+
+    ``lfx run flow.json`` and ``run_flow_from_json("flow.json")`` build the graph with neither a name nor an
+    id, and lfx keeps the path only as a local of the running call (``script_path`` in
+    ``lfx.run.base.run_flow``, ``flow`` in ``aload_flow_from_json``/``arun_flow_from_json``). Reading it is
+    best effort: if lfx renames those locals the flow is simply labelled by the next fallback.
+    """
+    try:
+        frame = sys._getframe(1)
+    except ValueError:
+        return None
+    depth = 0
+    while frame is not None and depth < max_depth:
+        local_vars = frame.f_locals
+        for name in ("script_path", "flow_path", "flow"):
+            candidate = local_vars.get(name)
+            if isinstance(candidate, str | Path) and str(candidate).lower().endswith((".json", ".py")):
+                return Path(candidate).stem
+        frame = frame.f_back
+        depth += 1
+    return None
+
+
+def flow_label(graph: Any, stem: str | None = None) -> str:
+    """The ``flow`` dimension: the flow's name, else its id, else the file's stem, else ``unnamed``."""
+    for value in (getattr(graph, "flow_name", None), getattr(graph, "flow_id", None), stem):
+        if value not in (None, "", "None"):
+            return clean_dimension(value)
+    return UNNAMED_FLOW

@@ -1,0 +1,397 @@
+"""Automatic flow and node timing, plugged into Langflow through the ``lfx.services`` entry point.
+
+``pyproject.toml`` registers :class:`CmsTracingService` as lfx's ``tracing_service``. Langflow then calls it
+around every flow run and every component build, on every run path. With full Langflow installed the class
+extends Langflow's own ``TracingService`` and calls ``super()`` everywhere, so LangSmith, Langfuse and the
+native trace view keep working; under bare ``lfx`` (``lfx run``, ``lfx serve``, ``run_flow_from_json``) it
+implements lfx's ``BaseTracingService``.
+
+The service is a process-wide singleton serving concurrent runs, so all state is kept per run id. Run paths
+differ in how they end a run (see ``docs/metrics.md``): the UI build ends it twice, and ``lfx run`` never ends
+a failed run. Hence: a run is recorded once (the first end wins), a node failure ends its run as ``error``
+immediately (a failed node stops every Langflow run), and whatever is still open at interpreter exit is
+recorded as ``error`` by a safety net.
+
+Nothing here may break a flow: every recording path swallows its own errors.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from langflow_cms import flow_settings
+from langflow_cms.flow_settings import FlowSettings, clean_dimension
+from langflow_cms.tokens import TOKENS_METRIC, TokenUsageHandler
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from langchain_core.callbacks.base import BaseCallbackHandler
+
+try:  # Full Langflow: extend its service so the built-in tracers keep working.
+    from langflow.services.tracing.service import TracingService as _BaseService
+
+    FULL_LANGFLOW = True
+except ImportError:  # Bare lfx.
+    from lfx.services.tracing.base import BaseTracingService as _BaseService
+
+    FULL_LANGFLOW = False
+
+FLOW_METRIC = "langflow_flow_duration_ms"
+NODE_METRIC = "langflow_node_duration_ms"
+SPAN_METRIC = "langflow_span_duration_ms"
+OK, ERROR = "ok", "error"
+MAX_OPEN_RUNS = 10_000
+STALE_RUN_S = 6 * 3600
+"""A run still open after this long was abandoned (cancelled, crashed task); it is dropped, not reported."""
+
+
+class Recorder(Protocol):
+    """What this module needs from the reporter (``langflow_cms.get_reporter()``)."""
+
+    def record(self, name: str, value: float, dimensions: Mapping[str, str]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+def get_recorder() -> Recorder | None:
+    """The process-wide reporter. The one place the recorder is obtained, so tests can swap it."""
+    try:
+        from langflow_cms import get_reporter
+    except ImportError:
+        return None
+    return get_reporter()
+
+
+def record(name: str, value: float, dimensions: Mapping[str, str]) -> None:
+    """Record one value; never raises (a broken metric must never break a flow)."""
+    try:
+        recorder = get_recorder()
+        if recorder is not None:
+            recorder.record(name, float(value), dict(dimensions))
+    except Exception:
+        return
+
+
+@dataclass
+class RunState:
+    """One flow run, from ``start_tracers`` to its first end."""
+
+    run_id: str
+    started: float
+    flow: str
+    monitored: bool
+    dimensions: dict[str, str] = field(default_factory=dict)
+    opened_at: float = field(default_factory=time.monotonic)
+
+
+_current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("langflow_cms_run", default=None)
+_current_node: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "langflow_cms_node", default=None
+)
+
+
+def _component_type(component: Any) -> str:
+    """The component type, e.g. ``Prompt`` or ``CmsTimerComponent`` for an ``ext:bundle:Class@slot`` node."""
+    vertex = getattr(component, "_vertex", None)
+    vertex_type = str(getattr(vertex, "vertex_type", "") or "")
+    if vertex_type.startswith("ext:"):
+        vertex_type = vertex_type.split(":", 2)[-1]
+    vertex_type = vertex_type.split("@", 1)[0]
+    return vertex_type or getattr(component, "name", None) or type(component).__name__
+
+
+def _graph_from_stack(max_depth: int = 6) -> Any:
+    """The graph calling ``start_tracers``: ``Graph.initialize_run`` passes no graph, only its ids."""
+    try:
+        frame = sys._getframe(2)
+    except ValueError:
+        return None
+    for _ in range(max_depth):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if candidate is not None and hasattr(candidate, "vertices") and hasattr(candidate, "initialize_run"):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+class FlowMonitor:
+    """Per-run bookkeeping and recording, independent of Langflow's service classes (unit-testable)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunState] = {}
+
+    # --- runs ---------------------------------------------------------------------------------------
+    def describe(self, graph: Any, stem: str | None = None) -> tuple[str, bool, dict[str, str]]:
+        """(flow label, monitored?, extra dimensions) of a graph under the current mode."""
+        settings = flow_settings.read_settings(graph) if graph is not None else FlowSettings()
+        label = flow_settings.flow_label(graph, stem)
+        return label, flow_settings.should_monitor(settings), dict(settings.dimensions)
+
+    def start_run(self, run_id: str, graph: Any, stem: str | None = None) -> RunState:
+        """Open a run. A restarted run id (a graph re-run) replaces the old state."""
+        label, monitored, dims = self.describe(graph, stem)
+        state = RunState(
+            run_id=run_id, started=time.perf_counter(), flow=label, monitored=monitored, dimensions=dims
+        )
+        with self._lock:
+            self._drop_stale()
+            self._runs[run_id] = state
+        return state
+
+    def run(self, run_id: str | None) -> RunState | None:
+        if run_id is None:
+            return None
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def end_run(self, run_id: str | None, error: BaseException | None = None) -> bool:
+        """Record the run once; later ends of the same run (the UI build ends twice) are ignored."""
+        if run_id is None:
+            return False
+        with self._lock:
+            state = self._runs.pop(run_id, None)
+        if state is None:
+            return False
+        if state.monitored:
+            elapsed_ms = (time.perf_counter() - state.started) * 1000.0
+            dims = {"flow": state.flow, "status": ERROR if error is not None else OK, **state.dimensions}
+            record(FLOW_METRIC, elapsed_ms, dims)
+        return True
+
+    def open_runs(self) -> list[str]:
+        with self._lock:
+            return list(self._runs)
+
+    def _drop_stale(self) -> None:
+        now = time.monotonic()
+        stale = [rid for rid, st in self._runs.items() if now - st.opened_at > STALE_RUN_S]
+        for rid in stale:
+            del self._runs[rid]
+        while len(self._runs) >= MAX_OPEN_RUNS:
+            self._runs.pop(next(iter(self._runs)))
+
+    def end_all(self) -> int:
+        """Safety net: a run still open when the process ends did not complete, so it is an error."""
+        ended = sum(
+            self.end_run(run_id, error=RuntimeError("run never ended")) for run_id in self.open_runs()
+        )
+        return ended
+
+    # --- nodes --------------------------------------------------------------------------------------
+    def node_context(self, component: Any) -> tuple[str | None, str, str, RunState | None, Any]:
+        """(run id, node id, component type, run state, graph) of a component being built."""
+        graph = getattr(component, "graph", None)
+        run_id = getattr(graph, "_run_id", None)
+        run_id = str(run_id) if run_id else None
+        node_id = str(getattr(component, "_id", None) or getattr(component, "get_id", lambda: "?")())
+        return run_id, node_id, _component_type(component), self.run(run_id), graph
+
+    def node_finished(self, component: Any, started: float, error: BaseException | None) -> None:
+        """Record a node build. A failed node ends its run as ``error``: no later node of it will run."""
+        run_id, node_id, component_type, state, graph = self.node_context(component)
+        if state is not None:
+            label, monitored, dims = state.flow, state.monitored, state.dimensions
+        else:  # A run we never saw start (e.g. a subgraph): label it from its own graph.
+            label, monitored, dims = self.describe(graph)
+        if monitored:
+            dims = {
+                "flow": label,
+                "node": clean_dimension(node_id),
+                "component": clean_dimension(component_type),
+                "status": ERROR if error is not None else OK,
+                **dims,
+            }
+            record(NODE_METRIC, (time.perf_counter() - started) * 1000.0, dims)
+        if error is not None and state is not None:
+            self.end_run(run_id, error)
+
+    def flow_dimensions_for(self, graph: Any) -> tuple[str, dict[str, str]]:
+        """(flow label, extra dimensions) for metrics recorded by nodes (Timer spans, custom metrics)."""
+        run_id = getattr(graph, "_run_id", None)
+        state = self.run(str(run_id)) if run_id else None
+        if state is not None:
+            return state.flow, dict(state.dimensions)
+        label, _, dims = self.describe(graph)
+        return label, dims
+
+    def emit_tokens(self, run_id: str | None, graph: Any, model: str, direction: str, tokens: int) -> None:
+        state = self.run(run_id)
+        if state is not None:
+            label, monitored, dims = state.flow, state.monitored, state.dimensions
+        else:
+            label, monitored, dims = self.describe(graph)
+        if monitored:
+            dims = {"flow": label, "model": clean_dimension(model), "direction": direction, **dims}
+            record(TOKENS_METRIC, tokens, dims)
+
+
+MONITOR = FlowMonitor()
+"""The process-wide monitor shared by the service and the canvas nodes."""
+
+
+def _exit_safety_net() -> None:
+    try:
+        if MONITOR.end_all():
+            recorder = get_recorder()
+            if recorder is not None:
+                recorder.flush()
+    except Exception:
+        return
+
+
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _register_exit_hook() -> None:
+    """Register the safety net after the reporter exists, so it runs before the reporter's own exit close."""
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if _exit_hook_registered:
+            return
+        _exit_hook_registered = True
+    with suppress(Exception):
+        get_recorder()
+    atexit.register(_exit_safety_net)
+
+
+class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
+    """Langflow's tracing service plus CloudMonitor timings of every flow run and node build."""
+
+    name = "tracing_service"
+
+    def __init__(self, settings_service: Any = None) -> None:
+        if FULL_LANGFLOW:
+            super().__init__(settings_service)
+        else:
+            super().__init__()
+            self.deactivated = False
+            self.set_ready()
+        self.monitor = MONITOR
+        if flow_settings.monitor_mode() != "off":
+            _register_exit_hook()
+
+    # --- flow ---------------------------------------------------------------------------------------
+    async def start_tracers(
+        self,
+        run_id: UUID,
+        run_name: str,
+        user_id: str | None,
+        session_id: str | None,
+        project_name: str | None = None,
+        flow_id: str | None = None,
+        tracing_user_id: str | None = None,
+    ) -> None:
+        if FULL_LANGFLOW:
+            await super().start_tracers(
+                run_id=run_id,
+                run_name=run_name,
+                user_id=user_id,
+                session_id=session_id,
+                project_name=project_name,
+                flow_id=flow_id,
+                tracing_user_id=tracing_user_id,
+            )
+        try:
+            graph = _graph_from_stack()
+            stem = None
+            if graph is None or not (getattr(graph, "flow_name", None) or getattr(graph, "flow_id", None)):
+                stem = flow_settings.source_stem_from_stack()
+            self.monitor.start_run(str(run_id), graph, stem)
+            _current_run.set(str(run_id))
+        except Exception:
+            return
+
+    async def end_tracers(self, outputs: dict, error: Exception | None = None) -> None:
+        with suppress(Exception):
+            self.monitor.end_run(_current_run.get(), error)
+        if FULL_LANGFLOW:
+            await super().end_tracers(outputs, error)
+
+    # --- nodes --------------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def trace_component(
+        self,
+        component: Any,
+        trace_name: str,
+        inputs: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+    ):
+        started = time.perf_counter()
+        token = None
+        try:
+            run_id, node_id, *_ = self.monitor.node_context(component)
+            token = _current_node.set((run_id or "", node_id))
+        except Exception:
+            pass
+        try:
+            if FULL_LANGFLOW:
+                async with super().trace_component(component, trace_name, inputs, metadata) as traced:
+                    yield traced
+            else:
+                yield self
+        except Exception as exc:
+            self._node_finished(component, started, exc)
+            raise
+        else:
+            self._node_finished(component, started, None)
+        finally:
+            if token is not None:
+                with suppress(ValueError):
+                    _current_node.reset(token)
+
+    def _node_finished(self, component: Any, started: float, error: BaseException | None) -> None:
+        try:
+            self.monitor.node_finished(component, started, error)
+        except Exception:
+            return
+
+    def get_langchain_callbacks(self) -> list[BaseCallbackHandler]:
+        callbacks: list[BaseCallbackHandler] = (
+            list(super().get_langchain_callbacks()) if FULL_LANGFLOW else []
+        )
+        current = _current_node.get()
+        run_id = current[0] if current and current[0] else None
+        if run_id is None or flow_settings.monitor_mode() == "off":
+            return callbacks
+        monitor = self.monitor
+
+        def emit(model: str, direction: str, tokens: int) -> None:
+            monitor.emit_tokens(run_id, None, model, direction, tokens)
+
+        callbacks.append(TokenUsageHandler(emit))
+        return callbacks
+
+    # --- the rest of lfx's BaseTracingService (Langflow's base implements these itself) ------------------
+    if not FULL_LANGFLOW:
+
+        def add_log(self, trace_name: str, log: Any) -> None:
+            return None
+
+        def set_outputs(
+            self, trace_name: str, outputs: dict[str, Any], output_metadata: dict[str, Any] | None = None
+        ) -> None:
+            return None
+
+        def get_tracer(self, tracer_name: str) -> None:
+            """No third-party tracers under bare lfx (Component asks for ``langfuse``)."""
+            return None
+
+        @property
+        def project_name(self) -> str | None:
+            return None
+
+        async def teardown(self) -> None:
+            _exit_safety_net()

@@ -1,0 +1,120 @@
+"""Aggregation: exact statistics, percentiles within the sketch's error, wall-clock windows, 300 s rollups."""
+
+import math
+import random
+import threading
+
+import pytest
+
+from langflow_cms.aggregate import BASE_PERIOD, Rollup, Series, Window
+from langflow_cms.sketch import MAX_BINS, RELATIVE_ACCURACY, Sketch
+
+
+def exact_quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(q * (len(ordered) - 1))]
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda rng: rng.lognormvariate(3, 1.2),  # latency-like
+        lambda rng: 10 * rng.paretovariate(1.5),  # heavy tail
+        lambda rng: rng.gauss(0, 50),  # negative and positive business values
+        lambda rng: rng.choice([0.0, 1.0, 2.0, 1000.0]),  # zeros and repeats
+    ],
+)
+def test_percentiles_are_within_the_relative_error(draw):
+    rng = random.Random(7)
+    values = [draw(rng) for _ in range(50_000)]
+    window = Window("m", (), 0)
+    for value in values:
+        window.add(value)
+    stats = window.statistics()
+    for key, q in (("P50", 0.5), ("P90", 0.9), ("P95", 0.95), ("P99", 0.99)):
+        exact = exact_quantile(values, q)
+        assert abs(stats[key] - exact) <= RELATIVE_ACCURACY * abs(exact) + 1e-9, key
+
+
+def test_count_sum_min_max_are_exact():
+    rng = random.Random(1)
+    values = [rng.uniform(-5, 500) for _ in range(10_000)]
+    window = Window("m", (), 0)
+    for value in values:
+        window.add(value)
+    stats = window.statistics()
+    assert stats["SampleCount"] == len(values)
+    assert stats["Sum"] == pytest.approx(math.fsum(values), rel=1e-12)
+    assert stats["Minimum"] == min(values)
+    assert stats["Maximum"] == max(values)
+    assert stats["Average"] == pytest.approx(math.fsum(values) / len(values), rel=1e-12)
+
+
+def test_sketch_memory_is_bounded_even_for_a_huge_range():
+    sketch = Sketch()
+    for exponent in range(-9, 300):
+        sketch.add(10.0**exponent)
+    assert len(sketch.positive.counts) <= MAX_BINS
+    assert sketch.positive.counts.itemsize * len(sketch.positive.counts) <= 3 * 1024
+
+
+def test_merged_sketch_equals_one_sketch_of_all_values():
+    rng = random.Random(3)
+    values = [rng.expovariate(0.01) for _ in range(5_000)]
+    whole, parts = Sketch(), [Sketch() for _ in range(5)]
+    for i, value in enumerate(values):
+        whole.add(value)
+        parts[i % 5].add(value)
+    merged = Sketch()
+    for part in parts:
+        merged.merge(part)
+    qs = (0.5, 0.9, 0.99)
+    assert merged.quantiles(qs, len(values)) == whole.quantiles(qs, len(values))
+    assert Sketch.from_dict(merged.to_dict()).quantiles(qs, len(values)) == whole.quantiles(qs, len(values))
+
+
+def test_windows_are_aligned_to_the_wall_clock_and_roll_on_the_hot_path():
+    sealed = []
+    series = Series("m", (("flow", "f"),), sealed)  # a list works as the sealed sink
+    series.add(1.0, 1_000_000_019.5)  # 1_000_000_019.5 lies in [..., 1_000_000_020)
+    series.add(2.0, 1_000_000_020.0)  # the boundary itself opens the next window
+    series.add(3.0, 1_000_000_079.9)
+    assert [(w.start, w.count) for w in sealed] == [(999_999_960, 1)]
+    assert series.window.start == 1_000_000_020 and series.window.count == 2
+    assert series.window.start % BASE_PERIOD == 0
+    series.seal_if_due(1_000_000_079.0)
+    assert len(sealed) == 1  # not due yet
+    series.seal_if_due(1_000_000_080.0)
+    assert [(w.start, w.count) for w in sealed][-1] == (1_000_000_020, 2)
+
+
+def test_rollup_merges_five_minutes_and_releases_only_after_the_period_ends():
+    rollup = Rollup((60, 300))
+    for minute in range(5):
+        window = Window("m", (), 1_800_000_000 + 60 * minute)
+        for value in range(minute * 10, minute * 10 + 10):
+            window.add(float(value))
+        rollup.add(window)
+    assert rollup.due(1_800_000_299.9) == []
+    (five,) = rollup.due(1_800_000_300.0)
+    assert (five.period, five.start, five.count) == (300, 1_800_000_000, 50)
+    assert five.statistics()["Sum"] == sum(range(50))
+    assert (five.low, five.high) == (0.0, 49.0)
+
+
+def test_many_threads_lose_nothing():
+    sealed = []
+    series = Series("m", (), sealed)
+    now = 1_800_000_010.0
+
+    def work():
+        for _ in range(20_000):
+            series.add(1.0, now)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert series.window.count == 160_000
+    assert series.window.total == 160_000.0

@@ -69,7 +69,7 @@ def _vertex_param(vertex: Any, name: str) -> Any:
     return None
 
 
-def parse_dimensions(raw: Any) -> dict[str, str]:
+def parse_dimensions(raw: Any, limit: int = MAX_EXTRA_DIMENSIONS) -> dict[str, str]:
     """Accept a dict (DictInput) or ``k=v`` text; drop reserved and empty keys; cap the count."""
     pairs: list[tuple[Any, Any]] = []
     if isinstance(raw, dict):
@@ -89,7 +89,7 @@ def parse_dimensions(raw: Any) -> dict[str, str]:
         if not key_text or key_text in RESERVED_DIMENSIONS or value in (None, ""):
             continue
         out[key_text] = clean_dimension(value)
-        if len(out) >= MAX_EXTRA_DIMENSIONS:
+        if len(out) >= limit:
             break
     return out
 

@@ -22,7 +22,7 @@ import contextvars
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -131,6 +131,12 @@ class FlowMonitor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, RunState] = {}
+        self._failure_hooks: list[Callable[[str, str, dict[str, str]], None]] = []
+
+    def on_run_failed(self, hook: Callable[[str, str, dict[str, str]], None]) -> None:
+        """Call ``hook(run_id, flow, extra_dimensions)`` when a monitored run ends with an error."""
+        if hook not in self._failure_hooks:
+            self._failure_hooks.append(hook)
 
     # --- runs ---------------------------------------------------------------------------------------
     def describe(self, graph: Any, stem: str | None = None) -> tuple[str, bool, dict[str, str]]:
@@ -168,6 +174,12 @@ class FlowMonitor:
             elapsed_ms = (time.perf_counter() - state.started) * 1000.0
             dims = {"flow": state.flow, "status": ERROR if error is not None else OK, **state.dimensions}
             record(FLOW_METRIC, elapsed_ms, dims)
+        if error is not None:
+            for hook in list(self._failure_hooks):
+                try:
+                    hook(run_id, state.flow, dict(state.dimensions))
+                except Exception:
+                    continue
         return True
 
     def open_runs(self) -> list[str]:

@@ -1,0 +1,50 @@
+"""Timer: start/stop a named span; the stop reports its duration to CloudMonitor.
+
+Thin on purpose: Langflow saves this source inside every flow, so all logic lives in the installed
+`langflow_cms` package (`langflow_cms.nodes`).
+"""
+
+from lfx.custom.custom_component.component import Component
+from lfx.io import DropdownInput, HandleInput, MessageTextInput, Output
+from lfx.schema.data import Data
+from lfx.schema.dataframe import DataFrame
+from lfx.schema.message import Message
+
+from langflow_cms import nodes
+
+
+class CmsTimerComponent(Component):
+    display_name = "Timer"
+    description = (
+        "Times the part of a flow between a start and a stop Timer with the same span name and reports "
+        "it to CloudMonitor. Passes its input through unchanged."
+    )
+    documentation = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
+    icon = "timer"
+    name = "CmsTimer"
+
+    inputs = [  # noqa: RUF012 — Langflow reads these class attributes
+        HandleInput(
+            name="input_value",
+            display_name="Input",
+            input_types=["Message", "Data", "JSON", "DataFrame", "Table"],
+            info="Passed through unchanged.",
+            required=True,
+        ),
+        MessageTextInput(
+            name="span_name", display_name="Span", value="span", info="Pairs a start with its stop."
+        ),
+        DropdownInput(
+            name="action",
+            display_name="Action",
+            options=["start", "stop"],
+            value="start",
+            info="start opens the span; stop reports its duration as langflow_span_duration_ms.",
+        ),
+    ]
+
+    outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
+
+    def pass_through(self) -> Message | Data | DataFrame:
+        self.status = nodes.timer_step(self.graph, self.span_name, self.action)
+        return self.input_value

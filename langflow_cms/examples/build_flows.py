@@ -26,7 +26,8 @@ POET = "ext:cms_examples:OfflinePoetComponent@extra"
 
 def load_registry() -> dict[str, dict]:
     """Component templates by type, including our bundle and the example LLM (loaded from their paths)."""
-    os.environ["LANGFLOW_COMPONENTS_PATH"] = os.pathsep.join([str(REPO / "components"), str(EXAMPLE_COMPONENTS)])
+    paths = [str(REPO / "components"), str(EXAMPLE_COMPONENTS)]
+    os.environ["LANGFLOW_COMPONENTS_PATH"] = os.pathsep.join(paths)
     from lfx.interface.components import get_and_cache_all_types_dict
     from lfx.services.deps import get_settings_service
 

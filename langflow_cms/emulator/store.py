@@ -1,0 +1,171 @@
+"""SQLite storage for accepted data points and for the log of every API request.
+
+One connection guarded by a lock: simple, thread-safe under ThreadingHTTPServer, and it makes a
+``:memory:`` database private to one emulator instance. Type=1 points are upserted on
+(group, name, dimensions, period, time) because real CMS keeps only the last write for that key; each
+overwrite is counted so tests can detect a client that double-sends an aggregate.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from typing import Any
+
+from .validation import Entry
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    dimensions TEXT NOT NULL,
+    type INTEGER NOT NULL,
+    period INTEGER,
+    time_ms INTEGER NOT NULL,
+    "values" TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    request_id TEXT NOT NULL,
+    access_key_id TEXT NOT NULL,
+    overwrites INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS entries_series ON entries (name, group_id, dimensions, type, period, time_ms);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    action TEXT,
+    code TEXT NOT NULL,
+    http_status INTEGER,
+    entries INTEGER NOT NULL,
+    access_key_id TEXT,
+    request_id TEXT NOT NULL,
+    fault TEXT,
+    delivered INTEGER NOT NULL,
+    message TEXT
+);
+"""
+
+
+def canonical_dimensions(dimensions: dict[str, str]) -> str:
+    """Key-sorted compact JSON, so equal dimension sets compare equal in SQL."""
+    return json.dumps(dimensions, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Store:
+    """Entries and request log; every public method is safe to call from any thread."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self._conn = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._conn.executescript("DELETE FROM entries; DELETE FROM requests;")
+
+    def add_entries(self, entries: list[Entry], *, request_id: str, access_key_id: str) -> None:
+        """Store one call's entries atomically (a PutCustomMetric call is all-or-nothing)."""
+        now = time.time()
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                for entry in entries:
+                    self._add(entry, now, request_id, access_key_id)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _add(self, entry: Entry, now: float, request_id: str, access_key_id: str) -> None:
+        dims = canonical_dimensions(entry.dimensions)
+        values = json.dumps(entry.values, sort_keys=True)
+        if entry.type == 1:
+            row = self._conn.execute(
+                "SELECT id FROM entries WHERE name=? AND group_id=? AND dimensions=? AND type=1"
+                " AND period=? AND time_ms=?",
+                (entry.name, entry.group_id, dims, entry.period, entry.time_ms),
+            ).fetchone()
+            if row is not None:
+                self._conn.execute(
+                    'UPDATE entries SET "values"=?, received_at=?, request_id=?, access_key_id=?,'
+                    " overwrites=overwrites+1 WHERE id=?",
+                    (values, now, request_id, access_key_id, row["id"]),
+                )
+                return
+        self._conn.execute(
+            'INSERT INTO entries (group_id, name, dimensions, type, period, time_ms, "values", received_at,'
+            " request_id, access_key_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                entry.group_id,
+                entry.name,
+                dims,
+                entry.type,
+                entry.period,
+                entry.time_ms,
+                values,
+                now,
+                request_id,
+                access_key_id,
+            ),
+        )
+
+    def entries(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Stored points in arrival order (an overwritten point keeps its first position)."""
+        sql = "SELECT * FROM entries" + (" WHERE name=?" if name is not None else "") + " ORDER BY id"
+        with self._lock:
+            rows = self._conn.execute(sql, (name,) if name is not None else ()).fetchall()
+        return [_entry_dict(row) for row in rows]
+
+    def overwrites(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COALESCE(SUM(overwrites), 0) FROM entries").fetchone()[0])
+
+    def log_request(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO requests (at, action, code, http_status, entries, access_key_id, request_id,"
+                " fault, delivered, message) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    time.time(),
+                    record.get("action"),
+                    record["code"],
+                    record.get("http_status"),
+                    record.get("entries", 0),
+                    record.get("access_key_id"),
+                    record["request_id"],
+                    record.get("fault"),
+                    int(record.get("delivered", True)),
+                    record.get("message"),
+                ),
+            )
+
+    def requests(self, action: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM requests" + (" WHERE action=?" if action is not None else "") + " ORDER BY id"
+        with self._lock:
+            rows = self._conn.execute(sql, (action,) if action is not None else ()).fetchall()
+        return [{**dict(row), "delivered": bool(row["delivered"])} for row in rows]
+
+
+def _entry_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "group_id": row["group_id"],
+        "dimensions": json.loads(row["dimensions"]),
+        "type": row["type"],
+        "period": row["period"],
+        "time": row["time_ms"],
+        "values": json.loads(row["values"]),
+        "received_at": row["received_at"],
+        "request_id": row["request_id"],
+        "access_key_id": row["access_key_id"],
+        "overwrites": row["overwrites"],
+    }

@@ -1,0 +1,213 @@
+"""Parses and validates the ``MetricList.N.*`` parameters of PutCustomMetric.
+
+Two modes. *Strict* (the default) rejects with InvalidParameter everything real CMS would silently
+rewrite (bad metric names, dimension keys/values with ``= & ,`` or over 64 bytes, more than 10
+dimensions), so a passing test proves our client never sends such data. Non-strict mode rewrites it the
+way CMS documents (cms-api.md §1.1): first non-letter of a name becomes ``A``, invalid characters become
+``_``, everything is cut to 64 bytes, and only the first 10 dimensions are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from langflow_cms.limits import (
+    FORBIDDEN_DIMENSION_CHARS,
+    MAX_DIMENSION_BYTES,
+    MAX_DIMENSIONS,
+    MAX_NAME_BYTES,
+    METRIC_NAME_RE,
+    PERIODS,
+)
+
+from .errors import invalid_parameter, missing_parameter
+
+TYPE1_KEYS = frozenset(
+    (
+        *(
+            "Average",
+            "Maximum",
+            "Minimum",
+            "Sum",
+            "SampleCount",
+            "LastValue",
+            "SumPerSecond",
+            "CountPerSecond",
+        ),
+        *("P10", "P20", "P30", "P40", "P50", "P60", "P70", "P75", "P80", "P90", "P95", "P98", "P99"),
+    )
+)
+"""Statistic keys CMS documents for Type=1 (aliyun-cms-java-sdk MetricAttribute; cms-api.md §1.1)."""
+
+FIELDS = ("GroupId", "MetricName", "Dimensions", "Type", "Values", "Period", "Time")
+REQUIRED_FIELDS = ("GroupId", "MetricName", "Dimensions", "Type", "Values")
+_KEY_RE = re.compile(r"^MetricList\.(\d+)\.(.+)$")
+_EARLIEST_MS = 1_000_000_000_000
+"""2001-09-09 in ms: a smaller Time is almost surely seconds sent where milliseconds were meant."""
+
+
+@dataclass
+class Entry:
+    """One accepted data point, as stored."""
+
+    group_id: str
+    name: str
+    dimensions: dict[str, str]
+    type: int
+    period: int | None
+    time_ms: int
+    values: dict[str, float]
+
+
+def parse_metric_list(params: Mapping[str, str], *, max_entries: int, strict: bool) -> list[Entry]:
+    """All entries of one PutCustomMetric call, or ApiError for the first invalid one."""
+    items: dict[int, dict[str, str]] = {}
+    for key, value in params.items():
+        match = _KEY_RE.match(key)
+        if match is None:
+            continue
+        index, field = int(match.group(1)), match.group(2)
+        if strict and field not in FIELDS:
+            raise invalid_parameter(key, "unknown field")
+        items.setdefault(index, {})[field] = value
+    if not items:
+        raise missing_parameter("MetricList")
+    if len(items) > max_entries:
+        raise invalid_parameter("MetricList", f"{len(items)} entries, at most {max_entries} per call")
+    if sorted(items) != list(range(1, len(items) + 1)):
+        raise invalid_parameter("MetricList", "N must be contiguous from 1")
+    return [_parse_entry(n, items[n], strict=strict) for n in sorted(items)]
+
+
+def _parse_entry(n: int, fields: dict[str, str], *, strict: bool) -> Entry:
+    def name_of(field: str) -> str:
+        return f"MetricList.{n}.{field}"
+
+    for field in REQUIRED_FIELDS:
+        if not fields.get(field):
+            raise missing_parameter(name_of(field))
+
+    group_id = fields["GroupId"]
+    if not group_id.isdigit():
+        raise invalid_parameter(name_of("GroupId"), "must be a non-negative integer")
+
+    metric_type = fields["Type"]
+    if metric_type not in ("0", "1"):
+        raise invalid_parameter(name_of("Type"), "must be 0 or 1")
+
+    period = None
+    if metric_type == "1":
+        raw_period = fields.get("Period")
+        if not raw_period:
+            raise missing_parameter(name_of("Period"))
+        if not raw_period.isdigit() or int(raw_period) not in PERIODS:
+            raise invalid_parameter(name_of("Period"), f"must be one of {PERIODS}")
+        period = int(raw_period)
+
+    return Entry(
+        group_id=group_id,
+        name=_metric_name(fields["MetricName"], name_of("MetricName"), strict=strict),
+        dimensions=_dimensions(fields["Dimensions"], name_of("Dimensions"), strict=strict),
+        type=int(metric_type),
+        period=period,
+        time_ms=_time_ms(fields.get("Time"), name_of("Time"), strict=strict),
+        values=_values(fields["Values"], name_of("Values"), int(metric_type), strict=strict),
+    )
+
+
+def _json_object(raw: str, name: str) -> dict[str, Any]:
+    def reject_constant(token: str) -> None:
+        raise ValueError(f"{token} is not valid JSON")
+
+    try:
+        value = json.loads(raw, parse_constant=reject_constant)
+    except ValueError as exc:
+        raise invalid_parameter(name, f"must be a JSON object ({exc})") from None
+    if not isinstance(value, dict):
+        raise invalid_parameter(name, "must be a JSON object")
+    return value
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def _metric_name(raw: str, name: str, *, strict: bool) -> str:
+    if METRIC_NAME_RE.fullmatch(raw):
+        return raw
+    if strict:
+        raise invalid_parameter(name, f"must match {METRIC_NAME_RE.pattern}")
+    fixed = re.sub(r"[^A-Za-z0-9_]", "_", raw)
+    if not fixed[:1].isalpha() or not fixed[:1].isascii():
+        fixed = "A" + fixed[1:]
+    return _truncate(fixed, MAX_NAME_BYTES)
+
+
+def _dimension_text(text: str, name: str, *, strict: bool) -> str:
+    bad = [c for c in FORBIDDEN_DIMENSION_CHARS if c in text]
+    if strict and bad:
+        raise invalid_parameter(name, f"dimension {text!r} contains {''.join(bad)!r}")
+    if strict and len(text.encode()) > MAX_DIMENSION_BYTES:
+        raise invalid_parameter(name, f"dimension {text[:16]!r}... is over {MAX_DIMENSION_BYTES} bytes")
+    for c in FORBIDDEN_DIMENSION_CHARS:
+        text = text.replace(c, "_")
+    return _truncate(text, MAX_DIMENSION_BYTES)
+
+
+def _dimensions(raw: str, name: str, *, strict: bool) -> dict[str, str]:
+    obj = _json_object(raw, name)
+    if len(obj) > MAX_DIMENSIONS:
+        if strict:
+            raise invalid_parameter(name, f"{len(obj)} dimensions, at most {MAX_DIMENSIONS}")
+        obj = dict(list(obj.items())[:MAX_DIMENSIONS])
+    result: dict[str, str] = {}
+    for key, value in obj.items():
+        if not isinstance(value, str):
+            if strict:
+                raise invalid_parameter(name, f"dimension {key!r} must be a string")
+            value = json.dumps(value)
+        if not key or not value:
+            raise invalid_parameter(name, "dimension keys and values must be 1-64 bytes")
+        result[_dimension_text(key, name, strict=strict)] = _dimension_text(value, name, strict=strict)
+    return result
+
+
+def _values(raw: str, name: str, metric_type: int, *, strict: bool) -> dict[str, float]:
+    obj = _json_object(raw, name)
+    if not obj:
+        raise invalid_parameter(name, "must not be empty")
+    for key, value in obj.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise invalid_parameter(name, f"{key!r} must be a finite number")
+    if metric_type == 0:
+        if "value" not in obj:
+            raise invalid_parameter(name, 'Type=0 needs the key "value"')
+        if strict and len(obj) > 1:
+            raise invalid_parameter(name, 'Type=0 takes only the key "value"')
+        return {"value": obj["value"]}
+    unknown = sorted(set(obj) - TYPE1_KEYS)
+    if unknown:
+        raise invalid_parameter(name, f"unknown statistic keys {unknown}")
+    return dict(obj)
+
+
+def _time_ms(raw: str | None, name: str, *, strict: bool) -> int:
+    if not raw:
+        return int(time.time() * 1000)
+    if raw.isdigit():
+        value = int(raw)
+        if strict and value < _EARLIEST_MS:
+            raise invalid_parameter(name, "looks like seconds; Time is milliseconds since the epoch")
+        return value
+    try:
+        parsed = datetime.strptime(raw, "%Y%m%dT%H%M%S.%f%z")
+    except ValueError:
+        raise invalid_parameter(name, "must be epoch milliseconds or yyyyMMdd'T'HHmmss.SSSZ") from None
+    return int(parsed.timestamp() * 1000)

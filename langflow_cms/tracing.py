@@ -91,6 +91,9 @@ class RunState:
     monitored: bool
     dimensions: dict[str, str] = field(default_factory=dict)
     opened_at: float = field(default_factory=time.monotonic)
+    stem: str | None = None
+    described: bool = True
+    """False when the run started without its graph in sight; the first node build then describes it."""
 
 
 _current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("langflow_cms_run", default=None)
@@ -149,7 +152,13 @@ class FlowMonitor:
         """Open a run. A restarted run id (a graph re-run) replaces the old state."""
         label, monitored, dims = self.describe(graph, stem)
         state = RunState(
-            run_id=run_id, started=time.perf_counter(), flow=label, monitored=monitored, dimensions=dims
+            run_id=run_id,
+            started=time.perf_counter(),
+            flow=label,
+            monitored=monitored,
+            dimensions=dims,
+            stem=stem,
+            described=graph is not None,
         )
         with self._lock:
             self._drop_stale()
@@ -208,7 +217,11 @@ class FlowMonitor:
         run_id = getattr(graph, "_run_id", None)
         run_id = str(run_id) if run_id else None
         node_id = str(getattr(component, "_id", None) or getattr(component, "get_id", lambda: "?")())
-        return run_id, node_id, _component_type(component), self.run(run_id), graph
+        state = self.run(run_id)
+        if state is not None and not state.described and graph is not None:
+            state.flow, state.monitored, state.dimensions = self.describe(graph, state.stem)
+            state.described = True
+        return run_id, node_id, _component_type(component), state, graph
 
     def node_finished(self, component: Any, started: float, error: BaseException | None) -> None:
         """Record a node build. A failed node ends its run as ``error``: no later node of it will run."""

@@ -1,0 +1,267 @@
+"""The tracing service's bookkeeping, with an injected recorder (no reporter, no network).
+
+End-to-end behaviour against the emulator is in test_flows.py; these tests pin the per-run logic: one
+record per run however many ends arrive, failures recorded as errors, the monitoring mode, concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
+
+from langflow_cms import flow_settings, tracing
+from langflow_cms.tokens import TokenUsageHandler, usage_from_result
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, float, dict[str, str]]] = []
+
+    def record(self, name, value, dimensions):
+        self.records.append((name, value, dict(dimensions)))
+
+    def flush(self):
+        pass
+
+    def named(self, name: str) -> list[tuple[float, dict[str, str]]]:
+        return [(value, dims) for n, value, dims in self.records if n == name]
+
+
+class BrokenRecorder:
+    def record(self, name, value, dimensions):
+        raise RuntimeError("reporter exploded")
+
+    def flush(self):
+        raise RuntimeError("reporter exploded")
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    fake = FakeRecorder()
+    monkeypatch.setattr(tracing, "get_recorder", lambda: fake)
+    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "all")
+    return fake
+
+
+def make_graph(name="poem", *, annotated=False, dims=None, run_id=None):
+    vertices = [SimpleNamespace(vertex_type="ChatInput", custom_component=None, params={}, raw_params={})]
+    if annotated:
+        params = {"flow_dimensions": dims or {}}
+        vertices.append(
+            SimpleNamespace(
+                vertex_type="ext:cms_monitor:CmsMetricComponent@extra",
+                custom_component=None,
+                params=params,
+                raw_params=params,
+            )
+        )
+    return SimpleNamespace(
+        flow_name=name, flow_id=None, vertices=vertices, _run_id=run_id or str(uuid.uuid4())
+    )
+
+
+def make_component(graph, node_id="Prompt-x1Y2z", vertex_type="Prompt"):
+    return SimpleNamespace(graph=graph, _id=node_id, _vertex=SimpleNamespace(vertex_type=vertex_type))
+
+
+def service() -> tracing.CmsTracingService:
+    svc = tracing.CmsTracingService()
+    svc.monitor = tracing.FlowMonitor()
+    return svc
+
+
+async def run_flow(svc, graph, nodes, *, fail_at=None, ends=1):
+    """Drive the hooks the way Graph does: start, one trace_component per node, end (maybe twice)."""
+    await svc.start_tracers(uuid.UUID(graph._run_id), "run", None, None)
+    error = None
+    for node_id in nodes:
+        try:
+            async with svc.trace_component(make_component(graph, node_id), node_id, {}):
+                await asyncio.sleep(0.001)
+                if node_id == fail_at:
+                    raise ValueError("node failed")
+        except ValueError as exc:
+            error = exc
+            break
+    for _ in range(ends):
+        await svc.end_tracers({}, error)
+
+
+def test_success_records_flow_and_nodes_once_even_when_ended_twice(recorder):
+    svc = service()
+    graph = make_graph()
+    asyncio.run(run_flow(svc, graph, ["ChatInput-a", "Prompt-b"], ends=2))
+    flows = recorder.named(tracing.FLOW_METRIC)
+    assert [dims for _, dims in flows] == [{"flow": "poem", "status": "ok"}]
+    nodes = recorder.named(tracing.NODE_METRIC)
+    assert [dims["node"] for _, dims in nodes] == ["ChatInput-a", "Prompt-b"]
+    assert all(dims["status"] == "ok" and dims["component"] == "Prompt" for _, dims in nodes)
+    assert flows[0][0] >= max(value for value, _ in nodes)
+
+
+def test_failed_node_ends_the_run_as_error_without_an_end_signal(recorder):
+    svc = service()
+    graph = make_graph()
+    asyncio.run(run_flow(svc, graph, ["A-1", "B-2", "C-3"], fail_at="B-2", ends=0))  # lfx run: no end
+    assert [dims["status"] for _, dims in recorder.named(tracing.NODE_METRIC)] == ["ok", "error"]
+    assert [dims["status"] for _, dims in recorder.named(tracing.FLOW_METRIC)] == ["error"]
+    assert svc.monitor.open_runs() == []
+
+
+def test_failed_run_that_is_also_ended_records_once(recorder):
+    svc = service()
+    asyncio.run(run_flow(svc, make_graph(), ["A-1", "B-2"], fail_at="A-1", ends=2))
+    assert len(recorder.named(tracing.FLOW_METRIC)) == 1
+
+
+def test_exit_safety_net_records_unfinished_runs_as_error(recorder):
+    svc = service()
+    graph = make_graph()
+    asyncio.run(svc.start_tracers(uuid.UUID(graph._run_id), "run", None, None))
+    assert svc.monitor.end_all() == 1
+    assert [dims["status"] for _, dims in recorder.named(tracing.FLOW_METRIC)] == ["error"]
+    assert svc.monitor.end_all() == 0
+
+
+def test_annotated_mode_measures_only_flows_with_a_cms_metric_node(recorder, monkeypatch):
+    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "annotated")
+    svc = service()
+    asyncio.run(run_flow(svc, make_graph("plain"), ["A-1"]))
+    asyncio.run(run_flow(svc, make_graph("tagged", annotated=True, dims={"version": "v2"}), ["A-1"]))
+    flows = [dims for _, dims in recorder.named(tracing.FLOW_METRIC)]
+    assert flows == [{"flow": "tagged", "status": "ok", "version": "v2"}]
+    assert {dims["flow"] for _, dims in recorder.named(tracing.NODE_METRIC)} == {"tagged"}
+
+
+def test_off_mode_records_nothing(recorder, monkeypatch):
+    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "off")
+    svc = service()
+    asyncio.run(run_flow(svc, make_graph(annotated=True), ["A-1"], fail_at="A-1"))
+    assert recorder.records == []
+
+
+def test_a_broken_reporter_never_breaks_the_flow(monkeypatch):
+    monkeypatch.setattr(tracing, "get_recorder", lambda: BrokenRecorder())
+    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "all")
+    asyncio.run(run_flow(service(), make_graph(), ["A-1", "B-2"], ends=2))  # must not raise
+    tracing._exit_safety_net()
+
+
+def test_node_errors_still_propagate(recorder):
+    svc = service()
+
+    async def go():
+        async with svc.trace_component(make_component(make_graph()), "x", {}):
+            raise KeyError("the component's own error")
+
+    with pytest.raises(KeyError):
+        asyncio.run(go())
+
+
+def test_concurrent_runs_are_attributed_to_their_own_run(recorder):
+    """50 interleaved runs of 3 flows in one event loop; every run's end finds its own state."""
+    svc = service()
+
+    async def one(i: int):
+        graph = make_graph(f"flow{i % 3}")
+        await asyncio.sleep(0.001 * (i % 7))
+        await run_flow(svc, graph, [f"A-{i % 3}", f"B-{i % 3}"], fail_at=f"B-{i % 3}" if i % 5 == 0 else None)
+
+    async def main():
+        await asyncio.gather(*(asyncio.create_task(one(i)) for i in range(50)))
+
+    asyncio.run(main())
+    flows = recorder.named(tracing.FLOW_METRIC)
+    assert len(flows) == 50
+    for k in range(3):
+        runs = [i for i in range(50) if i % 3 == k]
+        errors = [i for i in runs if i % 5 == 0]
+        got = [dims["status"] for _, dims in flows if dims["flow"] == f"flow{k}"]
+        assert sorted(got) == sorted(["error"] * len(errors) + ["ok"] * (len(runs) - len(errors)))
+        nodes_b = [d for _, d in recorder.named(tracing.NODE_METRIC) if d["node"] == f"B-{k}"]
+        assert len(nodes_b) == len(runs)
+    assert svc.monitor.open_runs() == []
+
+
+def test_flow_label_fallbacks():
+    assert flow_settings.flow_label(SimpleNamespace(flow_name="Poem", flow_id="id-1")) == "Poem"
+    assert flow_settings.flow_label(SimpleNamespace(flow_name=None, flow_id="id-1")) == "id-1"
+    assert flow_settings.flow_label(SimpleNamespace(flow_name=None, flow_id=None), "poem") == "poem"
+    assert flow_settings.flow_label(None) == flow_settings.UNNAMED_FLOW
+    assert flow_settings.flow_label(SimpleNamespace(flow_name="a=b,c&d", flow_id=None)) == "a_b_c_d"
+
+
+def test_source_stem_is_found_on_the_stack():
+    def run_flow(script_path):  # the shape of lfx.run.base.run_flow
+        return flow_settings.source_stem_from_stack()
+
+    from pathlib import Path
+
+    assert run_flow(Path("/x/examples/poem.json")) == "poem"
+
+
+def test_flow_dimensions_are_cleaned_capped_and_cannot_shadow_ours():
+    dims = flow_settings.parse_dimensions({"version": "v2", "status": "x", "a": "1", "b": "2", "c": "3"})
+    assert dims == {"version": "v2", "a": "1", "b": "2"}
+    assert flow_settings.parse_dimensions("version=v3, team = search") == {"version": "v3", "team": "search"}
+
+
+def test_unknown_mode_falls_back_to_annotated(monkeypatch):
+    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "everything")
+    assert flow_settings.monitor_mode() == "annotated"
+
+
+def test_token_usage_from_chat_models_and_legacy_llm_output():
+    message = AIMessage(
+        content="hi",
+        usage_metadata={"input_tokens": 7, "output_tokens": 11, "total_tokens": 18},
+        response_metadata={"model_name": "qwen-max"},
+    )
+    result = LLMResult(generations=[[ChatGeneration(message=message)]])
+    assert usage_from_result(result) == (7, 11, "qwen-max")
+    legacy = LLMResult(
+        generations=[[]],
+        llm_output={"model_name": "gpt-x", "token_usage": {"prompt_tokens": 3, "completion_tokens": 5}},
+    )
+    assert usage_from_result(legacy) == (3, 5, "gpt-x")
+
+
+def test_token_handler_uses_the_model_from_the_start_event():
+    seen = []
+    handler = TokenUsageHandler(lambda model, direction, n: seen.append((model, direction, n)))
+    run_id = uuid.uuid4()
+    handler.on_chat_model_start({}, [], run_id=run_id, invocation_params={"model": "qwen-plus"})
+    message = AIMessage(
+        content="x", usage_metadata={"input_tokens": 2, "output_tokens": 3, "total_tokens": 5}
+    )
+    handler.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]), run_id=run_id)
+    assert seen == [("qwen-plus", "input", 2), ("qwen-plus", "output", 3)]
+
+
+def test_langchain_callbacks_are_bound_to_the_current_node_s_run(recorder):
+    svc = service()
+    graph = make_graph("tokens")
+
+    async def go():
+        await svc.start_tracers(uuid.UUID(graph._run_id), "run", None, None)
+        async with svc.trace_component(make_component(graph, "LLM-1"), "LLM", {}):
+            (handler,) = svc.get_langchain_callbacks()
+            message = AIMessage(
+                content="x", usage_metadata={"input_tokens": 4, "output_tokens": 9, "total_tokens": 13}
+            )
+            handler.on_llm_end(
+                LLMResult(generations=[[ChatGeneration(message=message)]]), run_id=uuid.uuid4()
+            )
+        assert svc.get_langchain_callbacks() == []  # outside a node build: nothing to attribute to
+
+    asyncio.run(go())
+    tokens = recorder.named("langflow_llm_tokens")
+    assert tokens == [
+        (4.0, {"flow": "tokens", "model": "unknown", "direction": "input"}),
+        (9.0, {"flow": "tokens", "model": "unknown", "direction": "output"}),
+    ]

@@ -1,0 +1,405 @@
+"""All runtime configuration, read once from `LANGFLOW_CMS_*` environment variables.
+
+One table (`VARIABLES`) maps each variable to its parser, default and documentation, so
+`docs/configuration.md`, the `doctor` command and the tests can enumerate them. A bad value raises
+`ConfigError` naming the variable, the value and what is accepted: a metrics plugin that silently falls back
+to a default is how data goes missing.
+
+Credentials are not configured here (see `langflow_cms.credentials`), so no variable in this module is secret.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from langflow_cms import dev, limits
+
+__all__ = ["VARIABLES", "Config", "ConfigError", "Variable", "default_instance", "is_loopback_host"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. The message names the variable and the accepted values."""
+
+
+# --- parsers: take the stripped text, return the value or raise ValueError ------------------------------
+
+
+class _Rejected(ValueError):
+    """A parser's deliberate explanation, shown in the ConfigError (a plain ValueError's text is not)."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_REGION_RE = re.compile(r"[a-z]{2,4}(?:-[a-z0-9]+){1,4}")
+_DIMENSION_VALUE_RE = re.compile(rf"[A-Za-z0-9._\-/\\]{{1,{limits.MAX_DIMENSION_BYTES}}}")
+_MAX_ACCOUNT_QPS = 200.0
+"""The highest per-account PutCustomMetric QPS cap of any region (cn-hangzhou/-beijing/-shanghai)."""
+_WINDOW_S = 60.0
+
+
+def _bool(text: str) -> bool:
+    low = text.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in options:
+            raise ValueError
+        return text.lower()
+
+    return parse
+
+
+def _number(
+    kind: type, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> Callable:
+    """A finite int/float in [low, high], each end optionally open."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)  # ValueError for "abc", "1.5" as int, ...
+        if (
+            math.isnan(value)
+            or value < low
+            or value > high
+            or (low_open and value == low)
+            or (high_open and value == high)
+        ):
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _region(text: str) -> str:
+    if not _REGION_RE.fullmatch(text):
+        raise ValueError
+    return text
+
+
+def _group_id(text: str) -> str:
+    if not text.isascii() or not text.isdigit():
+        raise ValueError
+    return text
+
+
+def _dimension_value(text: str) -> str:
+    if not _DIMENSION_VALUE_RE.fullmatch(text):
+        raise ValueError
+    return text
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost`, 127.0.0.0/8 and ::1: the only hosts we talk to over plain http."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _endpoint(text: str) -> str:
+    """`host[:port]` or `scheme://host[:port][/]` -> `scheme://host[:port]`.
+
+    Without a scheme, loopback hosts get http (the emulator) and every other host https. Plain http to a
+    non-loopback host is refused: the signed URL carries the AccessKeyId, the STS token and a signature that
+    can be replayed for 15 minutes.
+    """
+    parts = urlsplit(text if "://" in text else f"//{text}")
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    port = parts.port  # ValueError for a non-numeric or out-of-range port
+    if (
+        not host
+        or parts.username
+        or parts.password
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError
+    if not scheme:
+        scheme = "http" if is_loopback_host(host) else "https"
+    if scheme not in ("http", "https"):
+        raise ValueError
+    if scheme == "http" and not is_loopback_host(host):
+        raise _Rejected("plain http is only allowed for loopback hosts (127.0.0.1, ::1, localhost)")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != {"http": 80, "https": 443}[scheme]:
+        netloc = f"{netloc}:{port}"
+    return f"{scheme}://{netloc}"
+
+
+# --- the table ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: how to parse it, its default, and what the docs say about it."""
+
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    default: str | None
+    """Raw text fed to `parse` when unset; None = computed in `Config.from_env` (see `default_doc`)."""
+    accepted: str
+    why: str
+    default_doc: str = ""
+    secret: bool = False
+    """Never echo the value in an error (no variable here is secret; kept so the table can grow safely)."""
+
+    @property
+    def documented_default(self) -> str:
+        return self.default_doc or ("unset" if self.default is None else self.default)
+
+
+_BOOL = "1/0, true/false, yes/no, on/off (case-insensitive)"
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "LANGFLOW_CMS_ENABLED",
+        "enabled",
+        _bool,
+        "true",
+        _BOOL,
+        "Global kill switch: when false nothing is recorded or sent, whatever the flows say.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_DEV",
+        "dev",
+        _bool,
+        "false",
+        _BOOL,
+        "Development mode: talk to the local emulator with its built-in key pair; a non-loopback endpoint "
+        "is refused so development data can never reach production CloudMonitor.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_REGION",
+        "region",
+        _region,
+        "cn-hangzhou",
+        "a region id such as cn-hangzhou, cn-shanghai, ap-southeast-1",
+        "Region of the CMS endpoint and of the signed request (RegionId).",
+    ),
+    Variable(
+        "LANGFLOW_CMS_ENDPOINT",
+        "endpoint",
+        _endpoint,
+        None,
+        "host[:port] or http(s)://host[:port]; plain http only for loopback hosts",
+        "Where PutCustomMetric is sent. The old SDK resolves every region to metrics.cn-hangzhou, so we "
+        "always set the endpoint explicitly.",
+        default_doc="https://metrics.<region>.aliyuncs.com (dev mode: http://127.0.0.1:8765)",
+    ),
+    Variable(
+        "LANGFLOW_CMS_GROUP_ID",
+        "group_id",
+        _group_id,
+        "0",
+        "digits (an application group id, 0 = none)",
+        "CMS application group the custom metrics belong to.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_MODE",
+        "mode",
+        _choice("aggregated", "raw"),
+        "aggregated",
+        "aggregated or raw",
+        "aggregated: in-process 60 s/300 s statistics (Type=1, free of charge, a few calls per minute). "
+        "raw: every sample as Type=0 (billed, one entry per sample).",
+    ),
+    Variable(
+        "LANGFLOW_CMS_SAMPLE_RATE",
+        "sample_rate",
+        _number(float, 0.0, 1.0, low_open=True),
+        "1.0",
+        "a number in (0, 1]",
+        "Fraction of samples sent in raw mode, to bound cost and QPS.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_ENV",
+        "env",
+        _dimension_value,
+        None,
+        f"1-{limits.MAX_DIMENSION_BYTES} characters: letters, digits, . - _ / \\",
+        "Value of the `env` dimension (prod, staging, ...), so environments sharing an account stay apart.",
+        default_doc='unset (no `env` dimension); "dev" in development mode',
+    ),
+    Variable(
+        "LANGFLOW_CMS_INSTANCE",
+        "instance",
+        _dimension_value,
+        None,
+        f"1-{limits.MAX_DIMENSION_BYTES} characters: letters, digits, . - _ / \\; unique per process",
+        "Value of the `instance` dimension. It must differ between processes: two pre-aggregated (Type=1) "
+        "writes for the same series and time overwrite each other, so two workers sharing an instance value "
+        "would each erase the other's numbers.",
+        default_doc="<hostname>-<pid>, computed when the configuration is read (a forked child gets its own)",
+    ),
+    Variable(
+        "LANGFLOW_CMS_MAX_SERIES",
+        "max_series_per_metric",
+        _number(int, 1, 1_000_000),
+        "1000",
+        "an integer from 1 to 1000000",
+        "Cardinality cap per metric; further dimension combinations fold into one overflow series, so a "
+        "runaway dimension cannot exhaust memory or the CMS quota.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_QUEUE_SIZE",
+        "queue_size",
+        _number(int, 1, 10_000_000),
+        "10000",
+        "an integer from 1 to 10000000",
+        "Entries waiting to be sent; beyond it new entries are dropped and counted, never blocking a flow.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_MAX_QPS",
+        "max_qps",
+        _number(float, 0.0, _MAX_ACCOUNT_QPS, low_open=True),
+        "10",
+        f"a number in (0, {_MAX_ACCOUNT_QPS:g}]",
+        "PutCustomMetric calls per second from this process. The account-wide cap is 50-200 per region and "
+        "is shared by every process and tool using the account.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_CONNECT_TIMEOUT",
+        "connect_timeout",
+        _number(float, 0.0, _WINDOW_S, low_open=True),
+        "5",
+        "seconds, in (0, 60]",
+        "TCP/TLS connect timeout per call (the SDK default).",
+    ),
+    Variable(
+        "LANGFLOW_CMS_READ_TIMEOUT",
+        "read_timeout",
+        _number(float, 0.0, _WINDOW_S, low_open=True),
+        "10",
+        "seconds, in (0, 60]",
+        "Response timeout per call (the SDK default).",
+    ),
+    Variable(
+        "LANGFLOW_CMS_RETRY_DEADLINE",
+        "retry_deadline",
+        _number(float, 0.0, _WINDOW_S, low_open=True, high_open=True),
+        "50",
+        "seconds, in (0, 60)",
+        "Give up retrying a batch after this long, before the next 60 s window's batch is due.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_SPOOL_DIR",
+        "spool_dir",
+        _path,
+        None,
+        "a directory path (~ is expanded)",
+        "Where unsent batches are kept across restarts; unset = memory only.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_MONITOR",
+        "monitor",
+        _choice("annotated", "all", "off"),
+        "annotated",
+        "annotated, all or off",
+        "Which flows are measured: those with a CMS component (annotated), every flow (all), or none (off).",
+    ),
+)
+
+
+def _error(var: Variable, raw: str, reason: str = "") -> ConfigError:
+    shown = "<hidden>" if var.secret else repr(raw)
+    detail = f"{reason}; " if reason else ""
+    return ConfigError(f"{var.name}={shown} is invalid: {detail}accepted: {var.accepted}")
+
+
+def default_instance() -> str:
+    """`<hostname>-<pid>`, cleaned to a valid dimension value. Called at read time so forked children
+    differ."""
+    suffix = f"-{os.getpid()}"
+    host = re.sub(r"[^A-Za-z0-9._\-]", "_", socket.gethostname()) or "host"
+    return host[: limits.MAX_DIMENSION_BYTES - len(suffix)] + suffix
+
+
+@dataclass(frozen=True)
+class Config:
+    """The plugin's configuration. Build it with `Config.from_env()`; see `VARIABLES` for each field's
+    meaning."""
+
+    enabled: bool = True
+    endpoint: str = "https://metrics.cn-hangzhou.aliyuncs.com"
+    region: str = "cn-hangzhou"
+    group_id: str = "0"
+    mode: str = "aggregated"
+    sample_rate: float = 1.0
+    dev: bool = False
+    env: str | None = None
+    instance: str = ""
+    max_series_per_metric: int = 1000
+    queue_size: int = 10000
+    max_qps: float = 10.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    retry_deadline: float = 50.0
+    spool_dir: Path | None = None
+    monitor: str = "annotated"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read every `LANGFLOW_CMS_*` variable (empty counts as unset). Raises ConfigError on the first bad
+        one."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        raw_values: dict[str, str] = {}
+        for var in VARIABLES:
+            raw = environ.get(var.name, "").strip()
+            text = raw or var.default
+            if text is None:
+                values[var.field] = None
+                continue
+            raw_values[var.field] = raw
+            try:
+                values[var.field] = var.parse(text)
+            except (ValueError, OverflowError) as exc:
+                raise _error(var, raw, str(exc) if isinstance(exc, _Rejected) else "") from None
+
+        if values["endpoint"] is None:
+            values["endpoint"] = (
+                dev.DEFAULT_EMULATOR_ENDPOINT
+                if values["dev"]
+                else f"https://metrics.{values['region']}.aliyuncs.com"
+            )
+        elif values["dev"] and not is_loopback_host(urlsplit(values["endpoint"]).hostname or ""):
+            raise ConfigError(
+                f"LANGFLOW_CMS_ENDPOINT={raw_values['endpoint']!r} is refused because LANGFLOW_CMS_DEV "
+                "is on: development mode only sends to a loopback endpoint (127.0.0.1, ::1, localhost: the "
+                "emulator), so development data can never reach production CloudMonitor; point "
+                "LANGFLOW_CMS_ENDPOINT at the emulator or unset LANGFLOW_CMS_DEV"
+            )
+        if values["env"] is None and values["dev"]:
+            values["env"] = "dev"
+        if values["instance"] is None:
+            values["instance"] = default_instance()
+        return cls(**values)
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the endpoint is on this machine (the emulator)."""
+        return is_loopback_host(urlsplit(self.endpoint).hostname or "")

@@ -1,0 +1,214 @@
+"""Config.from_env: each variable's default, good and bad values, and development mode's safety rule."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from langflow_cms import dev
+from langflow_cms.config import VARIABLES, Config, ConfigError, default_instance
+
+# (raw text, expected field value) per variable; every variable in the table must appear here and in BAD.
+GOOD: dict[str, list[tuple[str, object]]] = {
+    "LANGFLOW_CMS_ENABLED": [("false", False), ("ON", True), ("0", False)],
+    "LANGFLOW_CMS_DEV": [("yes", True), ("Off", False)],
+    "LANGFLOW_CMS_REGION": [("cn-shanghai", "cn-shanghai"), ("ap-southeast-1", "ap-southeast-1")],
+    "LANGFLOW_CMS_ENDPOINT": [
+        ("metrics.cn-shanghai.aliyuncs.com", "https://metrics.cn-shanghai.aliyuncs.com"),
+        ("HTTPS://Metrics.cn-shanghai.aliyuncs.com:443/", "https://metrics.cn-shanghai.aliyuncs.com"),
+        ("https://cms.internal:8443", "https://cms.internal:8443"),
+        ("127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("http://localhost:9000", "http://localhost:9000"),
+        ("[::1]:8765", "http://[::1]:8765"),
+    ],
+    "LANGFLOW_CMS_GROUP_ID": [("123456", "123456")],
+    "LANGFLOW_CMS_MODE": [("raw", "raw"), ("Aggregated", "aggregated")],
+    "LANGFLOW_CMS_SAMPLE_RATE": [("0.25", 0.25), ("1", 1.0)],
+    "LANGFLOW_CMS_ENV": [("prod", "prod"), ("eu/staging-2", "eu/staging-2")],
+    "LANGFLOW_CMS_INSTANCE": [("web-7.pod_3", "web-7.pod_3")],
+    "LANGFLOW_CMS_MAX_SERIES": [("50", 50)],
+    "LANGFLOW_CMS_QUEUE_SIZE": [("1", 1), ("200000", 200000)],
+    "LANGFLOW_CMS_MAX_QPS": [("0.5", 0.5), ("200", 200.0)],
+    "LANGFLOW_CMS_CONNECT_TIMEOUT": [("1.5", 1.5)],
+    "LANGFLOW_CMS_READ_TIMEOUT": [("30", 30.0)],
+    "LANGFLOW_CMS_RETRY_DEADLINE": [("59.5", 59.5)],
+    "LANGFLOW_CMS_SPOOL_DIR": [("/var/spool/cms", Path("/var/spool/cms"))],
+    "LANGFLOW_CMS_MONITOR": [("ALL", "all"), ("off", "off")],
+}
+BAD: dict[str, list[str]] = {
+    "LANGFLOW_CMS_ENABLED": ["maybe", "2"],
+    "LANGFLOW_CMS_DEV": ["enabled"],
+    "LANGFLOW_CMS_REGION": ["hangzhou", "CN-HANGZHOU", "cn_hangzhou"],
+    "LANGFLOW_CMS_ENDPOINT": [
+        "http://metrics.cn-hangzhou.aliyuncs.com",  # cleartext signed URL off the machine
+        "ftp://127.0.0.1",
+        "https://host/path",
+        "https://user:pw@host",
+        "localhost:99999",
+        "https://",
+    ],
+    "LANGFLOW_CMS_GROUP_ID": ["abc", "-1", "1.5"],
+    "LANGFLOW_CMS_MODE": ["fast"],
+    "LANGFLOW_CMS_SAMPLE_RATE": ["0", "1.5", "-0.1", "nan", "half"],
+    "LANGFLOW_CMS_ENV": ["prod env", "a=b", "x" * 65, "中文"],
+    "LANGFLOW_CMS_INSTANCE": ["a,b", "host&1"],
+    "LANGFLOW_CMS_MAX_SERIES": ["0", "10.5", "many"],
+    "LANGFLOW_CMS_QUEUE_SIZE": ["0", "-5"],
+    "LANGFLOW_CMS_MAX_QPS": ["0", "201", "inf"],
+    "LANGFLOW_CMS_CONNECT_TIMEOUT": ["0", "-1", "61"],
+    "LANGFLOW_CMS_READ_TIMEOUT": ["abc"],
+    "LANGFLOW_CMS_RETRY_DEADLINE": ["60", "0"],
+    "LANGFLOW_CMS_SPOOL_DIR": [],  # any non-empty path is accepted
+    "LANGFLOW_CMS_MONITOR": ["some"],
+}
+_FIELD = {v.name: v.field for v in VARIABLES}
+
+
+def test_table_is_fully_covered_by_these_tests() -> None:
+    assert set(GOOD) == set(BAD) == set(_FIELD)
+    assert all(name.startswith("LANGFLOW_CMS_") for name in _FIELD)
+
+
+def test_defaults() -> None:
+    config = Config.from_env({})
+    assert config.enabled is True
+    assert config.endpoint == "https://metrics.cn-hangzhou.aliyuncs.com"
+    assert (config.region, config.group_id, config.mode, config.sample_rate) == (
+        "cn-hangzhou",
+        "0",
+        "aggregated",
+        1.0,
+    )
+    assert (config.dev, config.env, config.spool_dir, config.monitor) == (False, None, None, "annotated")
+    assert (config.max_series_per_metric, config.queue_size, config.max_qps) == (1000, 10000, 10.0)
+    assert (config.connect_timeout, config.read_timeout, config.retry_deadline) == (5.0, 10.0, 50.0)
+    assert config.instance.endswith(f"-{os.getpid()}")
+    assert not config.is_loopback
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"), [(n, r, e) for n, cases in GOOD.items() for r, e in cases]
+)
+def test_good_values(name: str, raw: str, expected: object) -> None:
+    config = Config.from_env({name: f"  {raw} "})
+    assert getattr(config, _FIELD[name]) == expected
+
+
+@pytest.mark.parametrize(("name", "raw"), [(n, r) for n, values in BAD.items() for r in values])
+def test_bad_values_name_the_variable_value_and_accepted(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({name: raw})
+    message = str(info.value)
+    accepted = next(v.accepted for v in VARIABLES if v.name == name)
+    assert name in message
+    assert repr(raw) in message
+    assert accepted in message
+    assert "invalid literal" not in message  # no Python internals, only what to set
+
+
+def test_empty_value_counts_as_unset() -> None:
+    assert Config.from_env({"LANGFLOW_CMS_MODE": "", "LANGFLOW_CMS_MAX_QPS": "  "}) == Config.from_env({})
+
+
+def test_endpoint_default_follows_region() -> None:
+    config = Config.from_env({"LANGFLOW_CMS_REGION": "ap-southeast-1"})
+    assert config.endpoint == "https://metrics.ap-southeast-1.aliyuncs.com"
+
+
+def test_http_to_remote_host_says_why() -> None:
+    with pytest.raises(ConfigError, match="plain http is only allowed for loopback"):
+        Config.from_env({"LANGFLOW_CMS_ENDPOINT": "http://10.0.0.5:8080"})
+
+
+def test_dev_mode_defaults_to_the_emulator() -> None:
+    config = Config.from_env({"LANGFLOW_CMS_DEV": "1"})
+    assert config.endpoint == dev.DEFAULT_EMULATOR_ENDPOINT
+    assert config.is_loopback
+    assert config.env == "dev"
+
+
+def test_dev_mode_keeps_explicit_env_and_loopback_endpoint() -> None:
+    config = Config.from_env(
+        {"LANGFLOW_CMS_DEV": "true", "LANGFLOW_CMS_ENV": "ci", "LANGFLOW_CMS_ENDPOINT": "localhost:9999"}
+    )
+    assert (config.endpoint, config.env) == ("http://localhost:9999", "ci")
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["metrics.cn-hangzhou.aliyuncs.com", "https://metrics.cn-shanghai.aliyuncs.com", "https://10.0.0.1:443"],
+)
+def test_dev_mode_refuses_a_production_endpoint(endpoint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({"LANGFLOW_CMS_DEV": "1", "LANGFLOW_CMS_ENDPOINT": endpoint})
+    message = str(info.value)
+    assert "LANGFLOW_CMS_ENDPOINT" in message and "LANGFLOW_CMS_DEV" in message and "production" in message
+
+
+def test_instance_is_computed_per_call_so_forked_children_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = Config.from_env({}).instance
+    monkeypatch.setattr(os, "getpid", lambda: 424242)
+    second = Config.from_env({}).instance
+    assert first != second and second.endswith("-424242")
+
+
+def test_default_instance_is_a_valid_dimension_value_for_any_hostname(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "héllo wörld," + "x" * 100)
+    instance = default_instance()
+    assert Config.from_env({"LANGFLOW_CMS_INSTANCE": instance}).instance == instance
+    assert len(instance.encode()) <= 64 and instance.endswith(f"-{os.getpid()}")
+
+
+def test_docs_name_every_variable() -> None:
+    from langflow_cms.credentials import ENV_VARIABLES
+
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    missing = [name for name in [*_FIELD, *ENV_VARIABLES] if f"`{name}`" not in docs]
+    assert not missing
+
+
+def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LANGFLOW_CMS_MODE", "raw")
+    assert Config.from_env().mode == "raw"
+
+
+def test_config_is_frozen() -> None:
+    config = Config.from_env({})
+    with pytest.raises(AttributeError):
+        config.mode = "raw"  # type: ignore[misc]
+
+
+_WORDS = {True: ["1", "true", "yes", "on"], False: ["0", "false", "no", "off"]}
+
+
+@given(st.sampled_from([(v, w) for v, words in _WORDS.items() for w in words]), st.data())
+def test_booleans_accept_any_case(pair: tuple[bool, str], data: st.DataObject) -> None:
+    value, word = pair
+    cased = "".join(c.upper() if data.draw(st.booleans()) else c for c in word)
+    assert Config.from_env({"LANGFLOW_CMS_ENABLED": cased}).enabled is value
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_sample_rate_accepts_exactly_the_half_open_unit_interval(rate: float) -> None:
+    environ = {"LANGFLOW_CMS_SAMPLE_RATE": repr(rate)}
+    if 0 < rate <= 1:
+        assert Config.from_env(environ).sample_rate == rate
+    else:
+        with pytest.raises(ConfigError, match="LANGFLOW_CMS_SAMPLE_RATE"):
+            Config.from_env(environ)
+
+
+@given(
+    st.integers(min_value=1, max_value=65535),
+    st.sampled_from(["127.0.0.1", "127.1.2.3", "localhost", "[::1]"]),
+)
+def test_loopback_endpoints_normalise_to_http_with_port(port: int, host: str) -> None:
+    config = Config.from_env({"LANGFLOW_CMS_ENDPOINT": f"{host}:{port}"})
+    expected = f"http://{host}" if port == 80 else f"http://{host}:{port}"
+    assert config.endpoint == expected and config.is_loopback

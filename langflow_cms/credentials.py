@@ -6,7 +6,8 @@ Order (first match wins):
 3. legacy `ALIYUN_ACCESS_KEY_ID` / `_SECRET` (with a one-time warning);
 4. the `alibabacloud_credentials` default chain: OIDC/RRSA (ACK), CLI profile, credentials file, ECS RAM role,
    credentials URI. Those providers cache and refresh STS credentials themselves;
-5. in development mode only, the emulator's key pair from `langflow_cms.dev`.
+5. in development mode (`LANGFLOW_CMS_DEV`), the emulator's key pair from `langflow_cms.dev` instead of
+   the default chain: development never probes ECS metadata or STS.
 
 Two library behaviours are worked around here:
 - `aliyunsdkcore`'s `SignerFactory` lets env `ALIYUN_ACCESS_KEY_ID/SECRET` silently override an explicit
@@ -351,6 +352,9 @@ def credential_provider(
             "rename them to ALIBABA_CLOUD_ACCESS_KEY_ID/ALIBABA_CLOUD_ACCESS_KEY_SECRET"
         )
         chosen = Credential(*legacy, source="env ALIYUN_* (legacy)")
+    elif dev:
+        # Development mode only ever talks to the loopback emulator: never probe ECS metadata or STS for it.
+        chosen = Credential(dev_defaults.DEV_ACCESS_KEY_ID, dev_defaults.DEV_ACCESS_KEY_SECRET, source="dev")
     else:
         return CredentialProvider("default chain", _ChainFetcher(environ, dev))
 

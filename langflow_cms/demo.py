@@ -1,61 +1,74 @@
-"""`make demo`: start the local emulator, produce a realistic workload, print what CMS holds.
+"""`make demo`: run the example poem flow many times with lfx, then show what CloudMonitor received.
 
-Everything goes through the real path: ``get_reporter()`` aggregates, the reporter signs and sends
-PutCustomMetric with the real SDK over HTTP, the emulator verifies the signature and stores the entries,
-and the table is read back with DescribeCustomMetricList + DescribeMetricList, as from real CMS.
+Everything goes through the real path: lfx runs the flow, our tracing service (found through the
+``lfx.services`` entry point) times the flow and every node, ``get_reporter()`` aggregates, the reporter
+signs and sends PutCustomMetric with the real SDK over HTTP, the local emulator verifies the signature
+and stores the entries, and the table is read back with DescribeCustomMetricList + DescribeMetricList,
+exactly as from real CMS. The chart goes to docs/images/latency.png.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import os
-import random
 import sys
 import time
+from pathlib import Path
 
 from aliyunsdkcore.client import AcsClient
 
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.emulator import DEFAULT_USER_ID, Emulator
-from langflow_cms.readback import format_table, merge_instances, series_rows
+from langflow_cms.readback import Row, format_table, merge_instances, series_rows
 
+ROOT = Path(__file__).resolve().parents[1]
+FLOWS = ROOT / "examples" / "flows"
+CHART = ROOT / "docs" / "images" / "latency.png"
 FLOW_METRIC = "langflow_flow_duration_ms"
 NODE_METRIC = "langflow_node_duration_ms"
-NODES = (
-    ("ChatInput-a1B2c", "ChatInput", 2.0),
-    ("Prompt-x1Y2z", "Prompt", 4.0),
-    ("FakeLLM-q7R8s", "LLM", 900.0),
-)
+TOPICS = ("the sea", "autumn leaves", "a city at night", "mountains", "coffee", "robots", "rain", "the moon")
 
 
-def simulated_workload(runs: int = 400, seed: int = 7) -> None:
-    """Poem-generator runs: LLM latency is log-normal with a tail; about 3 % of runs fail in the LLM."""
-    from langflow_cms import get_reporter
-
-    reporter = get_reporter()
-    rng = random.Random(seed)
-    for _ in range(runs):
-        total, status = 0.0, "ok"
-        for node, component, typical in NODES:
-            took = rng.lognormvariate(0, 0.5) * typical
-            node_status = "error" if component == "LLM" and rng.random() < 0.03 else "ok"
-            reporter.record(
-                NODE_METRIC,
-                took,
-                {"flow": "poem", "node": node, "component": component, "status": node_status},
-            )
-            total += took
-            if node_status == "error":
-                status = "error"
-                break
-        reporter.record(FLOW_METRIC, total, {"flow": "poem", "status": status})
-        reporter.record(
-            "langflow_llm_tokens",
-            rng.randint(20, 60),
-            {"flow": "poem", "model": "fake-llm", "direction": "output"},
-        )
+def progress(done: int, total: int, started: float) -> None:
+    if done % max(total // 20, 1) and done != total:
+        return
+    width = 30
+    filled = width * done // total
+    rate = done / max(time.monotonic() - started, 1e-9)
+    sys.stderr.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs  {rate:4.1f} runs/s")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
 
 
-def print_tables(emulator: Emulator, since_ms: int) -> None:
+async def run_flows(runs: int, concurrency: int) -> tuple[int, int]:
+    """Run the poem flow ``runs`` times over several topics, ``concurrency`` at a time, plus a few runs of
+    the failing example, so the table has errors too. Returns (ok, failed)."""
+    from lfx.load import arun_flow_from_json
+
+    jobs = [(FLOWS / "poem.json", TOPICS[i % len(TOPICS)]) for i in range(runs)]
+    jobs += [(FLOWS / "poem_failing.json", "boom")] * max(runs // 20, 1)
+    limit = asyncio.Semaphore(concurrency)
+    outcome = {"ok": 0, "failed": 0, "done": 0}
+    started = time.monotonic()
+
+    async def one(path: Path, topic: str) -> None:
+        async with limit:
+            try:
+                await arun_flow_from_json(path, topic, disable_logs=True)
+                outcome["ok"] += 1
+            except Exception:
+                outcome["failed"] += 1
+            outcome["done"] += 1
+            progress(outcome["done"], len(jobs), started)
+
+    await asyncio.gather(*(one(path, topic) for path, topic in jobs))
+    return outcome["ok"], outcome["failed"]
+
+
+def read_back(emulator: Emulator, metric: str, since_ms: int) -> list[Row]:
     client = AcsClient(
         DEV_ACCESS_KEY_ID,
         DEV_ACCESS_KEY_SECRET,
@@ -63,37 +76,80 @@ def print_tables(emulator: Emulator, since_ms: int) -> None:
         auto_retry=False,
         proxy={"http": None, "https": None},
     )
-    for metric, columns in ((FLOW_METRIC, ["flow"]), (NODE_METRIC, ["flow", "node", "component"])):
-        rows = merge_instances(
-            series_rows(
-                client,
-                endpoint=emulator.endpoint,
-                user_id=DEFAULT_USER_ID,
-                metric_names=[metric],
-                since_ms=since_ms,
-            )
+    rows = series_rows(
+        client, endpoint=emulator.endpoint, user_id=DEFAULT_USER_ID, metric_names=[metric], since_ms=since_ms
+    )
+    return merge_instances(rows)
+
+
+def write_chart(flow_rows: list[Row], node_rows: list[Row], path: Path) -> None:
+    """Horizontal bars of P50/P95/P99 per node and per flow, as a CMS dashboard would show them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = [node["id"] for node in json.loads((FLOWS / "poem.json").read_text())["data"]["nodes"]]
+    nodes = [r for r in node_rows if r.dimensions.get("flow") == "poem" and r.dimensions.get("node") in order]
+    nodes.sort(key=lambda r: order.index(r.dimensions["node"]))
+    rows = nodes + [r for r in flow_rows if r.dimensions.get("flow") == "poem"]
+    labels = [r.dimensions.get("node", "whole flow") for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(rows) + 1.6))
+    height = 0.27
+    for i, (key, colour) in enumerate((("p50", "#4c9be8"), ("p95", "#f2a541"), ("p99", "#e4572e"))):
+        ax.barh(
+            [y + (i - 1) * height for y in range(len(rows))],
+            [getattr(r, key) for r in rows],
+            height,
+            label=key.upper(),
+            color=colour,
         )
-        print(f"\n{metric} (read back from the emulator)")
-        print(format_table(rows, columns))
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("milliseconds (log scale)")
+    runs = rows[-1].count if rows else 0
+    ax.set_title(f"poem flow: latency per node over {runs} runs (read back from the CMS emulator)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
-def main() -> int:
-    started = int(time.time() // 60 * 60 * 1000) - 60_000
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=120, help="poem flow runs (default 120)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--chart", type=Path, default=CHART)
+    args = parser.parse_args(argv)
+
+    since_ms = int(time.time() // 60 * 60 * 1000) - 60_000
     with Emulator(port=0) as emulator:
         os.environ.update({"LANGFLOW_CMS_DEV": "1", "LANGFLOW_CMS_ENDPOINT": emulator.endpoint})
         print(f"CMS emulator listening on {emulator.endpoint}")
-        simulated_workload()
+        print(f"running examples/flows/poem.json {args.runs} times with lfx ({args.concurrency} at a time)")
+        ok, failed = asyncio.run(run_flows(args.runs, args.concurrency))
         from langflow_cms import get_reporter
 
         reporter = get_reporter()
         reporter.close(timeout=30)
-        print(f"reporter: {reporter.health()}")
         stats = emulator.stats()
         print(
-            f"emulator: {stats['requests']} PutCustomMetric calls, {stats['entries']} entries, "
-            f"{stats['rejected']} rejected"
+            f"{ok} runs ok, {failed} failed; emulator received {stats['requests']} PutCustomMetric calls "
+            f"with {stats['entries']} entries, {stats['rejected']} rejected"
         )
-        print_tables(emulator, started)
+
+        flow_rows = read_back(emulator, FLOW_METRIC, since_ms)
+        node_rows = read_back(emulator, NODE_METRIC, since_ms)
+        print(f"\nPer flow ({FLOW_METRIC})")
+        print(format_table(flow_rows, ["flow"]))
+        print(f"\nPer node ({NODE_METRIC})")
+        print(format_table(node_rows, ["flow", "node", "component"]))
+        write_chart(flow_rows, node_rows, args.chart)
+        print(
+            f"\nchart written to {args.chart.relative_to(ROOT) if args.chart.is_relative_to(ROOT) else args.chart}"
+        )
     return 0
 
 

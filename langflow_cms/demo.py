@@ -147,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nPer node ({NODE_METRIC})")
         print(format_table(node_rows, ["flow", "node", "component"]))
         write_chart(flow_rows, node_rows, args.chart)
-        print(
-            f"\nchart written to {args.chart.relative_to(ROOT) if args.chart.is_relative_to(ROOT) else args.chart}"
-        )
+        print(f"\nchart written to {args.chart}")
     return 0
 
 

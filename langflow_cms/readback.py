@@ -62,7 +62,7 @@ def series_rows(
 
 
 def merge_instances(rows: list[Row]) -> list[Row]:
-    """One row per metric and visible dimensions: processes (instance) are summed, status folded into errors."""
+    """One row per metric and visible dimensions: processes summed, `status` folded into the errors column."""
     merged: dict[tuple, Row] = {}
     for row in rows:
         dims = {k: v for k, v in row.dimensions.items() if k != "status"}

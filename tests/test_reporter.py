@@ -219,7 +219,7 @@ def test_disabled_reporter_does_nothing(emulator):
         "LANGFLOW_CMS_DEV": "1",
     }
     result = run_python(
-        "from langflow_cms import get_reporter\nget_reporter().record('m', 1.0)\nprint(get_reporter().health())",
+        "from langflow_cms import get_reporter as g\ng().record('m', 1.0)\nprint(g().health())",
         env,
     )
     assert "'enabled': False" in result.stdout

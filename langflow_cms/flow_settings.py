@@ -8,12 +8,14 @@ a ``version`` for A/B comparison) are saved in the flow JSON, so they reach ever
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langflow_cms.limits import FORBIDDEN_DIMENSION_CHARS, MAX_DIMENSION_BYTES
+from langflow_cms.limits import MAX_DIMENSION_BYTES
+from langflow_cms.validation import clean_dimension_value
 
 MONITOR_ENV = "LANGFLOW_CMS_MONITOR"
 MODES = ("annotated", "all", "off")
@@ -33,12 +35,14 @@ def monitor_mode() -> str:
 
 
 def clean_dimension(value: Any) -> str:
-    """Make a value acceptable as a CMS dimension value: no ``= & ,``, at most 64 bytes, never empty."""
-    text = str(value).strip()
-    for char in FORBIDDEN_DIMENSION_CHARS:
-        text = text.replace(char, "_")
-    encoded = text.encode("utf-8")[:MAX_DIMENSION_BYTES]
-    return encoded.decode("utf-8", errors="ignore") or "-"
+    """The dimension value exactly as the reporter will send it, so node status texts show what CMS gets."""
+    return clean_dimension_value(str(value).strip())
+
+
+def clean_key(key: Any) -> str:
+    """A dimension key the reporter accepts (a letter, then letters, digits, ``_ . -``), or ``""``."""
+    text = re.sub(r"[^A-Za-z0-9_.\-]", "_", str(key).strip())[:MAX_DIMENSION_BYTES]
+    return text if text[:1].isalpha() else ""
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,9 @@ def _vertex_param(vertex: Any, name: str) -> Any:
     return None
 
 
-def parse_dimensions(raw: Any, limit: int = MAX_EXTRA_DIMENSIONS) -> dict[str, str]:
+def parse_dimensions(
+    raw: Any, limit: int = MAX_EXTRA_DIMENSIONS, *, clean_values: bool = True
+) -> dict[str, str]:
     """Accept a dict (DictInput) or ``k=v`` text; drop reserved and empty keys; cap the count."""
     pairs: list[tuple[Any, Any]] = []
     if isinstance(raw, dict):
@@ -85,10 +91,10 @@ def parse_dimensions(raw: Any, limit: int = MAX_EXTRA_DIMENSIONS) -> dict[str, s
                 pairs.append((key, value))
     out: dict[str, str] = {}
     for key, value in pairs:
-        key_text = clean_dimension(key) if str(key).strip() else ""
+        key_text = clean_key(key)
         if not key_text or key_text in RESERVED_DIMENSIONS or value in (None, ""):
             continue
-        out[key_text] = clean_dimension(value)
+        out[key_text] = clean_dimension(value) if clean_values else str(value)
         if len(out) >= limit:
             break
     return out

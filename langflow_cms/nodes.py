@@ -184,7 +184,7 @@ def record_metric(
     if value is None:
         return f"Not recorded: no number for {name} from {value_source.lower()}"
     dims = {"flow": label, **flow_dims}
-    for key, template in parse_dimensions(dimensions, limit=MAX_CUSTOM_DIMENSIONS).items():
+    for key, template in parse_dimensions(dimensions, MAX_CUSTOM_DIMENSIONS, clean_values=False).items():
         dims[key] = GUARD.admit(name, key, clean_dimension(render(template, fields)), max_values)
     record(name, value, dims)
     shown = ", ".join(f"{k}={v}" for k, v in dims.items())

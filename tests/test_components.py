@@ -108,7 +108,7 @@ def test_cms_metric_records_a_business_metric_with_dimensions_from_the_input(rec
     assert out.text == "the sea"
     ((name, value, dims),) = recorder.records
     assert (name, value) == ("poem_requests", 2.0)
-    assert dims["topic"] == "the sea" and dims["channel"] == "web" and "flow" in dims
+    assert dims["topic"] == "the_sea" and dims["channel"] == "web" and "flow" in dims
     assert "Recorded poem_requests = 2" in metric.status
     assert "reporter healthy" in metric.status
 
@@ -146,7 +146,7 @@ def test_cardinality_guard_folds_excess_values_into_other(recorder):
             max_values=3,
         ).pass_through()
     topics = [dims["topic"] for _, _, dims in recorder.records]
-    assert topics == ["topic 0", "topic 1", "topic 2", "other", "other"]
+    assert topics == ["topic_0", "topic_1", "topic_2", "other", "other"]
 
 
 def test_secrets_never_appear_in_status_or_metrics(recorder):

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.emulator import Emulator
 
 pytestmark = pytest.mark.slow
@@ -80,15 +79,13 @@ def emulator():
 @pytest.fixture
 def env(emulator):
     """What a user sets: development mode pointed at the emulator, all flows monitored."""
-    environ = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
+    environ = {
+        k: v for k, v in os.environ.items() if "PROXY" not in k.upper() and not k.startswith("ALIBABA_CLOUD_")
+    }
     environ.update(
         LANGFLOW_CMS_DEV="1",
         LANGFLOW_CMS_ENDPOINT=emulator.endpoint,
         LANGFLOW_CMS_MONITOR="annotated",
-        # Explicit env credentials (the emulator's dev pair) rather than the dev-mode fallback: the
-        # fallback currently resolves the credential chain lazily at interpreter exit, which fails there.
-        ALIBABA_CLOUD_ACCESS_KEY_ID=DEV_ACCESS_KEY_ID,
-        ALIBABA_CLOUD_ACCESS_KEY_SECRET=DEV_ACCESS_KEY_SECRET,
         LANGFLOW_DO_NOT_TRACK="true",
     )
     return environ

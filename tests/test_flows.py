@@ -71,12 +71,6 @@ THREE_NODE_SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture
-def emulator():
-    with Emulator(port=0) as emu:
-        yield emu
-
-
-@pytest.fixture
 def env(emulator):
     """What a user sets: development mode pointed at the emulator, all flows monitored."""
     environ = {

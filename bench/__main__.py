@@ -1,0 +1,92 @@
+"""``python -m bench [--quick] [--scale X] [--out PATH] [--only N,...]``: run, print and write the table.
+
+Full run: a few minutes on 2 cores (the issue allows 10). ``--quick`` shrinks every workload about
+tenfold (about a minute) for a sanity check; its figures are noisier, not different in kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import Section, machine_info
+from bench.report import render
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+
+
+def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, Callable[[], Section]]:
+    """Measurement number -> how to run it at this size (imports are lazy: lfx alone takes seconds)."""
+
+    def hot() -> Section:
+        from bench import hotpath
+
+        return hotpath.run(scale, rounds=rounds or (15 if quick else 21))
+
+    def flow() -> Section:
+        from bench import flow
+
+        return flow.run(scale, rounds=rounds or (15 if quick else 41))
+
+    def api() -> Section:
+        from bench import api_calls
+
+        return api_calls.run(scale)
+
+    def acc() -> Section:
+        from bench import accuracy
+
+        return accuracy.run(scale)
+
+    def mem() -> Section:
+        from bench import memory
+
+        return memory.run(scale)
+
+    def iso() -> Section:
+        from bench import isolation
+
+        return isolation.run(scale, rounds=rounds or 15)
+
+    return {"1": hot, "2": flow, "3": api, "4": acc, "5": mem, "6": iso}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="about a minute: every workload ~10× smaller")
+    parser.add_argument("--scale", type=float, help="workload size factor (default 1, or 0.1 with --quick)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to write")
+    parser.add_argument("--rounds", type=int, help="override every measurement's round count (smoke tests)")
+    parser.add_argument("--only", help="comma-separated measurement numbers, e.g. 1,3")
+    args = parser.parse_args(argv)
+    scale = args.scale if args.scale is not None else (0.1 if args.quick else 1.0)
+    info = machine_info()
+    chosen = sections(scale, args.quick, args.rounds)
+    if args.only:
+        chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
+    results: list[Section] = []
+    started = time.monotonic()
+    for number, measure in chosen.items():
+        t0 = time.monotonic()
+        print(f"[bench] measurement {number} ...", file=sys.stderr, flush=True)
+        results.append(measure())
+        print(f"[bench] measurement {number} done in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    elapsed = time.monotonic() - started
+    command = (
+        "python -m bench"
+        + (" --quick" if args.quick else "")
+        + (f" --scale {args.scale:g}" if args.scale is not None else "")
+    )
+    text = render(info, results, command=command, elapsed=elapsed)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print(f"[bench] wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

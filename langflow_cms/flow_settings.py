@@ -7,6 +7,7 @@ a ``version`` for A/B comparison) are saved in the flow JSON, so they reach ever
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -34,9 +35,17 @@ def monitor_mode() -> str:
     return mode if mode in MODES else "annotated"
 
 
+@functools.lru_cache(maxsize=4096)
+def _clean_text(text: str) -> str:
+    return clean_dimension_value(text.strip())
+
+
 def clean_dimension(value: Any) -> str:
-    """The dimension value exactly as the reporter will send it, so node status texts show what CMS gets."""
-    return clean_dimension_value(str(value).strip())
+    """The dimension value exactly as the reporter will send it, so node status texts show what CMS gets.
+
+    Cached: the same node ids, component types and flow names come back on every run.
+    """
+    return _clean_text(value if isinstance(value, str) else str(value))
 
 
 def clean_key(key: Any) -> str:

@@ -88,8 +88,13 @@ class Sketch:
         self.zeros = 0
 
     def add(self, value: float) -> None:
-        if value > MIN_MAGNITUDE:
-            self.positive.add(key_of(value))
+        if value > MIN_MAGNITUDE:  # the hot path: key_of and Store.add inlined (one call instead of three)
+            store = self.positive
+            i = math.ceil(math.log(value) * _MULTIPLIER) - store.offset
+            if 0 <= i < len(store.counts):
+                store.counts[i] += 1
+            else:
+                store.add(i + store.offset)
         elif value < -MIN_MAGNITUDE:
             self.negative.add(key_of(-value))
         else:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from langflow_cms import flow_settings
 from langflow_cms.flow_settings import FlowSettings, clean_dimension
+from langflow_cms.reporter import get_reporter
 from langflow_cms.tokens import TOKENS_METRIC, TokenUsageHandler
 
 if TYPE_CHECKING:
@@ -64,10 +65,6 @@ class Recorder(Protocol):
 
 def get_recorder() -> Recorder | None:
     """The process-wide reporter. The one place the recorder is obtained, so tests can swap it."""
-    try:
-        from langflow_cms import get_reporter
-    except ImportError:
-        return None
     return get_reporter()
 
 
@@ -76,7 +73,7 @@ def record(name: str, value: float, dimensions: Mapping[str, str]) -> None:
     try:
         recorder = get_recorder()
         if recorder is not None:
-            recorder.record(name, float(value), dict(dimensions))
+            recorder.record(name, value, dimensions)
     except Exception:
         return
 
@@ -223,9 +220,14 @@ class FlowMonitor:
             state.described = True
         return run_id, node_id, _component_type(component), state, graph
 
-    def node_finished(self, component: Any, started: float, error: BaseException | None) -> None:
-        """Record a node build. A failed node ends its run as ``error``: no later node of it will run."""
-        run_id, node_id, component_type, state, graph = self.node_context(component)
+    def node_finished(
+        self, component: Any, started: float, error: BaseException | None, context: tuple | None = None
+    ) -> None:
+        """Record a node build. A failed node ends its run as ``error``: no later node of it will run.
+
+        ``context`` is ``node_context(component)`` taken when the build started (computed once per node).
+        """
+        run_id, node_id, component_type, state, graph = context or self.node_context(component)
         if state is not None:
             label, monitored, dims = state.flow, state.monitored, state.dimensions
         else:  # A run we never saw start (e.g. a subgraph): label it from its own graph.
@@ -355,10 +357,10 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
         metadata: dict[str, Any] | None = None,
     ):
         started = time.perf_counter()
-        token = None
+        token = context = None
         try:
-            run_id, node_id, *_ = self.monitor.node_context(component)
-            token = _current_node.set((run_id or "", node_id))
+            context = self.monitor.node_context(component)
+            token = _current_node.set((context[0] or "", context[1]))
         except Exception:
             pass
         try:
@@ -368,18 +370,20 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
             else:
                 yield self
         except Exception as exc:
-            self._node_finished(component, started, exc)
+            self._node_finished(component, started, exc, context)
             raise
         else:
-            self._node_finished(component, started, None)
+            self._node_finished(component, started, None, context)
         finally:
             if token is not None:
                 with suppress(ValueError):
                     _current_node.reset(token)
 
-    def _node_finished(self, component: Any, started: float, error: BaseException | None) -> None:
+    def _node_finished(
+        self, component: Any, started: float, error: BaseException | None, context: tuple | None
+    ) -> None:
         try:
-            self.monitor.node_finished(component, started, error)
+            self.monitor.node_finished(component, started, error, context)
         except Exception:
             return
 

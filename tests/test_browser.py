@@ -11,7 +11,6 @@ cannot reach. The flags keep it from calling Google services, which the closed n
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path

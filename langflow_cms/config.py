@@ -314,6 +314,14 @@ VARIABLES: tuple[Variable, ...] = (
         "Where unsent batches are kept across restarts; unset = memory only.",
     ),
     Variable(
+        "LANGFLOW_CMS_SPOOL_MAX_MB",
+        "spool_max_mb",
+        _number(float, 0, 100_000, low_open=True),
+        "64",
+        "a number of megabytes in (0, 100000]",
+        "Bound on the spool directory; past it the oldest batches are dropped (and counted).",
+    ),
+    Variable(
         "LANGFLOW_CMS_MONITOR",
         "monitor",
         _choice("annotated", "all", "off"),
@@ -359,6 +367,7 @@ class Config:
     read_timeout: float = 10.0
     retry_deadline: float = 50.0
     spool_dir: Path | None = None
+    spool_max_mb: float = 64.0
     monitor: str = "annotated"
 
     @classmethod

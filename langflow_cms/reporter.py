@@ -21,12 +21,14 @@ import time
 import weakref
 from collections import Counter, deque
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from langflow_cms.aggregate import Rollup, Series, Window
 from langflow_cms.config import Config, default_instance
 from langflow_cms.credentials import Credential, CredentialProvider, credential_provider
 from langflow_cms.limits import PERIODS
+from langflow_cms.spool import Spool
 from langflow_cms.transport import CmsError, Transport
 from langflow_cms.validation import check_metric_name, clean_dimensions
 from langflow_cms.wire import aggregate_entry, batches, raw_entry
@@ -64,6 +66,8 @@ class Reporter:
         if config.mode == "raw":
             self.record = self._record_raw  # type: ignore[method-assign]
         self._closed = False
+        self._spool = self._open_spool()
+        self._spooled = 0
         self._wake = threading.Event()
         self._send_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -188,37 +192,61 @@ class Reporter:
                 self._outbox.append(entry)
 
     def _send(self, deadline: float) -> bool:
-        """Send the outbox in batches. Returns False if something could not be delivered."""
+        """Send the outbox and, with a spool, every batch waiting on disk. False if anything is left over."""
         with self._send_lock:
             pending = self._take_outbox()
-            done = 0
-            for batch in batches(pending):
-                try:
-                    self._transport_now().put_with_retry(
-                        batch, max(deadline - time.monotonic(), 0.0), self._count_retry
-                    )
-                except CmsError as exc:
-                    self._give_up(pending[done:], exc)
-                    return False
-                done += len(batch)
-                self._stats["sent"] += len(batch)
-                self._stats["calls"] += 1
-                self._last_success = time.time()
-            return True
+            if self._spool is None:
+                return self._deliver(pending, None, deadline)
+            try:
+                if pending:
+                    self._spool.write(pending)  # write-ahead: on disk before it is on the wire
+                paths = self._spool.pending()
+            except OSError as exc:
+                log.error(
+                    "langflow-cms: spool %s unusable (%s); sending from memory", self._spool.directory, exc
+                )
+                return self._deliver(pending, None, deadline)
+            delivered = all(self._deliver(self._spool.read(path), path, deadline) for path in paths)
+            self._spooled = 0 if delivered else self._spool.entries()
+            return delivered
 
-    def _give_up(self, undelivered: list[dict[str, str]], exc: CmsError) -> None:
-        """Keep what a later cycle may still deliver; count the rest as failed. One log line either way."""
+    def _deliver(self, entries: list[dict[str, str]], path: Path | None, deadline: float) -> bool:
+        """Send ``entries`` in batches; with a spool file, shrink it as batches arrive. False on failure."""
+        done = 0
+        for batch in batches(entries):
+            try:
+                self._transport_now().put_with_retry(
+                    batch, max(deadline - time.monotonic(), 0.0), self._count_retry
+                )
+            except CmsError as exc:
+                self._give_up(entries[done:], exc, kept=path is not None)
+                return False
+            done += len(batch)
+            self._stats["sent"] += len(batch)
+            self._stats["calls"] += 1
+            self._last_success = time.time()
+            if path is not None:
+                self._spool.rewrite(path, entries[done:])  # type: ignore[union-attr]
+        return True
+
+    def _give_up(self, undelivered: list[dict[str, str]], exc: CmsError, kept: bool) -> None:
+        """Keep what a later cycle (or, spooled, a later process) may deliver; count the rest; log once."""
         self._last_error = str(exc)
-        if exc.retryable and not self._closed:
+        if kept:
+            outcome = f"kept in the spool {self.config.spool_dir} for a later attempt"
+        elif exc.retryable and not self._closed:
             self._requeue(undelivered)
+            outcome = "will retry next cycle"
         else:
             self._stats["failed"] += len(undelivered)
+            outcome = "dropped"
         log.error(
-            "langflow-cms: could not deliver %d metric entries to %s: %s%s",
+            "langflow-cms: could not deliver %d metric entries to %s (%s): %s%s",
             len(undelivered),
             self.config.endpoint,
+            outcome,
             exc,
-            "" if exc.retryable else " (not retried: fix the configuration or credentials)",
+            "" if exc.retryable else " — not retried: fix the configuration or credentials",
         )
 
     def _take_outbox(self) -> list[dict[str, str]]:
@@ -245,11 +273,25 @@ class Reporter:
             )
         return self._transport
 
+    def _open_spool(self) -> Spool | None:
+        if self.config.spool_dir is None:
+            return None
+        try:
+            return Spool(self.config.spool_dir, int(self.config.spool_max_mb * 1_000_000))
+        except OSError as exc:
+            log.error("langflow-cms: cannot use LANGFLOW_CMS_SPOOL_DIR=%s (%s)", self.config.spool_dir, exc)
+            return None
+
     def _start_thread(self) -> None:
         self._thread = threading.Thread(target=self._run, name="langflow-cms-reporter", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        if self._spool is not None:  # replay what an earlier process left, without waiting a minute
+            try:
+                self._send(time.monotonic() + self.config.retry_deadline)
+            except Exception:
+                log.exception("langflow-cms: replaying the spool failed")
         while not self._closed:
             now = time.time()
             next_boundary = (now // 60 + 1) * 60 + 0.05
@@ -287,6 +329,11 @@ class Reporter:
         self._collect(time.time(), force=True)
         return self._send(time.monotonic() + timeout)
 
+    def exit_timeout(self) -> float:
+        """How long interpreter exit waits for delivery."""
+        limit = EXIT_TIMEOUT if self._spool is None else EXIT_TIMEOUT_SPOOLED
+        return min(limit, self.config.retry_deadline)
+
     def health(self) -> dict[str, Any]:
         """Counters for status displays and `doctor`: what was sent, dropped, retried or is waiting."""
         age = None if self._last_success is None else round(time.time() - self._last_success, 1)
@@ -300,7 +347,8 @@ class Reporter:
             "calls": self._stats["calls"],
             "retries": self._stats["retries"],
             "failed": self._stats["failed"],
-            "dropped": self._stats["dropped"],
+            "dropped": self._stats["dropped"] + (self._spool.dropped if self._spool else 0),
+            "spooled": self._spooled,
             "invalid": self._stats["invalid"],
             "overflowed": self._stats["overflowed"],
             "last_success_age_s": age,
@@ -372,13 +420,15 @@ def reset_reporter() -> None:
 EXIT_TIMEOUT = 10.0
 """Seconds interpreter exit waits for delivery: enough for retries through a throttle, short enough that
 a dead endpoint never holds up a finished `lfx run` for long."""
+EXIT_TIMEOUT_SPOOLED = 2.0
+"""With a spool, what is not delivered at exit is safe on disk, so exit waits less."""
 
 
 @atexit.register
 def _close_at_exit() -> None:
     for reporter in list(_live):
         try:
-            reporter.close(timeout=min(EXIT_TIMEOUT, reporter.config.retry_deadline))
+            reporter.close(timeout=reporter.exit_timeout())
         except Exception:
             log.exception("langflow-cms: closing the reporter at exit failed")
 

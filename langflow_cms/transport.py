@@ -10,6 +10,7 @@ Authentication, signature, permission and parameter errors never improve with ti
 from __future__ import annotations
 
 import json
+import re
 import logging
 import threading
 import time
@@ -41,6 +42,9 @@ RETRYABLE_CODES = frozenset(
 )
 
 
+_QUERY = re.compile(r"\?[^\s'\"<>()]+")
+
+
 class CmsError(Exception):
     """A failed call, with the CMS error code, the HTTP status and whether a retry can help.
 
@@ -51,7 +55,8 @@ class CmsError(Exception):
         self.code = code
         self.http_status = http_status
         self.retryable = code in RETRYABLE_CODES or code.startswith("Throttling") or (http_status or 0) >= 500
-        super().__init__(redact(f"{code}: {message}" + (f" (HTTP {http_status})" if http_status else "")))
+        text = _QUERY.sub("?…", redact(message))  # SDK errors quote the whole signed URL: drop its query
+        super().__init__(f"{code}: {text}" + (f" (HTTP {http_status})" if http_status else ""))
 
 
 def _is_retryable(exc: BaseException) -> bool:

@@ -1,0 +1,132 @@
+"""The disk spool: nothing sealed is lost when the endpoint is down or the process is killed mid-send,
+and a replay never double-counts (issue 7 §1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+from langflow_cms.spool import Spool
+
+RECORD_AND_EXIT = textwrap.dedent(
+    """
+    import sys
+    from langflow_cms import get_reporter
+    rep = get_reporter()
+    for series in range(30):
+        for i in range(100):
+            rep.record("spooled", float(i), {"series": f"s{series}"})
+    if len(sys.argv) > 1:
+        rep.close(timeout=60)
+    """
+)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(code: str, env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def spool_env(directory, endpoint: str) -> dict[str, str]:
+    return {
+        "LANGFLOW_CMS_DEV": "1",
+        "LANGFLOW_CMS_ENDPOINT": endpoint,
+        "LANGFLOW_CMS_SPOOL_DIR": str(directory),
+    }
+
+
+def assert_delivered_once(emulator) -> None:
+    entries = emulator.entries("spooled")
+    keys = [(json.dumps(e["dimensions"], sort_keys=True), e["period"], e["time"]) for e in entries]
+    assert len(keys) == len(set(keys))  # one stored value per (series, period, window)
+    per_period = {60: 0, 300: 0}
+    for entry in entries:
+        per_period[entry["period"]] += entry["values"]["SampleCount"]
+        assert entry["values"]["Sum"] == sum(range(100)) or entry["values"]["SampleCount"] != 100
+    assert per_period == {60: 3000, 300: 3000}  # every observation, counted once per period
+
+
+def test_a_second_process_delivers_what_the_first_could_not(emulator, tmp_path):
+    started = time.monotonic()
+    first = run(RECORD_AND_EXIT, spool_env(tmp_path, f"http://127.0.0.1:{closed_port()}"))
+    assert first.returncode == 0, first.stderr
+    assert time.monotonic() - started < 20  # exit does not wait out the retries: the data is on disk
+    assert "kept in the spool" in first.stderr
+    assert Spool(tmp_path, 10**9).entries() == 60
+
+    second = run(
+        "from langflow_cms import get_reporter; get_reporter()", spool_env(tmp_path, emulator.endpoint)
+    )
+    assert second.returncode == 0, second.stderr
+    assert_delivered_once(emulator)
+    assert list(tmp_path.glob("*.json")) == []
+    assert emulator.stats()["rejected"] == 0
+
+
+def test_sigkill_during_a_send_loses_nothing_and_double_counts_nothing(emulator, tmp_path):
+    emulator.set_faults(script=["delay:30"])  # the first call hangs after the emulator stored it
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RECORD_AND_EXIT, "close"],
+        env={**os.environ, **spool_env(tmp_path, emulator.endpoint), "LANGFLOW_CMS_READ_TIMEOUT": "60"},
+    )
+    deadline = time.monotonic() + 30
+    while not emulator.entries("spooled"):  # stored, the answer held back by the delay
+        assert time.monotonic() < deadline, "the first process never sent"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert Spool(tmp_path, 10**9).entries() == 60  # still on disk: the send never completed
+
+    emulator.clear_faults()
+    second = run(
+        "from langflow_cms import get_reporter; get_reporter()", spool_env(tmp_path, emulator.endpoint)
+    )
+    assert second.returncode == 0, second.stderr
+    assert_delivered_once(emulator)
+    assert list(tmp_path.glob("*.json")) == []
+
+
+def test_files_of_live_processes_are_left_alone_and_dead_ones_adopted(tmp_path):
+    live = tmp_path / f"{time.time_ns():020d}-{os.getppid()}-0.json"
+    dead = tmp_path / f"{time.time_ns():020d}-{2**22 + 12345}-0.json"
+    for path in (live, dead):
+        path.write_text('[{"MetricName": "x"}]')
+    pending = Spool(tmp_path, 10**9).pending()
+    assert len(pending) == 1 and f"-{os.getpid()}-" in pending[0].name
+    assert live.exists() and not dead.exists()
+
+
+def test_the_spool_is_bounded_oldest_first(tmp_path):
+    spool = Spool(tmp_path, max_bytes=3000)
+    entry = {"MetricName": "m", "Values": "x" * 200}
+    paths = [spool.write([entry] * 4) for _ in range(6)]
+    remaining = sorted(tmp_path.glob("*.json"))
+    assert remaining == sorted(paths[-len(remaining) :])  # the newest survive
+    assert sum(p.stat().st_size for p in remaining) <= 3000
+    assert spool.dropped == 4 * (6 - len(remaining))
+
+
+def test_permanent_failure_keeps_entries_on_disk(emulator, tmp_path):
+    emulator.set_faults(script=["InvalidAccessKeyId.NotFound:404"])
+    first = run(RECORD_AND_EXIT, spool_env(tmp_path, emulator.endpoint))
+    assert first.returncode == 0
+    assert first.stderr.count("could not deliver") == 1 and "not retried" in first.stderr
+    assert Spool(tmp_path, 10**9).entries() == 60

@@ -1,4 +1,4 @@
-"""`langflow-cms`: the command line (emulator, demo, and the tools later issues add)."""
+"""`langflow-cms`: the command line: emulator, demo, doctor, export."""
 
 from __future__ import annotations
 
@@ -17,12 +17,36 @@ def main(argv: list[str] | None = None) -> int:
     emulator.set_defaults(run=emulator_cli.run)
 
     demo = commands.add_parser(
-        "demo", help="start an emulator, record a sample workload, print what CMS holds"
+        "demo", help="run the example flow against a local emulator; print what CMS holds"
     )
-    demo.set_defaults(run=lambda args: __import__("langflow_cms.demo").demo.main())
+    demo.add_argument("options", nargs=argparse.REMAINDER, help="--runs N, --concurrency N, --chart PATH")
+    demo.set_defaults(run=lambda args: _demo(args.options))
+
+    doctor = commands.add_parser(
+        "doctor", help="check configuration, credentials and the endpoint; say what to fix"
+    )
+    doctor.set_defaults(run=lambda args: _doctor())
+
+    from langflow_cms import export as export_cli
+
+    export = commands.add_parser("export", help="export a flow JSON to a standalone Python script")
+    export_cli.add_arguments(export)
+    export.set_defaults(run=export_cli.run)
 
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
+
+
+def _demo(options: list[str]) -> int:
+    from langflow_cms.demo import main as demo_main
+
+    return demo_main(options)
+
+
+def _doctor() -> int:
+    from langflow_cms.doctor import run_doctor
+
+    return run_doctor()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ installed module: a fix here reaches every saved flow without re-saving it.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -67,14 +68,15 @@ def render(template: str, fields: Mapping[str, Any]) -> str:
 
 
 def to_number(value: Any) -> float | None:
+    """A finite float from a number or numeric text; None (the node says "no number") for anything else,
+    including NaN, infinities and integers too large for a float."""
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, int | float):
-        return float(value)
     try:
-        return float(str(value).strip())
-    except (TypeError, ValueError):
+        number = float(value) if isinstance(value, int | float) else float(str(value).strip())
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 # --- cardinality guard -----------------------------------------------------------------------------

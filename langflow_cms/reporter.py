@@ -36,6 +36,8 @@ from langflow_cms.wire import aggregate_entry, batches, raw_entry
 log = logging.getLogger("langflow_cms")
 
 OVERFLOW_DIMENSION = ("cms_overflow", "true")
+HEALTH_PREFIX = "langflow_cms_"
+"""Self-health metrics: langflow_cms_{dropped,retries,failed,invalid,queued,spooled,last_success_age_s}."""
 _CACHE_LIMIT = 100_000
 
 
@@ -68,6 +70,7 @@ class Reporter:
         self._closed = False
         self._spool = self._open_spool()
         self._spooled = 0
+        self._health_reported: Counter[str] = Counter()
         self._wake = threading.Event()
         self._send_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -300,10 +303,27 @@ class Reporter:
             if self._closed:
                 return
             try:
+                self._record_health()
                 self._collect(time.time())
                 self._send(time.monotonic() + self.config.retry_deadline)
             except Exception:  # the thread must survive anything, or monitoring silently stops
                 log.exception("langflow-cms: reporter cycle failed")
+
+    def _record_health(self) -> None:
+        """Once a minute, the reporter's own health as CMS metrics, so an alarm can watch the watcher.
+
+        Counters are sent as the increase since the last report, gauges as they are. Only the periodic
+        cycle reports them (not ``flush``/``close``), so short runs add no series of their own.
+        """
+        health = self.health()
+        for key in ("dropped", "retries", "failed", "invalid"):
+            increase = health[key] - self._health_reported[key]
+            self._health_reported[key] = health[key]
+            self.record(f"{HEALTH_PREFIX}{key}", increase)
+        self.record(f"{HEALTH_PREFIX}queued", health["queued"])
+        self.record(f"{HEALTH_PREFIX}spooled", health["spooled"])
+        if health["last_success_age_s"] is not None:
+            self.record(f"{HEALTH_PREFIX}last_success_age_s", health["last_success_age_s"])
 
     # ------------------------------------------------------------------ public API
     def set_credentials(self, credential: Credential | None) -> None:
@@ -360,6 +380,7 @@ class Reporter:
         if not os.environ.get("LANGFLOW_CMS_INSTANCE"):
             self.config = dataclasses.replace(self.config, instance=default_instance())
         self._stats = Counter()
+        self._health_reported = Counter()
         self._warned = set()
         self._reset_state()
         self._wake = threading.Event()

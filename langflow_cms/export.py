@@ -357,9 +357,14 @@ def _py(value: Any, indent: int = 4) -> str:
 
 def _field_values(
     node: Node, connected: set[str], secrets: dict[str, tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """(field, Python expression) of each value that differs from the component's default."""
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(plain values, secret look-ups) as (field, Python expression), leaving out the component's defaults.
+
+    Secrets are kept apart because they are passed with ``.set()``: lfx takes a ``SecretStrInput``
+    constructor argument as the *name* of a Langflow global variable, while ``.set()`` passes the value.
+    """
     out: list[tuple[str, str]] = []
+    hidden: list[tuple[str, str]] = []
     for name, spec in node.template.items():
         if name == "code" or name.startswith("_") or not isinstance(spec, dict) or "value" not in spec:
             continue
@@ -369,13 +374,13 @@ def _field_values(
         if _is_secret(spec):
             if value in (None, ""):
                 continue
-            out.append((name, f"secret({_env_name(node, name, spec, secrets)!r})"))
+            hidden.append((name, f"secret({_py(_env_name(node, name, spec, secrets))})"))
             continue
         default = node.defaults.get(name, UNSET)
         if default is not UNSET and (value == default or (default is None and not value)):
             continue
         out.append((name, _py(value)))
-    return out
+    return out, hidden
 
 
 # --- the script ----------------------------------------------------------------------------------------
@@ -451,12 +456,14 @@ def _graph_code(
     lines: list[str] = []
     for node in ordered:
         incoming = [e for e in edges if e.target == node.id]
-        values = _field_values(node, {e.field for e in incoming}, secrets)
+        values, hidden = _field_values(node, {e.field for e in incoming}, secrets)
         lines.append(f"# {node.display_name}")
         args = [f"_id={_py(node.id)}", *(f"{k}={v}" for k, v in values)]
         lines.append(_call(f"{node.var} = {classes[_class_key(node)]}", args))
         if node.module is None and node.declared_name != node.type:
             lines.append(f"{node.var}.name = {_py(node.type)}")
+        if hidden:
+            lines.append(_call(f"{node.var}.set", [f"{k}={v}" for k, v in hidden]))
         sources: dict[str, list[str]] = {}
         for e in incoming:
             source = nodes[e.source]

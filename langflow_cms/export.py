@@ -627,7 +627,7 @@ def _render(
     future = [line for line in import_lines if line.startswith("from __future__")]
     stdlib = ["import asyncio", *(["import os"] if has_secrets else []), "import sys"]
     parts = [
-        header,
+        header.rstrip("\n"),
         "\n".join([*future, *stdlib]),
         "\n".join(line for line in import_lines if line not in future),
         f"FLOW_NAME = {_py(name)}",

@@ -406,6 +406,9 @@ class NullReporter:
     def close(self, timeout: float = 30.0) -> bool:
         return True
 
+    def exit_timeout(self) -> float:
+        return 0.0
+
     def health(self) -> dict[str, Any]:
         return {"enabled": False}
 

@@ -17,6 +17,7 @@ Nothing here may break a flow: every recording path swallows its own errors.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextvars
 import sys
@@ -403,6 +404,22 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
         callbacks.append(TokenUsageHandler(emit))
         return callbacks
 
+    # --- shutdown -------------------------------------------------------------------------------------
+    async def teardown(self) -> None:
+        """Server shutdown: end open runs and deliver the open windows.
+
+        Langflow's Gunicorn worker leaves through ``os._exit``, so ``atexit`` never runs there; the FastAPI
+        lifespan's service teardown is the last moment we get, and it must not block the event loop.
+        """
+        if FULL_LANGFLOW:
+            with suppress(Exception):
+                await super().teardown()
+        _exit_safety_net()
+        with suppress(Exception):
+            recorder = get_recorder()
+            if recorder is not None:
+                await asyncio.to_thread(recorder.close, recorder.exit_timeout())
+
     # --- the rest of lfx's BaseTracingService (Langflow's base implements these itself) ------------------
     if not FULL_LANGFLOW:
 
@@ -421,6 +438,3 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
         @property
         def project_name(self) -> str | None:
             return None
-
-        async def teardown(self) -> None:
-            _exit_safety_net()

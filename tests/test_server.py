@@ -79,11 +79,6 @@ def test_native_trace_view_still_works(server, runs):
     assert {span["name"] for span in detail["spans"]} >= {"Chat Input", "CMS Metric", "Chat Output"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="langflow_cms.tracing: under Langflow's gunicorn worker atexit never runs, so the last window is "
-    "only delivered if CmsTracingService.teardown closes the reporter (see docs/server.md)",
-)
 def test_graceful_stop_delivers_the_last_window(server, emulator):
     """A deploy or restart must not lose the current minute: SIGTERM has to flush what was recorded.
 

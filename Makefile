@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: all venv demo test bench lint emulator clean
+.PHONY: all venv demo test bench lint emulator langflow clean
 
 all: test
 
@@ -37,5 +37,8 @@ lint: venv
 emulator: venv
 	$(VENV)/bin/langflow-cms emulator --port $${LANGFLOW_CMS_EMULATOR_PORT:-8765}
 
+langflow: venv
+	scripts/langflow.sh
+
 clean:
-	rm -rf $(VENV) .tools .pytest_cache
+	rm -rf $(VENV) .venv-server .langflow .tools .pytest_cache

@@ -37,6 +37,7 @@ GOOD: dict[str, list[tuple[str, object]]] = {
     "LANGFLOW_CMS_READ_TIMEOUT": [("30", 30.0)],
     "LANGFLOW_CMS_RETRY_DEADLINE": [("59.5", 59.5)],
     "LANGFLOW_CMS_SPOOL_DIR": [("/var/spool/cms", Path("/var/spool/cms"))],
+    "LANGFLOW_CMS_SPOOL_MAX_MB": [("1", 1.0), ("0.5", 0.5), ("1024", 1024.0)],
     "LANGFLOW_CMS_MONITOR": [("ALL", "all"), ("off", "off")],
 }
 BAD: dict[str, list[str]] = {
@@ -63,6 +64,7 @@ BAD: dict[str, list[str]] = {
     "LANGFLOW_CMS_READ_TIMEOUT": ["abc"],
     "LANGFLOW_CMS_RETRY_DEADLINE": ["60", "0"],
     "LANGFLOW_CMS_SPOOL_DIR": [],  # any non-empty path is accepted
+    "LANGFLOW_CMS_SPOOL_MAX_MB": ["0", "-1", "lots", "nan"],
     "LANGFLOW_CMS_MONITOR": ["some"],
 }
 _FIELD = {v.name: v.field for v in VARIABLES}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import server_support as support
@@ -17,6 +18,8 @@ import server_support as support
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 FLOW_COMPONENTS = {"ChatInput", "CmsMetricComponent", "ChatOutput"}
+CONCURRENT_FLOWS = ("cms-conc-a", "cms-conc-b")
+CONCURRENT_RUNS = 50
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,38 @@ def runs(server) -> dict[str, str]:
     build_flow = server.create_flow("cms-ui-build")
     events = build_events(server, build_flow, "hello")
     assert events[-1]["event"] == "end", events[-1]
+    concurrent = [server.create_flow(name) for name in CONCURRENT_FLOWS]
+    with ThreadPoolExecutor(max_workers=CONCURRENT_RUNS) as pool:
+        answers = list(
+            pool.map(
+                lambda i: server.api(
+                    "POST",
+                    f"/api/v1/run/{concurrent[i % 2]}?stream=false",
+                    {"input_value": f"run {i}", "input_type": "chat", "output_type": "chat"},
+                ),
+                range(CONCURRENT_RUNS),
+            )
+        )
+    assert len(answers) == CONCURRENT_RUNS
     return {"run": run_flow, "build": build_flow}
+
+
+def test_50_concurrent_runs_on_one_server_are_attributed_exactly(runs, emulator):
+    """Issue 7 §6: two flows, 25 runs each, all at once: every flow and node count is exactly its own."""
+    each = CONCURRENT_RUNS // 2
+    for name in CONCURRENT_FLOWS:
+        support.wait_for_flow(emulator, name, FLOW_COMPONENTS)
+        support.wait_for(  # runs that straddled a minute boundary arrive with the next window
+            lambda name=name: (
+                support.sample_count(support.minute_entries(emulator, support.FLOW_METRIC, name)) >= each
+            ),
+            what=f"all {each} runs of {name}",
+        )
+        flows = support.minute_entries(emulator, support.FLOW_METRIC, name)
+        nodes = support.minute_entries(emulator, support.NODE_METRIC, name)
+        assert support.sample_count(flows) == each, flows
+        per_component = {e["dimensions"]["component"]: e["values"]["SampleCount"] for e in nodes}
+        assert per_component == dict.fromkeys(FLOW_COMPONENTS, each)
 
 
 def build_events(server: support.LangflowServer, flow_id: str, text: str) -> list[dict]:

@@ -1,10 +1,10 @@
 """Per-series aggregation into wall-clock windows: the state behind ``record()``.
 
-A *series* is one (metric name, dimensions) pair. Each keeps one open 60 s window; ``add`` rolls it over
-when the clock passes its end, so a value always lands in the window of the moment it was recorded,
-however late the reporter thread runs. Closed windows go to a thread-safe ``sealed`` deque. The 300 s
-aggregates are merged from the 60 s ones off the hot path (``Rollup``), because count, sum, min, max and
-the sketch all merge exactly.
+A *series* is one (metric name, dimensions) pair. Each keeps one open 60 s window; ``add`` takes the time
+the value was observed and rolls the window over when that time passes its end, so a value lands in the
+window of the moment it was recorded, however late it is aggregated. Closed windows go to a thread-safe
+``sealed`` deque. The 300 s aggregates are merged from the 60 s ones (``Rollup``), because count, sum,
+min, max and the sketch all merge exactly.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Window:
 class Series:
     """The open window of one series. ``add`` is the hot path: one lock, one compare, one ``Window.add``."""
 
-    __slots__ = ("_lock", "dimensions", "end", "name", "sealed", "window")
+    __slots__ = ("_lock", "dimensions", "end", "name", "sealed", "sealed_until", "window")
 
     def __init__(self, name: str, dimensions: tuple[tuple[str, str], ...], sealed: deque[Window]) -> None:
         self.name = name
@@ -81,9 +81,13 @@ class Series:
         self.sealed = sealed
         self.window: Window | None = None
         self.end = 0.0
+        self.sealed_until = 0.0
+        """End of the last sealed window: no value may open a window before it again (CMS would overwrite
+        the sealed one), so a value that arrives that late counts in the next window."""
         self._lock = threading.Lock()
 
     def add(self, value: float, now: float) -> None:
+        """Add ``value`` observed at wall-clock time ``now`` to the window of that moment."""
         with self._lock:
             if now >= self.end:
                 self._roll(now)
@@ -94,12 +98,14 @@ class Series:
         with self._lock:
             if self.window is not None and (force or now >= self.end):
                 self.sealed.append(self.window)
+                self.sealed_until = self.end
                 self.window, self.end = None, 0.0
 
     def _roll(self, now: float) -> None:
         if self.window is not None:
             self.sealed.append(self.window)
-        start = int(now // BASE_PERIOD) * BASE_PERIOD
+            self.sealed_until = self.end
+        start = int(max(now, self.sealed_until) // BASE_PERIOD) * BASE_PERIOD
         self.window = Window(self.name, self.dimensions, start)
         self.end = start + BASE_PERIOD
 

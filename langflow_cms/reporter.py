@@ -1,11 +1,12 @@
 """The process-wide reporter: ``record()`` on the caller's thread, everything else on one daemon thread.
 
-``record()`` finds the series in a dict keyed by exactly what the caller passed, checks the value and adds
-it to the series' open window under that series' lock: no I/O, no allocation after the first call for a
-series, nothing that can raise. Each minute (and on ``flush``/``close``) the reporter thread seals the
-windows that have ended, rolls them up into 300 s windows, turns both into Type=1 entries, and sends them
-in batches of at most 21 with retries. The thread owns all network time, so an endpoint that is slow or
-down never slows a flow: undelivered entries wait in a bounded outbox (oldest dropped first, counted).
+``record()`` finds the series in a dict keyed by exactly what the caller passed, checks the value and
+appends (series, value, time) to a lock-free queue: no I/O, no lock, nothing that can raise. Once a
+second the reporter thread aggregates the queue into each series' window of the moment recorded. Each
+minute (and on ``flush``/``close``) it seals the windows that have ended, rolls them up into 300 s
+windows, turns both into Type=1 entries, and sends them in batches of at most 21 with retries. The thread
+owns all network time, so an endpoint that is slow or down never slows a flow: undelivered entries wait
+in a bounded outbox (oldest dropped first, counted).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ from langflow_cms.wire import aggregate_entry, batches, raw_entry
 log = logging.getLogger("langflow_cms")
 
 OVERFLOW_DIMENSION = ("cms_overflow", "true")
+INBOX_LIMIT = 100_000
+"""Observations waiting for the reporter thread; past this the recording thread aggregates them itself,
+so memory stays bounded (~10 MB) even while the reporter thread is busy retrying."""
+DRAIN_INTERVAL = 1.0
+"""Seconds between the reporter thread's aggregation passes."""
 HEALTH_PREFIX = "langflow_cms_"
 """Self-health metrics: langflow_cms_{dropped,retries,failed,invalid,queued,spooled,last_success_age_s}."""
 _CACHE_LIMIT = 100_000
@@ -88,6 +94,7 @@ class Reporter:
         self._cache: dict[Any, Series] = {}
         self._series: dict[tuple, Series] = {}
         self._per_metric: Counter[str] = Counter()
+        self._inbox: deque[tuple[Series, float, float]] = deque()
         self._sealed: deque[Window] = deque()
         self._rollup = Rollup(PERIODS)
         self._outbox: deque[dict[str, str]] = deque()
@@ -110,7 +117,10 @@ class Reporter:
         elif value - value != 0.0:
             self._reject(name, "value is NaN or infinite")
             return
-        series.add(value, time.time())
+        inbox = self._inbox
+        inbox.append((series, value, time.time()))
+        if len(inbox) > INBOX_LIMIT:
+            self._drain()
 
     def _record_raw(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
         """Raw mode: a sampled Type=0 entry per observation (CMS aggregates and bills them)."""
@@ -174,8 +184,24 @@ class Reporter:
             log.warning("langflow-cms: %s", message)
 
     # ------------------------------------------------------------------ delivery
+    def _drain(self) -> None:
+        """Aggregate what ``record()`` queued, each value into the window of the moment it was recorded.
+
+        Aggregating here, in one warm loop on the reporter thread, instead of inside ``record()`` is what
+        keeps monitoring off a flow's critical path: measured inside a running lfx flow, a full in-line
+        aggregation cost ~9 µs per observation, an append ~0.3 µs (docs/performance.md).
+        """
+        inbox = self._inbox
+        for _ in range(len(inbox)):
+            try:
+                series, value, when = inbox.popleft()
+            except IndexError:  # another thread (flush, close) drained it meanwhile
+                return
+            series.add(value, when)
+
     def _collect(self, now: float, force: bool = False) -> None:
-        """Seal due windows, roll them up, and move their entries to the outbox."""
+        """Aggregate what is queued, seal due windows, roll them up, and move their entries to the outbox."""
+        self._drain()
         for series in list(self._series.values()):
             series.seal_if_due(now, force)
         windows: list[Window] = []
@@ -295,17 +321,19 @@ class Reporter:
                 self._send(time.monotonic() + self.config.retry_deadline)
             except Exception:
                 log.exception("langflow-cms: replaying the spool failed")
+        next_boundary = (time.time() // 60 + 1) * 60 + 0.05
         while not self._closed:
-            now = time.time()
-            next_boundary = (now // 60 + 1) * 60 + 0.05
-            self._wake.wait(next_boundary - now)
+            self._wake.wait(max(min(DRAIN_INTERVAL, next_boundary - time.time()), 0.0))
             self._wake.clear()
             if self._closed:
                 return
             try:
-                self._record_health()
-                self._collect(time.time())
-                self._send(time.monotonic() + self.config.retry_deadline)
+                self._drain()
+                if time.time() >= next_boundary:
+                    next_boundary = (time.time() // 60 + 1) * 60 + 0.05
+                    self._record_health()
+                    self._collect(time.time())
+                    self._send(time.monotonic() + self.config.retry_deadline)
             except Exception:  # the thread must survive anything, or monitoring silently stops
                 log.exception("langflow-cms: reporter cycle failed")
 

@@ -118,3 +118,14 @@ def test_many_threads_lose_nothing():
         thread.join()
     assert series.window.count == 160_000
     assert series.window.total == 160_000.0
+
+
+def test_a_value_aggregated_after_its_window_was_sealed_never_reopens_it():
+    """CMS keeps the last write per (series, period, time): a second window 0 would overwrite the first."""
+    sealed = []
+    series = Series("m", (), sealed)
+    series.add(1.0, 1_800_000_010.0)
+    series.seal_if_due(1_800_000_060.0)  # window [..000, ..060) sealed
+    series.add(2.0, 1_800_000_059.0)  # observed before the seal, aggregated after it
+    assert [w.start for w in sealed] == [1_800_000_000]
+    assert series.window.start == 1_800_000_060 and series.window.count == 1

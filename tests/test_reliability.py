@@ -163,6 +163,7 @@ def test_record_keeps_working_while_a_send_is_stuck(emulator):
     for i in range(10_000):  # all while the sender waits for CMS
         reporter.record("stuck", float(i), {"during": "send"})
     assert sender.is_alive() and reporter._send_lock.locked()
+    reporter._drain()  # the reporter thread's once-a-second pass
     series = reporter._series[("stuck", tuple(sorted({"during": "send", **reporter._common}.items())))]
     assert series.window.count == 10_000
     sender.join()

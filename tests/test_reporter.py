@@ -224,3 +224,16 @@ def test_disabled_reporter_does_nothing(emulator):
     )
     assert "'enabled': False" in result.stdout
     assert emulator.requests() == []
+
+
+def test_queued_observations_stay_bounded_without_the_reporter_thread(make_reporter, monkeypatch):
+    import langflow_cms.reporter as reporter_module
+
+    monkeypatch.setattr(reporter_module, "INBOX_LIMIT", 1000)
+    reporter = make_reporter()
+    for i in range(5000):
+        reporter.record("bounded", float(i))
+    assert len(reporter._inbox) <= 1001  # the recording thread aggregated the overflow itself
+    reporter._drain()
+    (series,) = [s for (name, _), s in reporter._series.items() if name == "bounded"]
+    assert series.window.count == 5000

@@ -24,7 +24,7 @@ venv: $(VENV)/.synced
 demo: venv
 	$(PY) -m langflow_cms.demo
 
-test: venv
+test: venv lint
 	$(PY) -m pytest -q
 
 bench: venv

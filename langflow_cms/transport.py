@@ -10,8 +10,8 @@ Authentication, signature, permission and parameter errors never improve with ti
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable

@@ -23,6 +23,21 @@ def emulator():
 
 
 @pytest.fixture
+def env(emulator):
+    """What a user sets for a subprocess run: development mode pointed at the emulator."""
+    environ = {
+        k: v for k, v in os.environ.items() if "PROXY" not in k.upper() and not k.startswith("ALIBABA_CLOUD_")
+    }
+    environ.update(
+        LANGFLOW_CMS_DEV="1",
+        LANGFLOW_CMS_ENDPOINT=emulator.endpoint,
+        LANGFLOW_CMS_MONITOR="annotated",
+        LANGFLOW_DO_NOT_TRACK="true",
+    )
+    return environ
+
+
+@pytest.fixture
 def make_reporter(emulator):
     """Build reporters against the emulator; every one is closed at the end of the test."""
     made: list[Reporter] = []

@@ -7,7 +7,6 @@ plain `python` (and once with `lfx run flow.py`), comparing the printed output a
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -30,20 +29,6 @@ ROUND_TRIPS = [
     ("poem_branching", "a haiku about rain"),
     ("poem_branching", "the mountains"),
 ]
-
-
-@pytest.fixture
-def env(emulator):
-    environ = {
-        k: v for k, v in os.environ.items() if "PROXY" not in k.upper() and not k.startswith("ALIBABA_CLOUD_")
-    }
-    environ.update(
-        LANGFLOW_CMS_DEV="1",
-        LANGFLOW_CMS_ENDPOINT=emulator.endpoint,
-        LANGFLOW_CMS_MONITOR="annotated",
-        LANGFLOW_DO_NOT_TRACK="true",
-    )
-    return environ
 
 
 def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:

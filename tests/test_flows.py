@@ -8,7 +8,6 @@ emulator answers what actually arrived.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -68,21 +67,6 @@ THREE_NODE_SCRIPT = textwrap.dedent(
     graph = Graph(chat_input, chat_output)
     '''
 )
-
-
-@pytest.fixture
-def env(emulator):
-    """What a user sets: development mode pointed at the emulator, all flows monitored."""
-    environ = {
-        k: v for k, v in os.environ.items() if "PROXY" not in k.upper() and not k.startswith("ALIBABA_CLOUD_")
-    }
-    environ.update(
-        LANGFLOW_CMS_DEV="1",
-        LANGFLOW_CMS_ENDPOINT=emulator.endpoint,
-        LANGFLOW_CMS_MONITOR="annotated",
-        LANGFLOW_DO_NOT_TRACK="true",
-    )
-    return environ
 
 
 def lfx_run(env: dict[str, str], flow: Path, text: str, **extra: str) -> dict:

@@ -10,6 +10,7 @@ min, max and the sketch all merge exactly.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -18,6 +19,13 @@ from dataclasses import dataclass, field
 from langflow_cms.sketch import Sketch
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
+_FLOAT_MAX = sys.float_info.max
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else math.copysign(_FLOAT_MAX, value)
+
+
 QUANTILE_KEYS = ("P50", "P90", "P95", "P99")
 BASE_PERIOD = 60
 
@@ -53,13 +61,14 @@ class Window:
         self.sketch.merge(other.sketch)
 
     def statistics(self) -> dict[str, float | int]:
-        """CMS Type=1 values. Percentiles are clamped to the exact min and max."""
+        """CMS Type=1 values. Percentiles are clamped to the exact min and max; a sum of huge values that
+        overflowed is clamped to the largest float, so the request stays valid JSON."""
         stats: dict[str, float | int] = {
             "SampleCount": self.count,
-            "Sum": self.total,
+            "Sum": _finite(self.total),
             "Minimum": self.low,
             "Maximum": self.high,
-            "Average": self.total / self.count,
+            "Average": _finite(self.total / self.count),
         }
         for key, value in zip(QUANTILE_KEYS, self.sketch.quantiles(QUANTILES, self.count), strict=True):
             stats[key] = float(f"{min(max(value, self.low), self.high):.6g}")

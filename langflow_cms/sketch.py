@@ -32,8 +32,12 @@ def key_of(magnitude: float) -> int:
 
 
 def value_of(key: int) -> float:
-    """The representative value of a bin, within RELATIVE_ACCURACY of anything in it."""
-    return 2 * GAMMA**key / (GAMMA + 1)
+    """The representative value of a bin, within RELATIVE_ACCURACY of anything in it (``inf`` for the top
+    bins of values near the float maximum; callers clamp to the exact min and max)."""
+    try:
+        return 2 * GAMMA**key / (GAMMA + 1)
+    except OverflowError:
+        return math.inf
 
 
 class Store:

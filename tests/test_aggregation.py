@@ -129,3 +129,13 @@ def test_a_value_aggregated_after_its_window_was_sealed_never_reopens_it():
     series.add(2.0, 1_800_000_059.0)  # observed before the seal, aggregated after it
     assert [w.start for w in sealed] == [1_800_000_000]
     assert series.window.start == 1_800_000_060 and series.window.count == 1
+
+
+def test_values_near_the_float_maximum_still_give_valid_statistics():
+    """Found by hypothesis: the top bins' representative value and a sum of huge values overflow."""
+    window = Window("m", (), 0)
+    for value in (1e308, 1.7e308, 1.0):
+        window.add(value)
+    stats = window.statistics()
+    assert all(math.isfinite(v) for v in stats.values())
+    assert stats["Maximum"] == 1.7e308 and stats["P99"] <= 1.7e308

@@ -73,6 +73,7 @@ class Reporter:
         self._reset_state()
         if config.mode == "raw":
             self.record = self._record_raw  # type: ignore[method-assign]
+            self.observe = lambda series, value: self._record_raw(series.name, value, dict(series.dimensions))  # type: ignore[method-assign]
         self._closed = False
         self._spool = self._open_spool()
         self._spooled = 0
@@ -116,6 +117,26 @@ class Reporter:
                 return
         elif value - value != 0.0:
             self._reject(name, "value is NaN or infinite")
+            return
+        inbox = self._inbox
+        inbox.append((series, value, time.time()))
+        if len(inbox) > INBOX_LIMIT:
+            self._drain()
+
+    def series(self, name: str, dimensions: Mapping[str, str] | None = None) -> Series | None:
+        """A bound series, like prometheus_client's ``labels()`` child: validated once, then each
+        ``observe(series, value)`` is a single append. None (counted, logged once) if the name or the
+        dimensions are invalid. For callers that record the same series over and over (the tracing
+        service, per node)."""
+        return self._resolve(name, dimensions)
+
+    def observe(self, series: Series, value: float) -> None:
+        """``record()`` for a series from ``series()``. Never raises; a non-finite value is dropped."""
+        if series.sealed is not self._sealed:  # bound by another reporter or before a fork: re-resolve
+            self.record(series.name, value, dict(series.dimensions))
+            return
+        if value - value != 0.0:
+            self._reject(series.name, "value is NaN or infinite")
             return
         inbox = self._inbox
         inbox.append((series, value, time.time()))
@@ -210,7 +231,13 @@ class Reporter:
             self._rollup.add(window)
             windows.append(window)
         windows += self._rollup.due(now, force)
-        self._enqueue([aggregate_entry(w, self.config.group_id) for w in windows])
+        entries = []
+        for window in windows:
+            try:
+                entries.append(aggregate_entry(window, self.config.group_id))
+            except (ValueError, OverflowError) as exc:  # one bad window must never stop the others
+                self._reject(window.name, f"window could not be encoded: {exc}")
+        self._enqueue(entries)
 
     def _enqueue(self, entries: list[dict[str, str]]) -> None:
         with self._lock:
@@ -423,6 +450,12 @@ class NullReporter:
     config = None
 
     def record(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
+        return None
+
+    def series(self, name: str, dimensions: Mapping[str, str] | None = None) -> None:
+        return None
+
+    def observe(self, series: Series, value: float) -> None:
         return None
 
     def set_credentials(self, credential: Credential | None) -> None:

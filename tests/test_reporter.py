@@ -237,3 +237,16 @@ def test_queued_observations_stay_bounded_without_the_reporter_thread(make_repor
     reporter._drain()
     (series,) = [s for (name, _), s in reporter._series.items() if name == "bounded"]
     assert series.window.count == 5000
+
+
+def test_bound_series_observe_and_stale_handles_re_resolve(emulator, make_reporter):
+    first, second = make_reporter(), make_reporter(LANGFLOW_CMS_INSTANCE="other-process")
+    handle = first.series("bound", {"node": "Prompt-1"})
+    assert first.series("bad name!", {}) is None and first.health()["invalid"] == 1
+    for value in (1.0, 2.0, float("nan")):
+        first.observe(handle, value)
+    second.observe(handle, 5.0)  # a handle from another reporter (or from before a fork) still counts
+    assert first.close(timeout=10) and second.close(timeout=10)
+    minute = sorted(e["values"]["Sum"] for e in emulator.entries("bound") if e["period"] == 60)
+    assert minute == [3.0, 5.0]
+    assert first.health()["invalid"] == 2  # the bad name and the NaN

@@ -32,15 +32,6 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import proxy_bypass_environment
 
-# imported up front, not when first needed: the chain may first be walked by the at-exit flush, when importing
-# this library fails ("can't register atexit after shutdown")
-from alibabacloud_credentials.provider import (
-    CLIProfileCredentialsProvider,
-    EcsRamRoleCredentialsProvider,
-    OIDCRoleArnCredentialsProvider,
-    ProfileCredentialsProvider,
-    URLCredentialsProvider,
-)
 from aliyunsdkcore.auth.signers.signer import Signer
 from aliyunsdkcore.client import AcsClient
 
@@ -165,6 +156,14 @@ def _build_chain(environ: Mapping[str, str]) -> list[Any]:
     provider; without it the cached value is refreshed synchronously by the sender thread shortly before
     expiry.
     """
+    from alibabacloud_credentials.provider import (
+        CLIProfileCredentialsProvider,
+        EcsRamRoleCredentialsProvider,
+        OIDCRoleArnCredentialsProvider,
+        ProfileCredentialsProvider,
+        URLCredentialsProvider,
+    )
+
     home = environ.get("HOME") or os.path.expanduser("~")
     profile = environ.get("ALIBABA_CLOUD_PROFILE") or None
     factories: list[Callable[[], Any]] = []
@@ -244,6 +243,11 @@ class _ChainFetcher:
     does)."""
 
     def __init__(self, environ: Mapping[str, str], dev: bool) -> None:
+        # The library costs ~0.5 s to import, so only setups that use the chain pay for it, and they pay
+        # now (when the reporter is created) rather than when the chain is first walked: that may be the
+        # at-exit flush, when importing it fails ("can't register atexit after shutdown").
+        import alibabacloud_credentials.provider  # noqa: F401
+
         self._environ = dict(environ)
         self._dev = dev
         self._lock = threading.Lock()

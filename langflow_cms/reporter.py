@@ -27,7 +27,7 @@ from typing import Any
 
 from langflow_cms.aggregate import Rollup, Series, Window
 from langflow_cms.config import Config, default_instance
-from langflow_cms.credentials import Credential, CredentialProvider, credential_provider
+from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
 from langflow_cms.limits import PERIODS
 from langflow_cms.spool import Spool
 from langflow_cms.transport import CmsError, Transport
@@ -65,7 +65,7 @@ class Reporter:
         self, config: Config, credentials: CredentialProvider | None = None, *, start: bool = True
     ) -> None:
         self.config = config
-        self._credentials = credentials
+        self._credentials = credentials or self._credentials_from_environment()
         self._stats: Counter[str] = Counter()
         self._last_success: float | None = None
         self._last_error = ""
@@ -84,6 +84,14 @@ class Reporter:
         _live.add(self)
         if start:
             self._start_thread()
+
+    def _credentials_from_environment(self) -> CredentialProvider | None:
+        """Chosen when the reporter is created, not at the first send (which may be the exit flush);
+        a half-configured source is reported by the first send instead, as a clear delivery error."""
+        try:
+            return credential_provider(dev=self.config.dev)
+        except CredentialError:
+            return None
 
     def _reset_state(self) -> None:
         """Everything that belongs to one process (called again in a forked child)."""

@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -250,3 +251,42 @@ def test_bound_series_observe_and_stale_handles_re_resolve(emulator, make_report
     minute = sorted(e["values"]["Sum"] for e in emulator.entries("bound") if e["period"] == 60)
     assert minute == [3.0, 5.0]
     assert first.health()["invalid"] == 2  # the bad name and the NaN
+
+
+def test_exit_delivers_with_credentials_from_the_default_chain(emulator, tmp_path):
+    """The chain (here a credentials URI serving STS keys) is resolved when the reporter starts, so the
+    exit flush can sign with it: Python refuses new thread machinery once shutdown has begun."""
+    from test_credentials import _Server
+
+    emulator.add_key("STS.ChainKey0001", "chain-secret-0001", "chain-token-0001-abcdefgh")
+    sts = _Server(
+        lambda path: {
+            "Code": "Success",
+            "AccessKeyId": "STS.ChainKey0001",
+            "AccessKeySecret": "chain-secret-0001",
+            "SecurityToken": "chain-token-0001-abcdefgh",
+            "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600)),
+        }
+    )
+    env = {
+        "HOME": str(tmp_path),
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+        "ALIBABA_CLOUD_CREDENTIALS_URI": f"{sts.url}/credentials",
+        "LANGFLOW_CMS_ENDPOINT": emulator.endpoint,
+    }
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ALIBABA_CLOUD_", "ALIYUN_", "LANGFLOW_CMS_"))
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "from langflow_cms import get_reporter\nget_reporter().record('chain', 1.0)"],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and "Error" not in result.stderr, result.stderr
+    assert [r["access_key_id"] for r in emulator.requests("PutCustomMetric")] == ["STS.ChainKey0001"]
+    assert len(emulator.entries("chain")) == 2

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from langflow_cms.limits import MAX_DIMENSION_BYTES, MAX_DIMENSIONS, METRIC_NAME_RE
 
 DIMENSION_KEY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
-_UNSAFE_VALUE_CHARS = re.compile(r"[^\w.\-/\\]")
+_UNSAFE_VALUE_CHARS = re.compile(r"[^A-Za-z0-9_.\-/\\]")  # ASCII only: CMS rewrites the rest
 EMPTY_VALUE = "none"
 
 

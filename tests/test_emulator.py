@@ -24,9 +24,9 @@ from aliyunsdkcore.client import AcsClient
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.emulator import Emulator
 from langflow_cms.emulator import signature as sig
-from langflow_cms.limits import MAX_ENTRIES_PER_CALL
 
 NO_PROXY = {"http": None, "https": None}
+MAX_ENTRIES_PER_CALL = 21  # MetricList.N: "Valid values of N: 1 to 21" (API metadata; cms-api.md §1.1)
 STS_ID, STS_SECRET, STS_TOKEN = "STS.test-key", "sts-secret", "sts-token-123"
 KEYS = {DEV_ACCESS_KEY_ID: DEV_ACCESS_KEY_SECRET, STS_ID: (STS_SECRET, STS_TOKEN)}
 
@@ -249,7 +249,6 @@ def test_common_parameter_errors(emu, overrides, status, code):
         (aggregate(Sum=float("nan")), "InvalidParameter"),
         (entry(Time="2026-11-25 16:52:05"), "InvalidParameter"),
         (entry(Time="1795625525"), "InvalidParameter"),
-        (entry(Dimensions=json.dumps({f"k{i}": "v" for i in range(11)})), "InvalidParameter"),
         (entry(Dimensions=json.dumps({"flow": ""})), "InvalidParameter"),
     ],
 )
@@ -298,10 +297,33 @@ def test_entry_numbers_must_be_contiguous(client, emu):
         entry(Dimensions=json.dumps({"flow": "a,b"})),
         entry(Dimensions=json.dumps({"flow": "v" * 65})),
         entry(Dimensions=json.dumps({"flow": 3})),
+        # Only ASCII letters, digits and . - _ / \ are allowed in dimensions (cms-api.md §6.1).
+        entry(Dimensions=json.dumps({"flow": "café"})),
+        entry(Dimensions=json.dumps({"flow": "北京"})),
+        entry(Dimensions=json.dumps({"flow": "a b"})),
+        entry(Dimensions=json.dumps({"flow": "a:b"})),
+        entry(Dimensions=json.dumps({"flow": "a+b"})),
+        entry(Dimensions=json.dumps({"flöw": "x"})),
     ],
 )
 def test_strict_mode_rejects_what_cms_would_rewrite(client, emu, item):
     assert server_error(client, emu, [item]).get_error_code() == "InvalidParameter"
+    assert emu.entries() == []
+
+
+def test_dimension_values_may_use_every_documented_character(client, emu):
+    # cms-api.md §6.1 (Tea docstring of MetricList.N.Dimensions): letters, digits and . - _ / \
+    value = "Az09.-_/\\"
+    put(client, emu, [entry(Dimensions=json.dumps({"flow": value, "k.e-y_/\\": "v"}))])
+    assert emu.entries()[0]["dimensions"] == {"flow": value, "k.e-y_/\\": "v"}
+
+
+def test_more_than_10_dimensions_are_accepted(client, emu):
+    # The 10-dimension cap was removed from the PutCustomMetric doc in 2021 (cms-api.md §6.1); the
+    # emulator must not invent a rejection the service no longer documents (10 is the client's policy).
+    dims = {f"k{i}": "v" for i in range(15)}
+    assert put(client, emu, [entry(Dimensions=json.dumps(dims))])["Code"] == "200"
+    assert emu.entries()[0]["dimensions"] == dims
 
 
 def test_strict_mode_rejects_unknown_fields(client, emu):
@@ -311,12 +333,15 @@ def test_strict_mode_rejects_unknown_fields(client, emu):
 
 def test_non_strict_mode_sanitises_like_cms(client):
     with Emulator(strict=False, max_entries=3) as lax:
-        dims = {f"k{i}": "v" for i in range(12)} | {"a=b": "c,d&e", "k0": "é" * 40}
+        dims = {f"k{i}": "v" for i in range(12)} | {"a=b": "c,d&e", "k0": "é" * 70, "k1": "北京 x"}
         put(client, lax, [entry("9lives-x.y", Dimensions=json.dumps(dims)), entry("n" * 70)])
         first, second = lax.entries()
         assert first["name"] == "Alives_x_y"
-        assert len(first["dimensions"]) == 10
-        assert first["dimensions"]["k0"] == "é" * 32  # cut at 64 bytes, never mid-character
+        assert len(first["dimensions"]) == 13  # no count cap (cms-api.md §6.1)
+        # Characters other than ASCII letters, digits and . - _ / \ become _ (cms-api.md §6.1), then
+        # the value is cut to 64 bytes.
+        assert first["dimensions"]["k0"] == "_" * 64
+        assert first["dimensions"]["k1"] == "___x"  # one _ per character, not per byte
         assert second["name"] == "n" * 64
         put(client, lax, [entry(Dimensions=json.dumps({"a=b": "c,d&e"}))])
         assert lax.entries()[-1]["dimensions"] == {"a_b": "c_d_e"}

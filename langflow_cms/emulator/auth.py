@@ -13,10 +13,9 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from langflow_cms.limits import TIMESTAMP_WINDOW_S
-
 from . import signature
 from .errors import api_error, missing_parameter, signature_mismatch
+from .limits import TIMESTAMP_WINDOW_S
 
 REQUIRED_COMMON = (
     "Action",

@@ -10,10 +10,10 @@ import sys
 import threading
 
 from langflow_cms.dev import DEFAULT_EMULATOR_PORT, DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
-from langflow_cms.limits import MAX_ENTRIES_PER_CALL
 
 from .auth import KeyPair, parse_key_spec
 from .faults import Faults
+from .limits import MAX_METRIC_ENTRIES
 from .server import DEFAULT_USER_ID, Emulator
 
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="sanitise names/dimensions like real CMS instead of rejecting them",
     )
-    parser.add_argument("--max-entries", type=int, default=MAX_ENTRIES_PER_CALL, help="MetricList.N limit")
+    parser.add_argument("--max-entries", type=int, default=MAX_METRIC_ENTRIES, help="MetricList.N limit")
     parser.add_argument("--user-id", default=DEFAULT_USER_ID, help="account id for acs_customMetric_<id>")
     faults = parser.add_argument_group("fault injection (PutCustomMetric only)")
     faults.add_argument(

@@ -18,12 +18,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
-from langflow_cms.limits import MAX_ENTRIES_PER_CALL
 
 from . import queries
 from .auth import Authenticator, KeyPair, normalise_keys
 from .errors import CATALOG, ApiError, api_error
 from .faults import Decision, FaultInjector, Faults
+from .limits import MAX_METRIC_ENTRIES
 from .store import Store
 from .validation import parse_metric_list
 
@@ -208,7 +208,7 @@ class Emulator:
         keys: Mapping[str, str | tuple[str, str]] | Iterable[KeyPair] | None = None,
         strict: bool = True,
         db_path: str | None = None,
-        max_entries: int = MAX_ENTRIES_PER_CALL,
+        max_entries: int = MAX_METRIC_ENTRIES,
         allow_remote: bool = False,
         user_id: str = DEFAULT_USER_ID,
         faults: Faults | None = None,

@@ -1,10 +1,12 @@
 """Parses and validates the ``MetricList.N.*`` parameters of PutCustomMetric.
 
 Two modes. *Strict* (the default) rejects with InvalidParameter everything real CMS would silently
-rewrite (bad metric names, dimension keys/values with ``= & ,`` or over 64 bytes, more than 10
-dimensions), so a passing test proves our client never sends such data. Non-strict mode rewrites it the
-way CMS documents (cms-api.md §1.1): first non-letter of a name becomes ``A``, invalid characters become
-``_``, everything is cut to 64 bytes, and only the first 10 dimensions are kept.
+rewrite (bad metric names, dimension keys/values with a character other than ASCII letters, digits and
+``. - _ / \\`` or over 64 bytes), so a passing test proves our client never sends such data. Non-strict
+mode rewrites it the way CMS documents (cms-api.md §1.1, §6.1): first non-letter of a name becomes ``A``,
+invalid characters become ``_``, everything is cut to 64 bytes. There is no dimension-count limit: the
+10-dimension cap was removed from the PutCustomMetric doc (cms-api.md §6.1). All limits come from this
+package's own ``limits`` module, never from the client's.
 """
 
 from __future__ import annotations
@@ -18,32 +20,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from langflow_cms.limits import (
-    FORBIDDEN_DIMENSION_CHARS,
+from .errors import invalid_parameter, missing_parameter
+from .limits import (
+    DIMENSION_CHAR_RE,
     MAX_DIMENSION_BYTES,
-    MAX_DIMENSIONS,
     MAX_NAME_BYTES,
     METRIC_NAME_RE,
-    PERIODS,
+    METRIC_PERIODS,
+    STATISTICS,
 )
 
-from .errors import invalid_parameter, missing_parameter
-
-TYPE1_KEYS = frozenset(
-    (
-        *(
-            "Average",
-            "Maximum",
-            "Minimum",
-            "Sum",
-            "SampleCount",
-            "LastValue",
-            "SumPerSecond",
-            "CountPerSecond",
-        ),
-        *("P10", "P20", "P30", "P40", "P50", "P60", "P70", "P75", "P80", "P90", "P95", "P98", "P99"),
-    )
-)
+TYPE1_KEYS = frozenset(STATISTICS)
 """Statistic keys CMS documents for Type=1 (aliyun-cms-java-sdk MetricAttribute; cms-api.md §1.1)."""
 
 FIELDS = ("GroupId", "MetricName", "Dimensions", "Type", "Values", "Period", "Time")
@@ -107,8 +94,8 @@ def _parse_entry(n: int, fields: dict[str, str], *, strict: bool) -> Entry:
         raw_period = fields.get("Period")
         if not raw_period:
             raise missing_parameter(name_of("Period"))
-        if not raw_period.isdigit() or int(raw_period) not in PERIODS:
-            raise invalid_parameter(name_of("Period"), f"must be one of {PERIODS}")
+        if not raw_period.isdigit() or int(raw_period) not in METRIC_PERIODS:
+            raise invalid_parameter(name_of("Period"), f"must be one of {METRIC_PERIODS}")
         period = int(raw_period)
 
     return Entry(
@@ -151,22 +138,23 @@ def _metric_name(raw: str, name: str, *, strict: bool) -> str:
 
 
 def _dimension_text(text: str, name: str, *, strict: bool) -> str:
-    bad = [c for c in FORBIDDEN_DIMENSION_CHARS if c in text]
+    # Allowed: ASCII letters, digits and . - _ / \ (cms-api.md §6.1); CMS rewrites anything else to _.
+    bad = sorted({c for c in text if not DIMENSION_CHAR_RE.fullmatch(c)})
     if strict and bad:
-        raise invalid_parameter(name, f"dimension {text!r} contains {''.join(bad)!r}")
+        raise invalid_parameter(
+            name,
+            f"dimension {text!r} contains {''.join(bad)!r}; only ASCII letters, digits and . - _ / \\"
+            " are allowed",
+        )
     if strict and len(text.encode()) > MAX_DIMENSION_BYTES:
         raise invalid_parameter(name, f"dimension {text[:16]!r}... is over {MAX_DIMENSION_BYTES} bytes")
-    for c in FORBIDDEN_DIMENSION_CHARS:
-        text = text.replace(c, "_")
+    text = "".join(c if DIMENSION_CHAR_RE.fullmatch(c) else "_" for c in text)
     return _truncate(text, MAX_DIMENSION_BYTES)
 
 
 def _dimensions(raw: str, name: str, *, strict: bool) -> dict[str, str]:
     obj = _json_object(raw, name)
-    if len(obj) > MAX_DIMENSIONS:
-        if strict:
-            raise invalid_parameter(name, f"{len(obj)} dimensions, at most {MAX_DIMENSIONS}")
-        obj = dict(list(obj.items())[:MAX_DIMENSIONS])
+    # No count check: the 10-dimension cap is gone from the PutCustomMetric doc (cms-api.md §6.1).
     result: dict[str, str] = {}
     for key, value in obj.items():
         if not isinstance(value, str):

@@ -4,12 +4,17 @@ Shapes follow the public API models (aliyun Tea SDK models for cms 2019-01-01):
 
 * DescribeCustomMetricList takes GroupId, MetricName, Dimension, Md5, PageNumber (default 1), PageSize
   (default 10) and has **no time range**. Its ``Result`` is a JSON *string*:
-  ``{"all": <total>, "size": <page size>, "page": <page>, "param": {...}, "list": [...]}``. The documented
-  example only ever shows an empty ``list``; the item fields used here (metricName, groupId, dimension,
-  md5) mirror the ``param.metric`` example and are the emulator's best guess.
+  ``{"all": <total>, "size": <page size>, "page": <page>, "param": {"metric": "<JSON string>"},
+  "list": [...]}``; ``param.metric`` is itself a JSON string with metricName, groupId, project
+  (``acs_customMetric_<uid>``), dimension and status (cms-api.md §6.1). The documented example only ever
+  shows an empty ``list``; the item fields used here (metricName, groupId, dimension, md5) mirror
+  ``param.metric`` and are the emulator's best guess.
 * Data points of custom metrics are read with DescribeMetricList on namespace ``acs_customMetric_<uid>``,
-  ``Dimensions='[{"groupId":"0","dimension":"k1=v1&k2=v2"}]'`` (keys sorted), Period, StartTime/EndTime
-  (left-open, right-closed) and NextToken/Length paging. ``Datapoints`` is a JSON *string* list.
+  ``Dimensions='[{"groupId":"0","dimension":"k1=v1&k2=v2"}]'`` (keys sorted), Period (60 or 300),
+  StartTime/EndTime (left-open, right-closed, at most 31 days apart) and NextToken/Length (≤ 1440) paging
+  (cms-api.md §6.2). ``Datapoints`` is a JSON *string* list.
+* Raw (Type=0) points are aggregated into aligned 60 s or 300 s windows with every statistic CMS documents
+  for raw data (cms-api.md §6.1). CMS does not document its percentile method: nearest-rank is a guess.
 """
 
 from __future__ import annotations
@@ -17,15 +22,16 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from .errors import invalid_parameter, missing_parameter
+from .limits import MAX_QUERY_LENGTH, MAX_QUERY_RANGE_MS, PERCENTILES, QUERY_PERIODS, STATISTICS
 from .store import Store
 
 NAMESPACE_PREFIX = "acs_customMetric_"
-RAW_STATISTICS = ("Average", "Maximum", "Minimum", "Sum", "SampleCount")
 
 
 def dimension_string(dimensions: Mapping[str, str]) -> str:
@@ -63,7 +69,7 @@ def _page_param(params: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
-def describe_custom_metric_list(params: Mapping[str, str], store: Store) -> dict[str, Any]:
+def describe_custom_metric_list(params: Mapping[str, str], store: Store, user_id: str) -> dict[str, Any]:
     """The body (minus RequestId) of a DescribeCustomMetricList answer."""
     page = _page_param(params, "PageNumber", 1)
     size = _page_param(params, "PageSize", 10)
@@ -89,12 +95,21 @@ def describe_custom_metric_list(params: Mapping[str, str], store: Store) -> dict
             },
         )
     ordered = [series[key] for key in sorted(series)]
-    filters = {k: params[k] for k in ("MetricName", "GroupId", "Dimension", "Md5") if params.get(k)}
+    # param.metric is a JSON string echoing the query (cms-api.md §6.1); status 1 is the documented example.
+    metric = {
+        "metricName": params.get("MetricName") or "",
+        "groupId": int(params["GroupId"]) if params.get("GroupId", "").isdigit() else 0,
+        "project": NAMESPACE_PREFIX + user_id,
+        "dimension": "&".join(
+            k if v is None else f"{k}={v}" for k, v in sorted(wanted_dims, key=lambda kv: kv[0])
+        ),
+        "status": 1,
+    }
     result = {
         "all": len(ordered),
         "size": size,
         "page": page,
-        "param": {"metric": json.dumps(filters), "service": "langflow-cms-emulator"},
+        "param": {"metric": json.dumps(metric)},
         "list": ordered[(page - 1) * size : page * size],
     }
     return {"Code": "200", "Message": "success", "Result": json.dumps(result)}
@@ -140,23 +155,30 @@ def describe_metric_list(params: Mapping[str, str], store: Store, user_id: str) 
     """The body (minus RequestId) of a DescribeMetricList answer for a custom-metric namespace.
 
     Type=1 points are returned as stored for a matching Period; Type=0 (raw) points are aggregated
-    into Period windows the way CMS does (Average, Maximum, Minimum, Sum, SampleCount).
+    into aligned Period windows with every statistic CMS documents for raw data.
     """
     for name in ("Namespace", "MetricName"):
         if not params.get(name):
             raise missing_parameter(name)
     period = _page_param(params, "Period", 60)
+    if period not in QUERY_PERIODS:
+        # Custom metrics exist at 60 s and 300 s only (cms-api.md §1.1, §6.1).
+        raise invalid_parameter("Period", f"must be one of {QUERY_PERIODS} for custom metrics")
     now_ms = int(time.time() * 1000)
     end = _query_time_ms(params.get("EndTime"), "EndTime", now_ms)
     start = _query_time_ms(params.get("StartTime"), "StartTime", end - 3600 * 1000)
     if start >= end:
         raise invalid_parameter("StartTime", "must be earlier than EndTime")
+    if end - start > MAX_QUERY_RANGE_MS:
+        raise invalid_parameter("EndTime", "the time range must not exceed 31 days")
     offset = int(params["NextToken"]) if params.get("NextToken", "").isdigit() else 0
     length = _page_param(params, "Length", 1000)
+    if length > MAX_QUERY_LENGTH:
+        raise invalid_parameter("Length", f"must be at most {MAX_QUERY_LENGTH}")
     filters = _dimension_filters(params.get("Dimensions"))
 
     points: list[dict[str, Any]] = []
-    raw: dict[tuple[str, str, int], list[float]] = {}
+    raw: dict[tuple[str, str, int], list[tuple[int, float]]] = {}
     if params["Namespace"] == NAMESPACE_PREFIX + user_id:
         for entry in store.entries(params["MetricName"]):
             dimension = dimension_string(entry["dimensions"])
@@ -170,16 +192,11 @@ def describe_metric_list(params: Mapping[str, str], store: Store, user_id: str) 
                 points.append(_point(entry["time"], entry["group_id"], dimension, user_id, entry["values"]))
             elif entry["type"] == 0:
                 window = entry["time"] - entry["time"] % (period * 1000)
-                raw.setdefault((entry["group_id"], dimension, window), []).append(entry["values"]["value"])
-    for (group_id, dimension, window), values in raw.items():
-        stats = {
-            "Average": sum(values) / len(values),
-            "Maximum": max(values),
-            "Minimum": min(values),
-            "Sum": sum(values),
-            "SampleCount": len(values),
-        }
-        points.append(_point(window, group_id, dimension, user_id, stats))
+                raw.setdefault((entry["group_id"], dimension, window), []).append(
+                    (entry["time"], entry["values"]["value"])
+                )
+    for (group_id, dimension, window), samples in raw.items():
+        points.append(_point(window, group_id, dimension, user_id, raw_statistics(samples, period)))
     points.sort(key=lambda p: (p["timestamp"], p["groupId"], p["dimension"]))
 
     body: dict[str, Any] = {
@@ -191,6 +208,35 @@ def describe_metric_list(params: Mapping[str, str], store: Store, user_id: str) 
     if offset + length < len(points):
         body["NextToken"] = str(offset + length)
     return body
+
+
+def nearest_rank(ordered: list[float], percent: int) -> float:
+    """The nearest-rank percentile of sorted values: the smallest value with at least ``percent``% of the
+    values at or below it. CMS does not document its method; this is the emulator's guess."""
+    rank = max(1, math.ceil(percent / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def raw_statistics(samples: list[tuple[int, float]], period: int) -> dict[str, float]:
+    """Every statistic CMS documents for raw data (cms-api.md §6.1) over one window's ``(time_ms, value)``
+    samples in arrival order. LastValue is the value with the latest time (the later arrival on a tie)."""
+    values = [value for _, value in samples]
+    ordered = sorted(values)
+    total = sum(values)
+    last_time = max(time_ms for time_ms, _ in samples)
+    stats: dict[str, float] = {
+        "Average": total / len(values),
+        "Maximum": ordered[-1],
+        "Minimum": ordered[0],
+        "Sum": total,
+        "SampleCount": len(values),
+        "SumPerSecond": total / period,
+        "CountPerSecond": len(values) / period,
+        "LastValue": [value for time_ms, value in samples if time_ms == last_time][-1],
+    }
+    stats.update({name: nearest_rank(ordered, percent) for name, percent in PERCENTILES.items()})
+    assert set(stats) == set(STATISTICS)
+    return stats
 
 
 def _point(timestamp: int, group_id: str, dimension: str, user_id: str, values: dict[str, Any]) -> dict:

@@ -335,7 +335,7 @@ class Emulator:
             self.store.add_entries(entries, request_id=request_id, access_key_id=key.key_id)
             return {"Code": "200", "Message": "success"}
         if action == "DescribeCustomMetricList":
-            return queries.describe_custom_metric_list(params, self.store)
+            return queries.describe_custom_metric_list(params, self.store, self.user_id)
         if action == "DescribeMetricList":
             return queries.describe_metric_list(params, self.store, self.user_id)
         raise api_error("InvalidAction.NotFound")

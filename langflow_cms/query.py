@@ -11,20 +11,65 @@ CMS splits reading into two APIs (public API models of cms 2019-01-01):
 
 Both treat a body ``Code`` other than ``"200"`` as an error even at HTTP 200, because the old SDK only
 raises for non-2xx statuses (cms-api.md §1.2).
+
+Reading is rate limited: every Describe* call of an account shares one quota (50 calls per second,
+cms-api.md §6.2) with dashboards and other tools. Pass a :class:`RateLimiter` (``Reader`` always has one,
+10 calls per second by default) and every call waits for its turn; ``Throttling*`` answers are retried with
+jittered exponential backoff (tenacity) for up to ``THROTTLE_RETRY_S`` seconds.
+
+:func:`account_id` finds the account uid of the namespace: ``LANGFLOW_CMS_USER_ID``, else STS
+``GetCallerIdentity`` signed with the same credentials. :func:`open_reader` builds a :class:`Reader` from
+the environment the same way the reporter does (``Config.from_env``, ``credential_provider``,
+``make_acs_client``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aliyunsdkcms.request.v20190101.DescribeCustomMetricListRequest import DescribeCustomMetricListRequest
 from aliyunsdkcms.request.v20190101.DescribeMetricListRequest import DescribeMetricListRequest
+from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.client import AcsClient
-from aliyunsdkcore.request import RpcRequest
+from aliyunsdkcore.request import CommonRequest, RpcRequest
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
-CUSTOM_NAMESPACE_PREFIX = "acs_customMetric_"
+from langflow_cms.contract import CUSTOM_NAMESPACE_PREFIX
+
+USER_ID_VARIABLE = "LANGFLOW_CMS_USER_ID"
+"""The account uid of ``acs_customMetric_<uid>``; when unset it is asked from STS GetCallerIdentity."""
+DEFAULT_READ_QPS = 10.0
+"""Describe* calls per second from one reader: a fifth of the account's shared 50 per second."""
+THROTTLE_RETRY_S = 20.0
+"""How long a throttled read is retried before the error is raised."""
+MAX_SELECTORS = 50
+"""DescribeMetricList answers at most 50 dimension selectors ("instances") per request."""
+STS_VERSION = "2015-04-01"
+
+
+class RateLimiter:
+    """At most ``qps`` calls per second, spaced evenly (a token bucket of depth one); thread-safe."""
+
+    def __init__(self, qps: float = DEFAULT_READ_QPS) -> None:
+        if not qps > 0:
+            raise ValueError("qps must be positive")
+        self.interval = 1.0 / qps
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
 
 
 class CmsQueryError(Exception):
@@ -54,17 +99,38 @@ def parse_dimension_string(text: str) -> dict[str, str]:
     return {key: value for key, _, value in pairs}
 
 
-def _call(client: AcsClient, request: RpcRequest, endpoint: str | None) -> dict[str, Any]:
+def is_throttling(exc: BaseException) -> bool:
+    """A ``Throttling``/``Throttling.User``/``Throttling.Api`` answer, as an HTTP error or in a 200 body."""
+    if isinstance(exc, ServerException):
+        return exc.get_error_code().startswith("Throttling")
+    return isinstance(exc, CmsQueryError) and exc.code.startswith("Throttling")
+
+
+def _call(
+    client: AcsClient, request: RpcRequest, endpoint: str | None, limiter: RateLimiter | None = None
+) -> dict[str, Any]:
     if endpoint:
         request.set_endpoint(endpoint)
     if not endpoint or "://" not in endpoint:
         # A bare host name means real CMS: never send credentials over plain HTTP.
         request.set_protocol_type("https")
-    body = json.loads(client.do_action_with_exception(request))
-    code = str(body.get("Code", "200"))
-    if code != "200" or body.get("Success") is False:
-        raise CmsQueryError(code, str(body.get("Message", "")), body.get("RequestId"))
-    return body
+
+    @retry(
+        retry=retry_if_exception(is_throttling),
+        wait=wait_exponential_jitter(initial=0.2, max=5.0),
+        stop=stop_after_delay(THROTTLE_RETRY_S),
+        reraise=True,
+    )
+    def once() -> dict[str, Any]:
+        if limiter is not None:
+            limiter.wait()
+        body = json.loads(client.do_action_with_exception(request))
+        code = str(body.get("Code", "200"))
+        if code != "200" or body.get("Success") is False:
+            raise CmsQueryError(code, str(body.get("Message", "")), body.get("RequestId"))
+        return body
+
+    return once()
 
 
 def describe_custom_metric_list(
@@ -77,6 +143,7 @@ def describe_custom_metric_list(
     page_size: int = 100,
     max_pages: int = 100,
     endpoint: str | None = None,
+    limiter: RateLimiter | None = None,
 ) -> list[dict[str, Any]]:
     """All series matching the filters, following pages.
 
@@ -99,7 +166,7 @@ def describe_custom_metric_list(
             request.set_Md5(md5)
         request.set_PageNumber(str(page))
         request.set_PageSize(str(page_size))
-        result = json.loads(_call(client, request, endpoint).get("Result") or "{}")
+        result = json.loads(_call(client, request, endpoint, limiter).get("Result") or "{}")
         items = result.get("list") or []
         for item in items:
             series.append(
@@ -122,7 +189,7 @@ def describe_metric_list(
     *,
     user_id: str,
     metric_name: str,
-    dimensions: Mapping[str, str] | None = None,
+    dimensions: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
     group_id: str | None = "0",
     period: int = 60,
     start_ms: int | None = None,
@@ -130,18 +197,61 @@ def describe_metric_list(
     length: int = 1000,
     max_pages: int = 100,
     endpoint: str | None = None,
+    limiter: RateLimiter | None = None,
 ) -> list[dict[str, Any]]:
     """Data points of a custom metric (``StartTime < time <= EndTime``), following NextToken.
 
     Each item: ``name``, ``group_id``, ``dimensions`` (dict), ``period``, ``time`` (ms) and ``values``
-    (the statistics, e.g. Sum/SampleCount/Average/Maximum/Minimum). ``user_id`` is the Alibaba Cloud
-    account id: custom metrics live in namespace ``acs_customMetric_<user_id>``.
+    (the statistics, e.g. Sum/SampleCount/Average/Maximum/Minimum, and P10..P99 where CMS has them).
+    ``user_id`` is the Alibaba Cloud account id: custom metrics live in namespace
+    ``acs_customMetric_<user_id>``. ``dimensions`` is one exact dimension set or a list of them; a list is
+    sent ``MAX_SELECTORS`` at a time (one request per batch), an empty list reads nothing.
     """
-    selector: dict[str, str] = {}
-    if group_id is not None:
-        selector["groupId"] = str(group_id)
-    if dimensions is not None:
-        selector["dimension"] = dimension_query_string(dimensions)
+    if dimensions is None or isinstance(dimensions, Mapping):
+        batches: list[list[Mapping[str, str] | None]] = [[dimensions]]
+    else:
+        wanted = list(dimensions)
+        batches = [wanted[i : i + MAX_SELECTORS] for i in range(0, len(wanted), MAX_SELECTORS)]
+    points: list[dict[str, Any]] = []
+    for batch in batches:
+        selectors: list[dict[str, str]] = []
+        for dims in batch:
+            selector: dict[str, str] = {}
+            if group_id is not None:
+                selector["groupId"] = str(group_id)
+            if dims is not None:
+                selector["dimension"] = dimension_query_string(dims)
+            if selector:
+                selectors.append(selector)
+        points += _metric_pages(
+            client,
+            user_id,
+            metric_name,
+            selectors,
+            period,
+            start_ms,
+            end_ms,
+            length,
+            max_pages,
+            endpoint,
+            limiter,
+        )
+    return points
+
+
+def _metric_pages(
+    client: AcsClient,
+    user_id: str,
+    metric_name: str,
+    selectors: list[dict[str, str]],
+    period: int,
+    start_ms: int | None,
+    end_ms: int | None,
+    length: int,
+    max_pages: int,
+    endpoint: str | None,
+    limiter: RateLimiter | None,
+) -> list[dict[str, Any]]:
     points: list[dict[str, Any]] = []
     token: str | None = None
     for _ in range(max_pages):
@@ -150,15 +260,15 @@ def describe_metric_list(
         request.set_MetricName(metric_name)
         request.set_Period(str(period))
         request.set_Length(str(length))
-        if selector:
-            request.set_Dimensions(json.dumps([selector]))
+        if selectors:
+            request.set_Dimensions(json.dumps(selectors))
         if start_ms is not None:
             request.set_StartTime(str(start_ms))
         if end_ms is not None:
             request.set_EndTime(str(end_ms))
         if token:
             request.set_NextToken(token)
-        body = _call(client, request, endpoint)
+        body = _call(client, request, endpoint, limiter)
         for raw in json.loads(body.get("Datapoints") or "[]"):
             point = dict(raw)
             meta = {key: point.pop(key, None) for key in ("timestamp", "groupId", "dimension", "userId")}
@@ -176,3 +286,108 @@ def describe_metric_list(
         if not token:
             break
     return points
+
+
+def sts_endpoint(cms_endpoint: str, region: str, *, loopback: bool) -> str:
+    """Where GetCallerIdentity goes: the configured endpoint when it is the loopback emulator, else
+    ``https://sts.<region>.aliyuncs.com``."""
+    return cms_endpoint if loopback else f"https://sts.{region}.aliyuncs.com"
+
+
+def caller_identity(client: AcsClient, endpoint: str, limiter: RateLimiter | None = None) -> dict[str, Any]:
+    """STS ``GetCallerIdentity`` (2015-04-01), signed like every other call: ``AccountId``, ``UserId``,
+    ``Arn``, ``IdentityType``. ``endpoint`` as from :func:`sts_endpoint`."""
+    request = CommonRequest(version=STS_VERSION, action_name="GetCallerIdentity", product="Sts")
+    request.set_method("POST")
+    request.set_accept_format("JSON")
+    request.set_domain(endpoint)
+    request.trans_to_acs_request()
+    return _call(client, request, endpoint, limiter)
+
+
+def account_id(
+    client: AcsClient,
+    *,
+    sts_endpoint: str,
+    environ: Mapping[str, str] | None = None,
+    limiter: RateLimiter | None = None,
+) -> str:
+    """The account uid of ``acs_customMetric_<uid>``: ``LANGFLOW_CMS_USER_ID``, else STS GetCallerIdentity."""
+    environ = os.environ if environ is None else environ
+    configured = environ.get(USER_ID_VARIABLE, "").strip()
+    if configured:
+        if not configured.isdigit():
+            raise ValueError(
+                f"{USER_ID_VARIABLE}={configured!r} is invalid: accepted: digits (an account uid)"
+            )
+        return configured
+    found = str(caller_identity(client, sts_endpoint, limiter).get("AccountId") or "")
+    if not found:
+        raise CmsQueryError("NoAccountId", "GetCallerIdentity answered without an AccountId", None)
+    return found
+
+
+@dataclass
+class Reader:
+    """Everything a read needs: a signing client, the endpoint, the account uid, one shared rate limiter."""
+
+    client: AcsClient
+    endpoint: str | None
+    user_id: str
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    group_id: str | None = "0"
+
+    def series(self, metric_name: str, **filters: Any) -> list[dict[str, Any]]:
+        """DescribeCustomMetricList for one metric (see :func:`describe_custom_metric_list`)."""
+        filters.setdefault("group_id", self.group_id)
+        return describe_custom_metric_list(
+            self.client, metric_name=metric_name, endpoint=self.endpoint, limiter=self.limiter, **filters
+        )
+
+    def points(
+        self,
+        metric_name: str,
+        dimensions: Mapping[str, str] | Sequence[Mapping[str, str]] | None,
+        *,
+        period: int,
+        start_ms: int,
+        end_ms: int,
+    ) -> list[dict[str, Any]]:
+        """DescribeMetricList for one metric (see :func:`describe_metric_list`)."""
+        return describe_metric_list(
+            self.client,
+            user_id=self.user_id,
+            metric_name=metric_name,
+            dimensions=dimensions,
+            group_id=self.group_id,
+            period=period,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            endpoint=self.endpoint,
+            limiter=self.limiter,
+        )
+
+
+def open_reader(environ: Mapping[str, str] | None = None, *, qps: float = DEFAULT_READ_QPS) -> Reader:
+    """A :class:`Reader` configured like the reporter: same endpoint, region, group and credential chain.
+
+    Raises ``ConfigError``/``CredentialError`` for a bad setup, ``CmsQueryError``/SDK exceptions when the
+    account id cannot be found.
+    """
+    from langflow_cms.config import Config
+    from langflow_cms.credentials import credential_provider, make_acs_client, proxies_for
+
+    environ = os.environ if environ is None else environ
+    config = Config.from_env(environ)
+    provider = credential_provider(dev=config.dev, environ=environ)
+    sts = sts_endpoint(config.endpoint, config.region, loopback=config.is_loopback)
+    client = make_acs_client(
+        provider,
+        region=config.region,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        proxy=proxies_for(config.endpoint, environ),
+    )
+    limiter = RateLimiter(qps)
+    uid = account_id(client, sts_endpoint=sts, environ=environ, limiter=limiter)
+    return Reader(client, config.endpoint, uid, limiter, config.group_id)

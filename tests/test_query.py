@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
+from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.client import AcsClient
 
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.emulator import Emulator
 from langflow_cms.query import (
+    USER_ID_VARIABLE,
+    RateLimiter,
+    account_id,
     describe_custom_metric_list,
     describe_metric_list,
     dimension_query_string,
     parse_dimension_string,
+    sts_endpoint,
 )
 
 T0 = 1_795_625_520_000  # a minute boundary
@@ -139,3 +145,74 @@ def test_raw_points_are_aggregated_per_period(client, emu):
         (T0, {"Average": 20.0, "Maximum": 30.0, "Minimum": 10.0, "Sum": 40.0, "SampleCount": 2}),
         (T0 + 60_000, {"Average": 5.0, "Maximum": 5.0, "Minimum": 5.0, "Sum": 5.0, "SampleCount": 1}),
     ]
+
+
+def test_many_series_are_read_fifty_selectors_per_request(client, emu):
+    dims = [{"flow": f"f{i:02d}", "status": "ok"} for i in range(60)]
+    report(client, emu, *[point("runs", d, T0, period=60, Sum=1, SampleCount=1) for d in dims[:20]])
+    report(client, emu, *[point("runs", d, T0, period=60, Sum=1, SampleCount=1) for d in dims[20:40]])
+    report(client, emu, *[point("runs", d, T0, period=60, Sum=1, SampleCount=1) for d in dims[40:]])
+    before = len(emu.requests("DescribeMetricList"))
+    points = describe_metric_list(
+        client,
+        user_id=emu.user_id,
+        metric_name="runs",
+        dimensions=dims,
+        start_ms=T0 - 1,
+        end_ms=T0,
+        endpoint=emu.endpoint,
+    )
+    assert sorted(p["dimensions"]["flow"] for p in points) == [d["flow"] for d in dims]
+    assert len(emu.requests("DescribeMetricList")) - before == 2
+    nothing = describe_metric_list(
+        client, user_id=emu.user_id, metric_name="runs", dimensions=[], endpoint=emu.endpoint
+    )
+    assert nothing == [] and len(emu.requests("DescribeMetricList")) - before == 2
+
+
+def test_throttled_reads_are_retried_and_paced(client, emu):
+    report(client, emu, point("runs", {"flow": "f"}, T0, period=60, Sum=1, SampleCount=1))
+    emu.set_faults(script=["Throttling.User", "Throttling", "ok"], actions=["DescribeMetricList"])
+    limiter = RateLimiter(20)
+    started = time.monotonic()
+    points = describe_metric_list(
+        client,
+        user_id=emu.user_id,
+        metric_name="runs",
+        start_ms=T0 - 1,
+        end_ms=T0,
+        endpoint=emu.endpoint,
+        limiter=limiter,
+    )
+    assert [p["values"]["Sum"] for p in points] == [1]
+    codes = [r["code"] for r in emu.requests("DescribeMetricList")]
+    assert codes == ["Throttling.User", "Throttling", "200"]
+    assert time.monotonic() - started >= 2 * limiter.interval
+
+
+def test_errors_other_than_throttling_are_not_retried(client, emu):
+    emu.set_faults(script=["InternalError"], actions=["DescribeMetricList"])
+    with pytest.raises(ServerException):
+        describe_metric_list(client, user_id=emu.user_id, metric_name="runs", endpoint=emu.endpoint)
+    assert len(emu.requests("DescribeMetricList")) == 1
+
+
+def test_rate_limiter_spaces_calls():
+    limiter = RateLimiter(50)
+    started = time.monotonic()
+    for _ in range(6):
+        limiter.wait()
+    assert time.monotonic() - started >= 5 * 0.02 * 0.9
+    with pytest.raises(ValueError):
+        RateLimiter(0)
+
+
+def test_account_id_from_the_environment_first(client):
+    assert account_id(client, sts_endpoint="http://127.0.0.1:9", environ={USER_ID_VARIABLE: "1234"}) == "1234"
+    with pytest.raises(ValueError, match=USER_ID_VARIABLE):
+        account_id(client, sts_endpoint="http://127.0.0.1:9", environ={USER_ID_VARIABLE: "abc"})
+    assert sts_endpoint("http://127.0.0.1:8765", "cn-shanghai", loopback=True) == "http://127.0.0.1:8765"
+    assert (
+        sts_endpoint("https://metrics.cn-shanghai.aliyuncs.com", "cn-shanghai", loopback=False)
+        == "https://sts.cn-shanghai.aliyuncs.com"
+    )

@@ -1,0 +1,126 @@
+"""The one read-back rule (langflow_cms.readback): counts summed, averages weighted, max/min taken,
+percentiles from the fleet stream and never averaged."""
+
+from __future__ import annotations
+
+import pytest
+
+from langflow_cms import contract
+from langflow_cms.readback import (
+    combine,
+    count,
+    fleet_percentile,
+    format_table,
+    latest_window,
+    percentiles,
+    rows,
+    upper_bound,
+)
+
+T0 = 1_795_625_700_000  # a 5-minute boundary
+
+
+def pt(dims, values, time=T0, name=contract.FLOW_METRIC):
+    return {"name": name, "group_id": "0", "dimensions": dims, "period": 60, "time": time, "values": values}
+
+
+def stats(samples):
+    """What an instance (or CMS over raw points) reports for these samples: nearest-rank percentiles."""
+    ordered = sorted(samples)
+    n = len(ordered)
+
+    def rank(q):
+        return ordered[min(n - 1, max(0, -(-q * n // 100) - 1))]
+
+    return {
+        "SampleCount": n,
+        "Sum": sum(ordered),
+        "Average": sum(ordered) / n,
+        "Maximum": ordered[-1],
+        "Minimum": ordered[0],
+        **{f"P{q}": rank(q) for q in (10, 20, 30, 40, 50, 60, 70, 75, 80, 90, 95, 98, 99)},
+    }
+
+
+# A fast instance (90 runs at 10 ms) and a slow one (10 runs at 1000 ms): the fleet's P95 is 1000 ms.
+FAST = [10.0] * 90
+SLOW = [1000.0] * 10
+A = pt({"flow": "poem", "instance": "a", "status": "ok"}, stats(FAST))
+B = pt({"flow": "poem", "instance": "b", "status": "ok"}, stats(SLOW))
+FLEET = pt({"flow": "poem", "status": "ok"}, stats(FAST + SLOW), name=contract.FLEET_FLOW_METRIC)
+
+
+def test_averaging_p95s_would_be_wrong_and_the_rule_is_not():
+    truth = stats(FAST + SLOW)["P95"]
+    assert truth == 1000.0
+    weighted_mean_of_p95 = (A["values"]["P95"] * 90 + B["values"]["P95"] * 10) / 100
+    assert weighted_mean_of_p95 == pytest.approx(109.0)  # what readback.py used to print: 9x too low
+
+    exact = fleet_percentile([FLEET], "P95")
+    assert (exact.kind, exact.value, exact.runs, exact.window_ms) == ("exact", truth, 100, T0)
+    bound = upper_bound([A, B], "P95")
+    assert bound.kind == "upper_bound" and bound.value is None and bound.high >= truth
+    assert bound.label() == "<=1000.0"
+    assert percentiles([FLEET], [A, B])["P95"] == exact  # the fleet stream wins when it is there
+    assert percentiles([], [A, B])["P95"] == bound
+
+
+def test_upper_bound_is_the_max_because_a_mean_can_also_be_too_high():
+    # Two instances with 100 runs each: a's P95 is 100 (6 runs at 100, rest 1), b's P95 is 1 (all 1 ms).
+    a = [1.0] * 94 + [100.0] * 6
+    b = [1.0] * 100
+    truth = stats(a + b)["P95"]
+    assert truth == 1.0  # 6 slow runs out of 200 are under 5 %
+    mean = (stats(a)["P95"] + stats(b)["P95"]) / 2
+    assert mean == 50.5  # averaging overstates it 50x
+    bound = upper_bound([pt({"instance": "a"}, stats(a)), pt({"instance": "b"}, stats(b))], "P95")
+    assert bound.low <= truth <= bound.high
+
+
+def test_counts_and_sums_summed_averages_weighted_max_min_taken():
+    out = combine([A, B])
+    assert out["SampleCount"] == 100 and out["Sum"] == 90 * 10 + 10 * 1000
+    assert out["Average"] == pytest.approx(109.0)  # weighted, not (10 + 1000) / 2
+    assert (out["Maximum"], out["Minimum"]) == (1000.0, 10.0)
+    assert not any(key.startswith("P") for key in out)  # percentiles are never combined here
+    assert count([A, B]) == 100
+    assert combine([]) == {}
+
+
+def test_last_value_from_the_latest_point():
+    older = pt({}, {"LastValue": 1, "SampleCount": 1}, time=T0)
+    newer = pt({}, {"LastValue": 7, "SampleCount": 1}, time=T0 + 60_000)
+    assert combine([newer, older])["LastValue"] == 7
+
+
+def test_several_fleet_windows_give_bounds_not_a_value():
+    first = pt({"flow": "poem"}, stats([10.0] * 100), name=contract.FLEET_FLOW_METRIC)
+    second = pt({"flow": "poem"}, stats([30.0] * 100), time=T0 + 300_000, name=contract.FLEET_FLOW_METRIC)
+    both = fleet_percentile([first, second], "P95")
+    assert (both.kind, both.value, both.low, both.high, both.cells) == ("bounds", None, 10.0, 30.0, 2)
+    assert both.label() == "10.0..30.0"
+    # the true P95 of the union (30 ms) lies in the bounds; the average (20 ms) would be wrong
+    assert both.low <= stats([10.0] * 100 + [30.0] * 100)["P95"] <= both.high
+    latest = fleet_percentile(latest_window([first, second]), "P95")
+    assert (latest.kind, latest.value, latest.window_ms) == ("exact", 30.0, T0 + 300_000)
+
+
+def test_missing_statistics_and_empty_windows():
+    empty = pt({}, {"SampleCount": 0, "P95": 5.0})
+    assert fleet_percentile([empty], "P95").kind == "none"
+    assert fleet_percentile([pt({}, {"SampleCount": 3})], "P95").label() == "-"
+
+
+def test_rows_exact_runs_and_errors_fleet_percentiles():
+    error = pt({"flow": "poem", "instance": "a", "status": "error"}, stats([5.0] * 3))
+    other = pt({"flow": "other", "instance": "a", "status": "ok"}, stats([7.0] * 4))
+    table = rows([A, B, error, other], ["flow"], [FLEET])
+    assert [(r.dimensions, r.count, r.errors) for r in table] == [
+        ({"flow": "other"}, 4, 0),
+        ({"flow": "poem"}, 103, 3),
+    ]
+    poem = table[1]
+    assert poem.p95.kind == "exact" and poem.p95.value == 1000.0
+    assert table[0].p95.kind == "upper_bound"  # no fleet stream for "other"
+    text = format_table(table, ["flow"])
+    assert "1000.0" in text and "<=7.0" in text and "103" in text

@@ -1,0 +1,608 @@
+"""Dashboards as code: a Grafana dashboard for the Alibaba CloudMonitor data source and its provisioning.
+
+CMS 2019-01-01 has no dashboard API (console dashboards are made by hand), so the dashboard is a Grafana
+one, for the data source plugin ``aliyun_cms_grafana_datasource`` (github.com/aliyun/aliyun-cms-grafana),
+built with grafana-foundation-sdk's typed builders. The SDK has no model for that plugin's queries, so
+:class:`CmsQuery` is one (a ``cogvariants.Dataquery``) and is registered with the SDK's runtime, which lets
+``Dashboard.from_json`` read the generated JSON back.
+
+What the plugin does with a query decides the shape of every target (read from its ``src/datasource.js``,
+master 2a07a6e, not tried against a live Grafana):
+
+* A target is ``{project, metric, period, group, dimensions: [str], ycol: [stat, ...], xcol: "timestamp",
+  type: "timeserie", describe}``; each query is one ``QueryMetricList`` call, proxied by the plugin's
+  backend to ``DescribeMetricList`` with the ``Dimensions`` string passed through unchanged.
+* When ``project`` is a literal ``acs_customMetric_<uid>``, the plugin sends ``dimensions[0]`` as the
+  ``dimension`` of ``{"groupId", "dimension"}`` *without* substituting template variables. When
+  ``project`` contains a variable, it takes its general path: each ``dimensions`` entry is resolved
+  (``$flow`` replaced) and sent inside ``[...]``. So the project here is always ``$namespace`` and each
+  dimensions entry is the whole documented custom-metric selector,
+  ``{"groupId":"$group","dimension":"flow=$flow&status=ok"}``, which arrives as
+  ``Dimensions=[{"groupId":"0","dimension":"flow=poem&status=ok"}]``.
+* It does not split one answer into several series for custom metrics and cannot sum series, so every
+  target pins every dimension of one series, and variables are single-valued. Per-host aggregates
+  (with ``instance``) are therefore shown for one ``$instance``; fleet-wide views use the fleet stream.
+* Variables for custom-metric dimension values cannot be queried (the plugin's ``dimension(...)``
+  variable query returns nothing for ``acs_customMetric``), so flow, node, ... are custom lists (from the
+  options) or text boxes.
+
+Panel count stays at most :data:`MAX_PANELS` (the plugin's maintainers suggest about 20 panels per
+dashboard, beyond which CMS read throttling blanks panels: aliyun-cms-grafana#18).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from grafana_foundation_sdk.builders import common as gcommon
+from grafana_foundation_sdk.builders import dashboard as gdash
+from grafana_foundation_sdk.builders import timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import runtime as cogruntime
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as cmodel
+from grafana_foundation_sdk.models import dashboard as dmodel
+
+from langflow_cms.contract import (
+    COMPONENT,
+    CUSTOM_NAMESPACE_PREFIX,
+    DIRECTION,
+    ENV,
+    ERROR,
+    FLEET_ERROR_METRIC,
+    FLEET_FLOW_METRIC,
+    FLOW,
+    FLOW_METRIC,
+    HEALTH_COUNTERS,
+    HEALTH_PREFIX,
+    INSTANCE,
+    MODEL,
+    NODE,
+    NODE_METRIC,
+    OK,
+    PERIODS,
+    STATUS,
+    TOKENS_METRIC,
+)
+
+DATASOURCE_TYPE = "aliyun_cms_grafana_datasource"
+"""Plugin id of aliyun/aliyun-cms-grafana (its ``src/plugin.json``)."""
+DATASOURCE_NAME = "Alibaba Cloud CloudMonitor"
+DATASOURCE_UID = "langflow-cms-cms"
+"""uid given to the provisioned data source; the dashboard's ``datasource`` variable defaults to it."""
+DASHBOARD_UID = "langflow-cms"
+MAX_PANELS = 20
+"""aliyun-cms-grafana's maintainers: about 20 panels per dashboard before CMS read throttling (#18)."""
+MAX_LISTED = 10
+"""At most this many nodes or models get their own target in the comparison panels."""
+CMS_ENDPOINT = "http://metrics.cn-hangzhou.aliyuncs.com"
+"""The plugin config page's default URL (its backend calls metrics.cn-hangzhou.aliyuncs.com regardless)."""
+
+DS = "${datasource}"
+VAR = {name: "$" + name for name in ("namespace", "group", "period", "flow", "instance", "node", "model")}
+VAR[COMPONENT] = "$component"
+
+
+# --- the plugin's query model ---------------------------------------------------------------------------
+class CmsQuery(cogvariants.Dataquery):
+    """One target of ``aliyun_cms_grafana_datasource`` (the fields its query editor writes)."""
+
+    def __init__(
+        self,
+        ref_id: str = "A",
+        project: str = "",
+        metric: str = "",
+        period: str = "",
+        group: str = "",
+        dimensions: Sequence[str] = (),
+        ycol: Sequence[str] = (),
+        xcol: str = "timestamp",
+        type_val: str = "timeserie",
+        describe: str = "",
+        datasource: dmodel.DataSourceRef | None = None,
+        hide: bool | None = None,
+    ) -> None:
+        self.ref_id = ref_id
+        self.project = project
+        self.metric = metric
+        self.period = period
+        self.group = group
+        self.dimensions = list(dimensions)
+        self.ycol = list(ycol)
+        self.xcol = xcol
+        self.type_val = type_val
+        self.describe = describe
+        self.datasource = datasource
+        self.hide = hide
+
+    def to_json(self) -> dict[str, object]:
+        """The target as the plugin stores it in dashboard JSON."""
+        payload: dict[str, object] = {
+            "refId": self.ref_id,
+            "project": self.project,
+            "metric": self.metric,
+            "period": self.period,
+            "group": self.group,
+            "dimensions": list(self.dimensions),
+            "ycol": list(self.ycol),
+            "target": list(self.ycol),  # the editor mirrors ycol here (src/query_ctrl.js)
+            "xcol": self.xcol,
+            "type": self.type_val,
+            "describe": self.describe,
+        }
+        if self.datasource is not None:
+            payload["datasource"] = self.datasource.to_json()
+        if self.hide is not None:
+            payload["hide"] = self.hide
+        return payload
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        """Inverse of :meth:`to_json` (unknown keys are ignored)."""
+        ds = data.get("datasource")
+        return cls(
+            ref_id=str(data.get("refId", "A")),
+            project=str(data.get("project", "")),
+            metric=str(data.get("metric", "")),
+            period=str(data.get("period", "")),
+            group=str(data.get("group", "")),
+            dimensions=[str(d) for d in data.get("dimensions") or []],
+            ycol=[str(y) for y in data.get("ycol") or []],
+            xcol=str(data.get("xcol", "timestamp")),
+            type_val=str(data.get("type", "timeserie")),
+            describe=str(data.get("describe", "")),
+            datasource=dmodel.DataSourceRef.from_json(ds) if isinstance(ds, dict) else None,
+            hide=data.get("hide"),
+        )
+
+
+class CmsTarget(cogbuilder.Builder[CmsQuery]):
+    """Builder of :class:`CmsQuery`, for ``Panel.with_target``."""
+
+    def __init__(self, metric: str, *statistics: str) -> None:
+        self._internal = CmsQuery(
+            project=VAR["namespace"],
+            metric=metric,
+            period=VAR["period"],
+            group=VAR["group"],
+            ycol=statistics,
+            datasource=dmodel.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DS),
+        )
+
+    def build(self) -> CmsQuery:
+        return self._internal
+
+    def ref_id(self, ref_id: str) -> Self:
+        self._internal.ref_id = ref_id
+        return self
+
+    def dimensions(self, dimensions: Mapping[str, str]) -> Self:
+        """Select one series: every dimension it carries, values may be ``$variables``."""
+        self._internal.dimensions = [selector(dimensions)]
+        return self
+
+    def describe(self, describe: str) -> Self:
+        """Legend prefix of the series (the plugin names them ``<describe>.<key>.<statistic>``)."""
+        self._internal.describe = describe
+        return self
+
+
+def selector(dimensions: Mapping[str, str], group: str = VAR["group"]) -> str:
+    """The dimensions entry of a target: CMS's custom-metric selector ``{"groupId", "dimension"}`` with
+    ``k=v&...`` keys in ascending order (cms-api.md §6.2)."""
+    dimension = "&".join(f"{key}={dimensions[key]}" for key in sorted(dimensions))
+    return json.dumps({"groupId": group, "dimension": dimension}, separators=(",", ":"))
+
+
+cogruntime.register_dataquery_variant(
+    cogruntime.DataqueryConfig(identifier=DATASOURCE_TYPE, from_json_hook=CmsQuery.from_json)
+)
+
+
+# --- the dashboard --------------------------------------------------------------------------------------
+def _choice(name: str, label: str, values: Sequence[str], default: str, description: str) -> Any:
+    """A custom list when values are known, else a text box (custom-metric dimensions cannot be queried)."""
+    if values:
+        variable = gdash.CustomVariable(name).values(",".join(values))
+        first = values[0]
+        variable.current(dmodel.VariableOption(text=first, value=first, selected=True))
+    else:
+        variable = gdash.TextBoxVariable(name).default_value(default)
+        variable.current(dmodel.VariableOption(text=default, value=default, selected=True))
+    return variable.label(label).description(description)
+
+
+def _panel(title: str, unit: str, description: str, width: int = 12, height: int = 8) -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(dmodel.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DS))
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .line_width(1)
+        .fill_opacity(10)
+        .span_nulls(True)
+        .legend(
+            gcommon.VizLegendOptions()
+            .show_legend(True)
+            .display_mode(cmodel.LegendDisplayMode.LIST)
+            .placement(cmodel.LegendPlacement.BOTTOM)
+        )
+        .tooltip(
+            gcommon.VizTooltipOptions().mode(cmodel.TooltipDisplayMode.MULTI).sort(cmodel.SortOrder.NONE)
+        )
+    )
+
+
+def _with_targets(panel: timeseries.Panel, targets: Iterable[CmsTarget]) -> timeseries.Panel:
+    for index, target in enumerate(targets):
+        panel.with_target(target.ref_id(_ref(index)))
+    return panel
+
+
+def _ref(index: int) -> str:
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return letters[index] if index < 26 else letters[index // 26 - 1] + letters[index % 26]
+
+
+def build_dashboard(
+    *,
+    user_id: str | None = None,
+    group_id: str = "0",
+    datasource_uid: str = DATASOURCE_UID,
+    flows: Sequence[str] = (),
+    instances: Sequence[str] = (),
+    nodes: Mapping[str, str] | None = None,
+    models: Sequence[str] = (),
+    env: str | None = None,
+    title: str = "Langflow on CloudMonitor",
+    uid: str = DASHBOARD_UID,
+) -> dict[str, Any]:
+    """The Grafana dashboard (JSON model, as a dict) for the CloudMonitor data source.
+
+    ``user_id`` is the Alibaba Cloud account id: the ``namespace`` variable then defaults to
+    ``acs_customMetric_<user_id>``; without it the variable asks the data source (``namespace(...)``
+    lists the custom namespace of the account the data source is configured with). ``group_id`` is the
+    CMS application group the metrics were reported to ("0" by default). ``flows``, ``instances`` and
+    ``models`` fill the variables' lists (else they are text boxes); ``nodes`` maps node ids (the
+    ``node`` dimension) to their ``component`` and adds a panel comparing their P95 (at most
+    :data:`MAX_LISTED`). ``env`` is added to every selector when the reporter sets ``LANGFLOW_CMS_ENV``.
+    """
+    nodes = dict(nodes or {})
+    extra = {ENV: env} if env else {}
+    flow, instance, node, component, model = (
+        VAR[k] for k in ("flow", "instance", "node", COMPONENT, "model")
+    )
+
+    namespace: Any
+    if user_id:
+        value = CUSTOM_NAMESPACE_PREFIX + user_id
+        namespace = gdash.TextBoxVariable("namespace").default_value(value)
+        namespace.current(dmodel.VariableOption(text=value, value=value, selected=True))
+    else:
+        namespace = (
+            gdash.QueryVariable("namespace")
+            .datasource(dmodel.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DS))
+            .query(f"namespace({CUSTOM_NAMESPACE_PREFIX.rstrip('_')})")
+            .refresh(dmodel.VariableRefresh.ON_DASHBOARD_LOAD)
+        )
+    namespace.label("Namespace").description(
+        "acs_customMetric_<account id>. Keep it a variable: the data source substitutes variables in "
+        "the dimensions only when the namespace is one."
+    )
+    group = gdash.TextBoxVariable("group").default_value(group_id).label("Group id")
+    group.current(dmodel.VariableOption(text=group_id, value=group_id, selected=True))
+    period = gdash.CustomVariable("period").values(",".join(str(p) for p in PERIODS)).label("Period (s)")
+    period.current(dmodel.VariableOption(text=str(PERIODS[0]), value=str(PERIODS[0]), selected=True))
+    period.description("60 s or 300 s: the only periods CMS computes for raw points; 1000 points per query.")
+    node_ids = list(nodes)
+    variables = [
+        gdash.DatasourceVariable("datasource")
+        .type(DATASOURCE_TYPE)
+        .label("CloudMonitor")
+        .current(dmodel.VariableOption(text=datasource_uid, value=datasource_uid, selected=True)),
+        namespace,
+        group,
+        period,
+        _choice("flow", "Flow", flows, "", "The flow dimension: the flow's name (docs/metrics.md)."),
+        _choice(
+            "instance",
+            "Instance",
+            instances,
+            "",
+            "A reporting process or host (<hostname>-<pid> or LANGFLOW_CMS_INSTANCE); per-host panels only.",
+        ),
+        _choice("node", "Node", node_ids, "", "A node (vertex) id, e.g. Prompt-x1Y2z."),
+        _choice(
+            COMPONENT,
+            "Component",
+            sorted(set(nodes.values())),
+            "",
+            "The node's component type (part of the node series).",
+        ),
+        _choice("model", "Model", models, "", "An LLM model name of the tokens metric."),
+    ]
+
+    fleet_row: list[timeseries.Panel] = []
+    fleet_row_title = "Fleet: $flow (all hosts, CMS computes the percentiles)"
+    fleet_row.append(
+        _with_targets(
+            _panel(
+                "Flow latency P50 / P95 / P99 (fleet)",
+                "ms",
+                f"{FLEET_FLOW_METRIC} {{flow, status=ok}}: one raw point per sampled run; CMS computes the "
+                "percentiles over every host.",
+                width=24,
+            ),
+            [CmsTarget(FLEET_FLOW_METRIC, "P50", "P95", "P99").dimensions({FLOW: flow, STATUS: OK, **extra})],
+        )
+    )
+    fleet_row.append(
+        _with_targets(
+            _panel(
+                "Error rate (fleet)",
+                "percentunit",
+                f"{FLEET_ERROR_METRIC} Average: 1 per failed run, 0 per ok run, so the mean is the rate.",
+            ).min(0),
+            [
+                CmsTarget(FLEET_ERROR_METRIC, "Average")
+                .dimensions({FLOW: flow, **extra})
+                .describe("error rate")
+            ],
+        )
+    )
+    fleet_row.append(
+        _with_targets(
+            _panel(
+                "Sampled runs (fleet)",
+                "short",
+                f"{FLEET_ERROR_METRIC} SampleCount: runs in the fleet stream. It is sampled "
+                f"({HEALTH_PREFIX}fleet_sample_rate); exact counts are per host below.",
+            ),
+            [CmsTarget(FLEET_ERROR_METRIC, "SampleCount").dimensions({FLOW: flow, **extra}).describe("runs")],
+        )
+    )
+
+    host_row: list[timeseries.Panel] = []
+    host_row_title = "Per host: $flow on $instance (exact counts)"
+    host_row.append(
+        _with_targets(
+            _panel(
+                "Runs and errors on $instance (exact)",
+                "short",
+                f"{FLOW_METRIC} SampleCount per status. Exact, but per host: the data source cannot sum "
+                "series, so the fleet total is the sum over instances.",
+            ),
+            [
+                CmsTarget(FLOW_METRIC, "SampleCount")
+                .dimensions({FLOW: flow, INSTANCE: instance, STATUS: status, **extra})
+                .describe(status)
+                for status in (OK, ERROR)
+            ],
+        )
+    )
+    node_dims = {FLOW: flow, INSTANCE: instance, STATUS: OK, **extra}
+    host_row.append(
+        _with_targets(
+            _panel(
+                "Node $node P50 / P95 / P99 on $instance",
+                "ms",
+                f"{NODE_METRIC} {{node=$node, component=$component}}: build time of one node.",
+            ),
+            [
+                CmsTarget(NODE_METRIC, "P50", "P95", "P99").dimensions(
+                    {**node_dims, NODE: node, COMPONENT: component}
+                )
+            ],
+        )
+    )
+    if nodes:
+        host_row.append(
+            _with_targets(
+                _panel(
+                    "Slowest nodes: P95 per node on $instance",
+                    "ms",
+                    f"{NODE_METRIC} P95, one query per listed node (at most {MAX_LISTED}).",
+                    width=24,
+                ),
+                [
+                    CmsTarget(NODE_METRIC, "P95")
+                    .dimensions({**node_dims, NODE: node_id, COMPONENT: nodes[node_id]})
+                    .describe(node_id)
+                    for node_id in node_ids[:MAX_LISTED]
+                ],
+            )
+        )
+    token_models = list(models[:MAX_LISTED]) if models else [model]
+    host_row.append(
+        _with_targets(
+            _panel(
+                "Tokens per model on $instance",
+                "short",
+                f"{TOKENS_METRIC} Sum per model and direction (input = prompt, output = completion).",
+                width=24 if nodes else 12,
+            ),
+            [
+                CmsTarget(TOKENS_METRIC, "Sum")
+                .dimensions({FLOW: flow, INSTANCE: instance, MODEL: name, DIRECTION: direction, **extra})
+                .describe(f"{name}.{direction}")
+                for name in token_models
+                for direction in ("input", "output")
+            ],
+        )
+    )
+
+    health = {INSTANCE: instance, **extra}
+    health_row: list[timeseries.Panel] = []
+    health_row_title = "Reporter self-health: $instance"
+    health_row.append(
+        _with_targets(
+            _panel(
+                "Reporter counters: " + ", ".join(HEALTH_COUNTERS),
+                "short",
+                "Increase per minute of the reporter's counters; anything above 0 for failed or dropped "
+                "means lost data.",
+            ),
+            [
+                CmsTarget(HEALTH_PREFIX + name, "Sum").dimensions(health).describe(name)
+                for name in HEALTH_COUNTERS
+            ],
+        )
+    )
+    health_row.append(
+        _with_targets(
+            _panel(
+                "Seconds since the last accepted call",
+                "s",
+                f"{HEALTH_PREFIX}last_success_age_s Maximum; alarm above 300.",
+            ),
+            [CmsTarget(HEALTH_PREFIX + "last_success_age_s", "Maximum").dimensions(health).describe("age")],
+        )
+    )
+    health_row.append(
+        _with_targets(
+            _panel("Entries waiting (memory, spool)", "short", "Outbox and disk spool backlogs, Maximum."),
+            [
+                CmsTarget(HEALTH_PREFIX + name, "Maximum").dimensions(health).describe(name)
+                for name in ("queued", "spooled")
+            ],
+        )
+    )
+    health_row.append(
+        _with_targets(
+            _panel(
+                "Fleet sample rate",
+                "percentunit",
+                "Share of runs sent to the fleet stream (Minimum): divide sampled runs by it.",
+            ),
+            [CmsTarget(HEALTH_PREFIX + "fleet_sample_rate", "Minimum").dimensions(health).describe("rate")],
+        )
+    )
+
+    builder = (
+        gdash.Dashboard(title)
+        .uid(uid)
+        .description(
+            "Langflow flow metrics in Alibaba Cloud CloudMonitor (langflow-cms). Generated by "
+            "`langflow-cms dashboard grafana`; see docs/dashboards.md."
+        )
+        .tags(["langflow", "cloudmonitor", "langflow-cms"])
+        .editable()
+        .time("now-6h", "now")
+        .refresh("5m")
+        .tooltip(dmodel.DashboardCursorSync.CROSSHAIR)
+        .variables(variables)
+    )
+    for row_title, row in (
+        (fleet_row_title, fleet_row),
+        (host_row_title, host_row),
+        (health_row_title, health_row),
+    ):
+        builder.with_row(gdash.Row(row_title).collapsed(False))
+        for panel in row:
+            builder.with_panel(panel)
+    board = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+    panel_id = 0
+    for panel in board["panels"]:
+        for item in [panel, *panel.get("panels", [])]:
+            panel_id += 1
+            item["id"] = panel_id
+    count = len(panels(board))
+    if count > MAX_PANELS:
+        raise ValueError(
+            f"{count} panels: more than {MAX_PANELS} get throttled by CMS (aliyun-cms-grafana#18)"
+        )
+    return board
+
+
+def panels(board: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The dashboard's data panels (rows excluded, panels inside rows included)."""
+    found: list[dict[str, Any]] = []
+    for panel in board.get("panels", []):
+        if panel.get("type") == "row":
+            found.extend(panel.get("panels", []))
+        else:
+            found.append(panel)
+    return found
+
+
+def targets(board: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every query of every data panel."""
+    return [target for panel in panels(board) for target in panel.get("targets", [])]
+
+
+# --- provisioning ---------------------------------------------------------------------------------------
+def datasource_provisioning(
+    *,
+    user_id: str | None = None,
+    name: str = DATASOURCE_NAME,
+    uid: str = DATASOURCE_UID,
+    url: str = CMS_ENDPOINT,
+    access_key_env: str = "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    secret_env: str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    user_id_env: str = "ALIBABA_CLOUD_ACCOUNT_ID",
+) -> str:
+    """Grafana data source provisioning YAML (``provisioning/datasources/*.yaml``) for the CMS plugin.
+
+    Field names are the plugin's: ``jsonData.userId`` (the account id, used to list
+    ``acs_customMetric_<uid>``), ``secureJsonData.cmsAccessKey`` / ``cmsSecretKey`` (its backend reads
+    these). The keys are never written: they are ``$VAR`` references that Grafana expands from its own
+    environment when it provisions. ``user_id`` is written as is when given, else read from
+    ``user_id_env`` too.
+    """
+    account = _yaml_string(user_id) if user_id else _yaml_string(f"${{{user_id_env}}}")
+    lines = [
+        "# Grafana data source provisioning for Alibaba Cloud CloudMonitor (langflow-cms).",
+        "# Plugin: aliyun_cms_grafana_datasource (github.com/aliyun/aliyun-cms-grafana), unsigned:",
+        "#   GF_PLUGINS_ALLOW_LOADING_UNSIGNED_PLUGINS=aliyun_cms_grafana_datasource",
+        f"# Grafana expands ${access_key_env} and ${secret_env} from its environment at startup.",
+        "apiVersion: 1",
+        "datasources:",
+        f"  - name: {_yaml_string(name)}",
+        f"    type: {DATASOURCE_TYPE}",
+        f"    uid: {_yaml_string(uid)}",
+        "    access: proxy",
+        f"    url: {_yaml_string(url)}",
+        "    editable: true",
+        "    jsonData:",
+        f"      userId: {account}",
+        "    secureJsonData:",
+        f"      cmsAccessKey: {_yaml_string(f'${{{access_key_env}}}')}",
+        f"      cmsSecretKey: {_yaml_string(f'${{{secret_env}}}')}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_string(value: str) -> str:
+    """A double-quoted YAML scalar (JSON string syntax is valid YAML)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_grafana(output: Path, datasource_output: Path | None = None, **options: Any) -> list[Path]:
+    """Write the dashboard JSON to ``output`` (and the provisioning YAML to ``datasource_output``).
+
+    ``options`` go to :func:`build_dashboard`; ``user_id`` and ``datasource_uid`` (as ``uid``) also go to
+    :func:`datasource_provisioning`. Returns the paths written.
+    """
+    board = build_dashboard(**options)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(board, indent=2) + "\n", encoding="utf-8")
+    written = [output]
+    if datasource_output is not None:
+        datasource_output = Path(datasource_output)
+        datasource_output.parent.mkdir(parents=True, exist_ok=True)
+        datasource_output.write_text(
+            datasource_provisioning(
+                user_id=options.get("user_id"), uid=options.get("datasource_uid", DATASOURCE_UID)
+            ),
+            encoding="utf-8",
+        )
+        written.append(datasource_output)
+    return written

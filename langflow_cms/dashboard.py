@@ -58,6 +58,7 @@ from langflow_cms.contract import (
     FLOW,
     FLOW_METRIC,
     HEALTH_COUNTERS,
+    HEALTH_METRICS,
     HEALTH_PREFIX,
     INSTANCE,
     MODEL,
@@ -65,6 +66,7 @@ from langflow_cms.contract import (
     NODE_METRIC,
     OK,
     PERIODS,
+    REASON,
     STATUS,
     TOKENS_METRIC,
 )
@@ -85,6 +87,27 @@ CMS_ENDPOINT = "http://metrics.cn-hangzhou.aliyuncs.com"
 DS = "${datasource}"
 VAR = {name: "$" + name for name in ("namespace", "group", "period", "flow", "instance", "node", "model")}
 VAR[COMPONENT] = "$component"
+VAR[REASON] = "$reason"
+DROP_REASONS = (
+    "outbox_full",
+    "spool_full",
+    "inbox_full",
+    "exit_deadline",
+    "after_close",
+    "metric_cap",
+    "scope_cap",
+    "unbound_credentials",
+)
+"""``reason`` values of ``langflow_cms_dropped`` as the reporter writes them (``dropped:<reason>`` counters in
+reporter.py, delivery/ and pipeline/ at the time of writing); the ``$reason`` variable lists them."""
+
+
+def health_metric(name: str) -> str:
+    """The contract's self-health metric ``langflow_cms_<name>`` (KeyError for a name it does not have)."""
+    metric = HEALTH_PREFIX + name
+    if metric not in HEALTH_METRICS:
+        raise KeyError(f"{metric} is not a self-health metric of contract.py")
+    return metric
 
 
 # --- the plugin's query model ---------------------------------------------------------------------------
@@ -327,6 +350,7 @@ def build_dashboard(
             "The node's component type (part of the node series).",
         ),
         _choice("model", "Model", models, "", "An LLM model name of the tokens metric."),
+        _choice(REASON, "Drop reason", DROP_REASONS, "", "Why langflow_cms_dropped entries were dropped."),
     ]
 
     fleet_row: list[timeseries.Panel] = []
@@ -363,7 +387,7 @@ def build_dashboard(
                 "Sampled runs (fleet)",
                 "short",
                 f"{FLEET_ERROR_METRIC} SampleCount: runs in the fleet stream. It is sampled "
-                f"({HEALTH_PREFIX}fleet_sample_rate); exact counts are per host below.",
+                f"({health_metric('fleet_sample_rate')}); exact counts are per host below.",
             ),
             [CmsTarget(FLEET_ERROR_METRIC, "SampleCount").dimensions({FLOW: flow, **extra}).describe("runs")],
         )
@@ -444,13 +468,15 @@ def build_dashboard(
     health_row.append(
         _with_targets(
             _panel(
-                "Reporter counters: " + ", ".join(HEALTH_COUNTERS),
+                "Reporter counters: " + ", ".join(HEALTH_COUNTERS) + " ($reason)",
                 "short",
                 "Increase per minute of the reporter's counters; anything above 0 for failed or dropped "
-                "means lost data.",
+                "means lost data. dropped is sent per reason, only when it grew: pick one in $reason.",
             ),
             [
-                CmsTarget(HEALTH_PREFIX + name, "Sum").dimensions(health).describe(name)
+                CmsTarget(health_metric(name), "Sum")
+                .dimensions({**health, REASON: VAR[REASON]} if name == "dropped" else health)
+                .describe(name)
                 for name in HEALTH_COUNTERS
             ],
         )
@@ -460,16 +486,16 @@ def build_dashboard(
             _panel(
                 "Seconds since the last accepted call",
                 "s",
-                f"{HEALTH_PREFIX}last_success_age_s Maximum; alarm above 300.",
+                f"{health_metric('last_success_age_s')} Maximum; alarm above 300.",
             ),
-            [CmsTarget(HEALTH_PREFIX + "last_success_age_s", "Maximum").dimensions(health).describe("age")],
+            [CmsTarget(health_metric("last_success_age_s"), "Maximum").dimensions(health).describe("age")],
         )
     )
     health_row.append(
         _with_targets(
             _panel("Entries waiting (memory, spool)", "short", "Outbox and disk spool backlogs, Maximum."),
             [
-                CmsTarget(HEALTH_PREFIX + name, "Maximum").dimensions(health).describe(name)
+                CmsTarget(health_metric(name), "Maximum").dimensions(health).describe(name)
                 for name in ("queued", "spooled")
             ],
         )
@@ -481,7 +507,7 @@ def build_dashboard(
                 "percentunit",
                 "Share of runs sent to the fleet stream (Minimum): divide sampled runs by it.",
             ),
-            [CmsTarget(HEALTH_PREFIX + "fleet_sample_rate", "Minimum").dimensions(health).describe("rate")],
+            [CmsTarget(health_metric("fleet_sample_rate"), "Minimum").dimensions(health).describe("rate")],
         )
     )
 

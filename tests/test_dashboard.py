@@ -101,7 +101,9 @@ def test_selectors_pin_the_dimensions_the_reporter_writes(board):
             assert contract.INSTANCE not in keys and contract.FLOW in keys
         else:
             assert contract.INSTANCE in keys
-        if metric in contract.HEALTH_METRICS:
+        if metric == contract.HEALTH_PREFIX + "dropped":  # sent per reason (docs/metrics.md)
+            assert keys == [contract.INSTANCE, contract.REASON]
+        elif metric in contract.HEALTH_METRICS:
             assert keys == [contract.INSTANCE]
 
 
@@ -118,7 +120,7 @@ def test_the_issue_panels_are_there(board):
     assert by_metric[contract.HEALTH_PREFIX + "dropped"] == {"Sum"}
     assert by_metric[contract.HEALTH_PREFIX + "last_success_age_s"] == {"Maximum"}
     names = {v["name"] for v in board["templating"]["list"]}
-    assert {"flow", "node", "namespace", "group", "period"} <= names
+    assert {"flow", "node", "namespace", "group", "period", "reason"} <= names
 
 
 def test_variables_follow_the_options(board):
@@ -170,6 +172,7 @@ VALUES = {
     "node": "Prompt-x1Y2z",
     "component": "Prompt_Template",
     "model": "qwen-max",
+    "reason": "outbox_full",
 }
 
 
@@ -256,3 +259,9 @@ def test_every_panel_query_is_answered_by_the_emulator(client):
                     if not all(statistic in point["values"] for point in points):
                         missing.append((target["metric"], statistic, period))
         assert not missing, f"statistics the emulator did not answer: {sorted(set(missing))}"
+
+
+def test_health_metrics_come_from_the_contract():
+    assert dashboard.health_metric("failed") in contract.HEALTH_METRICS
+    with pytest.raises(KeyError):
+        dashboard.health_metric("not_a_health_metric")

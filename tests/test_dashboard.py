@@ -8,6 +8,7 @@ import re
 import time
 
 import pytest
+from aliyunsdkcms.request.v20190101.DescribeMetricListRequest import DescribeMetricListRequest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
 from aliyunsdkcore.client import AcsClient
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -199,6 +200,24 @@ def put(client: AcsClient, emulator: Emulator, items: list[dict]) -> None:
         assert json.loads(client.do_action_with_exception(request))["Code"] == "200"
 
 
+def as_the_plugin_sends_it(target: dict, values: dict[str, str], start_ms: int, end_ms: int) -> dict:
+    """The DescribeMetricList parameters the data source makes of a target whose project is a variable.
+
+    aliyun-cms-grafana master 2a07a6e: src/datasource.js resolves each ``dimensions`` entry and joins them
+    into ``[...]`` (``&``, ``{``, ``}`` URL-escaped, so decoded as is), asks for ``Length=1000``;
+    pkg/datasource.go passes Project, Metric, Dimensions, Period, Length, StartTime, EndTime through.
+    """
+    return {
+        "Namespace": resolve(target["project"], values),
+        "MetricName": target["metric"],
+        "Period": resolve(target["period"], values),
+        "Dimensions": "[" + ",".join(resolve(d, values) for d in target["dimensions"]) + "]",
+        "Length": "1000",
+        "StartTime": str(start_ms),
+        "EndTime": str(end_ms),
+    }
+
+
 def test_every_panel_query_is_answered_by_the_emulator(client):
     with Emulator(port=0) as emulator:
         board = build_dashboard(**{**OPTIONS, "user_id": emulator.user_id})
@@ -258,6 +277,21 @@ def test_every_panel_query_is_answered_by_the_emulator(client):
                 for statistic in target["ycol"]:
                     if not all(statistic in point["values"] for point in points):
                         missing.append((target["metric"], statistic, period))
+
+                request = DescribeMetricListRequest()
+                request.set_endpoint(emulator.endpoint)
+                params = as_the_plugin_sends_it(
+                    target, {**values, "period": str(period)}, now - 3_600_000, now + 600_000
+                )
+                for key, value in params.items():
+                    getattr(request, f"set_{key}")(value)
+                body = json.loads(client.do_action_with_exception(request))
+                assert body["Code"] == "200", body
+                datapoints = json.loads(body["Datapoints"])
+                assert datapoints, (target["metric"], params)
+                for statistic in target["ycol"]:
+                    if not all(statistic in point for point in datapoints):
+                        missing.append((target["metric"], statistic, period, "as the plugin sends it"))
         assert not missing, f"statistics the emulator did not answer: {sorted(set(missing))}"
 
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 
-from . import queries
+from . import alarms, contacts, events, queries, sts
 from .auth import Authenticator, KeyPair, normalise_keys
 from .errors import CATALOG, ApiError, api_error
 from .faults import Decision, FaultInjector, Faults
@@ -60,7 +60,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         # The default handler prints the full request line (AccessKeyId, Signature) to stderr.
-        log.debug("%s %s", self.command, urlsplit(self.path).path)
+        # (``path`` is unset when the request line itself was refused, e.g. 414 URI too long.)
+        log.debug("%s %s", getattr(self, "command", None), urlsplit(getattr(self, "path", "")).path)
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -118,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
         decision = Decision()
         try:
             key = emulator.authenticator.verify(self.command, params)
-            if params["Version"] != API_VERSION:
+            if params["Version"] not in (API_VERSION, sts.STS_VERSION):
                 raise api_error("InvalidVersion")
             decision = emulator.injector.decide(params["Action"])
             answer = emulator._answer(params, key, request_id, decision)
@@ -163,6 +164,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, {"requests": emulator.requests(query.get("action"))})
             elif route == ("GET", "/_emulator/entries"):
                 self._send_json(200, {"entries": emulator.entries(query.get("name"))})
+            elif route == ("GET", "/_emulator/events"):
+                self._send_json(200, {"events": emulator.events(query.get("name"))})
+            elif route == ("GET", "/_emulator/rules"):
+                self._send_json(200, {"rules": emulator.rules()})
+            elif route == ("GET", "/_emulator/contacts"):
+                self._send_json(200, {"contacts": emulator.contacts()})
+            elif route == ("GET", "/_emulator/contact-groups"):
+                self._send_json(200, {"contact_groups": emulator.contact_groups()})
             elif route == ("GET", "/_emulator/stats"):
                 self._send_json(200, emulator.stats())
             elif route == ("POST", "/_emulator/reset"):
@@ -175,8 +184,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _entry_count(params: Mapping[str, str]) -> int:
-    """How many ``MetricList.N`` items a request carried, valid or not (for the request log)."""
-    return len({key.split(".")[1] for key in params if key.startswith("MetricList.") and key.count(".") >= 2})
+    """How many ``MetricList.N`` / ``EventInfo.N`` items a request carried, valid or not (request log)."""
+    return len(
+        {
+            tuple(key.split(".")[:2])
+            for key in params
+            if key.startswith(("MetricList.", "EventInfo.")) and key.count(".") >= 2
+        }
+    )
 
 
 def _request_id() -> str:
@@ -299,6 +314,34 @@ class Emulator:
     def overwrites(self) -> int:
         return self.store.overwrites()
 
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Stored custom events: ``[{id, group_id, name, content, time, received_at, request_id,
+        access_key_id}]`` in arrival order."""
+        return self.store.events(name)
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Stored alarm rules as accepted (``Kind`` ``metric`` or ``event``, ``EnableState``, the request
+        values, ``created_ms``/``updated_ms``), in creation order."""
+        return [
+            {**o["doc"], "created_ms": o["created_ms"], "updated_ms": o["updated_ms"]}
+            for o in self.store.objects("rule")
+        ]
+
+    def contacts(self) -> list[dict[str, Any]]:
+        """Stored contacts: ``[{Name, Desc, Channels, Lang?, created_ms, updated_ms}]``."""
+        return [
+            {**o["doc"], "created_ms": o["created_ms"], "updated_ms": o["updated_ms"]}
+            for o in self.store.objects("contact")
+        ]
+
+    def contact_groups(self) -> list[dict[str, Any]]:
+        """Stored contact groups: ``[{Name, Describe, Contacts, EnableSubscribed, created_ms,
+        updated_ms}]``."""
+        return [
+            {**o["doc"], "created_ms": o["created_ms"], "updated_ms": o["updated_ms"]}
+            for o in self.store.objects("contact_group")
+        ]
+
     def stats(self) -> dict[str, Any]:
         requests = self.requests()
         return {
@@ -307,10 +350,15 @@ class Emulator:
             "rejected": sum(1 for r in requests if r["code"] != "200"),
             "entries": len(self.entries()),
             "overwrites": self.overwrites(),
+            "events": len(self.events()),
+            "rules": len(self.store.objects("rule")),
+            "contacts": len(self.store.objects("contact")),
+            "contact_groups": len(self.store.objects("contact_group")),
         }
 
     def reset(self) -> None:
-        """Forget entries, the request log, seen nonces and faults."""
+        """Forget entries, events, rules, contacts, contact groups, the request log, seen nonces and
+        faults."""
         self.store.reset()
         self.authenticator.reset()
         self.clear_faults()
@@ -330,12 +378,38 @@ class Emulator:
         if decision.kind == "drop":
             return {}
         action = params["Action"]
+        if params["Version"] == sts.STS_VERSION:
+            if action == "GetCallerIdentity":
+                return sts.get_caller_identity(self.user_id, key.key_id)
+            raise api_error("InvalidAction.NotFound")
+        store, strict = self.store, self.strict
         if action == "PutCustomMetric":
-            entries = parse_metric_list(params, max_entries=self.max_entries, strict=self.strict)
-            self.store.add_entries(entries, request_id=request_id, access_key_id=key.key_id)
+            entries = parse_metric_list(params, max_entries=self.max_entries, strict=strict)
+            store.add_entries(entries, request_id=request_id, access_key_id=key.key_id)
             return {"Code": "200", "Message": "success"}
-        if action == "DescribeCustomMetricList":
-            return queries.describe_custom_metric_list(params, self.store, self.user_id)
-        if action == "DescribeMetricList":
-            return queries.describe_metric_list(params, self.store, self.user_id)
+        if action == "PutCustomEvent":
+            return events.put_custom_event(
+                params, store, strict=strict, request_id=request_id, access_key_id=key.key_id
+            )
+        handlers: dict[str, Any] = {
+            "DescribeCustomMetricList": lambda: queries.describe_custom_metric_list(
+                params, store, self.user_id
+            ),
+            "DescribeMetricList": lambda: queries.describe_metric_list(params, store, self.user_id),
+            "DescribeCustomEventAttribute": lambda: events.describe_custom_event_attribute(params, store),
+            "PutCustomMetricRule": lambda: alarms.put_custom_metric_rule(params, store, strict=strict),
+            "PutCustomEventRule": lambda: alarms.put_custom_event_rule(params, store, strict=strict),
+            "DescribeMetricRuleList": lambda: alarms.describe_metric_rule_list(params, store, self.namespace),
+            "DeleteMetricRules": lambda: alarms.delete_metric_rules(params, store),
+            "EnableMetricRules": lambda: alarms.set_metric_rules_enabled(params, store, True),
+            "DisableMetricRules": lambda: alarms.set_metric_rules_enabled(params, store, False),
+            "PutContact": lambda: contacts.put_contact(params, store, strict=strict),
+            "PutContactGroup": lambda: contacts.put_contact_group(params, store, strict=strict),
+            "DescribeContactList": lambda: contacts.describe_contact_list(params, store),
+            "DescribeContactGroupList": lambda: contacts.describe_contact_group_list(params, store),
+            "DeleteContact": lambda: contacts.delete_contact(params, store),
+            "DeleteContactGroup": lambda: contacts.delete_contact_group(params, store),
+        }
+        if action in handlers:
+            return handlers[action]()
         raise api_error("InvalidAction.NotFound")

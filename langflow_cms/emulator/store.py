@@ -1,4 +1,5 @@
-"""SQLite storage for accepted data points and for the log of every API request.
+"""SQLite storage for accepted data points, custom events, alarm rules, contacts and contact groups, and
+for the log of every API request.
 
 One connection guarded by a lock: simple, thread-safe under ThreadingHTTPServer, and it makes a
 ``:memory:`` database private to one emulator instance. Type=1 points are upserted on
@@ -14,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from .validation import Entry
+from .validation import Entry, Event
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -45,7 +46,29 @@ CREATE TABLE IF NOT EXISTS requests (
     delivered INTEGER NOT NULL,
     message TEXT
 );
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    group_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    request_id TEXT NOT NULL,
+    access_key_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_name ON events (name, time_ms);
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+);
 """
+"""``objects`` holds the control-plane resources as JSON documents keyed by (kind, key): kind ``rule``
+(key RuleId), ``contact`` (ContactName) and ``contact_group`` (ContactGroupName)."""
 
 
 def canonical_dimensions(dimensions: dict[str, str]) -> str:
@@ -69,7 +92,9 @@ class Store:
 
     def reset(self) -> None:
         with self._lock:
-            self._conn.executescript("DELETE FROM entries; DELETE FROM requests;")
+            self._conn.executescript(
+                "DELETE FROM entries; DELETE FROM requests; DELETE FROM events; DELETE FROM objects;"
+            )
 
     def add_entries(self, entries: list[Entry], *, request_id: str, access_key_id: str) -> None:
         """Store one call's entries atomically (a PutCustomMetric call is all-or-nothing)."""
@@ -127,6 +152,87 @@ class Store:
     def overwrites(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COALESCE(SUM(overwrites), 0) FROM entries").fetchone()[0])
+
+    # --- custom events ---------------------------------------------------------------------------------
+
+    def add_events(self, events: list[Event], *, request_id: str, access_key_id: str) -> None:
+        """Store one PutCustomEvent call's events atomically."""
+        now = time.time()
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                for event in events:
+                    self._conn.execute(
+                        "INSERT INTO events (event_id, group_id, name, content, time_ms, received_at,"
+                        " request_id, access_key_id) VALUES (?,?,?,?,?,?,?,?)",
+                        (
+                            event.event_id,
+                            event.group_id,
+                            event.name,
+                            event.content,
+                            event.time_ms,
+                            now,
+                            request_id,
+                            access_key_id,
+                        ),
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Stored events in arrival order."""
+        sql = "SELECT * FROM events" + (" WHERE name=?" if name is not None else "") + " ORDER BY id"
+        with self._lock:
+            rows = self._conn.execute(sql, (name,) if name is not None else ()).fetchall()
+        return [
+            {
+                "id": row["event_id"],
+                "group_id": row["group_id"],
+                "name": row["name"],
+                "content": row["content"],
+                "time": row["time_ms"],
+                "received_at": row["received_at"],
+                "request_id": row["request_id"],
+                "access_key_id": row["access_key_id"],
+            }
+            for row in rows
+        ]
+
+    # --- control-plane objects -----------------------------------------------------------------------
+
+    def put_object(self, kind: str, key: str, doc: dict[str, Any]) -> bool:
+        """Create or replace one object; True if it was created. Its creation time survives updates."""
+        now = int(time.time() * 1000)
+        with self._lock:
+            existed = self._conn.execute(
+                "SELECT 1 FROM objects WHERE kind=? AND key=?", (kind, key)
+            ).fetchone()
+            self._conn.execute(
+                "INSERT INTO objects (kind, key, doc, created_ms, updated_ms) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(kind, key) DO UPDATE SET doc=excluded.doc, updated_ms=excluded.updated_ms",
+                (kind, key, json.dumps(doc, sort_keys=True), now, now),
+            )
+        return existed is None
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        """``[{"key", "doc", "created_ms", "updated_ms"}]`` in creation order."""
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM objects WHERE kind=? ORDER BY rowid", (kind,)).fetchall()
+        return [
+            {
+                "key": row["key"],
+                "doc": json.loads(row["doc"]),
+                "created_ms": row["created_ms"],
+                "updated_ms": row["updated_ms"],
+            }
+            for row in rows
+        ]
+
+    def delete_objects(self, kind: str, keys: list[str]) -> None:
+        with self._lock:
+            self._conn.executemany("DELETE FROM objects WHERE kind=? AND key=?", [(kind, k) for k in keys])
 
     def log_request(self, record: dict[str, Any]) -> None:
         with self._lock:

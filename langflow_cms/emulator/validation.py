@@ -1,4 +1,5 @@
-"""Parses and validates the ``MetricList.N.*`` parameters of PutCustomMetric.
+"""Parses and validates the ``MetricList.N.*`` parameters of PutCustomMetric and the ``EventInfo.N.*``
+parameters of PutCustomEvent.
 
 Two modes. *Strict* (the default) rejects with InvalidParameter everything real CMS would silently
 rewrite (bad metric names, dimension keys/values with a character other than ASCII letters, digits and
@@ -15,6 +16,7 @@ import json
 import math
 import re
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +26,8 @@ from .errors import invalid_parameter, missing_parameter
 from .limits import (
     DIMENSION_CHAR_RE,
     MAX_DIMENSION_BYTES,
+    MAX_EVENT_ENTRIES,
+    MAX_EVENT_REPORT_BYTES,
     MAX_NAME_BYTES,
     METRIC_NAME_RE,
     METRIC_PERIODS,
@@ -199,3 +203,63 @@ def _time_ms(raw: str | None, name: str, *, strict: bool) -> int:
     except ValueError:
         raise invalid_parameter(name, "must be epoch milliseconds or yyyyMMdd'T'HHmmss.SSSZ") from None
     return int(parsed.timestamp() * 1000)
+
+
+# --- PutCustomEvent -----------------------------------------------------------------------------------
+
+EVENT_FIELDS = ("GroupId", "EventName", "Content", "Time")
+_EVENT_KEY_RE = re.compile(r"^EventInfo\.(\d+)\.(.+)$")
+
+
+@dataclass
+class Event:
+    """One accepted custom event, as stored. ``event_id`` is the emulator's (CMS's id format is not
+    documented)."""
+
+    event_id: str
+    group_id: str
+    name: str
+    content: str
+    time_ms: int
+
+
+def parse_event_info(params: Mapping[str, str], *, strict: bool) -> list[Event]:
+    """All events of one PutCustomEvent call (cms-api.md §2.2, §6.5), or ApiError for the first bad one."""
+    items: dict[int, dict[str, str]] = {}
+    size = 0
+    for key, value in params.items():
+        match = _EVENT_KEY_RE.match(key)
+        if match is None:
+            continue
+        index, field = int(match.group(1)), match.group(2)
+        if strict and field not in EVENT_FIELDS:
+            raise invalid_parameter(key, "unknown field")
+        items.setdefault(index, {})[field] = value
+        size += len(value.encode())
+    if not items:
+        raise missing_parameter("EventInfo")
+    if len(items) > MAX_EVENT_ENTRIES:
+        raise invalid_parameter("EventInfo", f"{len(items)} events, at most {MAX_EVENT_ENTRIES} per call")
+    if sorted(items) != list(range(1, len(items) + 1)):
+        raise invalid_parameter("EventInfo", "N must be contiguous from 1")
+    if size > MAX_EVENT_REPORT_BYTES:
+        raise invalid_parameter("EventInfo", f"{size} bytes, at most {MAX_EVENT_REPORT_BYTES} per report")
+    events = []
+    for n in sorted(items):
+        fields = items[n]
+        for field in ("EventName", "Content"):
+            if not fields.get(field):
+                raise missing_parameter(f"EventInfo.{n}.{field}")
+        group_id = fields.get("GroupId") or "0"
+        if not group_id.isdigit():
+            raise invalid_parameter(f"EventInfo.{n}.GroupId", "must be a non-negative integer")
+        events.append(
+            Event(
+                event_id=uuid.uuid4().hex,
+                group_id=group_id,
+                name=fields["EventName"],
+                content=fields["Content"],
+                time_ms=_time_ms(fields.get("Time"), f"EventInfo.{n}.Time", strict=strict),
+            )
+        )
+    return events

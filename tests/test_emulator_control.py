@@ -542,6 +542,7 @@ def test_get_caller_identity_reports_the_emulator_account(client, emu):
     assert body["Arn"] == f"acs:ram::{USER_ID}:user/{DEV_ACCESS_KEY_ID}"
     assert body["UserId"] and body["RequestId"]
     assert f"acs_customMetric_{body['AccountId']}" == emu.namespace
+    assert emu.requests("GetCallerIdentity")[-1]["code"] == "200" and emu.stats()["accepted"] == 1
 
 
 def test_sts_needs_a_valid_signature_and_a_known_action(client, emu):
@@ -573,3 +574,21 @@ def test_admin_routes_expose_what_was_stored(client, emu, oncall):
     assert (stats["rules"], stats["contacts"], stats["contact_groups"], stats["events"]) == (1, 1, 1, 1)
     emu.reset()
     assert (emu.rules(), emu.contacts(), emu.contact_groups(), emu.events()) == ([], [], [], [])
+
+
+def test_cli_fault_action_flag_targets_events(client, emu):
+    import argparse
+
+    from langflow_cms.emulator import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    default = cli._faults_from(parser.parse_args(["--throttle-ratio", "1"]))
+    assert default.actions == ["PutCustomMetric"]
+    faults = cli._faults_from(
+        parser.parse_args(["--throttle-ratio", "1", "--fault-action", "PutCustomEvent"])
+    )
+    emu.set_faults(**faults.to_dict())
+    with pytest.raises(ServerException) as info:
+        act(client, emu, PutCustomEventRequest, EventInfos=[event()])
+    assert info.value.get_error_code() == "Throttling.User"

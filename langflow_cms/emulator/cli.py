@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-entries", type=int, default=MAX_METRIC_ENTRIES, help="MetricList.N limit")
     parser.add_argument("--user-id", default=DEFAULT_USER_ID, help="account id for acs_customMetric_<id>")
-    faults = parser.add_argument_group("fault injection (PutCustomMetric only)")
+    faults = parser.add_argument_group("fault injection (PutCustomMetric unless --fault-action is given)")
     faults.add_argument(
         "--throttle-ratio", type=float, default=0.0, help="share answered 400 Throttling.User"
     )
@@ -51,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--qps", type=float, help="calls per second before Throttling.User")
     faults.add_argument("--script", help="comma-separated answers, one per call, e.g. Throttling.User,ok")
     faults.add_argument("--seed", type=int, help="random seed for the ratios")
+    faults.add_argument(
+        "--fault-action",
+        metavar="ACTION",
+        action="append",
+        dest="fault_actions",
+        help="API action the faults apply to, repeatable (default: PutCustomMetric), e.g. PutCustomEvent",
+    )
 
 
 def _faults_from(args: argparse.Namespace) -> Faults:
@@ -63,6 +70,7 @@ def _faults_from(args: argparse.Namespace) -> Faults:
         qps=args.qps,
         script=[t.strip() for t in args.script.split(",") if t.strip()] if args.script else [],
         seed=args.seed,
+        actions=args.fault_actions or ["PutCustomMetric"],
     )
     faults.validate()
     return faults

@@ -125,7 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
             answer = emulator._answer(params, key, request_id, decision)
             status, payload = 200, {**answer, "RequestId": request_id}
         except ApiError as error:
-            status, payload = error.http_status, _error_body(error, request_id, self)
+            product = "Sts" if params.get("Version") == sts.STS_VERSION else "Cms"
+            status, payload = error.http_status, _error_body(error, request_id, self, product)
 
         record["fault"] = decision.label
         if decision.delay:
@@ -137,7 +138,8 @@ class _Handler(BaseHTTPRequestHandler):
         emulator.store.log_request(
             {
                 **record,
-                "code": str(payload.get("Code")),
+                # GetCallerIdentity's answer has no Code; its HTTP status stands in.
+                "code": str(payload["Code"]) if "Code" in payload else str(status),
                 "http_status": status,
                 "message": payload.get("Message"),
             }
@@ -198,13 +200,15 @@ def _request_id() -> str:
     return str(uuid.uuid4()).upper()
 
 
-def _error_body(error: ApiError, request_id: str, handler: BaseHTTPRequestHandler) -> dict[str, Any]:
+def _error_body(
+    error: ApiError, request_id: str, handler: BaseHTTPRequestHandler, product: str = "Cms"
+) -> dict[str, Any]:
     return {
         "RequestId": request_id,
         "HostId": handler.headers.get("Host") or "127.0.0.1",
         "Code": error.code,
         "Message": error.message,
-        "Recommend": f"https://api.aliyun.com/troubleshoot?q={error.code}&product=Cms&requestId={request_id}",
+        "Recommend": f"https://api.aliyun.com/troubleshoot?q={error.code}&product={product}&requestId={request_id}",
     }
 
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCRIPT_NAMES = frozenset({"asyncio", "os", "sys", "Graph", "graph", "run", "secret", "FLOW_NAME"})
+SCRIPT_NAMES = frozenset(
+    {"asyncio", "os", "sys", "Graph", "graph", "run", "secret", "FLOW_NAME", "PARTS", "part_graph"}
+)
 """Names the script itself defines; node variables and embedded classes must not shadow them."""
 UNSET = object()
 """A default that cannot be read statically: the flow's value is always written."""
@@ -43,6 +45,8 @@ class Node:
     template: dict[str, Any]
     methods: dict[str, str]
     """Output name -> the component method that produces it (what ``.set(x=node.method)`` refers to)."""
+    loop_outputs: set[str]
+    """Outputs that take a loop's feedback edge (``allows_loop``: the Loop component's ``item``)."""
     code: str
     class_name: str
     module: str | None = None
@@ -58,6 +62,11 @@ class Edge:
     output: str
     target: str
     field: str
+    """The target's input; for a loop's feedback edge, the target's loop output (``item``)."""
+    loop: bool = False
+    """A loop's feedback edge: ``loop.set(item=body_end.method)``, as lfx builds loops in code."""
+    loop_types: list[str] = field(default_factory=list)
+    """The types the canvas gave a loop's feedback edge (the item output's types and its ``loop_types``)."""
 
 
 # --- reading the flow ----------------------------------------------------------------------------------
@@ -120,13 +129,14 @@ def _parse_node(raw: dict) -> Node:
     template = spec["template"]
     code = _code_of(node_id, template)
     metadata = spec.get("metadata") or {}
-    methods = {o["name"]: o.get("method") or "" for o in spec.get("outputs") or [] if o.get("name")}
+    outputs = [o for o in spec.get("outputs") or [] if isinstance(o, dict) and o.get("name")]
     node = Node(
         id=node_id,
         type=node_type,
         display_name=str(spec.get("display_name") or node_type),
         template=template,
-        methods=methods,
+        methods={o["name"]: o.get("method") or "" for o in outputs},
+        loop_outputs={o["name"] for o in outputs if o.get("allows_loop")},
         code=code,
         class_name="",
     )
@@ -211,13 +221,23 @@ def _parse_edge(raw: dict, nodes: dict[str, Node]) -> Edge:
     source, target = raw.get("source"), raw.get("target")
     output = (source_handle or {}).get("name")
     field_name = (target_handle or {}).get("fieldName")
-    if not (source and target and output and field_name):
+    # A loop's feedback edge ends at an output of the Loop (targetHandle {"name": "item", ...}), not an input.
+    loop_output = (target_handle or {}).get("name") if not field_name else None
+    if not (source and target and output and (field_name or loop_output)):
         raise ExportError(f"edge {label}: malformed (needs source, target, output name and field name)")
     for end in (source, target):
         if end not in nodes:
             raise ExportError(f"edge {label}: node {end} is not in the flow")
     if not nodes[source].methods.get(output):
         raise ExportError(f"node {source}: has no output {output!r} (used by an edge to {target})")
+    if loop_output:
+        if loop_output not in nodes[target].loop_outputs:
+            raise ExportError(
+                f"edge {label}: ends at output {loop_output!r} of node {target}, which is not a loop output "
+                "(allows_loop); only a Loop component's feedback edge may end at an output"
+            )
+        types = [str(t) for t in (target_handle or {}).get("output_types") or []]
+        return Edge(source, output, target, loop_output, loop=True, loop_types=types)
     return Edge(source, output, target, field_name)
 
 
@@ -233,8 +253,12 @@ def _handle(text: Any) -> dict | None:
 
 # --- ordering and naming -------------------------------------------------------------------------------
 def _topological(nodes: dict[str, Node], edges: list[Edge]) -> list[Node]:
-    """Upstream before downstream, ties in flow order, so every ``.set`` refers to a defined variable."""
-    incoming = {node_id: {e.source for e in edges if e.target == node_id} for node_id in nodes}
+    """Upstream before downstream, ties in flow order, so every ``.set`` refers to a defined variable.
+
+    A loop's feedback edge does not count: the Loop comes before its body, and the body's last node
+    closes the loop once it is defined.
+    """
+    incoming = {node_id: {e.source for e in edges if e.target == node_id and not e.loop} for node_id in nodes}
     ordered: list[Node] = []
     done: set[str] = set()
     while len(done) < len(nodes):
@@ -412,8 +436,8 @@ def export_flow(flow: dict | Path, *, flow_name: str | None = None) -> str:
     for node in ordered:
         node.var = _unique(_snake(node.id), taken)
     secrets: dict[str, tuple[str, str]] = {}
-    graph_code = _graph_code(ordered, nodes, edges, classes, secrets)
-    return _render(flow_dict, name, stem, imports, embedded, graph_code, bool(secrets))
+    graph_code, parts = _graph_code(ordered, nodes, edges, classes, secrets)
+    return _render(flow_dict, name, stem, imports, embedded, graph_code, bool(secrets), parts)
 
 
 def _class_key(node: Node) -> tuple[str | None, str, str]:
@@ -451,11 +475,16 @@ def _graph_code(
     edges: list[Edge],
     classes: dict[tuple[str | None, str, str], str],
     secrets: dict[str, tuple[str, str]],
-) -> list[str]:
-    """One block per node (constructor with its values, then its connections), then ``graph = Graph(...)``."""
+) -> tuple[list[str], dict[str, list[Node]]]:
+    """One block per node (constructor with its values, then its connections), then ``graph = ...``.
+
+    Returns the lines and the flow's separate parts (first node id -> the nodes that end it), which is
+    empty unless the flow has more than one part.
+    """
     lines: list[str] = []
+    position = {n.id: i for i, n in enumerate(ordered)}
     for node in ordered:
-        incoming = [e for e in edges if e.target == node.id]
+        incoming = [e for e in edges if e.target == node.id and not e.loop]
         values, hidden = _field_values(node, {e.field for e in incoming}, secrets)
         lines.append(f"# {node.display_name}")
         args = [f"_id={_py(node.id)}", *(f"{k}={v}" for k, v in values)]
@@ -471,16 +500,59 @@ def _graph_code(
         if sources:
             sets = [f"{k}={v[0] if len(v) == 1 else '[' + ', '.join(v) + ']'}" for k, v in sources.items()]
             lines.append(_call(f"{node.var}.set", sets))
+        for e in edges:  # a loop is closed where the later of its two ends is defined
+            if e.loop and ordered[max(position[e.source], position[e.target])] is node:
+                loop, body_end = nodes[e.target], nodes[e.source]
+                lines.append(f"# closes the loop: {loop.id} runs its body, to {body_end.id}, once per item")
+                lines.append(f"{loop.var}.set({e.field}={body_end.var}.{body_end.methods[e.output]})")
+                if e.loop_types:  # lfx 1.13 types a loop edge made in code with the item types only
+                    lines.append(
+                        "# the edge takes the Loop's loop_types too, as on the canvas (e.g. a Message)"
+                    )
+                    handle = f'{loop.var}.get_edges()[-1]["data"]["targetHandle"]'
+                    lines.append(f'{handle}["output_types"] = {_py(e.loop_types)}')
         lines.append("")
 
-    heads = [n for n in ordered if not any(e.target == n.id for e in edges)]
+    heads = [n for n in ordered if not any(e.target == n.id and not e.loop for e in edges)]
     sinks = [n for n in ordered if not any(e.source == n.id for e in edges)]
     start = next((n for n in heads if n.type == "ChatInput"), heads[0] if heads else ordered[0])
     end = next((n for n in reversed(sinks) if n.type == "ChatOutput"), sinks[-1] if sinks else ordered[-1])
-    _check_connected(start, ordered, edges)
-    lines.append(f"graph = Graph({start.var}, {end.var}, flow_name=FLOW_NAME)")
-    lines += [f"graph.add_component({s.var})  # another branch of the flow" for s in sinks if s is not end]
-    return lines
+    if _runs_from(start, ordered, edges) == set(nodes):
+        lines.append(f"graph = Graph({start.var}, {end.var}, flow_name=FLOW_NAME)")
+        lines += [f"graph.add_component({s.var})  # another branch of the flow" for s in sinks if s != end]
+        return lines, {}
+    # Graph(start, end) would run only the part of the flow reachable from start (lfx's rule): build the
+    # graph from every end instead, which runs every node, as `lfx run FLOW.json` does.
+    parts = _parts(ordered, edges, sinks, start)
+    ends = [e for part_ends in parts.values() for e in part_ends]
+    if len(parts) > 1:
+        lines.append(
+            f"# The flow has {len(parts)} separate parts; `graph` runs them all at once, as `lfx run` runs "
+            "the flow's JSON.\n# PARTS names each part by its first node: `python this.py --part NAME` runs "
+            "one alone."
+        )
+    lines.append("graph = Graph(flow_name=FLOW_NAME)")
+    lines += [f"graph.add_component({e.var})" for e in ends]
+    if len(parts) > 1:
+        lines.append("")
+        lines.append("PARTS = {")
+        lines += [f"    {_py(name)}: [{', '.join(e.var for e in ends_)}]," for name, ends_ in parts.items()]
+        lines.append("}")
+        lines.append(PART_GRAPH)
+    return lines, parts if len(parts) > 1 else {}
+
+
+PART_GRAPH = '''
+
+def part_graph(name: str) -> Graph:
+    """One part of the flow alone, e.g. a RAG flow's ingestion.
+
+    Use it instead of `graph`, not besides it: a component belongs to the graph built from it last.
+    """
+    part = Graph(flow_name=FLOW_NAME)
+    for end in PARTS[name]:
+        part.add_component(end)
+    return part'''
 
 
 def _call(head: str, args: list[str]) -> str:
@@ -490,45 +562,76 @@ def _call(head: str, args: list[str]) -> str:
     return f"{head}(\n" + "".join(f"    {arg},\n" for arg in args) + ")"
 
 
-def _check_connected(start: Node, ordered: list[Node], edges: list[Edge]) -> None:
-    """``Graph(start, end)`` runs only what is connected to ``start``; refuse to silently drop a node."""
+def _walk(first: set[str], step: dict[str, set[str]]) -> set[str]:
+    seen, todo = set(first), list(first)
+    while todo:
+        for other in step[todo.pop()] - seen:
+            seen.add(other)
+            todo.append(other)
+    return seen
+
+
+def _runs_from(start: Node, ordered: list[Node], edges: list[Edge]) -> set[str]:
+    """The nodes ``Graph(start, end)`` runs: those reachable from start and everything upstream of them.
+
+    lfx's ``get_sorted_vertices`` with a start component; any other node would be silently left out.
+    """
+    down: dict[str, set[str]] = {n.id: set() for n in ordered}
+    up: dict[str, set[str]] = {n.id: set() for n in ordered}
+    for e in edges:
+        down[e.source].add(e.target)
+        up[e.target].add(e.source)
+    return _walk(_walk({start.id}, down), up)
+
+
+def _parts(ordered: list[Node], edges: list[Edge], sinks: list[Node], start: Node) -> dict[str, list[Node]]:
+    """The flow's separate (unconnected) parts: first node id -> the nodes whose upstream covers the part.
+
+    The part holding the Chat Input comes first; the others in flow order.
+    """
     neighbours: dict[str, set[str]] = {n.id: set() for n in ordered}
+    up: dict[str, set[str]] = {n.id: set() for n in ordered}
     for e in edges:
         neighbours[e.source].add(e.target)
         neighbours[e.target].add(e.source)
-    seen, todo = {start.id}, [start.id]
-    while todo:
-        for other in neighbours[todo.pop()] - seen:
-            seen.add(other)
-            todo.append(other)
-    for node in ordered:
-        if node.id not in seen:
-            raise ExportError(
-                f"node {node.id}: not connected to {start.id}; a script graph runs only connected nodes, "
-                "so connect it (a CMS Metric node usually goes right after the Chat Input)"
-            )
+        up[e.target].add(e.source)
+    parts: dict[str, list[Node]] = {}
+    placed: set[str] = set()
+    for first in [start, *ordered]:
+        if first.id in placed:
+            continue
+        members = _walk({first.id}, neighbours)
+        placed |= members
+        ends = [s for s in sinks if s.id in members]
+        covered = _walk({s.id for s in ends}, up)
+        ends += [n for n in ordered if n.id in members and n.id not in covered]  # a cycle with no way out
+        parts[first.id] = ends
+    return parts
 
 
 def _import_block(imports: list[tuple[str, str]]) -> list[str]:
-    """Merge and sort the import statements of every component; a name bound two ways is an error.
+    """Merge and sort the import statements of every component.
 
-    ``from __future__`` imports sort first, as Python requires.
+    A name imported from two places is fine when both are the same object (``lfx.io.BoolInput`` is
+    ``lfx.inputs.inputs.BoolInput``): the first import is kept. Two different objects under one name are an
+    error. ``from __future__`` imports sort first, as Python requires.
     """
     plain: set[str] = set()
     from_: dict[str, set[str]] = {}
-    bound: dict[str, tuple[str, str]] = {}  # name -> (import statement, node id)
+    bound: dict[str, tuple[str, str]] = {}  # name -> (where it comes from, node id)
     for node_id, source in [*imports, ("", "from lfx.graph import Graph")]:
         statement = ast.parse(source).body[0]
         assert isinstance(statement, ast.Import | ast.ImportFrom)
         module = statement.module if isinstance(statement, ast.ImportFrom) and not statement.level else None
         for alias in statement.names:
             name = alias.asname or alias.name.split(".")[0]
-            origin = f"{module}.{alias.name}" if module else alias.name
+            if module:
+                origin = f"{module}.{alias.name}"
+            else:  # `import a.b` binds `a`; `import a.b as c` binds the module a.b
+                origin = alias.name if alias.asname else alias.name.split(".")[0]
             if name in bound and bound[name][0] != origin:
-                raise ExportError(
-                    f"node {node_id}: its code imports {name} as {origin}, node {bound[name][1]} as "
-                    f"{bound[name][0]}; rename one of them in its code"
-                )
+                _check_same(name, (origin, node_id), bound[name])
+                continue  # the same object: one import binds it for every component
             bound[name] = (origin, node_id)
             if module:
                 from_.setdefault(module, set()).add(
@@ -548,6 +651,37 @@ def _import_block(imports: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
+def _check_same(name: str, new: tuple[str, str], old: tuple[str, str]) -> None:
+    """Refuse two components that import different objects under one name (the script has one namespace).
+
+    To tell, the two modules are imported: installed code, like the script's own imports; the flow's
+    code is never run.
+    """
+    try:
+        same = _resolve(new[0]) is _resolve(old[0])
+        why = "different objects"
+    except Exception as exc:  # any import failure means: cannot tell
+        same, why = False, f"cannot tell whether they are the same object here ({type(exc).__name__}: {exc})"
+    if not same:
+        raise ExportError(
+            f"node {new[1]}: its code imports {name} as {new[0]}, node {old[1]} as {old[0]} ({why}); "
+            "rename one of them in its code"
+        )
+
+
+def _resolve(dotted: str) -> object:
+    """The object ``from a.b import c`` (given ``a.b.c``) or ``import a.b`` binds."""
+    import importlib
+
+    try:
+        return importlib.import_module(dotted)
+    except ImportError:
+        module, _, attribute = dotted.rpartition(".")
+        if not module:
+            raise
+        return getattr(importlib.import_module(module), attribute)
+
+
 GRAPH_COMMENT = """
 # --- The flow: one component per node, with the node's id, its values and its connections (.set) ---
 # A custom component keeps the flow's component type as its `.name`: metrics name the component after it."""
@@ -558,7 +692,7 @@ HEADER = '''\
 Exported from {source} by `langflow-cms export`; equivalent to running the flow with `lfx run`.
 
     python {script} "your input"      # prints the flow's output
-    lfx run {script} "your input"     # the same graph, run by lfx
+    lfx run {script} "your input"     # the same graph, run by lfx{parts_note}
 
 CloudMonitor monitoring is configured by the flow's own CMS Metric and Timer nodes, which are nodes of the
 graph below, so this script reports the same metric series as the flow. Credentials are not in this file:
@@ -595,6 +729,41 @@ if __name__ == "__main__":
     sys.exit(status)
 '''
 
+MAIN_PARTS = '''\
+def run(text: str = "", part: str | None = None) -> str:
+    """Run the flow once, or one of its PARTS alone; return its Chat Output text, as `lfx run` prints it."""
+    from lfx.cli.script_loader import extract_structured_result
+    from lfx.schema.schema import InputValueRequest
+
+    inputs = InputValueRequest(input_value=text) if text else None
+    flow = part_graph(part) if part else graph
+
+    async def steps() -> list:
+        return [step async for step in flow.async_start(inputs=inputs)]
+
+    result = extract_structured_result(asyncio.run(steps()))
+    return str(result.get("result", result.get("text", "")))
+
+
+if __name__ == "__main__":
+    from langflow_cms import get_reporter
+
+    args, part = sys.argv[1:], None
+    if args[:1] == ["--part"]:
+        if len(args) < 2 or args[1] not in PARTS:
+            sys.exit(f"{FLOW_NAME}: --part takes one of {', '.join(PARTS)}")
+        part, args = args[1], args[2:]
+    status = 0
+    try:
+        print(run(args[0] if args else "", part))
+    except Exception as exc:
+        print(f"{FLOW_NAME} failed: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        get_reporter().close()  # deliver the metrics before the process exits
+    sys.exit(status)
+'''
+
 SECRET_HELPER = '''\
 def secret(name: str) -> str:
     """A credential from the environment: exported scripts never contain one."""
@@ -613,33 +782,41 @@ def _render(
     embedded: list[Embedded],
     graph_code: list[str],
     has_secrets: bool,
+    parts: dict[str, list[Node]],
 ) -> str:
     title = str(flow.get("name") or name)
     if flow.get("description"):
         title += f": {flow['description']}"
+    script = f"{stem or _snake(name)}.py"
     header = HEADER.format(
         title=title,
         source=f"{stem}.json" if stem else "a flow",
-        script=f"{stem or _snake(name)}.py",
+        script=script,
         secret_note="; the flow's secret fields are read from environment variables" if has_secrets else "",
+        parts_note="".join(
+            f'\n    python {script} --part {part} "your input"  # only the part that starts at {part}'
+            for part in parts
+        ),
     )
     import_lines = _import_block(imports)
     future = [line for line in import_lines if line.startswith("from __future__")]
     stdlib = ["import asyncio", *(["import os"] if has_secrets else []), "import sys"]
-    parts = [
+    sections = [
         header.rstrip("\n"),
         "\n".join([*future, *stdlib]),
         "\n".join(line for line in import_lines if line not in future),
         f"FLOW_NAME = {_py(name)}",
     ]
     if has_secrets:
-        parts.append("\n" + SECRET_HELPER.rstrip("\n"))
+        sections.append("\n" + SECRET_HELPER.rstrip("\n"))
     for part in embedded:
-        parts.append(f"\n# --- {part.class_name}: custom component code saved in the flow ---\n{part.body}")
-    parts.append(GRAPH_COMMENT)
-    parts.append("\n".join(graph_code))
-    parts.append("\n" + MAIN.rstrip("\n"))
-    return "\n\n".join(parts) + "\n"
+        sections.append(
+            f"\n# --- {part.class_name}: custom component code saved in the flow ---\n{part.body}"
+        )
+    sections.append(GRAPH_COMMENT)
+    sections.append("\n".join(graph_code))
+    sections.append("\n" + (MAIN_PARTS if parts else MAIN).rstrip("\n"))
+    return "\n\n".join(sections) + "\n"
 
 
 # --- command line --------------------------------------------------------------------------------------
@@ -658,9 +835,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.output is None:
         sys.stdout.write(script)
-    else:
+        return 0
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)  # `-o missing/dir/flow.py` creates the folder
         args.output.write_text(script, encoding="utf-8")
-        print(f"wrote {args.output}", file=sys.stderr)
+    except OSError as exc:
+        print(f"langflow-cms export: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 

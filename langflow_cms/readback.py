@@ -23,7 +23,8 @@ DescribeMetricList points themselves.
   ``LANGFLOW_CMS_FLEET_NODES``) the per-instance aggregates' percentiles can only bound the fleet's: the
   fleet P95 is at most the *largest* per-instance P95 (and at least the smallest) by the same mixture
   argument. We show the maximum, labelled as an upper bound; averaging them can be wrong in both
-  directions (see tests/test_readback.py).
+  directions (see tests/test_readback.py). When a single instance-window holds every run, its value is
+  exact.
 
 ``LastValue`` is taken from the latest point; rates per second are recomputed from the summed counts.
 """
@@ -143,10 +144,14 @@ def fleet_percentile(points: Sequence[Point], statistic: str) -> Percentile:
 
 
 def upper_bound(points: Sequence[Point], statistic: str) -> Percentile:
-    """The largest per-instance (per-window) value of a percentile: an upper bound of the fleet's."""
+    """The largest per-instance (per-window) value of a percentile: an upper bound of the fleet's.
+
+    A single cell (one instance, one window) held every run, so its value is the exact one."""
     cells = [p for p in points if statistic in p["values"] and _num(p, "SampleCount", 1) > 0]
     if not cells:
         return _none(statistic)
+    if len(cells) == 1:
+        return fleet_percentile(cells, statistic)
     values = [_num(p, statistic) for p in cells]
     return Percentile(
         statistic, "upper_bound", None, min(values), max(values), len(cells), None, count(cells)

@@ -114,13 +114,19 @@ def test_missing_statistics_and_empty_windows():
 def test_rows_exact_runs_and_errors_fleet_percentiles():
     error = pt({"flow": "poem", "instance": "a", "status": "error"}, stats([5.0] * 3))
     other = pt({"flow": "other", "instance": "a", "status": "ok"}, stats([7.0] * 4))
-    table = rows([A, B, error, other], ["flow"], [FLEET])
+    other_b = pt({"flow": "other", "instance": "b", "status": "ok"}, stats([9.0] * 2))
+    table = rows([A, B, error, other, other_b], ["flow"], [FLEET])
     assert [(r.dimensions, r.count, r.errors) for r in table] == [
-        ({"flow": "other"}, 4, 0),
+        ({"flow": "other"}, 6, 0),
         ({"flow": "poem"}, 103, 3),
     ]
     poem = table[1]
     assert poem.p95.kind == "exact" and poem.p95.value == 1000.0
     assert table[0].p95.kind == "upper_bound"  # no fleet stream for "other"
     text = format_table(table, ["flow"])
-    assert "1000.0" in text and "<=7.0" in text and "103" in text
+    assert "1000.0" in text and "<=9.0" in text and "103" in text
+
+
+def test_a_single_instance_window_is_exact():
+    only = upper_bound([A], "P95")
+    assert (only.kind, only.value) == ("exact", 10.0)

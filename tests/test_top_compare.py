@@ -1,0 +1,261 @@
+"""`langflow-cms top` and `compare` against the emulator, with data written through the real SDK.
+
+Per-host aggregates (Type=1) from two instances, and the fleet stream as raw (Type=0) points: version v1
+runs take 100..149 ms, v2 exactly 1.5 times as long, v3 0.1 ms longer than v1 (noise).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
+from aliyunsdkcore.client import AcsClient
+from typer.testing import CliRunner
+
+from langflow_cms import contract
+from langflow_cms.cli import app
+from langflow_cms.compare import interval, quantile_from_ladder
+from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+
+V1 = [100.0 + i for i in range(50)]
+V2 = [1.5 * v for v in V1]
+V3 = [v + 0.1 for v in V1]
+# (version, instance) -> (ok runs, error runs)
+FLOW_RUNS = {("v1", "a"): (30, 2), ("v1", "b"): (20, 1), ("v2", "a"): (25, 3), ("v2", "b"): (25, 0)}
+NODE_P95 = {("Prompt-1", "a"): 2.0, ("Prompt-1", "b"): 3.0, ("LLM-1", "a"): 90.0, ("LLM-1", "b"): 140.0}
+
+
+def stats(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    n = len(ordered)
+    return {
+        "SampleCount": n,
+        "Sum": sum(ordered),
+        "Average": sum(ordered) / n,
+        "Maximum": ordered[-1],
+        "Minimum": ordered[0],
+        "P50": ordered[n // 2],
+        "P95": ordered[min(n - 1, int(0.95 * n))],
+        "P99": ordered[-1],
+    }
+
+
+def aggregated(name, dims, time_ms, values):
+    return {
+        "GroupId": "0",
+        "MetricName": name,
+        "Dimensions": json.dumps(dims),
+        "Time": str(time_ms),
+        "Type": "1",
+        "Period": "60",
+        "Values": json.dumps(values),
+    }
+
+
+def raw(name, dims, time_ms, value):
+    return {
+        "GroupId": "0",
+        "MetricName": name,
+        "Dimensions": json.dumps(dims),
+        "Time": str(time_ms),
+        "Type": "0",
+        "Values": json.dumps({"value": value}),
+    }
+
+
+def put(endpoint: str, entries: list[dict]) -> None:
+    client = AcsClient(
+        DEV_ACCESS_KEY_ID,
+        DEV_ACCESS_KEY_SECRET,
+        "cn-hangzhou",
+        auto_retry=False,
+        proxy={"http": None, "https": None},
+    )
+    for i in range(0, len(entries), 20):
+        request = PutCustomMetricRequest()
+        request.set_endpoint(endpoint)
+        request.set_MetricLists(entries[i : i + 20])
+        assert json.loads(client.do_action_with_exception(request))["Code"] == "200"
+
+
+def seed(endpoint: str) -> dict:
+    """Write the test data; returns the times used."""
+    now = int(time.time() * 1000)
+    minute = now - now % 60_000
+    window = now - now % 300_000
+    entries = []
+    for (version, instance), (ok, errors) in FLOW_RUNS.items():
+        common = {"flow": "poem", "version": version, "instance": instance, "env": "dev"}
+        entries.append(
+            aggregated(contract.FLOW_METRIC, {**common, "status": "ok"}, minute, stats([120.0] * ok))
+        )
+        if errors:
+            entries.append(
+                aggregated(contract.FLOW_METRIC, {**common, "status": "error"}, minute, stats([5.0] * errors))
+            )
+        for (node, inst), p95 in NODE_P95.items():
+            if inst == instance:
+                values = {**stats([p95] * ok), "P95": p95}
+                component = "Prompt" if node.startswith("Prompt") else "OfflinePoet"
+                entries.append(
+                    aggregated(
+                        contract.NODE_METRIC,
+                        {**common, "node": node, "component": component, "status": "ok"},
+                        minute,
+                        values,
+                    )
+                )
+        for direction, tokens in (("input", 10 * ok), ("output", 20 * ok)):
+            entries.append(
+                aggregated(
+                    contract.TOKENS_METRIC,
+                    {**common, "model": "offline-poet", "direction": direction},
+                    minute,
+                    {"Sum": tokens, "SampleCount": ok},
+                )
+            )
+    other = {"flow": "summarize", "instance": "a", "env": "dev", "status": "ok"}
+    entries.append(aggregated(contract.FLOW_METRIC, other, minute, stats([40.0] * 7)))
+    entries.append(aggregated(contract.FLOW_METRIC, {**other, "instance": "b"}, minute, stats([40.0] * 5)))
+    # an hour ago: outside every default range
+    entries.append(
+        aggregated(contract.FLOW_METRIC, {**other, "instance": "old"}, minute - 3_600_000, stats([1.0] * 999))
+    )
+    for version, samples in (("v1", V1), ("v2", V2), ("v3", V3)):
+        dims = {"flow": "poem", "version": version, "env": "dev"}
+        for i, value in enumerate(samples):
+            at = min(window + i, now)  # inside the current 300 s window, never in the future
+            entries.append(raw(contract.FLEET_FLOW_METRIC, {**dims, "status": "ok"}, at, value))
+            entries.append(raw(contract.FLEET_ERROR_METRIC, dims, at, 0))
+    put(endpoint, entries)
+    return {"now": now, "minute": minute, "window": window}
+
+
+@pytest.fixture
+def seeded(emulator):
+    seed(emulator.endpoint)
+    return emulator
+
+
+@pytest.fixture
+def cli_env(seeded):
+    return {
+        "LANGFLOW_CMS_DEV": "1",
+        "LANGFLOW_CMS_ENDPOINT": seeded.endpoint,
+        "LANGFLOW_CMS_USER_ID": seeded.user_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "",
+        "NO_COLOR": "1",
+    }
+
+
+def invoke(args, env):
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_top_json_counts_runs_exactly_over_instances(cli_env, seeded):
+    report = json.loads(invoke(["top", "--json"], cli_env).stdout)
+    flows = {row["flow"]: row for row in report["flows"]}
+    assert set(flows) == {"poem", "summarize"}
+    assert flows["poem"]["runs"] == 30 + 2 + 20 + 1 + 25 + 3 + 25
+    assert flows["poem"]["errors"] == 6
+    assert flows["poem"]["error_rate"] == pytest.approx(6 / 106)
+    assert flows["summarize"]["runs"] == 12  # the run an hour ago is not in the last 5 minutes
+    # poem's ok runs come from three fleet series (v1, v2, v3): no exact combination, only bounds
+    p95 = flows["poem"]["p95"]
+    assert p95["kind"] == "bounds" and p95["value"] is None
+    assert p95["low"] <= 147 and p95["high"] >= 1.5 * 147
+    assert flows["summarize"]["p95"]["kind"] == "upper_bound"  # no fleet stream for it
+    tokens = {(t["flow"], t["direction"]): t["tokens"] for t in report["tokens"]}
+    assert tokens[("poem", "input")] == 10 * (30 + 20 + 25 + 25)
+    assert tokens[("poem", "output")] == 20 * 100
+    assert report["namespace"] == contract.CUSTOM_NAMESPACE_PREFIX + seeded.user_id
+
+
+def test_top_one_fleet_series_gives_exact_percentiles(cli_env):
+    report = json.loads(invoke(["top", "--json", "--where", "version=v1"], cli_env).stdout)
+    (poem,) = report["flows"]
+    assert poem["runs"] == 53 and poem["errors"] == 3
+    assert poem["p50"]["kind"] == "exact" and poem["p50"]["runs"] == 50
+    assert 120 <= poem["p50"]["value"] <= 130
+    assert poem["p99"]["value"] == pytest.approx(149, abs=1)
+    split = json.loads(invoke(["top", "--json", "--by", "version"], cli_env).stdout)
+    rows = {(r["flow"], r["version"]): r for r in split["flows"]}
+    assert rows[("poem", "v2")]["runs"] == 53 and rows[("poem", "v2")]["p50"]["kind"] == "exact"
+
+
+def test_top_per_node_shows_upper_bounds_not_averages(cli_env):
+    report = json.loads(invoke(["top", "--json", "--flow", "poem"], cli_env).stdout)
+    nodes = {row["node"]: row for row in report["nodes"]}
+    assert set(nodes) == {"Prompt-1", "LLM-1"}
+    assert nodes["LLM-1"]["runs"] == 100 and nodes["LLM-1"]["component"] == "OfflinePoet"
+    p95 = nodes["LLM-1"]["p95"]
+    assert p95["kind"] == "upper_bound" and p95["high"] == 140.0  # the max of 90 and 140, not 115
+    assert any("upper bound" in note for note in report["notes"])
+    text = invoke(["top", "--flow", "poem"], cli_env).stdout
+    assert "LLM-1" in text and "<=140.0" in text and "(whole flow)" in text
+
+
+def test_top_table_and_watch_once(cli_env):
+    text = invoke(["top"], cli_env).stdout
+    assert "poem" in text and "106" in text and "summarize" in text
+
+
+def test_compare_reports_v2_slower_with_sign_and_magnitude(cli_env):
+    report = json.loads(
+        invoke(["compare", "--flow", "poem", "version=v1", "version=v2", "--json"], cli_env).stdout
+    )
+    whole = report["whole_flow"]
+    assert whole["a"]["runs"] == 53 and whole["b"]["runs"] == 53
+    assert whole["a"]["error_rate"] == pytest.approx(3 / 53)
+    for statistic in ("p50", "p95", "p99"):
+        change = whole["change"][statistic]
+        assert change["change_pct"] == pytest.approx(50.0, abs=0.5), statistic
+        assert change["significant"] and change["verdict"] == "slower"
+        assert whole["b"][statistic]["value"] > whole["a"][statistic]["value"]
+    backwards = json.loads(
+        invoke(["compare", "--flow", "poem", "version=v2", "version=v1", "--json"], cli_env).stdout
+    )
+    change = backwards["whole_flow"]["change"]["p95"]
+    assert change["change_pct"] == pytest.approx(-100 / 3, abs=0.5) and change["verdict"] == "faster"
+    # nodes: per-instance upper bounds are shown but never called significant
+    assert report["nodes"]["LLM-1"]["change"]["p95"]["significant"] is False
+
+
+def test_compare_noise_is_not_significant(cli_env):
+    report = json.loads(
+        invoke(["compare", "--flow", "poem", "version=v1", "version=v3", "--json"], cli_env).stdout
+    )
+    change = report["whole_flow"]["change"]["p50"]
+    assert abs(change["change_pct"]) < 0.2
+    assert change["significant"] is False and change["verdict"] == "within noise"
+
+
+def test_compare_table_and_png(cli_env, tmp_path):
+    png = tmp_path / "charts" / "compare.png"
+    result = invoke(["compare", "--flow", "poem", "version=v1", "version=v2", "--png", str(png)], cli_env)
+    assert "slower" in result.stdout and "+50.0%" in result.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_bad_side_is_a_usage_error(cli_env):
+    result = CliRunner().invoke(app, ["compare", "--flow", "poem", "version", "version=v2"], env=cli_env)
+    assert result.exit_code == 2
+
+
+def test_significance_interval_rule():
+    values = stats(V1)
+    values.update({f"P{q}": V1[int(q / 100 * 50) - 1] for q in (10, 20, 30, 40, 60, 70, 75, 80, 90, 98)})
+    assert quantile_from_ladder(values, 0.0) == 100.0 and quantile_from_ladder(values, 1.0) == 149.0
+    cell = {"values": values, "time": 0, "dimensions": {}}
+    low, high = interval([cell], "P50", accuracy=0.0075)
+    assert low < values["P50"] < high
+    # more runs, narrower interval
+    many = dict(values, SampleCount=5000)
+    low_many, high_many = interval([{"values": many}], "P50", accuracy=0.0075)
+    assert high_many - low_many < high - low
+    assert low_many == pytest.approx(values["P50"] * (1 - 0.0075), rel=0.01)

@@ -10,8 +10,8 @@ wheel.
 **Adding a command group** (e.g. ``alarms`` with ``plan``/``apply``/``list``/``check``): write a module
 ``langflow_cms/cli/alarms.py`` that defines ``app = typer.Typer(help=...)`` with its commands, and add
 ``("alarms", "langflow_cms.cli.alarms")`` to :data:`SUB_APPS`; ``langflow_cms/cli/dashboard.py`` is the
-model to copy. Shared options (``--json``, ``--version``) and printing helpers are in
-:mod:`langflow_cms.cli.output` and here (``VersionOption``, ``JsonOption``, ``parse_pairs``).
+model to copy. Shared options and printing helpers are in :mod:`langflow_cms.cli.output`
+(``VersionOption``, ``JsonOption``, ``fail``, ``print_json``); ``parse_pairs`` is here.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -31,45 +32,20 @@ from langflow_cms.cli.output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    JsonOption,
+    VersionOption,
     ascii_text,
     console,
     fail,
     marks,
+    package_version,
     print_json,
 )
 
-__all__ = ["SUB_APPS", "app", "main"]
+__all__ = ["SUB_APPS", "JsonOption", "VersionOption", "app", "main", "package_version", "parse_pairs"]
 
 SUB_APPS: tuple[tuple[str, str], ...] = (("dashboard", "langflow_cms.cli.dashboard"),)
 """(name, module) of command groups; each module defines ``app = typer.Typer(...)``."""
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("langflow-cms")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def _show_version(value: bool) -> None:
-    if value:
-        typer.echo(f"langflow-cms {package_version()}")
-        raise typer.Exit()
-
-
-VersionOption = Annotated[
-    bool,
-    typer.Option(
-        "--version",
-        callback=_show_version,
-        is_eager=True,
-        help="Print the version and exit.",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables.")]
 
 
 def parse_pairs(texts: list[str] | None, what: str) -> dict[str, str]:
@@ -239,6 +215,9 @@ def _reader(qps: float) -> Any:
     from langflow_cms.credentials import CredentialError
     from langflow_cms.query import open_reader
 
+    # the SDK logs failed calls (redacted) at ERROR before raising; the error is reported once, by us
+    logging.getLogger("aliyunsdkcore").addHandler(logging.NullHandler())
+    logging.getLogger("aliyunsdkcore").propagate = False
     try:
         return open_reader(qps=qps)
     except (ConfigError, CredentialError, ValueError) as exc:
@@ -259,6 +238,11 @@ def _read_errors() -> tuple[type[BaseException], ...]:
     from langflow_cms.query import CmsQueryError
 
     return (CmsQueryError, ServerException, ClientException)
+
+
+def _pause(seconds: float) -> None:
+    """The wait between ``--watch`` refreshes (a seam for tests)."""
+    time.sleep(seconds)
 
 
 QpsOption = Annotated[
@@ -332,7 +316,7 @@ def top(
                 top_module.render(report, out, by=split, box=table_box())
             if not watch:
                 return
-            time.sleep(interval)
+            _pause(interval)
     except KeyboardInterrupt:
         raise typer.Exit(0 if watch else EXIT_INTERRUPTED) from None
 

@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from langflow_cms.cli.output import EXIT_CODES_HELP, EXIT_FAILED, EXIT_USAGE, fail, print_json
+from langflow_cms.cli.output import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    JsonOption,
+    VersionOption,
+    fail,
+    print_json,
+)
 
 app = typer.Typer(
     help="Generate dashboards for the langflow-cms metrics.",
@@ -22,18 +30,8 @@ app = typer.Typer(
 
 
 @app.callback()
-def _group(
-    version: Annotated[
-        bool,
-        typer.Option("--version", is_eager=True, help="Print the version and exit.", show_default=False),
-    ] = False,
-) -> None:
+def _group(version: VersionOption = False) -> None:
     """Generate dashboards for the langflow-cms metrics."""
-    if version:
-        from langflow_cms.cli import package_version
-
-        typer.echo(f"langflow-cms {package_version()}")
-        raise typer.Exit()
 
 
 @app.command(
@@ -57,17 +55,10 @@ def grafana(
         str | None,
         typer.Option(help="CMS application group of the metrics (default: LANGFLOW_CMS_GROUP_ID or 0)."),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the written paths as JSON.")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", is_eager=True, help="Print the version and exit.", show_default=False)
-    ] = False,
+    json_output: JsonOption = False,
+    version: VersionOption = False,
 ) -> None:
     """Write a Grafana dashboard (and optionally its data source) for the CloudMonitor data source."""
-    if version:
-        from langflow_cms.cli import package_version
-
-        typer.echo(f"langflow-cms {package_version()}")
-        raise typer.Exit()
     try:
         from langflow_cms.dashboard import write_grafana
     except ImportError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -83,3 +83,33 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print ``langflow-cms: message`` on stderr and exit with ``code``."""
     sys.stderr.write(ascii_text(f"langflow-cms: {message}", sys.stderr) + "\n")
     raise typer.Exit(code)
+
+
+def package_version() -> str:
+    """The installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("langflow-cms")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"langflow-cms {package_version()}")
+        raise typer.Exit()
+
+
+VersionOption = Annotated[
+    bool,
+    typer.Option(
+        "--version",
+        callback=_show_version,
+        is_eager=True,
+        help="Print the version and exit.",
+        show_default=False,
+    ),
+]
+"""``--version`` for any command or group: add ``version: VersionOption = False`` to its parameters."""
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables.")]

@@ -26,7 +26,7 @@ def distributions(n: int, seed: int = 42) -> dict[str, np.ndarray]:
 
 
 def window_of(samples: np.ndarray):
-    from langflow_cms.aggregate import Window
+    from langflow_cms.pipeline.window import Window
 
     window = Window("bench", (), 0)
     add = window.add

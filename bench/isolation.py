@@ -70,10 +70,10 @@ class BusySender:
     """A started reporter plus a thread that keeps its sender delivering while ``active`` is set."""
 
     def __init__(self, endpoint: str) -> None:
-        from langflow_cms.aggregate import Window
         from langflow_cms.config import Config
+        from langflow_cms.delivery.serializer import aggregate_entry
+        from langflow_cms.pipeline.window import Window
         from langflow_cms.reporter import Reporter
-        from langflow_cms.wire import aggregate_entry
 
         self.reporter = Reporter(
             Config.from_env(

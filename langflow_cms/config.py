@@ -14,6 +14,7 @@ import ipaddress
 import math
 import os
 import re
+import secrets
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -253,7 +254,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Value of the `instance` dimension. It must differ between processes: two pre-aggregated (Type=1) "
         "writes for the same series and time overwrite each other, so two workers sharing an instance value "
         "would each erase the other's numbers.",
-        default_doc="<hostname>-<pid>, computed when the configuration is read (a forked child gets its own)",
+        default_doc="<hostname>-<pid>-<start id>, unique per process start (a forked child gets its own)",
     ),
     Variable(
         "LANGFLOW_CMS_MAX_SERIES",
@@ -265,12 +266,21 @@ VARIABLES: tuple[Variable, ...] = (
         "runaway dimension cannot exhaust memory or the CMS quota.",
     ),
     Variable(
+        "LANGFLOW_CMS_MAX_METRICS",
+        "max_metrics",
+        _number(int, 1, 100_000),
+        "200",
+        "an integer from 1 to 100000",
+        "Cap on distinct metric names per process (the reporter's own health metrics do not count); a new "
+        "name past it is dropped and counted, so a name built from data cannot exhaust memory.",
+    ),
+    Variable(
         "LANGFLOW_CMS_QUEUE_SIZE",
         "queue_size",
         _number(int, 1, 10_000_000),
         "10000",
         "an integer from 1 to 10000000",
-        "Entries waiting to be sent; beyond it new entries are dropped and counted, never blocking a flow.",
+        "Entries waiting to be sent; beyond it the oldest are dropped and counted, never blocking a flow.",
     ),
     Variable(
         "LANGFLOW_CMS_MAX_QPS",
@@ -306,6 +316,16 @@ VARIABLES: tuple[Variable, ...] = (
         "Give up retrying a batch after this long, before the next 60 s window's batch is due.",
     ),
     Variable(
+        "LANGFLOW_CMS_EXIT_TIMEOUT",
+        "exit_timeout",
+        _number(float, 0.0, _WINDOW_S, high_open=True),
+        "0.8",
+        "seconds, in [0, 60)",
+        "How long interpreter exit (and a server's shutdown) waits to deliver the last windows. A one-shot "
+        "`lfx run` with CMS down or stalled takes at most this much longer; what is left goes to the spool, "
+        "or is dropped and counted.",
+    ),
+    Variable(
         "LANGFLOW_CMS_SPOOL_DIR",
         "spool_dir",
         _path,
@@ -339,9 +359,9 @@ def _error(var: Variable, raw: str, reason: str = "") -> ConfigError:
 
 
 def default_instance() -> str:
-    """`<hostname>-<pid>`, cleaned to a valid dimension value. Called at read time so forked children
-    differ."""
-    suffix = f"-{os.getpid()}"
+    """`<hostname>-<pid>-<start id>`, cleaned to a valid dimension value: unique per process start even
+    where a restarted container reuses its hostname and PID 1. Called again in a forked child."""
+    suffix = f"-{os.getpid()}-{secrets.token_hex(3)}"
     host = re.sub(r"[^A-Za-z0-9._\-]", "_", socket.gethostname()) or "host"
     return host[: limits.MAX_DIMENSION_BYTES - len(suffix)] + suffix
 
@@ -361,11 +381,13 @@ class Config:
     env: str | None = None
     instance: str = ""
     max_series_per_metric: int = 1000
+    max_metrics: int = 200
     queue_size: int = 10000
     max_qps: float = 10.0
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
     retry_deadline: float = 50.0
+    exit_timeout: float = 0.8
     spool_dir: Path | None = None
     spool_max_mb: float = 64.0
     monitor: str = "annotated"

@@ -1,7 +1,7 @@
 """Where AccessKeys come from, and an AcsClient that signs every request with the current one.
 
 Order (first match wins):
-1. explicit values (a canvas component's secret inputs);
+1. explicit values (a CMS Metric node's secret inputs, for that node's flow only);
 2. `ALIBABA_CLOUD_ACCESS_KEY_ID` / `_SECRET` (+ `ALIBABA_CLOUD_SECURITY_TOKEN` for STS);
 3. legacy `ALIYUN_ACCESS_KEY_ID` / `_SECRET` (with a one-time warning);
 4. the `alibabacloud_credentials` default chain: OIDC/RRSA (ACK), CLI profile, credentials file, ECS RAM role,
@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +75,7 @@ ENV_VARIABLES: dict[str, str] = {
 """Every credential-related variable we read, for docs and `doctor`."""
 
 _HOW_TO_CONFIGURE = (
-    "enter an AccessKey in the CloudMonitor component, or set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+    "enter an AccessKey in the CMS Metric node, or set ALIBABA_CLOUD_ACCESS_KEY_ID and "
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET (plus ALIBABA_CLOUD_SECURITY_TOKEN for STS), or configure a profile "
     "(`aliyun configure`, ALIBABA_CLOUD_CREDENTIALS_FILE), or run with a RAM role (ECS RAM role, "
     "ACK RRSA via ALIBABA_CLOUD_ROLE_ARN/ALIBABA_CLOUD_OIDC_PROVIDER_ARN/ALIBABA_CLOUD_OIDC_TOKEN_FILE), "
@@ -251,6 +252,7 @@ class _ChainFetcher:
         self._environ = dict(environ)
         self._dev = dev
         self._lock = threading.Lock()
+        _FETCHERS.add(self)
         self._provider: Any = None
         self._fallback: Credential | None = None
         self._last: Credential | None = None
@@ -307,6 +309,18 @@ class _ChainFetcher:
             self._last = _register(Credential(*key, source=f"default chain: {found.get_provider_name()}"))
         return self._last
 
+
+_FETCHERS: weakref.WeakSet[_ChainFetcher] = weakref.WeakSet()
+
+
+def _remake_locks_in_child() -> None:
+    """A fork while another thread refreshed credentials copies a held lock: the child would hang on it."""
+    for fetcher in list(_FETCHERS):
+        fetcher._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_remake_locks_in_child)
 
 _warned_legacy = False
 

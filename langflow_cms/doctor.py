@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from langflow_cms.aggregate import Window
 from langflow_cms.config import Config, ConfigError
 from langflow_cms.credentials import CredentialError, credential_provider
-from langflow_cms.spool import Spool
-from langflow_cms.transport import CmsError, Transport
-from langflow_cms.validation import clean_dimensions
-from langflow_cms.wire import aggregate_entry
+from langflow_cms.delivery.serializer import aggregate_entry
+from langflow_cms.delivery.spool import waiting_entries
+from langflow_cms.delivery.transport import CmsError, Transport
+from langflow_cms.naming import clean_dimensions
+from langflow_cms.pipeline.window import Window
 
 ADVICE: tuple[tuple[Callable[[str], bool], str], ...] = (
     (
@@ -94,7 +94,8 @@ def run_doctor(environ: Mapping[str, str] | None = None, out: Callable[[str], No
     healthy = _check_endpoint(config, Transport(config, provider), out)
     if config.spool_dir is not None:
         try:
-            waiting = Spool(config.spool_dir, int(config.spool_max_mb * 1_000_000)).entries()
+            config.spool_dir.mkdir(parents=True, exist_ok=True)
+            waiting = waiting_entries(config.spool_dir)
             out(f"✓ spool {config.spool_dir}: writable, {waiting} entries waiting to be sent")
         except OSError as exc:
             out(f"✗ spool {config.spool_dir}: {exc}: fix the directory or unset LANGFLOW_CMS_SPOOL_DIR")

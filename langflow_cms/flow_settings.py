@@ -7,51 +7,33 @@ a ``version`` for A/B comparison) are saved in the flow JSON, so they reach ever
 
 from __future__ import annotations
 
-import functools
-import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langflow_cms.limits import MAX_DIMENSION_BYTES
-from langflow_cms.validation import clean_dimension_value
+from langflow_cms import contract
+from langflow_cms.naming import clean_key, clean_value
 
-MONITOR_ENV = "LANGFLOW_CMS_MONITOR"
 MODES = ("annotated", "all", "off")
 CMS_METRIC_CLASS = "CmsMetricComponent"
 MAX_EXTRA_DIMENSIONS = 3
 """Automatic metrics carry up to 6 dimensions of their own (with the reporter's instance and env); CMS
 accepts 10, so a flow may add at most 3."""
 
-RESERVED_DIMENSIONS = frozenset({"flow", "node", "component", "status", "span", "model", "direction"})
+RESERVED_DIMENSIONS = contract.RESERVED_DIMENSIONS
 UNNAMED_FLOW = "unnamed"
+clean_dimension = clean_value
+"""The dimension value exactly as the reporter will send it (``naming.clean_value``)."""
 
 
 def monitor_mode() -> str:
-    """The `LANGFLOW_CMS_MONITOR` mode; an unknown value falls back to the default rather than failing."""
-    mode = os.environ.get(MONITOR_ENV, "annotated").strip().lower()
-    return mode if mode in MODES else "annotated"
+    """`LANGFLOW_CMS_MONITOR` as read once with the rest of the configuration: an invalid value is never
+    replaced by a default (the reporter is off and says why); no reporter means nothing is monitored."""
+    from langflow_cms.reporter import current_config
 
-
-@functools.lru_cache(maxsize=4096)
-def _clean_text(text: str) -> str:
-    return clean_dimension_value(text.strip())
-
-
-def clean_dimension(value: Any) -> str:
-    """The dimension value exactly as the reporter will send it, so node status texts show what CMS gets.
-
-    Cached: the same node ids, component types and flow names come back on every run.
-    """
-    return _clean_text(value if isinstance(value, str) else str(value))
-
-
-def clean_key(key: Any) -> str:
-    """A dimension key the reporter accepts (a letter, then letters, digits, ``_ . -``), or ``""``."""
-    text = re.sub(r"[^A-Za-z0-9_.\-]", "_", str(key).strip())[:MAX_DIMENSION_BYTES]
-    return text if text[:1].isalpha() else ""
+    config = current_config()
+    return config.monitor if config is not None else "off"
 
 
 @dataclass(frozen=True)
@@ -60,6 +42,9 @@ class FlowSettings:
 
     annotated: bool = False
     dimensions: dict[str, str] = field(default_factory=dict)
+    own_credentials: bool = False
+    """A CMS Metric node of the flow has an AccessKey of its own: the flow's metrics wait for the node to
+    bind it and are never sent with the process's credentials."""
 
 
 def is_cms_metric_vertex(vertex: Any) -> bool:
@@ -112,15 +97,17 @@ def parse_dimensions(
 def read_settings(graph: Any) -> FlowSettings:
     """The flow's settings: annotated if any vertex is a CMS Metric node; its ``flow_dimensions`` merged."""
     dims: dict[str, str] = {}
-    annotated = False
+    annotated = own_credentials = False
     for vertex in list(getattr(graph, "vertices", None) or []):
         if not is_cms_metric_vertex(vertex):
             continue
         annotated = True
+        if _vertex_param(vertex, "access_key_id") or _vertex_param(vertex, "access_key_secret"):
+            own_credentials = True
         for key, value in parse_dimensions(_vertex_param(vertex, "flow_dimensions")).items():
             if len(dims) < MAX_EXTRA_DIMENSIONS or key in dims:
                 dims[key] = value
-    return FlowSettings(annotated=annotated, dimensions=dims)
+    return FlowSettings(annotated=annotated, dimensions=dims, own_credentials=own_credentials)
 
 
 def should_monitor(settings: FlowSettings, mode: str | None = None) -> bool:

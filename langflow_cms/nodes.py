@@ -7,7 +7,6 @@ installed module: a fix here reaches every saved flow without re-saving it.
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 import time
@@ -17,7 +16,8 @@ from typing import Any
 from langflow_cms import flow_settings
 from langflow_cms.flow_settings import clean_dimension, parse_dimensions
 from langflow_cms.limits import METRIC_NAME_RE
-from langflow_cms.tracing import MONITOR, SPAN_METRIC, get_recorder, record
+from langflow_cms.naming import as_number
+from langflow_cms.tracing import MONITOR, SPAN_METRIC, _current_node, get_recorder
 
 VALUE_SOURCES = ("Constant", "Input number", "Input field")
 MAX_CUSTOM_DIMENSIONS = 4
@@ -68,15 +68,9 @@ def render(template: str, fields: Mapping[str, Any]) -> str:
 
 
 def to_number(value: Any) -> float | None:
-    """A finite float from a number or numeric text; None (the node says "no number") for anything else,
-    including NaN, infinities and integers too large for a float."""
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        number = float(value) if isinstance(value, int | float) else float(str(value).strip())
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
+    """A finite float from a number or numeric text (``naming.as_number`` with text); None (the node says
+    "no number") for anything else, including NaN, infinities and integers too large for a float."""
+    return as_number(value, text=True)
 
 
 # --- cardinality guard -----------------------------------------------------------------------------
@@ -120,31 +114,56 @@ def reporter_status() -> str:
     if not health:
         return "reporter unavailable"
     if health.get("enabled") is False:
-        return "reporter disabled (no endpoint/credentials configured)"
+        return str(health.get("reason") or "reporter disabled")
     failed, dropped = health.get("failed", 0) or 0, health.get("dropped", 0) or 0
     sent, queued = health.get("sent", 0) or 0, health.get("queued", 0) or 0
     state = "degraded" if failed or dropped else "healthy"
     return f"reporter {state}: sent {sent}, queued {queued}, failed {failed}, dropped {dropped}"
 
 
-def use_credentials(access_key_id: Any, access_key_secret: Any) -> str | None:
-    """Hand the node's AccessKey inputs to the reporter. Returns a status note that never shows the key."""
+def use_credentials(access_key_id: Any, access_key_secret: Any, graph: Any = None) -> str | None:
+    """Deliver this flow's metrics with the node's AccessKey, and only this flow's.
+
+    The key gets a delivery path of its own (``Reporter.scope_for``); the run's metrics recorded so far
+    waited for it and go there now. Other flows and the process's credentials are untouched. Returns a
+    status note that never shows the key. ``graph`` defaults to the run of the node being built (flows
+    saved before this argument existed call it without).
+    """
     key_id = _secret_text(access_key_id)
     secret = _secret_text(access_key_secret)
     if not key_id and not secret:
         return None
     if not (key_id and secret):
-        return "AccessKey ignored: both the id and the secret are needed"
+        _bind(graph, None)
+        return "Not monitored: the node's AccessKey needs both the id and the secret"
     try:
         from langflow_cms.credentials import Credential
-        from langflow_cms.redact import register_secret
 
-        register_secret(secret)
-        recorder = get_recorder()
-        recorder.set_credentials(Credential(key_id, secret, source="CMS Metric node"))
+        reporter = get_recorder()
+        scope_for = getattr(reporter, "scope_for", None)
+        scope = scope_for(Credential(key_id, secret, source="CMS Metric node")) if scope_for else None
     except Exception as exc:
-        return f"AccessKey not applied ({type(exc).__name__})"
-    return "using the node's AccessKey"
+        _bind(graph, None)
+        return f"Not monitored: the node's AccessKey was not applied ({type(exc).__name__})"
+    _bind(graph, scope)
+    if scope is None:
+        return "Not monitored: too many different AccessKeys in this process (see the log)"
+    return "using the node's AccessKey for this flow only"
+
+
+class _RunOf:
+    """A stand-in graph for ``MONITOR.bind_scope`` when only the run id is known."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+
+
+def _bind(graph: Any, scope: Any) -> None:
+    if graph is None:
+        current = _current_node.get()
+        graph = _RunOf(current[0]) if current and current[0] else None
+    if graph is not None:
+        MONITOR.bind_scope(graph, scope)
 
 
 def _secret_text(value: Any) -> str:
@@ -175,6 +194,7 @@ def record_metric(
     if not name:
         return f"Monitoring flow '{label}' (no custom metric configured)"
     if not METRIC_NAME_RE.fullmatch(name):
+        _count_invalid(name, "not a valid CMS metric name")
         return f"Not recorded: '{name[:64]}' is not a valid CMS metric name (letters, digits, _)"
     fields = input_fields(input_value)
     if value_source == "Input number":
@@ -184,13 +204,24 @@ def record_metric(
     else:
         value = to_number(constant)
     if value is None:
+        _count_invalid(name, f"no number from {value_source.lower()}")
         return f"Not recorded: no number for {name} from {value_source.lower()}"
     dims = {"flow": label, **flow_dims}
     for key, template in parse_dimensions(dimensions, MAX_CUSTOM_DIMENSIONS, clean_values=False).items():
         dims[key] = GUARD.admit(name, key, clean_dimension(render(template, fields)), max_values)
-    record(name, value, dims)
+    MONITOR.record_for_graph(graph, name, value, dims)
     shown = ", ".join(f"{k}={v}" for k, v in dims.items())
     return f"Recorded {name} = {value:g} {{{shown}}}"
+
+
+def _count_invalid(name: str, why: str) -> None:
+    """A business metric the node could not record counts in ``langflow_cms_invalid`` (logged once)."""
+    try:
+        storage = getattr(get_recorder(), "storage", None)
+        if storage is not None:
+            storage.reject(name, why)
+    except Exception:
+        return
 
 
 # --- Timer -----------------------------------------------------------------------------------------
@@ -224,10 +255,11 @@ class SpanClock:
 CLOCK = SpanClock()
 
 
-def _spans_of_failed_run(run_id: str, flow: str, flow_dims: dict[str, str]) -> None:
+def _spans_of_failed_run(state: Any) -> None:
     """A run that fails between a Timer start and its stop reports the span as ``error``."""
-    for span, elapsed in CLOCK.abandon(run_id):
-        record(SPAN_METRIC, elapsed, {"flow": flow, "span": span, "status": "error", **flow_dims})
+    for span, elapsed in CLOCK.abandon(state.run_id):
+        dims = {"flow": state.flow, "span": span, "status": "error", **state.dimensions}
+        MONITOR.record_for(state, SPAN_METRIC, elapsed, dims)
 
 
 MONITOR.on_run_failed(_spans_of_failed_run)
@@ -250,5 +282,7 @@ def timer_step(graph: Any, span: str, action: str) -> str:
     if elapsed is None:
         return f"Stop without start: span '{span}' was not started in this run; nothing recorded"
     label, flow_dims = MONITOR.flow_dimensions_for(graph)
-    record(SPAN_METRIC, elapsed, {"flow": label, "span": span, "status": "ok", **flow_dims})
+    MONITOR.record_for_graph(
+        graph, SPAN_METRIC, elapsed, {"flow": label, "span": span, "status": "ok", **flow_dims}
+    )
     return f"Span '{span}': {elapsed:.1f} ms"

@@ -17,6 +17,7 @@ Two mechanisms, both cheap:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import traceback
@@ -42,6 +43,15 @@ _PAIR_RE = re.compile(rf"(?<![A-Za-z_])(?P<key>{_NAMES})(?P<sep>{_SEP})(?P<value
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+
+
+def _remake_lock_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_remake_lock_in_child)
 _secrets_re: re.Pattern[str] | None = None
 
 

@@ -1,61 +1,63 @@
-"""The process-wide reporter: ``record()`` on the caller's thread, everything else on one daemon thread.
+"""The reporter: a thin facade over the storage, the reader thread and one exporter per credential identity.
 
-``record()`` finds the series in a dict keyed by exactly what the caller passed, checks the value and
-appends (series, value, time) to a lock-free queue: no I/O, no lock, nothing that can raise. Once a
-second the reporter thread aggregates the queue into each series' window of the moment recorded. Each
-minute (and on ``flush``/``close``) it seals the windows that have ended, rolls them up into 300 s
-windows, turns both into Type=1 entries, and sends them in batches of at most 21 with retries. The thread
-owns all network time, so an endpoint that is slow or down never slows a flow: undelivered entries wait
-in a bounded outbox (oldest dropped first, counted).
+::
+
+    record(name, value, dims)           Scope (pipeline/storage.py): cached series, one append, never raises
+        │ inbox
+    Reader thread (this module)         drains once a second; each minute: collect → encode → send
+        │ sealed 60 s and 300 s windows
+    Storage.collect()                   the one locked aggregation (pipeline/storage.py)
+        │ entries (delivery/serializer.py)
+    Exporter per credential identity    outbox → spool → transport, hard deadlines (delivery/)
+
+``flush()`` and ``close()`` go through the same locked ``collect`` and the same exporters as the thread, so
+they can be called from any thread at any time. ``close(timeout)`` returns by ``timeout`` + 0.5 s whatever
+the endpoint does. After ``fork()`` the child starts empty with its own instance, locks and thread, and
+delivers what it recorded when it exits through ``multiprocessing`` (whose children skip ``atexit``).
 """
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import hashlib
 import logging
-import math
 import os
-import random
+import secrets
+import sys
 import threading
 import time
 import weakref
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from langflow_cms.aggregate import Rollup, Series, Window
-from langflow_cms.config import Config, default_instance
+from langflow_cms import contract
+from langflow_cms.config import Config, ConfigError, default_instance
 from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
-from langflow_cms.limits import PERIODS
-from langflow_cms.spool import Spool
-from langflow_cms.transport import CmsError, Transport
-from langflow_cms.validation import check_metric_name, clean_dimensions
-from langflow_cms.wire import aggregate_entry, batches, raw_entry
+from langflow_cms.delivery.exporter import Exporter
+from langflow_cms.delivery.serializer import aggregate_entry
+from langflow_cms.pipeline.raw import RawScope
+from langflow_cms.pipeline.storage import Scope, Series, Storage
+from langflow_cms.pipeline.window import Window
+from langflow_cms.redact import mask_key_id, register_secret
 
 log = logging.getLogger("langflow_cms")
 
-OVERFLOW_DIMENSION = ("cms_overflow", "true")
-INBOX_LIMIT = 100_000
-"""Observations waiting for the reporter thread; past this the recording thread aggregates them itself,
-so memory stays bounded (~10 MB) even while the reporter thread is busy retrying."""
 DRAIN_INTERVAL = 1.0
-"""Seconds between the reporter thread's aggregation passes."""
-HEALTH_PREFIX = "langflow_cms_"
-"""Self-health metrics: langflow_cms_{dropped,retries,failed,invalid,queued,spooled,last_success_age_s}."""
-_CACHE_LIMIT = 100_000
+"""Seconds between the reader thread's aggregation passes."""
+MAX_SCOPES = 16
+"""Distinct canvas credentials (CMS Metric nodes with their own AccessKey) one process delivers for."""
+CLOSE_SLACK_S = 0.5
+HEALTH_PREFIX = contract.HEALTH_PREFIX
 
 
-def _as_float(value: object) -> float | None:
-    """A finite float from any real number; None for anything else (bool and text are not numbers here)."""
-    if isinstance(value, (bool, str, bytes)) or value is None:
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
+def credential_identity(credential: Credential) -> str:
+    """A short, stable, non-reversible id of a key pair (spool folders and logs name this, never the key)."""
+    digest = hashlib.sha256(
+        f"{credential.access_key_id}\0{credential.access_key_secret}".encode()
+    ).hexdigest()
+    return f"k{digest[:12]}"
 
 
 class Reporter:
@@ -65,25 +67,53 @@ class Reporter:
         self, config: Config, credentials: CredentialProvider | None = None, *, start: bool = True
     ) -> None:
         self.config = config
-        self._credentials = credentials or self._credentials_from_environment()
-        self._stats: Counter[str] = Counter()
-        self._last_success: float | None = None
-        self._last_error = ""
-        self._warned: set[str] = set()
-        self._reset_state()
-        if config.mode == "raw":
-            self.record = self._record_raw  # type: ignore[method-assign]
-            self.observe = lambda series, value: self._record_raw(series.name, value, dict(series.dimensions))  # type: ignore[method-assign]
+        self._process_credentials = credentials
         self._closed = False
-        self._spool = self._open_spool()
-        self._spooled = 0
-        self._health_reported: Counter[str] = Counter()
-        self._wake = threading.Event()
-        self._send_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._setup()
         _live.add(self)
         if start:
-            self._start_thread()
+            self._reader.start()
+
+    def _setup(self) -> None:
+        """Everything that belongs to one process (run again in a forked child)."""
+        config = self.config
+        self.owner = f"{os.getpid()}.{secrets.token_hex(4)}"  # this process start, in the spool
+        self.storage = Storage(
+            max_series_per_metric=config.max_series_per_metric, max_metrics=config.max_metrics
+        )
+        self.common = {contract.INSTANCE: config.instance}
+        if config.env:
+            self.common[contract.ENV] = config.env
+        credentials = self._process_credentials or self._credentials_from_environment()
+        exporter = Exporter(
+            config, credentials, label="process", spool_dir=config.spool_dir, owner=self.owner
+        )
+        self._exporters: dict[str, Exporter] = {"": exporter}
+        self._scopes: dict[str, Scope] = {}
+        self._scopes_lock = threading.Lock()
+        self._default = self._make_scope("")
+        self.record = self._default.record
+        self.series = self._default.series
+        self.observe = self._default.observe
+        self._health_reported: Counter[str] = Counter()
+        self._cycle_lock = threading.Lock()
+        self._reader = Reader(self)
+
+    def _make_scope(self, scope_id: str) -> Scope:
+        scope: Scope
+        if self.config.mode == "raw":
+            scope = RawScope(
+                self.storage,
+                scope_id,
+                self.common,
+                sample_rate=self.config.sample_rate,
+                group_id=self.config.group_id,
+                sink=self._exporters[scope_id].enqueue,
+            )
+        else:
+            scope = Scope(self.storage, scope_id, self.common)
+        self._scopes[scope_id] = scope
+        return scope
 
     def _credentials_from_environment(self) -> CredentialProvider | None:
         """Chosen when the reporter is created, not at the first send (which may be the exit flush);
@@ -93,370 +123,254 @@ class Reporter:
         except CredentialError:
             return None
 
-    def _reset_state(self) -> None:
-        """Everything that belongs to one process (called again in a forked child)."""
-        self._lock = threading.Lock()
-        common = {"instance": self.config.instance}
-        if self.config.env:
-            common["env"] = self.config.env
-        self._common = common
-        self._cache: dict[Any, Series] = {}
-        self._series: dict[tuple, Series] = {}
-        self._per_metric: Counter[str] = Counter()
-        self._inbox: deque[tuple[Series, float, float]] = deque()
-        self._sealed: deque[Window] = deque()
-        self._rollup = Rollup(PERIODS)
-        self._outbox: deque[dict[str, str]] = deque()
-        self._transport: Transport | None = None
+    # ------------------------------------------------------------------ credential scopes
+    def scope_for(self, credential: Credential) -> Scope | None:
+        """The scope whose metrics are delivered with ``credential`` only (a CMS Metric node's AccessKey).
 
-    # ------------------------------------------------------------------ hot path
-    def record(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
-        """Add one observation. Never raises and never blocks on I/O; a bad value is dropped and counted."""
-        try:
-            series = self._cache[(name, *dimensions.items()) if dimensions else name]
-        except Exception:
-            series = self._resolve(name, dimensions)
-            if series is None:
-                return
-        if type(value) is not float:
-            value = _as_float(value)  # type: ignore[assignment]
-            if value is None:
-                self._reject(name, "value is not a finite number")
-                return
-        elif value - value != 0.0:
-            self._reject(name, "value is NaN or infinite")
-            return
-        inbox = self._inbox
-        inbox.append((series, value, time.time()))
-        if len(inbox) > INBOX_LIMIT:
-            self._drain()
-
-    def series(self, name: str, dimensions: Mapping[str, str] | None = None) -> Series | None:
-        """A bound series, like prometheus_client's ``labels()`` child: validated once, then each
-        ``observe(series, value)`` is a single append. None (counted, logged once) if the name or the
-        dimensions are invalid. For callers that record the same series over and over (the tracing
-        service, per node)."""
-        return self._resolve(name, dimensions)
-
-    def observe(self, series: Series, value: float) -> None:
-        """``record()`` for a series from ``series()``. Never raises; a non-finite value is dropped."""
-        if series.sealed is not self._sealed:  # bound by another reporter or before a fork: re-resolve
-            self.record(series.name, value, dict(series.dimensions))
-            return
-        if value - value != 0.0:
-            self._reject(series.name, "value is NaN or infinite")
-            return
-        inbox = self._inbox
-        inbox.append((series, value, time.time()))
-        if len(inbox) > INBOX_LIMIT:
-            self._drain()
-
-    def _record_raw(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
-        """Raw mode: a sampled Type=0 entry per observation (CMS aggregates and bills them)."""
-        if random.random() >= self.config.sample_rate:
-            return
-        series = self._resolve(name, dimensions)
-        number = _as_float(value)
-        if series is None or number is None:
-            if number is None:
-                self._reject(name, "value is not a finite number")
-            return
-        entry = raw_entry(
-            name, dict(series.dimensions), number, int(time.time() * 1000), self.config.group_id
-        )
-        self._enqueue([entry])
-
-    # ------------------------------------------------------------------ slow path of record()
-    def _resolve(self, name: str, dimensions: Mapping[str, str] | None) -> Series | None:
-        """Validate a new (name, dimensions), apply the cardinality cap, and cache the series."""
-        try:
-            check_metric_name(name)
-            dims = clean_dimensions(dimensions, self._common)
-        except (ValueError, TypeError, AttributeError) as exc:
-            self._reject(name, str(exc))
-            return None
-        overflow = False
-        with self._lock:
-            series = self._series.get((name, dims))
-            if series is None:
-                if self._per_metric[name] >= self.config.max_series_per_metric:
-                    overflow = True
-                    dims = tuple(
-                        sorted({**self._common, OVERFLOW_DIMENSION[0]: OVERFLOW_DIMENSION[1]}.items())
-                    )
-                    series = self._series.get((name, dims))
-                if series is None:
-                    series = self._series[(name, dims)] = Series(name, dims, self._sealed)
-                    self._per_metric[name] += 1
-        if overflow:
-            self._stats["overflowed"] += 1
-            self._warn_once(
-                f"overflow:{name}",
-                f"metric {name} has more than {self.config.max_series_per_metric} dimension sets; "
-                "further ones are folded into its cms_overflow=true series (LANGFLOW_CMS_MAX_SERIES)",
-            )
-            return series
-        try:
-            if len(self._cache) < _CACHE_LIMIT:
-                self._cache[(name, *dimensions.items()) if dimensions else name] = series
-        except TypeError:
-            pass  # an unhashable dimension value: correct, just not cached
-        return series
-
-    def _reject(self, name: object, why: str) -> None:
-        self._stats["invalid"] += 1
-        self._warn_once(f"invalid:{name!r}:{why}", f"dropped an observation of {name!r}: {why}")
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned and len(self._warned) < 1000:
-            self._warned.add(key)
-            log.warning("langflow-cms: %s", message)
-
-    # ------------------------------------------------------------------ delivery
-    def _drain(self) -> None:
-        """Aggregate what ``record()`` queued, each value into the window of the moment it was recorded.
-
-        Aggregating here, in one warm loop on the reporter thread, instead of inside ``record()`` is what
-        keeps monitoring off a flow's critical path: inside a running lfx flow, in-line aggregation cost
-        about 6 µs per observation (64 µs for 11 calls in the benchmark's profile), and replacing it with a
-        bare append took that flow's overhead from +2.5 % to +0.8 % (docs/performance.md).
+        Bounded (``MAX_SCOPES``): past it None, counted and logged: the flow's metrics are then dropped,
+        never sent with another identity's key.
         """
-        inbox = self._inbox
-        for _ in range(len(inbox)):
-            try:
-                series, value, when = inbox.popleft()
-            except IndexError:  # another thread (flush, close) drained it meanwhile
-                return
-            series.add(value, when)
+        identity = credential_identity(credential)
+        scope = self._scopes.get(identity)
+        if scope is not None:
+            return scope
+        with self._scopes_lock:
+            scope = self._scopes.get(identity)
+            if scope is not None:
+                return scope
+            if len(self._scopes) > MAX_SCOPES:
+                self.storage.count("dropped:scope_cap")
+                self.storage.warn_once(
+                    "scope_cap",
+                    f"more than {MAX_SCOPES} different AccessKeys in CMS Metric nodes of this process: "
+                    "metrics of flows with further keys are dropped",
+                )
+                return None
+            register_secret(credential.access_key_secret)
+            provider = credential_provider(credential, dev=self.config.dev)
+            spool = self.config.spool_dir / "scopes" / identity if self.config.spool_dir else None
+            label = f"CMS Metric node key {mask_key_id(credential.access_key_id)}"
+            self._exporters[identity] = Exporter(
+                self.config, provider, label=label, spool_dir=spool, owner=self.owner
+            )
+            return self._make_scope(identity)
 
-    def _collect(self, now: float, force: bool = False) -> None:
-        """Aggregate what is queued, seal due windows, roll them up, and move their entries to the outbox."""
-        self._drain()
-        for series in list(self._series.values()):
-            series.seal_if_due(now, force)
-        windows: list[Window] = []
-        while self._sealed:
-            window = self._sealed.popleft()
-            self._rollup.add(window)
-            windows.append(window)
-        windows += self._rollup.due(now, force)
-        entries = []
+    # ------------------------------------------------------------------ the cycle
+    def _export(self, windows: list[Window]) -> None:
+        """Encode sealed windows into entries of their scope's exporter; one bad window costs nothing else."""
+        by_scope: dict[str, list[dict[str, str]]] = {}
         for window in windows:
             try:
-                entries.append(aggregate_entry(window, self.config.group_id))
-            except (ValueError, OverflowError) as exc:  # one bad window must never stop the others
-                self._reject(window.name, f"window could not be encoded: {exc}")
-        self._enqueue(entries)
+                by_scope.setdefault(window.scope, []).append(aggregate_entry(window, self.config.group_id))
+            except (ValueError, OverflowError, TypeError) as exc:
+                self.storage.reject(window.name, f"window could not be encoded: {exc}")
+        for scope_id, entries in by_scope.items():
+            exporter = self._exporters.get(scope_id)
+            if exporter is not None:
+                exporter.enqueue(entries)
 
-    def _enqueue(self, entries: list[dict[str, str]]) -> None:
-        with self._lock:
-            for entry in entries:
-                if len(self._outbox) >= self.config.queue_size:
-                    self._outbox.popleft()
-                    self._stats["dropped"] += 1
-                self._outbox.append(entry)
-
-    def _send(self, deadline: float) -> bool:
-        """Send the outbox and, with a spool, every batch waiting on disk. False if anything is left over."""
-        with self._send_lock:
-            pending = self._take_outbox()
-            if self._spool is None:
-                return self._deliver(pending, None, deadline)
-            try:
-                if pending:
-                    self._spool.write(pending)  # write-ahead: on disk before it is on the wire
-                paths = self._spool.pending()
-            except OSError as exc:
-                log.error(
-                    "langflow-cms: spool %s unusable (%s); sending from memory", self._spool.directory, exc
-                )
-                return self._deliver(pending, None, deadline)
-            delivered = all(self._deliver(self._spool.read(path), path, deadline) for path in paths)
-            self._spooled = 0 if delivered else self._spool.entries()
-            return delivered
-
-    def _deliver(self, entries: list[dict[str, str]], path: Path | None, deadline: float) -> bool:
-        """Send ``entries`` in batches; with a spool file, shrink it as batches arrive. False on failure."""
-        done = 0
-        for batch in batches(entries):
-            try:
-                self._transport_now().put_with_retry(
-                    batch, max(deadline - time.monotonic(), 0.0), self._count_retry
-                )
-            except CmsError as exc:
-                self._give_up(entries[done:], exc, kept=path is not None)
-                return False
-            done += len(batch)
-            self._stats["sent"] += len(batch)
-            self._stats["calls"] += 1
-            self._last_success = time.time()
-            if path is not None:
-                self._spool.rewrite(path, entries[done:])  # type: ignore[union-attr]
-        return True
-
-    def _give_up(self, undelivered: list[dict[str, str]], exc: CmsError, kept: bool) -> None:
-        """Keep what a later cycle (or, spooled, a later process) may deliver; count the rest; log once."""
-        self._last_error = str(exc)
-        if kept:
-            outcome = f"kept in the spool {self.config.spool_dir} for a later attempt"
-        elif exc.retryable and not self._closed:
-            self._requeue(undelivered)
-            outcome = "will retry next cycle"
-        else:
-            self._stats["failed"] += len(undelivered)
-            outcome = "dropped"
-        log.error(
-            "langflow-cms: could not deliver %d metric entries to %s (%s): %s%s",
-            len(undelivered),
-            self.config.endpoint,
-            outcome,
-            exc,
-            "" if exc.retryable else " — not retried: fix the configuration or credentials",
-        )
-
-    def _take_outbox(self) -> list[dict[str, str]]:
-        with self._lock:
-            pending = list(self._outbox)
-            self._outbox.clear()
-        return pending
-
-    def _requeue(self, entries: list[dict[str, str]]) -> None:
-        with self._lock:
-            room = self.config.queue_size - len(self._outbox)
-            keep = entries[-room:] if room > 0 else []
-            self._stats["dropped"] += len(entries) - len(keep)
-            self._outbox.extendleft(reversed(keep))
-
-    def _count_retry(self, exc: CmsError) -> None:
-        self._stats["retries"] += 1
-        self._last_error = str(exc)
-
-    def _transport_now(self) -> Transport:
-        if self._transport is None:
-            self._transport = Transport(
-                self.config, self._credentials or credential_provider(dev=self.config.dev)
-            )
-        return self._transport
-
-    def _open_spool(self) -> Spool | None:
-        if self.config.spool_dir is None:
-            return None
+    def _snapshot(self) -> None:
+        """With a spool: the open 300 s windows on disk, so a SIGKILL loses no sealed minute of them."""
+        spool = self._exporters[""].spool
+        if spool is None:
+            return
         try:
-            return Spool(self.config.spool_dir, int(self.config.spool_max_mb * 1_000_000))
-        except OSError as exc:
-            log.error("langflow-cms: cannot use LANGFLOW_CMS_SPOOL_DIR=%s (%s)", self.config.spool_dir, exc)
-            return None
+            spool.save_rollup([w.to_dict() for w in self.storage.open_rollups() if w.scope == ""])
+        except (OSError, ValueError) as exc:
+            self.storage.warn_once("snapshot", f"could not save the 300 s roll-up snapshot: {exc}")
 
-    def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="langflow-cms-reporter", daemon=True)
-        self._thread.start()
+    def _adopt_orphans(self) -> None:
+        """Send the 300 s windows of processes that died (their snapshots): they can add nothing more."""
+        spool = self._exporters[""].spool
+        if spool is None:
+            return
+        for path, windows in spool.orphaned_rollups():
+            entries = []
+            for data in windows:
+                try:
+                    entries.append(aggregate_entry(Window.from_dict(data), self.config.group_id))
+                except (KeyError, ValueError, TypeError, OverflowError) as exc:
+                    self.storage.reject(data.get("name", "?"), f"snapshot window unreadable: {exc}")
+            if entries:
+                spool.write(entries)  # write-ahead before the snapshot goes
+            path.unlink(missing_ok=True)
 
-    def _run(self) -> None:
-        if self._spool is not None:  # replay what an earlier process left, without waiting a minute
-            try:
-                self._send(time.monotonic() + self.config.retry_deadline)
-            except Exception:
-                log.exception("langflow-cms: replaying the spool failed")
-        next_boundary = (time.time() // 60 + 1) * 60 + 0.05
-        while not self._closed:
-            self._wake.wait(max(min(DRAIN_INTERVAL, next_boundary - time.time()), 0.0))
-            self._wake.clear()
-            if self._closed:
-                return
-            try:
-                self._drain()
-                if time.time() >= next_boundary:
-                    next_boundary = (time.time() // 60 + 1) * 60 + 0.05
-                    self._record_health()
-                    self._collect(time.time())
-                    self._send(time.monotonic() + self.config.retry_deadline)
-            except Exception:  # the thread must survive anything, or monitoring silently stops
-                log.exception("langflow-cms: reporter cycle failed")
+    def _send_all(self, deadline: float) -> bool:
+        return all([exporter.send(deadline) for exporter in list(self._exporters.values())])
+
+    def cycle(self) -> None:
+        """The minute's work (reader thread): health metrics, collect, encode, snapshot, send."""
+        with self._cycle_lock:
+            self._record_health()
+            self._export(self.storage.collect())
+            self._snapshot()
+        self._send_all(time.monotonic() + self.config.retry_deadline)
 
     def _record_health(self) -> None:
-        """Once a minute, the reporter's own health as CMS metrics, so an alarm can watch the watcher.
+        """The reporter's own health as CMS metrics, so an alarm can watch the watcher.
 
         Counters are sent as the increase since the last report, gauges as they are. Only the periodic
         cycle reports them (not ``flush``/``close``), so short runs add no series of their own.
         """
+        totals = self._counters()
+        for key, total in totals.items():
+            increase = total - self._health_reported[key]
+            self._health_reported[key] = total
+            name, _, reason = key.partition(":")
+            if increase or not reason:
+                dims = {contract.REASON: reason} if reason else None
+                self.record(f"{HEALTH_PREFIX}{name}", increase, dims)
         health = self.health()
-        for key in ("dropped", "retries", "failed", "invalid"):
-            increase = health[key] - self._health_reported[key]
-            self._health_reported[key] = health[key]
-            self.record(f"{HEALTH_PREFIX}{key}", increase)
         self.record(f"{HEALTH_PREFIX}queued", health["queued"])
         self.record(f"{HEALTH_PREFIX}spooled", health["spooled"])
         if health["last_success_age_s"] is not None:
             self.record(f"{HEALTH_PREFIX}last_success_age_s", health["last_success_age_s"])
 
-    # ------------------------------------------------------------------ public API
-    def set_credentials(self, credential: Credential | None) -> None:
-        """Use explicit credentials (a canvas node's secret inputs) instead of the environment chain."""
-        self._credentials = credential_provider(credential, dev=self.config.dev)
-        self._transport = None
+    def _counters(self) -> Counter[str]:
+        totals: Counter[str] = Counter({name: 0 for name in contract.HEALTH_COUNTERS if name != "dropped"})
+        for exporter in list(self._exporters.values()):
+            for key, value in exporter.stats.items():
+                if key in ("retries", "failed") or key.startswith("dropped:"):
+                    totals[key] += value
+            if exporter.spool is not None and exporter.spool.dropped:
+                totals["dropped:spool_full"] += exporter.spool.dropped
+        for key, value in self.storage.stats.items():
+            if key in ("invalid", "folded") or key.startswith("dropped:"):
+                totals[key] += value
+        return totals
 
+    # ------------------------------------------------------------------ public API
     def flush(self, timeout: float = 30.0) -> bool:
-        """Deliver every window that has ended; returns True when nothing is left undelivered."""
-        self._collect(time.time())
-        return self._send(time.monotonic() + timeout)
+        """Deliver every window that has ended; True when nothing is left undelivered. Any thread."""
+        deadline = time.monotonic() + timeout
+        with self._cycle_lock:
+            self._export(self.storage.collect())
+            self._snapshot()
+        return self._send_all(deadline)
 
     def close(self, timeout: float = 30.0) -> bool:
-        """Seal the open windows and deliver everything, waiting at most ``timeout`` seconds.
+        """Seal the open windows and deliver everything, returning by ``timeout`` + 0.5 s at the latest.
 
-        Runs at interpreter exit too. Open windows are sent as they are (time = window start): nothing
-        recorded is lost, and the ``instance`` dimension keeps them apart from any other process.
+        What cannot be delivered in time goes to the spool if there is one; otherwise it is counted as
+        dropped and named in one log line. Later ``record()`` calls are dropped and counted.
         """
         if self._closed:
-            return not self._outbox
+            return not any(e.queued() for e in self._exporters.values())
         self._closed = True
-        self._wake.set()
-        self._collect(time.time(), force=True)
-        return self._send(time.monotonic() + timeout)
+        deadline = time.monotonic() + timeout
+        self.storage.close()
+        self._reader.stop()
+        with self._cycle_lock:
+            self._export(self.storage.collect(force=True))
+            self._snapshot()
+        exporters = list(self._exporters.values())
+        for exporter in exporters:
+            exporter.closing = True
+        delivered = self._send_all(deadline)
+        for exporter in exporters:
+            exporter.abandon()
+        return delivered
 
     def exit_timeout(self) -> float:
-        """How long interpreter exit waits for delivery."""
-        limit = EXIT_TIMEOUT if self._spool is None else EXIT_TIMEOUT_SPOOLED
-        return min(limit, self.config.retry_deadline)
+        """How long interpreter exit waits for delivery (``LANGFLOW_CMS_EXIT_TIMEOUT``)."""
+        return self.config.exit_timeout
 
     def health(self) -> dict[str, Any]:
         """Counters for status displays and `doctor`: what was sent, dropped, retried or is waiting."""
-        age = None if self._last_success is None else round(time.time() - self._last_success, 1)
+        parts = [exporter.health() for exporter in list(self._exporters.values())]
+        successes = [p["last_success"] for p in parts if p["last_success"] is not None]
+        totals = self._counters()
+        stats = self.storage.stats
         return {
             "enabled": True,
             "mode": self.config.mode,
             "endpoint": self.config.endpoint,
-            "series": len(self._series),
-            "queued": len(self._outbox),
-            "sent": self._stats["sent"],
-            "calls": self._stats["calls"],
-            "retries": self._stats["retries"],
-            "failed": self._stats["failed"],
-            "dropped": self._stats["dropped"] + (self._spool.dropped if self._spool else 0),
-            "spooled": self._spooled,
-            "invalid": self._stats["invalid"],
-            "overflowed": self._stats["overflowed"],
-            "last_success_age_s": age,
-            "last_error": self._last_error,
+            "instance": self.config.instance,
+            "series": self.storage.series_count(),
+            "scopes": len(self._exporters) - 1,
+            "queued": sum(p["queued"] for p in parts),
+            "sent": sum(p["sent"] for p in parts),
+            "calls": sum(p["calls"] for p in parts),
+            "retries": totals["retries"],
+            "failed": totals["failed"],
+            "dropped": sum(v for k, v in totals.items() if k.startswith("dropped:")),
+            "spooled": sum(p["spooled"] for p in parts),
+            "invalid": stats["invalid"],
+            "folded": stats["folded"],
+            "clock_steps": stats["clock_steps"],
+            "last_success_age_s": round(time.time() - max(successes), 1) if successes else None,
+            "last_error": next((p["last_error"] for p in parts if p["last_error"]), ""),
         }
 
+    # ------------------------------------------------------------------ fork
     def _after_fork_in_child(self) -> None:
-        """A forked child starts empty, with its own instance dimension and its own thread."""
+        """A forked child starts empty, with its own instance, locks, spool ownership and thread."""
+        for exporter in self._exporters.values():
+            if exporter.spool is not None:
+                exporter.spool.release()
+        if self._closed:
+            return
         if not os.environ.get("LANGFLOW_CMS_INSTANCE"):
             self.config = dataclasses.replace(self.config, instance=default_instance())
-        self._stats = Counter()
-        self._health_reported = Counter()
-        self._warned = set()
-        self._reset_state()
+        self._setup()
+        self._reader.start()
+
+
+class Reader:
+    """Owns the reporter's daemon thread (OpenTelemetry's ``PeriodicExportingMetricReader`` is the model):
+    drains once a second and runs the minute's cycle, scheduled on the monotonic clock."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self._reporter = reporter
         self._wake = threading.Event()
-        self._send_lock = threading.Lock()
-        if not self._closed:
-            self._start_thread()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="langflow-cms-reporter", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    @staticmethod
+    def until_boundary() -> float:
+        """Seconds to the next minute of the wall clock (+50 ms), bounded to [1, 61] s so a clock step
+        can neither stall the cycle nor make it spin."""
+        return min(max(60.0 - time.time() % 60.0 + 0.05, 1.0), 61.0)
+
+    def _run(self) -> None:
+        reporter = self._reporter
+        try:  # delivery does not wait for traffic: what an earlier process left goes out now
+            reporter._adopt_orphans()
+            if reporter.config.spool_dir is not None:
+                reporter._send_all(time.monotonic() + reporter.config.retry_deadline)
+        except Exception:
+            log.exception("langflow-cms: replaying the spool failed")
+        next_cycle = time.monotonic() + self.until_boundary()
+        while not self._stopped:
+            self._wake.wait(min(DRAIN_INTERVAL, max(next_cycle - time.monotonic(), 0.0)))
+            self._wake.clear()
+            if self._stopped:
+                return
+            try:
+                reporter.storage.drain()
+                if time.monotonic() >= next_cycle:
+                    next_cycle = time.monotonic() + self.until_boundary()
+                    reporter.cycle()
+            except Exception:  # the thread must survive anything, or monitoring silently stops
+                log.exception("langflow-cms: reporter cycle failed")
 
 
 class NullReporter:
-    """What ``get_reporter()`` returns when LANGFLOW_CMS_ENABLED is false: the same API, doing nothing."""
+    """What ``get_reporter()`` returns when reporting is off (``LANGFLOW_CMS_ENABLED=false``) or the
+    configuration is invalid (``reason`` says which setting): the same API, doing nothing."""
 
     config = None
+
+    def __init__(self, reason: str | None = None) -> None:
+        self.reason = reason
 
     def record(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
         return None
@@ -467,7 +381,7 @@ class NullReporter:
     def observe(self, series: Series, value: float) -> None:
         return None
 
-    def set_credentials(self, credential: Credential | None) -> None:
+    def scope_for(self, credential: Credential) -> None:
         return None
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -480,7 +394,7 @@ class NullReporter:
         return 0.0
 
     def health(self) -> dict[str, Any]:
-        return {"enabled": False}
+        return {"enabled": False, "reason": self.reason or "LANGFLOW_CMS_ENABLED is false"}
 
 
 _live: weakref.WeakSet[Reporter] = weakref.WeakSet()
@@ -489,17 +403,46 @@ _reporter_lock = threading.Lock()
 
 
 def get_reporter() -> Reporter | NullReporter:
-    """The process-wide reporter, configured from the environment on first use.
+    """The process-wide reporter, configured from the environment on first use. Never raises.
 
-    Raises ``ConfigError`` (naming the variable) if the configuration is invalid.
+    A bad ``LANGFLOW_CMS_*`` value gives a ``NullReporter`` whose ``health()["reason"]`` names the variable,
+    the value and what is accepted; the same sentence is logged once, at ERROR, on stderr.
     """
     global _reporter
     if _reporter is None:
         with _reporter_lock:
             if _reporter is None:
-                config = Config.from_env()
-                _reporter = Reporter(config) if config.enabled else NullReporter()
+                try:
+                    config = Config.from_env()
+                except ConfigError as exc:
+                    _reporter = NullReporter(f"not reporting: {exc}")
+                    _say_config_error(str(exc))
+                else:
+                    _reporter = Reporter(config) if config.enabled else NullReporter()
     return _reporter
+
+
+def _say_config_error(message: str) -> None:
+    """Once per process, on stderr whatever the host application did to logging."""
+    log.error("langflow-cms: not reporting to CloudMonitor: %s", message)
+    if not logging.getLogger("langflow_cms").hasHandlers():
+        return  # logging's last-resort handler already printed it to stderr
+    if not any(getattr(h, "stream", None) is sys.stderr for h in _handlers(log)):
+        print(f"langflow-cms: not reporting to CloudMonitor: {message}", file=sys.stderr, flush=True)
+
+
+def _handlers(logger: logging.Logger) -> list[logging.Handler]:
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found.extend(current.handlers)
+        current = current.parent if current.propagate else None
+    return found
+
+
+def current_config() -> Config | None:
+    """The process reporter's configuration; None when reporting is off or misconfigured."""
+    return get_reporter().config
 
 
 def reset_reporter() -> None:
@@ -511,25 +454,30 @@ def reset_reporter() -> None:
         _reporter = None
 
 
-EXIT_TIMEOUT = 10.0
-"""Seconds interpreter exit waits for delivery: enough for retries through a throttle, short enough that
-a dead endpoint never holds up a finished `lfx run` for long."""
-EXIT_TIMEOUT_SPOOLED = 2.0
-"""With a spool, what is not delivered at exit is safe on disk, so exit waits less."""
-
-
-@atexit.register
-def _close_at_exit() -> None:
+def close_all(timeout: float | None = None) -> None:
+    """Close every live reporter, each within its exit budget (interpreter exit, multiprocessing exit)."""
     for reporter in list(_live):
         try:
-            reporter.close(timeout=reporter.exit_timeout())
+            reporter.close(timeout=reporter.exit_timeout() if timeout is None else timeout)
         except Exception:
             log.exception("langflow-cms: closing the reporter at exit failed")
 
 
+atexit.register(close_all)
+
+
 def _after_fork() -> None:
+    """In a forked child: fresh state for every reporter, and a finaliser that multiprocessing runs when
+    the child exits the normal way (its ``os._exit`` skips ``atexit``)."""
     for reporter in list(_live):
         reporter._after_fork_in_child()
+    if _live:
+        try:
+            from multiprocessing import util
+
+            util.Finalize(None, close_all, exitpriority=10)
+        except Exception:
+            pass
 
 
 if hasattr(os, "register_at_fork"):

@@ -28,10 +28,10 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from langflow_cms import flow_settings
+from langflow_cms import contract, flow_settings
 from langflow_cms.flow_settings import FlowSettings, clean_dimension
-from langflow_cms.reporter import get_reporter
-from langflow_cms.tokens import TOKENS_METRIC, TokenUsageHandler
+from langflow_cms.reporter import CLOSE_SLACK_S, get_reporter
+from langflow_cms.tokens import TokenUsageHandler
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -47,21 +47,20 @@ except ImportError:  # Bare lfx.
 
     FULL_LANGFLOW = False
 
-FLOW_METRIC = "langflow_flow_duration_ms"
-NODE_METRIC = "langflow_node_duration_ms"
-SPAN_METRIC = "langflow_span_duration_ms"
-OK, ERROR = "ok", "error"
+FLOW_METRIC, NODE_METRIC, SPAN_METRIC = contract.FLOW_METRIC, contract.NODE_METRIC, contract.SPAN_METRIC
+TOKENS_METRIC = contract.TOKENS_METRIC
+OK, ERROR = contract.OK, contract.ERROR
 MAX_OPEN_RUNS = 10_000
+MAX_DEFERRED = 1_000
+"""Observations a run keeps while it waits for its CMS Metric node to bind the node's own AccessKey."""
 STALE_RUN_S = 6 * 3600
 """A run still open after this long was abandoned (cancelled, crashed task); it is dropped, not reported."""
 
 
 class Recorder(Protocol):
-    """What this module needs from the reporter (``langflow_cms.get_reporter()``)."""
+    """What this module needs from the reporter (``langflow_cms.get_reporter()``) or one of its scopes."""
 
     def record(self, name: str, value: float, dimensions: Mapping[str, str]) -> None: ...
-
-    def flush(self) -> None: ...
 
 
 def get_recorder() -> Recorder | None:
@@ -92,6 +91,12 @@ class RunState:
     stem: str | None = None
     described: bool = True
     """False when the run started without its graph in sight; the first node build then describes it."""
+    scope: Any = None
+    """Where the run's metrics go: None = the process's own delivery path; else the scope of the CMS Metric
+    node's own AccessKey (``Reporter.scope_for``), so they never travel with another key."""
+    pending: bool = False
+    """The flow's CMS Metric node has its own AccessKey, not bound yet: observations wait in ``deferred``."""
+    deferred: list[tuple[str, float, dict[str, str]]] = field(default_factory=list)
 
 
 _current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("langflow_cms_run", default=None)
@@ -136,24 +141,29 @@ class FlowMonitor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, RunState] = {}
-        self._failure_hooks: list[Callable[[str, str, dict[str, str]], None]] = []
+        self._failure_hooks: list[Callable[[RunState], None]] = []
         self._bound: dict[tuple, tuple[Any, Any]] = {}
 
-    def on_run_failed(self, hook: Callable[[str, str, dict[str, str]], None]) -> None:
-        """Call ``hook(run_id, flow, extra_dimensions)`` when a monitored run ends with an error."""
+    def on_run_failed(self, hook: Callable[[RunState], None]) -> None:
+        """Call ``hook(run_state)`` when a run ends with an error (record through ``record_for``)."""
         if hook not in self._failure_hooks:
             self._failure_hooks.append(hook)
 
     # --- runs ---------------------------------------------------------------------------------------
     def describe(self, graph: Any, stem: str | None = None) -> tuple[str, bool, dict[str, str]]:
         """(flow label, monitored?, extra dimensions) of a graph under the current mode."""
+        label, monitored, dims, _ = self._describe(graph, stem)
+        return label, monitored, dims
+
+    def _describe(self, graph: Any, stem: str | None = None) -> tuple[str, bool, dict[str, str], bool]:
         settings = flow_settings.read_settings(graph) if graph is not None else FlowSettings()
         label = flow_settings.flow_label(graph, stem)
-        return label, flow_settings.should_monitor(settings), dict(settings.dimensions)
+        monitored = flow_settings.should_monitor(settings)
+        return label, monitored, dict(settings.dimensions), settings.own_credentials
 
     def start_run(self, run_id: str, graph: Any, stem: str | None = None) -> RunState:
         """Open a run. A restarted run id (a graph re-run) replaces the old state."""
-        label, monitored, dims = self.describe(graph, stem)
+        label, monitored, dims, own_credentials = self._describe(graph, stem)
         state = RunState(
             run_id=run_id,
             started=time.perf_counter(),
@@ -162,6 +172,7 @@ class FlowMonitor:
             dimensions=dims,
             stem=stem,
             described=graph is not None,
+            pending=own_credentials,
         )
         with self._lock:
             self._drop_stale()
@@ -185,11 +196,13 @@ class FlowMonitor:
         if state.monitored:
             elapsed_ms = (time.perf_counter() - state.started) * 1000.0
             dims = {"flow": state.flow, "status": ERROR if error is not None else OK, **state.dimensions}
-            record(FLOW_METRIC, elapsed_ms, dims)
+            self.record_for(state, FLOW_METRIC, elapsed_ms, dims)
+        if state.pending and state.deferred:
+            _count_unbound(state)
         if error is not None:
             for hook in list(self._failure_hooks):
                 try:
-                    hook(run_id, state.flow, dict(state.dimensions))
+                    hook(state)
                 except Exception:
                     continue
         return True
@@ -222,7 +235,7 @@ class FlowMonitor:
         node_id = str(getattr(component, "_id", None) or getattr(component, "get_id", lambda: "?")())
         state = self.run(run_id)
         if state is not None and not state.described and graph is not None:
-            state.flow, state.monitored, state.dimensions = self.describe(graph, state.stem)
+            state.flow, state.monitored, state.dimensions, state.pending = self._describe(graph, state.stem)
             state.described = True
         return run_id, node_id, _component_type(component), state, graph
 
@@ -234,39 +247,32 @@ class FlowMonitor:
         ``context`` is ``node_context(component)`` taken when the build started (computed once per node).
         """
         run_id, node_id, component_type, state, graph = context or self.node_context(component)
-        if state is not None:
-            label, monitored, dims = state.flow, state.monitored, state.dimensions
-        else:  # A run we never saw start (e.g. a subgraph): label it from its own graph.
-            label, monitored, dims = self.describe(graph)
-        if monitored:
+        if state is None:  # A run we never saw start (e.g. a subgraph): label it from its own graph.
+            label, monitored, dims, own_credentials = self._describe(graph)
+            state = RunState("", 0.0, label, monitored and not own_credentials, dims)
+        if state.monitored:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             status = ERROR if error is not None else OK
-            self._record_node(label, node_id, component_type, status, dims, elapsed_ms)
+            self._record_node(state, node_id, component_type, status, elapsed_ms)
         if error is not None and state is not None:
             self.end_run(run_id, error)
 
     def _record_node(
-        self, label: str, node_id: str, component_type: str, status: str, extra: dict[str, str], ms: float
+        self, state: RunState, node_id: str, component_type: str, status: str, ms: float
     ) -> None:
         """One node observation, through a cached bound series: the per-node cost inside a flow is what
         the 1 % overhead goal is about (docs/performance.md). Never raises."""
         try:
-            recorder = get_recorder()
-            if recorder is None:
+            dims = None
+            recorder = state.scope if state.scope is not None else get_recorder()
+            if recorder is None or state.pending or not hasattr(recorder, "observe"):
+                dims = self._node_dims(state, node_id, component_type, status)
+                self.record_for(state, NODE_METRIC, ms, dims)
                 return
-            key = (label, node_id, component_type, status, *extra.items())
+            key = (state.flow, node_id, component_type, status, *state.dimensions.items())
             bound = self._bound.get(key)
             if bound is None or bound[0] is not recorder:
-                dims = {
-                    "flow": label,
-                    "node": clean_dimension(node_id),
-                    "component": clean_dimension(component_type),
-                    "status": status,
-                    **extra,
-                }
-                if not hasattr(recorder, "observe"):  # a recorder with only record() (tests)
-                    recorder.record(NODE_METRIC, ms, dims)
-                    return
+                dims = self._node_dims(state, node_id, component_type, status)
                 if len(self._bound) >= MAX_BOUND_SERIES:
                     self._bound.clear()
                 bound = self._bound[key] = (recorder, recorder.series(NODE_METRIC, dims))
@@ -274,6 +280,60 @@ class FlowMonitor:
                 recorder.observe(bound[1], ms)
         except Exception:
             return
+
+    @staticmethod
+    def _node_dims(state: RunState, node_id: str, component_type: str, status: str) -> dict[str, str]:
+        return {
+            "flow": state.flow,
+            "node": clean_dimension(node_id),
+            "component": clean_dimension(component_type),
+            "status": status,
+            **state.dimensions,
+        }
+
+    # --- where a run's observations go ----------------------------------------------------------------
+    def record_for(self, state: RunState, name: str, value: float, dims: dict[str, str]) -> None:
+        """Record for a run: to its scope, or kept until its CMS Metric node binds its own AccessKey.
+        Never raises."""
+        try:
+            if state.pending:
+                if len(state.deferred) < MAX_DEFERRED:
+                    state.deferred.append((name, value, dims))
+                return
+            recorder = state.scope if state.scope is not None else get_recorder()
+            if recorder is not None:
+                recorder.record(name, value, dims)
+        except Exception:
+            return
+
+    def record_for_graph(self, graph: Any, name: str, value: float, dims: dict[str, str]) -> None:
+        """``record_for`` the run of ``graph`` (Timer spans, the CMS Metric node's business metric)."""
+        run_id = getattr(graph, "_run_id", None)
+        state = self.run(str(run_id)) if run_id else None
+        if state is None:
+            _, _, _, own_credentials = self._describe(graph)
+            if own_credentials:
+                return  # its node never bound a key: never send with the process's key
+            record(name, value, dims)
+            return
+        self.record_for(state, name, value, dims)
+
+    def bind_scope(self, graph: Any, scope: Any) -> bool:
+        """The CMS Metric node of ``graph``'s run resolved its own AccessKey to ``scope`` (None: refused,
+        e.g. too many keys): the run's kept observations go there now, and so do later ones."""
+        run_id = getattr(graph, "_run_id", None)
+        state = self.run(str(run_id)) if run_id else None
+        if state is None:
+            return False
+        with self._lock:
+            deferred, state.deferred = state.deferred, []
+            state.scope, state.pending = scope, False
+        if scope is None:
+            state.monitored = False
+            return False
+        for name, value, dims in deferred:
+            self.record_for(state, name, value, dims)
+        return True
 
     def flow_dimensions_for(self, graph: Any) -> tuple[str, dict[str, str]]:
         """(flow label, extra dimensions) for metrics recorded by nodes (Timer spans, custom metrics)."""
@@ -286,27 +346,44 @@ class FlowMonitor:
 
     def emit_tokens(self, run_id: str | None, graph: Any, model: str, direction: str, tokens: int) -> None:
         state = self.run(run_id)
-        if state is not None:
-            label, monitored, dims = state.flow, state.monitored, state.dimensions
-        else:
-            label, monitored, dims = self.describe(graph)
-        if monitored:
-            dims = {"flow": label, "model": clean_dimension(model), "direction": direction, **dims}
-            record(TOKENS_METRIC, tokens, dims)
+        if state is None:
+            label, monitored, dims, own_credentials = self._describe(graph)
+            state = RunState("", 0.0, label, monitored and not own_credentials, dims)
+        if state.monitored:
+            dims = {
+                "flow": state.flow,
+                "model": clean_dimension(model),
+                "direction": direction,
+                **state.dimensions,
+            }
+            self.record_for(state, TOKENS_METRIC, tokens, dims)
 
 
 MONITOR = FlowMonitor()
 """The process-wide monitor shared by the service and the canvas nodes."""
 
 
-def _exit_safety_net() -> None:
+def _count_unbound(state: RunState) -> None:
+    """A run whose CMS Metric node has its own AccessKey ended before the node ran: its observations are
+    dropped (never sent with the process's key), counted and logged once."""
     try:
-        if MONITOR.end_all():
-            recorder = get_recorder()
-            if recorder is not None:
-                recorder.flush()
+        reporter = get_reporter()
+        storage = getattr(reporter, "storage", None)
+        if storage is not None:
+            storage.count("dropped:unbound_credentials", len(state.deferred))
+            storage.warn_once(
+                f"unbound:{state.flow}",
+                f"flow {state.flow} has a CMS Metric node with its own AccessKey but a run ended before the "
+                "node ran; that run's metrics were dropped (put the node first in the flow)",
+            )
     except Exception:
         return
+
+
+def _exit_safety_net() -> None:
+    """End the runs still open (as ``error``). Delivery is the reporter's close, within its exit budget."""
+    with suppress(Exception):
+        MONITOR.end_all()
 
 
 _exit_hook_lock = threading.Lock()
@@ -338,8 +415,9 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
             self.deactivated = False
             self.set_ready()
         self.monitor = MONITOR
-        if flow_settings.monitor_mode() != "off":
-            _register_exit_hook()
+        # Created now, not at the first run: a bad setting is reported at start, and with a spool the
+        # replay of what an earlier process left starts with the server (or lfx serve/run), not with traffic.
+        _register_exit_hook()
 
     # --- flow ---------------------------------------------------------------------------------------
     async def start_tracers(
@@ -444,11 +522,17 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
         if FULL_LANGFLOW:
             with suppress(Exception):
                 await super().teardown()
-        _exit_safety_net()
         with suppress(Exception):
             recorder = get_recorder()
-            if recorder is not None:
-                await asyncio.to_thread(recorder.close, recorder.exit_timeout())
+            timeout = recorder.exit_timeout() if recorder is not None else 0.0
+
+            def finish() -> None:
+                _exit_safety_net()
+                if recorder is not None:
+                    recorder.close(timeout)
+
+            # off the event loop, and bounded like close(): other services' teardown is not held up
+            await asyncio.wait_for(asyncio.to_thread(finish), timeout + 2 * CLOSE_SLACK_S)
 
     # --- the rest of lfx's BaseTracingService (Langflow's base implements these itself) ------------------
     if not FULL_LANGFLOW:

@@ -2,12 +2,11 @@
 
 import math
 import random
-import threading
 
 import pytest
 
-from langflow_cms.aggregate import BASE_PERIOD, Rollup, Series, Window
-from langflow_cms.sketch import MAX_BINS, RELATIVE_ACCURACY, Sketch
+from langflow_cms.pipeline.sketch import MAX_BINS, RELATIVE_ACCURACY, Sketch
+from langflow_cms.pipeline.window import Rollup, Window
 
 
 def exact_quantile(values: list[float], q: float) -> float:
@@ -73,21 +72,6 @@ def test_merged_sketch_equals_one_sketch_of_all_values():
     assert Sketch.from_dict(merged.to_dict()).quantiles(qs, len(values)) == whole.quantiles(qs, len(values))
 
 
-def test_windows_are_aligned_to_the_wall_clock_and_roll_on_the_hot_path():
-    sealed = []
-    series = Series("m", (("flow", "f"),), sealed)  # a list works as the sealed sink
-    series.add(1.0, 1_000_000_019.5)  # 1_000_000_019.5 lies in [..., 1_000_000_020)
-    series.add(2.0, 1_000_000_020.0)  # the boundary itself opens the next window
-    series.add(3.0, 1_000_000_079.9)
-    assert [(w.start, w.count) for w in sealed] == [(999_999_960, 1)]
-    assert series.window.start == 1_000_000_020 and series.window.count == 2
-    assert series.window.start % BASE_PERIOD == 0
-    series.seal_if_due(1_000_000_079.0)
-    assert len(sealed) == 1  # not due yet
-    series.seal_if_due(1_000_000_080.0)
-    assert [(w.start, w.count) for w in sealed][-1] == (1_000_000_020, 2)
-
-
 def test_rollup_merges_five_minutes_and_releases_only_after_the_period_ends():
     rollup = Rollup((60, 300))
     for minute in range(5):
@@ -100,35 +84,6 @@ def test_rollup_merges_five_minutes_and_releases_only_after_the_period_ends():
     assert (five.period, five.start, five.count) == (300, 1_800_000_000, 50)
     assert five.statistics()["Sum"] == sum(range(50))
     assert (five.low, five.high) == (0.0, 49.0)
-
-
-def test_many_threads_lose_nothing():
-    sealed = []
-    series = Series("m", (), sealed)
-    now = 1_800_000_010.0
-
-    def work():
-        for _ in range(20_000):
-            series.add(1.0, now)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert series.window.count == 160_000
-    assert series.window.total == 160_000.0
-
-
-def test_a_value_aggregated_after_its_window_was_sealed_never_reopens_it():
-    """CMS keeps the last write per (series, period, time): a second window 0 would overwrite the first."""
-    sealed = []
-    series = Series("m", (), sealed)
-    series.add(1.0, 1_800_000_010.0)
-    series.seal_if_due(1_800_000_060.0)  # window [..000, ..060) sealed
-    series.add(2.0, 1_800_000_059.0)  # observed before the seal, aggregated after it
-    assert [w.start for w in sealed] == [1_800_000_000]
-    assert series.window.start == 1_800_000_060 and series.window.count == 1
 
 
 def test_values_near_the_float_maximum_still_give_valid_statistics():

@@ -17,7 +17,7 @@ import pytest
 from lfx.schema.data import Data
 from lfx.schema.message import Message
 
-from langflow_cms import nodes, tracing
+from langflow_cms import flow_settings, nodes, tracing
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "components" / "cms_monitor"
@@ -38,6 +38,13 @@ Timer = load_component("timer.py", "CmsTimerComponent")
 CmsMetric = load_component("cms_metric.py", "CmsMetricComponent")
 
 
+def set_mode(monkeypatch, mode: str) -> None:
+    """LANGFLOW_CMS_MONITOR is read once per process, with the reporter's configuration; these tests
+    inject the recorder, so they set the mode the same way."""
+    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", mode)
+    monkeypatch.setattr(flow_settings, "monitor_mode", lambda: mode)
+
+
 class FakeRecorder:
     def __init__(self) -> None:
         self.records: list[tuple[str, float, dict[str, str]]] = []
@@ -52,8 +59,9 @@ class FakeRecorder:
     def health(self):
         return {"enabled": True, "sent": 3, "queued": 1, "failed": 0, "dropped": 0}
 
-    def set_credentials(self, credential):
+    def scope_for(self, credential):
         self.credentials = credential
+        return self
 
 
 @pytest.fixture
@@ -61,7 +69,7 @@ def recorder(monkeypatch):
     fake = FakeRecorder()
     monkeypatch.setattr(tracing, "get_recorder", lambda: fake)
     monkeypatch.setattr(nodes, "get_recorder", lambda: fake)
-    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "annotated")
+    set_mode(monkeypatch, "annotated")
     nodes.GUARD.reset()
     return fake
 
@@ -167,15 +175,15 @@ def test_a_failing_credential_hand_off_does_not_leak_the_secret(recorder, monkey
     def boom(credential):
         raise ValueError(f"bad key {credential.access_key_secret}")
 
-    monkeypatch.setattr(recorder, "set_credentials", boom)
+    monkeypatch.setattr(recorder, "scope_for", boom)
     metric = CmsMetric(input_value=Message(text="x"), access_key_id="id-123456789", access_key_secret=SECRET)
     metric.pass_through()
-    assert "AccessKey not applied (ValueError)" in metric.status
+    assert "AccessKey was not applied (ValueError)" in metric.status
     assert SECRET not in metric.status
 
 
 def test_monitoring_off_records_nothing(recorder, monkeypatch):
-    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "off")
+    set_mode(monkeypatch, "off")
     metric = CmsMetric(input_value=Message(text="x"), metric_name="m")
     metric.pass_through()
     timer = Timer(input_value=Message(text="x"), span_name="s", action="start")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -31,6 +32,8 @@ GOOD: dict[str, list[tuple[str, object]]] = {
     "LANGFLOW_CMS_ENV": [("prod", "prod"), ("eu/staging-2", "eu/staging-2")],
     "LANGFLOW_CMS_INSTANCE": [("web-7.pod_3", "web-7.pod_3")],
     "LANGFLOW_CMS_MAX_SERIES": [("50", 50)],
+    "LANGFLOW_CMS_MAX_METRICS": [("1", 1), ("5000", 5000)],
+    "LANGFLOW_CMS_EXIT_TIMEOUT": [("0", 0.0), ("2.5", 2.5)],
     "LANGFLOW_CMS_QUEUE_SIZE": [("1", 1), ("200000", 200000)],
     "LANGFLOW_CMS_MAX_QPS": [("0.5", 0.5), ("200", 200.0)],
     "LANGFLOW_CMS_CONNECT_TIMEOUT": [("1.5", 1.5)],
@@ -66,6 +69,8 @@ BAD: dict[str, list[str]] = {
     "LANGFLOW_CMS_SPOOL_DIR": [],  # any non-empty path is accepted
     "LANGFLOW_CMS_SPOOL_MAX_MB": ["0", "-1", "lots", "nan"],
     "LANGFLOW_CMS_MONITOR": ["some"],
+    "LANGFLOW_CMS_MAX_METRICS": ["0", "many"],
+    "LANGFLOW_CMS_EXIT_TIMEOUT": ["-1", "60", "soon"],
 }
 _FIELD = {v.name: v.field for v in VARIABLES}
 
@@ -88,7 +93,7 @@ def test_defaults() -> None:
     assert (config.dev, config.env, config.spool_dir, config.monitor) == (False, None, None, "annotated")
     assert (config.max_series_per_metric, config.queue_size, config.max_qps) == (1000, 10000, 10.0)
     assert (config.connect_timeout, config.read_timeout, config.retry_deadline) == (5.0, 10.0, 50.0)
-    assert config.instance.endswith(f"-{os.getpid()}")
+    assert f"-{os.getpid()}-" in config.instance and config.exit_timeout == 0.8
     assert not config.is_loopback
 
 
@@ -113,7 +118,9 @@ def test_bad_values_name_the_variable_value_and_accepted(name: str, raw: str) ->
 
 
 def test_empty_value_counts_as_unset() -> None:
-    assert Config.from_env({"LANGFLOW_CMS_MODE": "", "LANGFLOW_CMS_MAX_QPS": "  "}) == Config.from_env({})
+    empty = Config.from_env({"LANGFLOW_CMS_MODE": "", "LANGFLOW_CMS_MAX_QPS": "  "})
+    unset = Config.from_env({})
+    assert dataclasses.replace(empty, instance="") == dataclasses.replace(unset, instance="")
 
 
 def test_endpoint_default_follows_region() -> None:
@@ -155,7 +162,7 @@ def test_instance_is_computed_per_call_so_forked_children_differ(monkeypatch: py
     first = Config.from_env({}).instance
     monkeypatch.setattr(os, "getpid", lambda: 424242)
     second = Config.from_env({}).instance
-    assert first != second and second.endswith("-424242")
+    assert first != second and "-424242-" in second
 
 
 def test_default_instance_is_a_valid_dimension_value_for_any_hostname(
@@ -164,7 +171,14 @@ def test_default_instance_is_a_valid_dimension_value_for_any_hostname(
     monkeypatch.setattr("socket.gethostname", lambda: "héllo wörld," + "x" * 100)
     instance = default_instance()
     assert Config.from_env({"LANGFLOW_CMS_INSTANCE": instance}).instance == instance
-    assert len(instance.encode()) <= 64 and instance.endswith(f"-{os.getpid()}")
+    assert len(instance.encode()) <= 64 and f"-{os.getpid()}-" in instance
+
+
+def test_instance_is_unique_per_process_start_even_with_pid_1_and_the_same_hostname(monkeypatch) -> None:
+    """Issue #10 §9: a restarted container (PID 1, same hostname) must not write the old process's series."""
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    monkeypatch.setattr("socket.gethostname", lambda: "web-0")
+    assert len({default_instance() for _ in range(50)}) == 50
 
 
 def test_docs_name_every_variable() -> None:

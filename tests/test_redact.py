@@ -125,12 +125,19 @@ def test_real_sdk_http_error_message_is_redacted() -> None:
     )
 
 
-def test_sdk_logger_output_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
+def test_sdk_logger_output_is_redacted_and_kept_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue #10 §11: in an outage the SDK logged 40 ERROR blocks with the whole payload in 2.5 minutes.
+    Its records now go to DEBUG (on ``langflow_cms.sdk``), redacted; nothing of it reaches WARNING+."""
+    from langflow_cms.delivery.transport import quiet_sdk_logs
+
     install_log_redaction()
+    quiet_sdk_logs()
     caplog.set_level(logging.DEBUG, logger="aliyunsdkcore")
+    caplog.set_level(logging.DEBUG, logger="langflow_cms.sdk")
     error = _send_to_closed_port()
     logged = caplog.text
-    assert "HttpError occurred" in logged and "Params:" in logged  # the ERROR line and the DEBUG params dict
+    assert "HttpError occurred" in logged and "Params:" in logged  # the demoted ERROR line and the params
+    assert not [r for r in caplog.records if r.name.startswith("aliyunsdkcore") and r.levelno > logging.DEBUG]
     _assert_clean(logged)
     # and an exception logged with its traceback by our own code
     caplog.clear()

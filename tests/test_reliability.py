@@ -15,7 +15,7 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import langflow_cms.reporter as reporter_module
+import langflow_cms.pipeline.storage as storage_module
 from langflow_cms import nodes, tracing
 from langflow_cms.config import Config
 from langflow_cms.credentials import Credential, credential_provider
@@ -142,7 +142,7 @@ def test_an_endpoint_that_is_down_then_back_gets_everything(tmp_path):
     reporter = reporter_for(f"http://127.0.0.1:{port}", LANGFLOW_CMS_RETRY_DEADLINE="1")
     for i in range(100):
         reporter.record("outage", float(i), {"k": "v"})
-    reporter._collect(time.time() + 3600)  # the windows have ended
+    reporter.storage.clock = lambda: time.time() + 3600  # the windows have ended
     assert not reporter.flush(timeout=1)  # connection refused: kept for the next cycle
     assert not reporter.flush(timeout=1)
     assert reporter.health()["queued"] == 2 and reporter.health()["failed"] == 0
@@ -155,17 +155,18 @@ def test_record_keeps_working_while_a_send_is_stuck(emulator):
     emulator.set_faults(latency=5)
     reporter = reporter_for(emulator.endpoint)
     reporter.record("stuck", 1.0)
-    reporter._collect(time.time() + 3600)
+    reporter.storage.clock = lambda: time.time() + 3600
     sender = threading.Thread(target=reporter.flush, kwargs={"timeout": 30})
     sender.start()
-    while not reporter._send_lock.locked():
+    send_lock = reporter._exporters[""]._send_lock
+    while not send_lock.locked():
         time.sleep(0.01)
     for i in range(10_000):  # all while the sender waits for CMS
         reporter.record("stuck", float(i), {"during": "send"})
-    assert sender.is_alive() and reporter._send_lock.locked()
-    reporter._drain()  # the reporter thread's once-a-second pass
-    series = reporter._series[("stuck", tuple(sorted({"during": "send", **reporter._common}.items())))]
-    assert series.window.count == 10_000
+    assert sender.is_alive() and send_lock.locked()
+    reporter.storage.drain()  # the reporter thread's once-a-second pass
+    key = ("", "stuck", tuple(sorted({"during": "send", **reporter.common}.items())))
+    assert reporter.storage._series[key].window.count == 10_000
     sender.join()
 
 
@@ -174,7 +175,7 @@ def test_a_value_at_a_window_edge_lands_in_the_window_of_its_moment(emulator):
     clock = iter([edge - 0.001, edge, edge + 59.999])
     fake_time = mock.Mock(time=lambda: next(clock), monotonic=time.monotonic, sleep=time.sleep)
     reporter = reporter_for(emulator.endpoint)
-    with mock.patch.object(reporter_module, "time", fake_time):
+    with mock.patch.object(storage_module, "time", fake_time):
         for value in (1.0, 2.0, 3.0):
             reporter.record("edge", value)
     assert reporter.close(timeout=10)
@@ -191,7 +192,7 @@ def test_self_health_is_reported_as_cms_metrics(emulator):
     reporter = reporter_for(emulator.endpoint)
     reporter.record("m", 1.0)
     reporter.record("m", float("nan"))
-    reporter._collect(time.time() + 3600)
+    reporter.storage.clock = lambda: time.time() + 3600
     assert not reporter.flush(timeout=5)  # permanent failure: 2 entries failed
     reporter._record_health()
     assert reporter.close(timeout=10)

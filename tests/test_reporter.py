@@ -15,7 +15,7 @@ import time
 import pytest
 
 from langflow_cms.limits import MAX_ENTRIES_PER_CALL
-from langflow_cms.sketch import RELATIVE_ACCURACY
+from langflow_cms.pipeline.sketch import RELATIVE_ACCURACY
 
 
 def by_period(entries, period):
@@ -102,7 +102,7 @@ def test_permanent_failures_give_up_at_once_with_one_clear_line(
     emulator.set_faults(script=[answer])
     reporter = make_reporter()
     reporter.record("m", 1.0)
-    with caplog.at_level(logging.ERROR, logger="langflow_cms"):
+    with caplog.at_level(logging.WARNING, logger="langflow_cms"):
         assert not reporter.close(timeout=30)
     assert len(emulator.requests("PutCustomMetric")) == 1
     lines = [r.getMessage() for r in caplog.records if r.name == "langflow_cms"]
@@ -227,17 +227,15 @@ def test_disabled_reporter_does_nothing(emulator):
     assert emulator.requests() == []
 
 
-def test_queued_observations_stay_bounded_without_the_reporter_thread(make_reporter, monkeypatch):
-    import langflow_cms.reporter as reporter_module
-
-    monkeypatch.setattr(reporter_module, "INBOX_LIMIT", 1000)
+def test_a_full_inbox_drops_and_counts_and_the_caller_never_aggregates(make_reporter):
+    """Issue #10 §7: past the inbox limit one record() drained 100 k values (100 ms). Now it drops."""
     reporter = make_reporter()
+    reporter.storage.inbox_limit = 1000
     for i in range(5000):
         reporter.record("bounded", float(i))
-    assert len(reporter._inbox) <= 1001  # the recording thread aggregated the overflow itself
-    reporter._drain()
-    (series,) = [s for (name, _), s in reporter._series.items() if name == "bounded"]
-    assert series.window.count == 5000
+    assert len(reporter.storage.inbox) == 1000  # nothing was aggregated on the caller's thread
+    assert reporter.health()["dropped"] == 4000
+    assert reporter._counters()["dropped:inbox_full"] == 4000
 
 
 def test_bound_series_observe_and_stale_handles_re_resolve(emulator, make_reporter):

@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 
-from langflow_cms.spool import Spool
+from langflow_cms.delivery.spool import Spool, waiting_entries
 
 RECORD_AND_EXIT = textwrap.dedent(
     """
@@ -70,7 +70,7 @@ def test_a_second_process_delivers_what_the_first_could_not(emulator, tmp_path):
     assert first.returncode == 0, first.stderr
     assert time.monotonic() - started < 20  # exit does not wait out the retries: the data is on disk
     assert "kept in the spool" in first.stderr
-    assert Spool(tmp_path, 10**9).entries() == 60
+    assert waiting_entries(tmp_path) == 60
 
     second = run(
         "from langflow_cms import get_reporter; get_reporter()", spool_env(tmp_path, emulator.endpoint)
@@ -93,7 +93,7 @@ def test_sigkill_during_a_send_loses_nothing_and_double_counts_nothing(emulator,
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    assert Spool(tmp_path, 10**9).entries() == 60  # still on disk: the send never completed
+    assert waiting_entries(tmp_path) == 60  # still on disk: the send never completed
 
     emulator.clear_faults()
     second = run(
@@ -109,13 +109,14 @@ def test_files_of_live_processes_are_left_alone_and_dead_ones_adopted(tmp_path):
     dead = tmp_path / f"{time.time_ns():020d}-{2**22 + 12345}-0.json"
     for path in (live, dead):
         path.write_text('[{"MetricName": "x"}]')
-    pending = Spool(tmp_path, 10**9).pending()
-    assert len(pending) == 1 and f"-{os.getpid()}-" in pending[0].name
+    spool = Spool(tmp_path, 10**9, owner=f"{os.getpid()}.test")
+    pending = spool.pending()
+    assert len(pending) == 1 and f"-{spool.owner}-" in pending[0].name
     assert live.exists() and not dead.exists()
 
 
 def test_the_spool_is_bounded_oldest_first(tmp_path):
-    spool = Spool(tmp_path, max_bytes=3000)
+    spool = Spool(tmp_path, max_bytes=3000, owner=f"{os.getpid()}.test")
     entry = {"MetricName": "m", "Values": "x" * 200}
     paths = [spool.write([entry] * 4) for _ in range(6)]
     remaining = sorted(tmp_path.glob("*.json"))
@@ -124,9 +125,16 @@ def test_the_spool_is_bounded_oldest_first(tmp_path):
     assert spool.dropped == 4 * (6 - len(remaining))
 
 
-def test_permanent_failure_keeps_entries_on_disk(emulator, tmp_path):
+def test_a_permanently_refused_batch_moves_to_dead_letters_and_never_blocks_newer_ones(emulator, tmp_path):
+    """Issue #10 §9: one rejected spool file blocked every newer one and was never counted as failed."""
     emulator.set_faults(script=["InvalidAccessKeyId.NotFound:404"])
     first = run(RECORD_AND_EXIT, spool_env(tmp_path, emulator.endpoint))
     assert first.returncode == 0
-    assert first.stderr.count("could not deliver") == 1 and "not retried" in first.stderr
-    assert Spool(tmp_path, 10**9).entries() == 60
+    assert first.stderr.count("not retried") == 1 and "dead" in first.stderr
+    assert waiting_entries(tmp_path) == 0
+    dead = sorted((tmp_path / "dead").glob("*.json"))
+    assert len(dead) == 1 and "InvalidAccessKeyId.NotFound" in dead[0].with_suffix(".why").read_text()
+    emulator.clear_faults()
+    second = run(RECORD_AND_EXIT, spool_env(tmp_path, emulator.endpoint))  # newer data goes through
+    assert second.returncode == 0, second.stderr
+    assert sum(e["values"]["SampleCount"] for e in emulator.entries("spooled") if e["period"] == 60) == 3000

@@ -18,6 +18,13 @@ from langflow_cms import flow_settings, tracing
 from langflow_cms.tokens import TokenUsageHandler, usage_from_result
 
 
+def set_mode(monkeypatch, mode: str) -> None:
+    """LANGFLOW_CMS_MONITOR is read once per process, with the reporter's configuration; these tests
+    inject the recorder, so they set the mode the same way."""
+    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", mode)
+    monkeypatch.setattr(flow_settings, "monitor_mode", lambda: mode)
+
+
 class FakeRecorder:
     def __init__(self) -> None:
         self.records: list[tuple[str, float, dict[str, str]]] = []
@@ -44,7 +51,7 @@ class BrokenRecorder:
 def recorder(monkeypatch):
     fake = FakeRecorder()
     monkeypatch.setattr(tracing, "get_recorder", lambda: fake)
-    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "all")
+    set_mode(monkeypatch, "all")
     return fake
 
 
@@ -129,7 +136,7 @@ def test_exit_safety_net_records_unfinished_runs_as_error(recorder):
 
 
 def test_annotated_mode_measures_only_flows_with_a_cms_metric_node(recorder, monkeypatch):
-    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "annotated")
+    set_mode(monkeypatch, "annotated")
     svc = service()
     asyncio.run(run_flow(svc, make_graph("plain"), ["A-1"]))
     asyncio.run(run_flow(svc, make_graph("tagged", annotated=True, dims={"version": "v2"}), ["A-1"]))
@@ -139,7 +146,7 @@ def test_annotated_mode_measures_only_flows_with_a_cms_metric_node(recorder, mon
 
 
 def test_off_mode_records_nothing(recorder, monkeypatch):
-    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "off")
+    set_mode(monkeypatch, "off")
     svc = service()
     asyncio.run(run_flow(svc, make_graph(annotated=True), ["A-1"], fail_at="A-1"))
     assert recorder.records == []
@@ -147,7 +154,7 @@ def test_off_mode_records_nothing(recorder, monkeypatch):
 
 def test_a_broken_reporter_never_breaks_the_flow(monkeypatch):
     monkeypatch.setattr(tracing, "get_recorder", lambda: BrokenRecorder())
-    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "all")
+    set_mode(monkeypatch, "all")
     asyncio.run(run_flow(service(), make_graph(), ["A-1", "B-2"], ends=2))  # must not raise
     tracing._exit_safety_net()
 
@@ -209,11 +216,6 @@ def test_flow_dimensions_are_cleaned_capped_and_cannot_shadow_ours():
     dims = flow_settings.parse_dimensions({"version": "v2", "status": "x", "a": "1", "b": "2", "c": "3"})
     assert dims == {"version": "v2", "a": "1", "b": "2"}
     assert flow_settings.parse_dimensions("version=v3, team = search") == {"version": "v3", "team": "search"}
-
-
-def test_unknown_mode_falls_back_to_annotated(monkeypatch):
-    monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "everything")
-    assert flow_settings.monitor_mode() == "annotated"
 
 
 def test_token_usage_from_chat_models_and_legacy_llm_output():

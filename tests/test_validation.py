@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from langflow_cms.limits import MAX_DIMENSION_BYTES, MAX_DIMENSIONS
-from langflow_cms.validation import check_metric_name, clean_dimension_value, clean_dimensions
+from langflow_cms.naming import check_metric_name, clean_dimensions
+from langflow_cms.naming import clean_value as clean_dimension_value
 
 
 @pytest.mark.parametrize("name", ["a", "langflow_flow_duration_ms", "A" + "b" * 63])
@@ -24,7 +25,10 @@ def test_dimension_values_are_sanitised():
     assert clean_dimension_value("Poem Generator") == "Poem_Generator"
     assert clean_dimension_value("") == "none"
     assert clean_dimension_value(42) == "42"
-    assert clean_dimension_value("诗歌") == "__"  # ASCII only: CMS rewrites the rest (cms-api.md §6.1)
+    # ASCII only: CMS rewrites the rest (cms-api.md §6.1); a name with nothing ASCII gets a stable hash
+    assert clean_dimension_value("诗歌") == clean_dimension_value("诗歌") != clean_dimension_value("歌诗")
+    assert clean_dimension_value("诗歌").startswith("h") and clean_dimension_value("café 北京") == "caf"
+    assert clean_dimension_value("New Flow (1)") == "New_Flow_1"
 
 
 @given(st.text())

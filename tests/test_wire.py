@@ -2,9 +2,15 @@
 
 import json
 
-from langflow_cms.aggregate import Window
+from langflow_cms.delivery.serializer import (
+    MAX_BATCH_BYTES,
+    aggregate_entry,
+    batches,
+    encoded_size,
+    raw_entry,
+)
 from langflow_cms.limits import MAX_ENTRIES_PER_CALL
-from langflow_cms.wire import MAX_BATCH_BYTES, aggregate_entry, batches, encoded_size, raw_entry
+from langflow_cms.pipeline.window import Window
 
 
 def test_aggregate_entry_is_what_cms_expects():

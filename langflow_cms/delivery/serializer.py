@@ -1,4 +1,4 @@
-"""PutCustomMetric entries and batches, exactly as CloudMonitor wants them on the wire.
+"""PutCustomMetric entries and batches, exactly as CloudMonitor wants them on the wire (the serializer).
 
 The SDK ``str()``-s whatever it is given, so ``Values`` and ``Dimensions`` are JSON-encoded here (compact,
 because every byte is in the URL) and every number is a string. Batches hold at most 21 entries (the API's
@@ -12,8 +12,8 @@ import json
 from collections.abc import Iterator, Mapping
 from urllib.parse import quote
 
-from langflow_cms.aggregate import Window
 from langflow_cms.limits import MAX_ENTRIES_PER_CALL
+from langflow_cms.pipeline.window import Window
 
 MAX_BATCH_BYTES = 24 * 1024
 """Encoded ``MetricList`` bytes per call: 21 entries of our metrics take about 10 KB."""

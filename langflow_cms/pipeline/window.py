@@ -1,22 +1,18 @@
-"""Per-series aggregation into wall-clock windows: the state behind ``record()``.
+"""One series' statistics over one period (``Window``), and the 60 s → 300 s roll-up (``Rollup``).
 
-A *series* is one (metric name, dimensions) pair. Each keeps one open 60 s window; ``add`` takes the time
-the value was observed and rolls the window over when that time passes its end, so a value lands in the
-window of the moment it was recorded, however late it is aggregated. Closed windows go to a thread-safe
-``sealed`` deque. The 300 s aggregates are merged from the 60 s ones (``Rollup``), because count, sum,
-min, max and the sketch all merge exactly.
+Count, sum, min, max and the sketch all merge exactly, so a 300 s window merged from five 60 s windows is as
+exact as if it had seen the values itself. A window is labelled with its start on the wall clock.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-import threading
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from langflow_cms.sketch import Sketch
+from langflow_cms.pipeline.sketch import Sketch
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 _FLOAT_MAX = sys.float_info.max
@@ -38,6 +34,8 @@ class Window:
     dimensions: tuple[tuple[str, str], ...]
     start: int
     period: int = BASE_PERIOD
+    scope: str = ""
+    """The delivery path (credential identity) the window belongs to; "" = the process's own."""
     count: int = 0
     total: float = 0.0
     low: float = math.inf
@@ -71,52 +69,43 @@ class Window:
             "Average": _finite(self.total / self.count),
         }
         for key, value in zip(QUANTILE_KEYS, self.sketch.quantiles(QUANTILES, self.count), strict=True):
-            stats[key] = float(f"{min(max(value, self.low), self.high):.6g}")
+            # rounded to 6 significant digits (the URL is the payload), then clamped again, so rounding can
+            # never push P99 above Maximum or P50 below Minimum
+            stats[key] = min(max(float(f"{value:.6g}"), self.low), self.high)
         return stats
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form, for the spool's roll-up snapshot."""
+        return {
+            "name": self.name,
+            "dims": [list(pair) for pair in self.dimensions],
+            "start": self.start,
+            "period": self.period,
+            "scope": self.scope,
+            "count": self.count,
+            "sum": self.total,
+            "min": self.low,
+            "max": self.high,
+            "sketch": self.sketch.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Window:
+        window = cls(
+            data["name"],
+            tuple((str(k), str(v)) for k, v in data["dims"]),
+            int(data["start"]),
+            int(data["period"]),
+            str(data.get("scope", "")),
+        )
+        window.count, window.total = int(data["count"]), float(data["sum"])
+        window.low, window.high = float(data["min"]), float(data["max"])
+        window.sketch = Sketch.from_dict(data["sketch"])
+        return window
 
     @property
     def key(self) -> tuple:
-        return (self.name, self.dimensions, self.period, self.start)
-
-
-class Series:
-    """The open window of one series. ``add`` is the hot path: one lock, one compare, one ``Window.add``."""
-
-    __slots__ = ("_lock", "dimensions", "end", "name", "sealed", "sealed_until", "window")
-
-    def __init__(self, name: str, dimensions: tuple[tuple[str, str], ...], sealed: deque[Window]) -> None:
-        self.name = name
-        self.dimensions = dimensions
-        self.sealed = sealed
-        self.window: Window | None = None
-        self.end = 0.0
-        self.sealed_until = 0.0
-        """End of the last sealed window: no value may open a window before it again (CMS would overwrite
-        the sealed one), so a value that arrives that late counts in the next window."""
-        self._lock = threading.Lock()
-
-    def add(self, value: float, now: float) -> None:
-        """Add ``value`` observed at wall-clock time ``now`` to the window of that moment."""
-        with self._lock:
-            if now >= self.end:
-                self._roll(now)
-            self.window.add(value)  # type: ignore[union-attr]
-
-    def seal_if_due(self, now: float, force: bool = False) -> None:
-        """Close the open window if its end has passed (or ``force``, at close); called by the reporter."""
-        with self._lock:
-            if self.window is not None and (force or now >= self.end):
-                self.sealed.append(self.window)
-                self.sealed_until = self.end
-                self.window, self.end = None, 0.0
-
-    def _roll(self, now: float) -> None:
-        if self.window is not None:
-            self.sealed.append(self.window)
-            self.sealed_until = self.end
-        start = int(max(now, self.sealed_until) // BASE_PERIOD) * BASE_PERIOD
-        self.window = Window(self.name, self.dimensions, start)
-        self.end = start + BASE_PERIOD
+        return (self.scope, self.name, self.dimensions, self.period, self.start)
 
 
 class Rollup:
@@ -129,11 +118,15 @@ class Rollup:
     def add(self, window: Window) -> None:
         for period in self.periods:
             start = window.start // period * period
-            key = (window.name, window.dimensions, period, start)
+            key = (window.scope, window.name, window.dimensions, period, start)
             target = self._open.get(key)
             if target is None:
-                target = self._open[key] = Window(window.name, window.dimensions, start, period)
+                target = self._open[key] = Window(window.name, window.dimensions, start, period, window.scope)
             target.merge(window)
+
+    def open_windows(self) -> list[Window]:
+        """The windows not yet released (for the spool's snapshot)."""
+        return list(self._open.values())
 
     def due(self, now: float, force: bool = False) -> list[Window]:
         """Windows whose period has ended by ``now`` (all of them if ``force``)."""

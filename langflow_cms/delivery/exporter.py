@@ -1,0 +1,266 @@
+"""One delivery path: outbox → spool → transport, with its own rate limiter, spool, health and outage log.
+
+The reporter has one exporter for the process's own credentials and one per credential identity given on
+the canvas (a CMS Metric node's AccessKey), so a flow's metrics never travel with another flow's key.
+
+``send(deadline)`` never runs past its deadline: it waits for the send lock no longer than the deadline,
+and every call inside honours it (see ``transport``). What cannot be delivered stays in the outbox (or the
+spool) for the next cycle; at close it goes to the spool if there is one, else it is counted and named in
+one log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from pathlib import Path
+from typing import Any
+
+from langflow_cms.config import Config
+from langflow_cms.credentials import CredentialProvider
+from langflow_cms.delivery.serializer import batches
+from langflow_cms.delivery.spool import Spool
+from langflow_cms.delivery.transport import CmsError, Transport
+
+log = logging.getLogger("langflow_cms")
+
+Entry = dict[str, str]
+REMINDER_S = 60.0
+"""While delivery keeps failing, one reminder a minute at most."""
+
+
+class OutageLog:
+    """One WARNING when delivery starts failing, a reminder a minute at most while it lasts, one INFO when
+    it recovers: a CMS outage is three lines in the log, not one per failed call."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.failing_since: float | None = None
+        self._last_said = 0.0
+        self._lost = 0
+
+    def failed(self, exc: CmsError, outcome: str, lost: int = 0) -> None:
+        now = time.monotonic()
+        self._lost += lost
+        if self.failing_since is None:
+            self.failing_since = self._last_said = now
+            log.warning(
+                "langflow-cms: delivery to %s is failing: %s; %s%s",
+                self.endpoint,
+                exc,
+                outcome,
+                "" if exc.retryable else " (not retried: fix the configuration or credentials)",
+            )
+        elif now - self._last_said >= REMINDER_S:
+            self._last_said = now
+            log.warning(
+                "langflow-cms: delivery to %s still failing after %.0f s: %s; %s",
+                self.endpoint,
+                now - self.failing_since,
+                exc,
+                outcome,
+            )
+
+    def recovered(self, delivered: int) -> None:
+        if self.failing_since is None:
+            return
+        log.info(
+            "langflow-cms: delivery to %s recovered after %.0f s; %d entries delivered, %d lost meanwhile",
+            self.endpoint,
+            time.monotonic() - self.failing_since,
+            delivered,
+            self._lost,
+        )
+        self.failing_since, self._lost = None, 0
+
+
+class Exporter:
+    """Delivers PutCustomMetric entries for one credential identity."""
+
+    def __init__(
+        self,
+        config: Config,
+        credentials: CredentialProvider | None,
+        *,
+        label: str,
+        spool_dir: Path | None,
+        owner: str,
+    ) -> None:
+        self.config = config
+        self.label = label
+        self.stats: Counter[str] = Counter()
+        self.last_success: float | None = None
+        self.last_error = ""
+        self.outage = OutageLog(config.endpoint)
+        self.closing = False
+        self._credentials = credentials
+        self._transport: Transport | None = None
+        self._outbox: deque[Entry] = deque()
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self.spool = self._open_spool(spool_dir, owner)
+        self.spooled = 0
+
+    def _open_spool(self, directory: Path | None, owner: str) -> Spool | None:
+        if directory is None:
+            return None
+        try:
+            return Spool(directory, int(self.config.spool_max_mb * 1_000_000), owner)
+        except OSError as exc:
+            log.error("langflow-cms: cannot use the spool %s (%s); memory only", directory, exc)
+            return None
+
+    # ------------------------------------------------------------------ outbox
+    def enqueue(self, entries: list[Entry]) -> None:
+        """Queue entries to send; past LANGFLOW_CMS_QUEUE_SIZE the oldest are dropped (and counted)."""
+        with self._lock:
+            for entry in entries:
+                if len(self._outbox) >= self.config.queue_size:
+                    self._outbox.popleft()
+                    self.stats["dropped:outbox_full"] += 1
+                self._outbox.append(entry)
+
+    def queued(self) -> int:
+        return len(self._outbox)
+
+    def _take(self) -> list[Entry]:
+        with self._lock:
+            taken = list(self._outbox)
+            self._outbox.clear()
+        return taken
+
+    def _requeue(self, entries: list[Entry]) -> None:
+        with self._lock:
+            room = self.config.queue_size - len(self._outbox)
+            keep = entries[-room:] if room > 0 else []
+            self.stats["dropped:outbox_full"] += len(entries) - len(keep)
+            self._outbox.extendleft(reversed(keep))
+
+    # ------------------------------------------------------------------ sending
+    def send(self, deadline: float) -> bool:
+        """Send the outbox and, with a spool, every batch waiting on disk, until ``deadline`` (monotonic).
+        True when nothing is left undelivered."""
+        if not self._send_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            return False  # another sender holds it until its own deadline: the entries wait their turn
+        try:
+            pending = self._take()
+            if self.spool is None:
+                return self._deliver(pending, None, deadline)
+            try:
+                if pending:
+                    self.spool.write(pending)  # write-ahead: on disk before it is on the wire
+                paths = self.spool.pending()
+            except OSError as exc:
+                log.error(
+                    "langflow-cms: spool %s unusable (%s); sending from memory", self.spool.directory, exc
+                )
+                return self._deliver(pending, None, deadline)
+            delivered = True
+            for path in paths:
+                if time.monotonic() >= deadline:
+                    delivered = False
+                    break
+                delivered = self._deliver(self.spool.read(path), path, deadline) and delivered
+                if not delivered and self.outage.failing_since is not None:
+                    break  # the endpoint is failing: the rest waits for the next cycle
+            self.spooled = 0 if delivered else self.spool.entries()
+            return delivered
+        finally:
+            self._send_lock.release()
+
+    def _deliver(self, entries: list[Entry], path: Path | None, deadline: float) -> bool:
+        """Send ``entries`` in batches; with a spool file, shrink it as batches arrive. False on failure."""
+        done = 0
+        for batch in batches(entries):
+            try:
+                self.transport().put_with_retry(batch, deadline, self._count_retry)
+            except CmsError as exc:
+                self._failed(entries[done:], exc, path)
+                return False
+            done += len(batch)
+            self.stats["sent"] += len(batch)
+            self.stats["calls"] += 1
+            self.last_success = time.time()
+            self.outage.recovered(self.stats["sent"])
+            if path is not None:
+                self.spool.rewrite(path, entries[done:])  # type: ignore[union-attr]
+        return True
+
+    def _failed(self, undelivered: list[Entry], exc: CmsError, path: Path | None) -> None:
+        """Keep what a later cycle (or, spooled, a later process) may deliver; count the rest."""
+        self.last_error = str(exc)
+        lost = 0
+        if path is not None and not exc.retryable:
+            self.spool.dead_letter(path, str(exc))  # type: ignore[union-attr]
+            self.stats["failed"] += len(undelivered)
+            outcome, lost = (
+                f"{len(undelivered)} entries moved to {self.spool.directory}/dead",
+                len(undelivered),
+            )  # type: ignore[union-attr]
+        elif path is not None:
+            outcome = f"{len(undelivered)} entries kept in the spool {self.spool.directory}"  # type: ignore[union-attr]
+        elif exc.retryable and not self.closing:
+            self._requeue(undelivered)
+            outcome = f"{len(undelivered)} entries kept in memory for the next minute"
+        else:
+            self.stats["failed"] += len(undelivered)
+            outcome, lost = f"{len(undelivered)} entries dropped", len(undelivered)
+        self.outage.failed(exc, outcome, lost)
+
+    def _count_retry(self, exc: CmsError) -> None:
+        self.stats["retries"] += 1
+        self.last_error = str(exc)
+
+    def transport(self) -> Transport:
+        if self._transport is None:
+            if self._credentials is None:
+                from langflow_cms.credentials import credential_provider
+
+                self._credentials = credential_provider(dev=self.config.dev)
+            self._transport = Transport(self.config, self._credentials)
+        return self._transport
+
+    def abandon(self) -> int:
+        """At close, after the deadline: what is still in memory goes to the spool, else it is dropped,
+        counted, and named in one log line. Returns how many entries were lost."""
+        left = self._take()
+        if not left:
+            return 0
+        if self.spool is not None:
+            try:
+                self.spool.write(left)
+                self.spooled = self.spool.entries()
+                log.warning(
+                    "langflow-cms: %d entries not delivered to %s before the exit deadline: kept in the spool %s",
+                    len(left),
+                    self.config.endpoint,
+                    self.spool.directory,
+                )
+                return 0
+            except OSError:
+                pass
+        self.stats["dropped:exit_deadline"] += len(left)
+        log.warning(
+            "langflow-cms: %d entries not delivered to %s before the exit deadline (%s): dropped; "
+            "set LANGFLOW_CMS_SPOOL_DIR to keep them, or raise LANGFLOW_CMS_EXIT_TIMEOUT",
+            len(left),
+            self.config.endpoint,
+            self.last_error or "no answer in time",
+        )
+        return len(left)
+
+    def health(self) -> dict[str, Any]:
+        dropped = sum(v for k, v in self.stats.items() if k.startswith("dropped:"))
+        return {
+            "sent": self.stats["sent"],
+            "calls": self.stats["calls"],
+            "retries": self.stats["retries"],
+            "failed": self.stats["failed"],
+            "dropped": dropped + (self.spool.dropped if self.spool else 0),
+            "queued": len(self._outbox),
+            "spooled": self.spooled,
+            "last_success": self.last_success,
+            "last_error": self.last_error,
+        }

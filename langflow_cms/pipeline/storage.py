@@ -1,0 +1,398 @@
+"""The storage behind ``record()``: series, the inbox, and one locked ``collect()``.
+
+Modelled on the OpenTelemetry SDK's ``MetricReaderStorage`` and prometheus_client's labelled children:
+
+* ``Scope.record()`` (the hot path, any thread) finds the series in a dict keyed by exactly what the caller
+  passed, checks the value and appends ``(series, value, wall time)`` to a deque. No lock, no I/O, nothing
+  that can raise. Past ``INBOX_LIMIT`` values are dropped and counted: the caller never aggregates a backlog.
+* ``Storage.collect()`` (the reader thread, ``flush()``, ``close()``) is the only code that aggregates, and
+  it runs under one lock: two collectors can never interleave, so no window is sealed twice or half.
+  It drains the inbox (each value into the 60 s window of the moment it was recorded), seals the windows
+  that have ended, merges them into their 300 s windows, evicts series idle for two windows, and returns the
+  sealed windows.
+
+Windows are labelled by wall time; no window is ever reopened once sealed: ``watermark`` is the start of
+the earliest window that may still receive values, and a value recorded (or drained) later than that goes
+into the next open window. A backward step of the wall clock re-bases the watermark (see ``collect``).
+
+Cardinality recovers: the cap counts series that are registered now, and a series with no value in the
+current and previous window is evicted once its last window is sealed. Past the cap a new series keeps
+``flow`` and ``status`` and folds its other dimensions into ``cms_overflow=true``; past the cap on metric
+names a new name is dropped. Every fold and drop is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from langflow_cms import contract
+from langflow_cms.naming import as_number, check_metric_name, clean_dimensions
+from langflow_cms.pipeline.window import BASE_PERIOD, Rollup, Window
+
+log = logging.getLogger("langflow_cms")
+
+INBOX_LIMIT = 100_000
+"""Observations waiting for the reporter thread (~10 MB); past this new ones are dropped and counted."""
+CACHE_LIMIT = 100_000
+"""Entries of each scope's lookup cache; past it new keys are resolved on every call (still correct)."""
+IDLE_WINDOWS = 2
+"""A series with no value for this many collected windows is evicted after its last window is sealed."""
+CLOCK_STEP_S = 2.0
+"""A wall clock that goes back by more than this between two collections is a step, not jitter."""
+
+
+class Series:
+    """One (scope, metric name, dimensions) and its open 60 s window. Only ``collect`` touches the window."""
+
+    __slots__ = (
+        "cache_keys",
+        "dimensions",
+        "end",
+        "evicted",
+        "folded",
+        "last_active",
+        "name",
+        "scope",
+        "window",
+    )
+
+    def __init__(
+        self, scope: Scope, name: str, dimensions: tuple[tuple[str, str], ...], folded: bool
+    ) -> None:
+        self.scope = scope
+        self.name = name
+        self.dimensions = dimensions
+        self.folded = folded
+        self.window: Window | None = None
+        self.end = 0.0
+        self.last_active = 0
+        self.evicted = False
+        self.cache_keys: list[Any] = []
+
+
+class Scope:
+    """One delivery path's view of the storage: ``record``/``series``/``observe`` for its series.
+
+    The process's own scope has id ``""``; a CMS Metric node with its own AccessKey gets a scope of its own,
+    so its flow's metrics are stored, counted and delivered apart and can never reach another account.
+    """
+
+    def __init__(self, storage: Storage, scope_id: str, common: Mapping[str, str]) -> None:
+        self.id = scope_id
+        self.storage = storage
+        self.common = dict(common)
+        self._cache: dict[Any, Series] = {}
+
+    # ------------------------------------------------------------------ hot path
+    def record(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
+        """Add one observation. Never raises, never blocks; a bad value is dropped and counted."""
+        try:
+            series = self._cache[(name, *dimensions.items()) if dimensions else name]
+        except Exception:
+            series = self._resolve(name, dimensions)
+            if series is None:
+                return
+        if type(value) is not float:
+            value = as_number(value)  # type: ignore[assignment]
+            if value is None:
+                self.storage.reject(name, "value is not a finite number")
+                return
+        elif value - value != 0.0:
+            self.storage.reject(name, "value is NaN or infinite")
+            return
+        inbox = self.storage.inbox
+        if len(inbox) >= self.storage.inbox_limit:
+            self.storage.refuse()
+            return
+        inbox.append((series, value, time.time()))
+
+    def series(self, name: str, dimensions: Mapping[str, str] | None = None) -> Series | None:
+        """A bound series, like prometheus_client's ``labels()`` child: validated once, then each
+        ``observe(series, value)`` is a single append. None (counted, logged once) if invalid."""
+        return self._resolve(name, dimensions)
+
+    def observe(self, series: Series, value: float) -> None:
+        """``record()`` for a series from ``series()``: the same checks, never raises."""
+        try:
+            if series.scope is not self:  # bound by another reporter or before a fork: re-resolve
+                self.record(series.name, value, dict(series.dimensions))
+                return
+        except AttributeError:
+            self.storage.reject(repr(series)[:60], "not a series from series()")
+            return
+        if type(value) is not float:
+            value = as_number(value)  # type: ignore[assignment]
+            if value is None:
+                self.storage.reject(series.name, "value is not a finite number")
+                return
+        elif value - value != 0.0:
+            self.storage.reject(series.name, "value is NaN or infinite")
+            return
+        inbox = self.storage.inbox
+        if len(inbox) >= self.storage.inbox_limit:
+            self.storage.refuse()
+            return
+        inbox.append((series, value, time.time()))
+
+    # ------------------------------------------------------------------ slow path
+    def _resolve(self, name: str, dimensions: Mapping[str, str] | None) -> Series | None:
+        try:
+            check_metric_name(name)
+            dims = clean_dimensions(dimensions, self.common)
+        except (ValueError, TypeError, AttributeError) as exc:
+            self.storage.reject(name, str(exc))
+            return None
+        series = self.storage.register(self, name, dims)
+        if series is None or series.folded:
+            return series  # folded lookups are not cached, so they recover when the cap frees up
+        try:
+            # Only str values are cached: 1, 1.0 and True are equal dict keys but clean to different values.
+            if len(self._cache) < CACHE_LIMIT and (
+                not dimensions or all(type(v) is str for v in dimensions.values())
+            ):
+                key = (name, *dimensions.items()) if dimensions else name
+                self._cache[key] = series
+                series.cache_keys.append(key)
+        except TypeError:
+            pass  # an unhashable dimension value: correct, just not cached
+        return series
+
+    def forget(self, series: Series) -> None:
+        for key in series.cache_keys:
+            self._cache.pop(key, None)
+        series.cache_keys.clear()
+
+
+class Storage:
+    """Every series of one reporter, the shared inbox, and the locked ``collect``."""
+
+    def __init__(
+        self,
+        *,
+        max_series_per_metric: int,
+        max_metrics: int,
+        periods: tuple[int, ...] = contract.PERIODS,
+        inbox_limit: int = INBOX_LIMIT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.max_series = max_series_per_metric
+        self.max_metrics = max_metrics
+        self.inbox: deque[tuple[Series, float, float]] = deque()
+        self.inbox_limit = inbox_limit
+        self.closed = False
+        self.clock = clock
+        self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()  # the registry (any thread)
+        self._collect_lock = threading.Lock()  # aggregation (one collector at a time)
+        self._series: dict[tuple, Series] = {}
+        self._per_metric: Counter[tuple[str, str]] = Counter()
+        self._rollup = Rollup(periods)
+        self._collections = 0
+        self._pending: list[Window] = []
+        """Windows a value rolled over between two collections (``drain``), returned by the next one."""
+        self.watermark = 0
+        self._last_now = 0.0
+
+    # ------------------------------------------------------------------ counting
+    def count(self, key: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self.stats[key] += n
+
+    def reject(self, name: object, why: str) -> None:
+        self.count("invalid")
+        self.warn_once(f"invalid:{str(name)[:80]}:{why[:80]}", f"dropped an observation of {name!r}: {why}")
+
+    def refuse(self) -> None:
+        """An observation arrived that the inbox cannot take: after close, or while it is full."""
+        reason = "after_close" if self.closed else "inbox_full"
+        self.count(f"dropped:{reason}")
+        self.warn_once(
+            f"refused:{reason}",
+            "record() after close(): the observation was dropped"
+            if self.closed
+            else f"more than {self.inbox_limit} observations waiting: new ones are dropped (and counted)",
+        )
+
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned and len(self._warned) < 1000:
+            self._warned.add(key)
+            log.warning("langflow-cms: %s", message)
+
+    # ------------------------------------------------------------------ registry
+    def register(self, scope: Scope, name: str, dims: tuple[tuple[str, str], ...]) -> Series | None:
+        """The series for (scope, name, dims), created under the caps; None if the name cap refuses it."""
+        with self._lock:
+            return self._register(scope, name, dims)
+
+    def _register(self, scope: Scope, name: str, dims: tuple[tuple[str, str], ...]) -> Series | None:
+        key = (scope.id, name, dims)
+        series = self._series.get(key)
+        if series is not None:
+            return series
+        metric = (scope.id, name)
+        if (
+            not self._per_metric[metric]
+            and len(self._per_metric) >= self.max_metrics
+            and not name.startswith(contract.HEALTH_PREFIX)
+        ):
+            self.count("dropped:metric_cap")
+            self.warn_once(
+                f"metric_cap:{name}",
+                f"more than {self.max_metrics} metric names: {name} is dropped (LANGFLOW_CMS_MAX_METRICS)",
+            )
+            return None
+        folded = False
+        if self._per_metric[metric] >= self.max_series:
+            folded = True
+            kept = dict(scope.common)
+            kept.update((k, v) for k, v in dims if k in contract.KEPT_ON_OVERFLOW)
+            kept[contract.OVERFLOW] = "true"
+            dims = tuple(sorted(kept.items()))
+            key = (scope.id, name, dims)
+            series = self._series.get(key)
+            self.warn_once(
+                f"overflow:{name}",
+                f"metric {name} has more than {self.max_series} dimension sets: further ones keep flow and "
+                "status and fold the rest into cms_overflow=true (LANGFLOW_CMS_MAX_SERIES)",
+            )
+            if series is not None:
+                return series
+        series = self._series[key] = Series(scope, name, dims, folded)
+        series.last_active = self._collections
+        self._per_metric[metric] += 1
+        return series
+
+    def _revive(self, series: Series) -> Series | None:
+        """A value for an evicted series (a bound handle): register it again, under the caps."""
+        with self._lock:
+            key = (series.scope.id, series.name, series.dimensions)
+            current = self._series.get(key)
+            if current is not None:
+                return current
+            metric = (series.scope.id, series.name)
+            if self._per_metric[metric] < self.max_series and (
+                self._per_metric[metric] or len(self._per_metric) < self.max_metrics
+            ):
+                self._series[key] = series
+                series.evicted = False
+                self._per_metric[metric] += 1
+                return series
+            return self._register(series.scope, series.name, series.dimensions)
+
+    def _evict_idle(self) -> None:
+        """Forget series that saw no value for IDLE_WINDOWS collections and have no open window."""
+        horizon = self._collections - IDLE_WINDOWS
+        with self._lock:
+            idle = [k for k, s in self._series.items() if s.window is None and s.last_active <= horizon]
+            for key in idle:
+                series = self._series.pop(key)
+                series.evicted = True
+                series.scope.forget(series)
+                metric = (key[0], key[1])
+                self._per_metric[metric] -= 1
+                if self._per_metric[metric] <= 0:
+                    del self._per_metric[metric]
+
+    def series_count(self) -> int:
+        return len(self._series)
+
+    # ------------------------------------------------------------------ collection
+    def collect(self, now: float | None = None, *, force: bool = False) -> list[Window]:
+        """Aggregate what is queued, seal the windows that have ended (all with ``force``), roll them up,
+        evict idle series, and return the sealed 60 s windows and the released 300 s ones.
+
+        The only code that aggregates; one collector at a time. A failure in one series is counted and
+        never costs the others.
+        """
+        with self._collect_lock:
+            now = self.clock() if now is None else now
+            stepped = now < self._last_now - CLOCK_STEP_S
+            if stepped:
+                self.count("clock_steps")
+                log.warning(
+                    "langflow-cms: the wall clock went back %.0f s; windows so far are sent as they are and "
+                    "new ones are labelled by the new time (CMS may overwrite windows of the repeated range)",
+                    self._last_now - now,
+                )
+            self._last_now = now
+            sealed: list[Window] = []
+            self._drain(sealed)
+            self._collections += 1
+            for series in list(self._series.values()):
+                window = series.window
+                if window is not None and (force or stepped or now >= series.end):
+                    sealed.append(window)
+                    series.window, series.end = None, 0.0
+            released = self._release(sealed, now, force or stepped)
+            if stepped:
+                self.watermark = int(now // BASE_PERIOD) * BASE_PERIOD
+            else:
+                self.watermark = max(self.watermark, int(now // BASE_PERIOD) * BASE_PERIOD)
+            self._evict_idle()
+            return sealed + released
+
+    def drain(self) -> None:
+        """Aggregate what is queued now (the reader thread, once a second)."""
+        with self._collect_lock:
+            self._drain(self._pending)
+
+    def _drain(self, sealed: list[Window]) -> None:
+        if self._pending and sealed is not self._pending:
+            sealed.extend(self._pending)
+            self._pending = []
+        inbox = self.inbox
+        watermark = self.watermark
+        active = self._collections
+        folded = 0
+        for _ in range(len(inbox)):
+            try:
+                series, value, when = inbox.popleft()
+            except IndexError:
+                break
+            try:
+                if series.evicted:
+                    revived = self._revive(series)
+                    if revived is None:
+                        continue
+                    series = revived
+                if when >= series.end:
+                    if series.window is not None:
+                        sealed.append(series.window)
+                    start = int(max(when, watermark) // BASE_PERIOD) * BASE_PERIOD
+                    series.window = Window(
+                        series.name, series.dimensions, start, BASE_PERIOD, series.scope.id
+                    )
+                    series.end = start + BASE_PERIOD
+                series.window.add(value)  # type: ignore[union-attr]
+                series.last_active = active
+                if series.folded:
+                    folded += 1
+            except Exception as exc:  # one broken series must never cost the others
+                self.reject(getattr(series, "name", "?"), f"could not be aggregated: {exc!r}")
+        if folded:
+            self.count("folded", folded)
+
+    def _release(self, sealed: list[Window], now: float, force: bool) -> list[Window]:
+        for window in sealed:
+            try:
+                self._rollup.add(window)
+            except Exception as exc:
+                self.reject(window.name, f"could not be rolled up: {exc!r}")
+        return self._rollup.due(now, force)
+
+    def open_rollups(self) -> list[Window]:
+        """The 300 s windows still open (merged from sealed 60 s ones), for the spool's snapshot."""
+        with self._collect_lock:
+            return self._rollup.open_windows()
+
+    def close(self) -> None:
+        """No more observations: later ``record()`` calls are dropped and counted."""
+        self.closed = True
+        self.inbox_limit = 0

@@ -7,6 +7,7 @@ runs take 100..149 ms, v2 exactly 1.5 times as long, v3 0.1 ms longer than v1 (n
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import pytest
@@ -135,7 +136,7 @@ def seed(endpoint: str) -> dict:
 
 @pytest.fixture
 def seeded(emulator):
-    seed(emulator.endpoint)
+    emulator.seeded = seed(emulator.endpoint)
     return emulator
 
 
@@ -151,14 +152,22 @@ def cli_env(seeded):
     }
 
 
-def invoke(args, env):
-    result = CliRunner().invoke(app, args, env=env)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
+@pytest.fixture
+def cli(seeded, cli_env):
+    """Run the CLI in-process with the range ending when the data was written (no race with a 5-minute
+    boundary passing during the test)."""
+
+    def run(*args: str, code: int = 0):
+        end = [] if "--end" in args else ["--end", str(seeded.seeded["now"])]
+        result = CliRunner().invoke(app, [*args, *end], env=cli_env)
+        assert result.exit_code == code, (result.output, result.exception)
+        return result
+
+    return run
 
 
-def test_top_json_counts_runs_exactly_over_instances(cli_env, seeded):
-    report = json.loads(invoke(["top", "--json"], cli_env).stdout)
+def test_top_json_counts_runs_exactly_over_instances(cli, seeded):
+    report = json.loads(cli("top", "--json").stdout)
     flows = {row["flow"]: row for row in report["flows"]}
     assert set(flows) == {"poem", "summarize"}
     assert flows["poem"]["runs"] == 30 + 2 + 20 + 1 + 25 + 3 + 25
@@ -176,39 +185,37 @@ def test_top_json_counts_runs_exactly_over_instances(cli_env, seeded):
     assert report["namespace"] == contract.CUSTOM_NAMESPACE_PREFIX + seeded.user_id
 
 
-def test_top_one_fleet_series_gives_exact_percentiles(cli_env):
-    report = json.loads(invoke(["top", "--json", "--where", "version=v1"], cli_env).stdout)
+def test_top_one_fleet_series_gives_exact_percentiles(cli):
+    report = json.loads(cli("top", "--json", "--where", "version=v1").stdout)
     (poem,) = report["flows"]
     assert poem["runs"] == 53 and poem["errors"] == 3
     assert poem["p50"]["kind"] == "exact" and poem["p50"]["runs"] == 50
     assert 120 <= poem["p50"]["value"] <= 130
     assert poem["p99"]["value"] == pytest.approx(149, abs=1)
-    split = json.loads(invoke(["top", "--json", "--by", "version"], cli_env).stdout)
+    split = json.loads(cli("top", "--json", "--by", "version").stdout)
     rows = {(r["flow"], r["version"]): r for r in split["flows"]}
     assert rows[("poem", "v2")]["runs"] == 53 and rows[("poem", "v2")]["p50"]["kind"] == "exact"
 
 
-def test_top_per_node_shows_upper_bounds_not_averages(cli_env):
-    report = json.loads(invoke(["top", "--json", "--flow", "poem"], cli_env).stdout)
+def test_top_per_node_shows_upper_bounds_not_averages(cli):
+    report = json.loads(cli("top", "--json", "--flow", "poem").stdout)
     nodes = {row["node"]: row for row in report["nodes"]}
     assert set(nodes) == {"Prompt-1", "LLM-1"}
     assert nodes["LLM-1"]["runs"] == 100 and nodes["LLM-1"]["component"] == "OfflinePoet"
     p95 = nodes["LLM-1"]["p95"]
     assert p95["kind"] == "upper_bound" and p95["high"] == 140.0  # the max of 90 and 140, not 115
     assert any("upper bound" in note for note in report["notes"])
-    text = invoke(["top", "--flow", "poem"], cli_env).stdout
+    text = cli("top", "--flow", "poem").stdout
     assert "LLM-1" in text and "<=140.0" in text and "(whole flow)" in text
 
 
-def test_top_table_and_watch_once(cli_env):
-    text = invoke(["top"], cli_env).stdout
+def test_top_table_and_watch_once(cli):
+    text = cli("top").stdout
     assert "poem" in text and "106" in text and "summarize" in text
 
 
-def test_compare_reports_v2_slower_with_sign_and_magnitude(cli_env):
-    report = json.loads(
-        invoke(["compare", "--flow", "poem", "version=v1", "version=v2", "--json"], cli_env).stdout
-    )
+def test_compare_reports_v2_slower_with_sign_and_magnitude(cli):
+    report = json.loads(cli("compare", "--flow", "poem", "version=v1", "version=v2", "--json").stdout)
     whole = report["whole_flow"]
     assert whole["a"]["runs"] == 53 and whole["b"]["runs"] == 53
     assert whole["a"]["error_rate"] == pytest.approx(3 / 53)
@@ -217,34 +224,46 @@ def test_compare_reports_v2_slower_with_sign_and_magnitude(cli_env):
         assert change["change_pct"] == pytest.approx(50.0, abs=0.5), statistic
         assert change["significant"] and change["verdict"] == "slower"
         assert whole["b"][statistic]["value"] > whole["a"][statistic]["value"]
-    backwards = json.loads(
-        invoke(["compare", "--flow", "poem", "version=v2", "version=v1", "--json"], cli_env).stdout
-    )
+    backwards = json.loads(cli("compare", "--flow", "poem", "version=v2", "version=v1", "--json").stdout)
     change = backwards["whole_flow"]["change"]["p95"]
     assert change["change_pct"] == pytest.approx(-100 / 3, abs=0.5) and change["verdict"] == "faster"
     # nodes: per-instance upper bounds are shown but never called significant
     assert report["nodes"]["LLM-1"]["change"]["p95"]["significant"] is False
 
 
-def test_compare_noise_is_not_significant(cli_env):
-    report = json.loads(
-        invoke(["compare", "--flow", "poem", "version=v1", "version=v3", "--json"], cli_env).stdout
-    )
+def test_compare_noise_is_not_significant(cli):
+    report = json.loads(cli("compare", "--flow", "poem", "version=v1", "version=v3", "--json").stdout)
     change = report["whole_flow"]["change"]["p50"]
     assert abs(change["change_pct"]) < 0.2
     assert change["significant"] is False and change["verdict"] == "within noise"
 
 
-def test_compare_table_and_png(cli_env, tmp_path):
+def test_compare_table_and_png(cli, tmp_path):
     png = tmp_path / "charts" / "compare.png"
-    result = invoke(["compare", "--flow", "poem", "version=v1", "version=v2", "--png", str(png)], cli_env)
+    result = cli("compare", "--flow", "poem", "version=v1", "version=v2", "--png", str(png))
     assert "slower" in result.stdout and "+50.0%" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compare_bad_side_is_a_usage_error(cli_env):
-    result = CliRunner().invoke(app, ["compare", "--flow", "poem", "version", "version=v2"], env=cli_env)
-    assert result.exit_code == 2
+def test_compare_bad_side_is_a_usage_error(cli):
+    cli("compare", "--flow", "poem", "version", "version=v2", code=2)
+    cli("compare", "--flow", "poem", "version=v1", "version=v2", "--end", "yesterday", code=2)
+
+
+def test_png_without_matplotlib_says_what_to_install(cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    result = cli(
+        "compare", "--flow", "poem", "version=v1", "version=v2", "--png", str(tmp_path / "x.png"), code=1
+    )
+    assert "pip install 'langflow-cms[demo]'" in result.output
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_an_earlier_end_excludes_the_data(cli, seeded):
+    report = json.loads(
+        cli("top", "--json", "--minutes", "2", "--end", str(seeded.seeded["now"] - 600_000)).stdout
+    )
+    assert report["flows"] == []
 
 
 def test_significance_interval_rule():

@@ -253,6 +253,36 @@ QpsOption = Annotated[
         help="Describe* calls per second (the account shares 50/s with dashboards and tools).",
     ),
 ]
+EndOption = Annotated[
+    str | None,
+    typer.Option(
+        "--end",
+        help="End of the range: epoch milliseconds or ISO 8601 (2026-11-25T10:30:00Z); default now.",
+        show_default=False,
+    ),
+]
+
+
+def parse_end(text: str | None) -> int | None:
+    """``--end``: epoch ms, or an ISO 8601 time (UTC unless it names an offset) -> epoch ms."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither epoch milliseconds nor ISO 8601", param_hint="--end"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
 MinutesOption = Annotated[
     float, typer.Option("--minutes", "-m", min=1, max=31 * 24 * 60, help="How far back to read.")
 ]
@@ -265,10 +295,12 @@ MinutesOption = Annotated[
         "langflow-cms top --minutes 60 --where env=prod --by version",
         "langflow-cms top --json | jq '.flows[] | {flow, runs, errors}'",
         "langflow-cms top --watch --interval 30",
+        "langflow-cms top --minutes 5 --end 2026-11-25T10:30:00Z",
     )
 )
 def top(
     minutes: MinutesOption = 5,
+    end: EndOption = None,
     flow: Annotated[str | None, typer.Option(help="Show this flow's nodes instead of all flows.")] = None,
     where: Annotated[
         list[str] | None, typer.Option(help="Only series with this dimension, key=value (repeatable).")
@@ -295,13 +327,16 @@ def top(
 
     wanted = parse_pairs(where, "--where")
     split = list(by or [])
+    end_ms = parse_end(end)
     reader = _reader(qps)
     out = console()
     errors = _read_errors()
     try:
         while True:
             try:
-                report = top_module.collect(reader, minutes=minutes, flow=flow, where=wanted, by=split)
+                report = top_module.collect(
+                    reader, minutes=minutes, flow=flow, where=wanted, by=split, end_ms=end_ms
+                )
             except errors as exc:
                 fail(f"reading CloudMonitor failed: {_error_text(exc)}", EXIT_FAILED)
             if json_output:
@@ -335,6 +370,7 @@ def compare(
     b: Annotated[str, typer.Argument(metavar="B", help="The candidate, like A.")],
     flow: Annotated[str, typer.Option(help="The flow to compare.")],
     minutes: MinutesOption = 5,
+    end: EndOption = None,
     png: Annotated[
         Path | None, typer.Option(help="Also draw the comparison to this PNG (needs matplotlib).")
     ] = None,
@@ -354,11 +390,12 @@ def compare(
     from langflow_cms.cli.output import table_box
 
     side_a, side_b = parse_pairs([a], "A"), parse_pairs([b], "B")
+    end_ms = parse_end(end)
     if not side_a or not side_b:
         raise typer.BadParameter("A and B must each be key=value")
     reader = _reader(qps)
     try:
-        report = compare_module.collect(reader, flow=flow, a=side_a, b=side_b, minutes=minutes)
+        report = compare_module.collect(reader, flow=flow, a=side_a, b=side_b, minutes=minutes, end_ms=end_ms)
     except _read_errors() as exc:
         fail(f"reading CloudMonitor failed: {_error_text(exc)}", EXIT_FAILED)
     if png is not None:

@@ -130,6 +130,11 @@ def seed(endpoint: str) -> dict:
             at = min(window + i, now)  # inside the current 300 s window, never in the future
             entries.append(raw(contract.FLEET_FLOW_METRIC, {**dims, "status": "ok"}, at, value))
             entries.append(raw(contract.FLEET_ERROR_METRIC, dims, at, 0))
+    # the optional fleet node stream, for the LLM node only (the Prompt node shows the upper bound)
+    for version, scale in (("v1", 1.0), ("v2", 2.0)):
+        dims = {"flow": "poem", "node": "LLM-1", "status": "ok", "version": version, "env": "dev"}
+        for i in range(40):
+            entries.append(raw(contract.FLEET_NODE_METRIC, dims, min(window + i, now), scale * (80.0 + i)))
     put(endpoint, entries)
     return {"now": now, "minute": minute, "window": window}
 
@@ -201,12 +206,23 @@ def test_top_per_node_shows_upper_bounds_not_averages(cli):
     report = json.loads(cli("top", "--json", "--flow", "poem").stdout)
     nodes = {row["node"]: row for row in report["nodes"]}
     assert set(nodes) == {"Prompt-1", "LLM-1"}
-    assert nodes["LLM-1"]["runs"] == 100 and nodes["LLM-1"]["component"] == "OfflinePoet"
-    p95 = nodes["LLM-1"]["p95"]
-    assert p95["kind"] == "upper_bound" and p95["high"] == 140.0  # the max of 90 and 140, not 115
+    assert nodes["Prompt-1"]["runs"] == 100 and nodes["LLM-1"]["component"] == "OfflinePoet"
+    p95 = nodes["Prompt-1"]["p95"]
+    assert p95["kind"] == "upper_bound" and p95["high"] == 3.0  # the max of 2 and 3, not 2.5
     assert any("upper bound" in note for note in report["notes"])
+    # the LLM node has a fleet stream: v1 and v2 are two series, so bounds (never the 140 ms upper bound)
+    llm = nodes["LLM-1"]["p95"]
+    assert llm["kind"] == "bounds" and llm["low"] < 120 < 2 * 117 <= llm["high"]
     text = cli("top", "--flow", "poem").stdout
-    assert "LLM-1" in text and "<=140.0" in text and "(whole flow)" in text
+    assert "Prompt-1" in text and "<=3.0" in text and "(whole flow)" in text
+
+
+def test_top_per_node_from_the_fleet_node_stream(cli):
+    report = json.loads(cli("top", "--json", "--flow", "poem", "--where", "version=v2").stdout)
+    llm = next(row for row in report["nodes"] if row["node"] == "LLM-1")
+    assert llm["runs"] == 50  # exact, from the per-instance aggregates
+    assert llm["p50"]["kind"] == "exact" and llm["p50"]["runs"] == 40
+    assert 2 * 95 <= llm["p50"]["value"] <= 2 * 105
 
 
 def test_top_table_and_watch_once(cli):
@@ -228,7 +244,9 @@ def test_compare_reports_v2_slower_with_sign_and_magnitude(cli):
     change = backwards["whole_flow"]["change"]["p95"]
     assert change["change_pct"] == pytest.approx(-100 / 3, abs=0.5) and change["verdict"] == "faster"
     # nodes: per-instance upper bounds are shown but never called significant
-    assert report["nodes"]["LLM-1"]["change"]["p95"]["significant"] is False
+    assert report["nodes"]["Prompt-1"]["change"]["p95"]["significant"] is False
+    llm = report["nodes"]["LLM-1"]["change"]["p95"]  # from the fleet node stream: twice as slow
+    assert llm["change_pct"] == pytest.approx(100.0, abs=1) and llm["verdict"] == "slower"
 
 
 def test_compare_noise_is_not_significant(cli):

@@ -188,13 +188,13 @@ def export(
     from langflow_cms.export import ExportError, export_flow
 
     if not flow.is_file():
-        fail(f"export: {flow}: no such file", EXIT_USAGE)
+        fail(f"{flow}: no such file", EXIT_USAGE, "export")
     try:
         script = export_flow(flow, flow_name=flow_name)
     except ExportError as exc:
-        fail(f"export: {exc}", EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE, "export")
     except (OSError, ValueError) as exc:  # unreadable or not JSON
-        fail(f"export: {flow}: {exc}", EXIT_USAGE)
+        fail(f"{flow}: {exc}", EXIT_USAGE, "export")
     if output is None:
         sys.stdout.write(script)
         return
@@ -202,7 +202,7 @@ def export(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(script, encoding="utf-8")
     except OSError as exc:
-        fail(f"export: cannot write {output}: {exc}", EXIT_FAILED)
+        fail(f"cannot write {output}: {exc.strerror or exc}", EXIT_USAGE, "export")
     typer.echo(f"wrote {output}", err=True)
 
 

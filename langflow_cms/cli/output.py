@@ -79,9 +79,11 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    """Print ``langflow-cms: message`` on stderr and exit with ``code``."""
-    sys.stderr.write(ascii_text(f"langflow-cms: {message}", sys.stderr) + "\n")
+def fail(message: str, code: int = EXIT_FAILED, command: str | None = None) -> NoReturn:
+    """Print ``langflow-cms [command]: message`` as one line on stderr and exit with ``code``."""
+    prefix = f"langflow-cms {command}" if command else "langflow-cms"
+    line = " ".join(f"{prefix}: {message}".split("\n"))
+    sys.stderr.write(ascii_text(line, sys.stderr) + "\n")
     raise typer.Exit(code)
 
 

@@ -27,7 +27,6 @@ from typing import Any
 
 from langflow_cms import contract
 from langflow_cms.readback import (
-    FLEET_PERIOD,
     PERCENTILES,
     SHOWN_PERCENTILES,
     Percentile,
@@ -36,7 +35,7 @@ from langflow_cms.readback import (
     group_by,
     percentiles,
 )
-from langflow_cms.top import COUNT_PERIOD, read
+from langflow_cms.top import COUNT_PERIOD, fleet_range, read
 
 Z = 1.96
 """Two-sided ~95 % normal quantile used for the rank interval."""
@@ -153,7 +152,7 @@ def collect(
     start_ms = end_ms - int(minutes * 60_000)
     accuracy = sketch_accuracy()
     window = {"period": COUNT_PERIOD, "start_ms": start_ms, "end_ms": end_ms}
-    fleet_window = {**window, "period": FLEET_PERIOD}
+    fleet_window = fleet_range(start_ms, end_ms)
     base = {contract.FLOW: flow}
 
     def ok(points: list[Point]) -> list[Point]:
@@ -189,6 +188,7 @@ def collect(
         "a": dict(a),
         "b": dict(b),
         "range": {"start_ms": start_ms, "end_ms": end_ms, "minutes": minutes},
+        "percentile_range": fleet_window,
         "namespace": contract.CUSTOM_NAMESPACE_PREFIX + reader.user_id,
         "rule": {
             "z": Z,

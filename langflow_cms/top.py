@@ -7,8 +7,9 @@ paces every call. Numbers are combined by the one read-back rule (:mod:`langflow
 * **runs** and **errors**: ``SampleCount`` of the per-host aggregates (``contract.FLOW_METRIC``, or
   ``NODE_METRIC`` per node) summed over instances and 60 s windows: exact. ``error rate`` = errors / runs.
 * **P50/P95/P99**: from the fleet stream (``FLEET_FLOW_METRIC`` / ``FLEET_NODE_METRIC``, ``status=ok``) at
-  the 300 s period, windows *starting* within the range. A range of up to five minutes holds one window, so
-  the value is exact; longer ranges, or a row made of several fleet series, give bounds ``low..high``.
+  the 300 s period, windows *starting* within the range (at least the last five minutes). A range of up to
+  five minutes holds one window, so the value is exact; longer ranges, or a row made of several fleet
+  series, give bounds ``low..high``.
   Without a fleet stream (nodes, unless ``LANGFLOW_CMS_FLEET_NODES`` is on), the largest per-instance
   percentile is shown as an upper bound ``<=x``.
 * **tokens**: ``TOKENS_METRIC`` ``Sum`` per flow, model and direction.
@@ -55,6 +56,12 @@ def read(
     return [p for p in points if start_ms < int(p["time"]) <= end_ms]
 
 
+def fleet_range(start_ms: int, end_ms: int) -> dict[str, int]:
+    """Where the fleet stream's percentiles are read: 300 s windows whose timestamp lies in the range,
+    which is widened to at least 300 s so that it always holds one window."""
+    return {"period": FLEET_PERIOD, "start_ms": min(start_ms, end_ms - FLEET_PERIOD * 1000), "end_ms": end_ms}
+
+
 def _is(status: str):
     return lambda p: p["dimensions"].get(contract.STATUS, contract.OK) == status
 
@@ -79,7 +86,7 @@ def collect(
     if flow is not None:
         wanted[contract.FLOW] = flow
     window = {"period": COUNT_PERIOD, "start_ms": start_ms, "end_ms": end_ms}
-    fleet_window = {**window, "period": FLEET_PERIOD}
+    fleet_window = fleet_range(start_ms, end_ms)
     by = list(by)
 
     flow_points = read(reader, contract.FLOW_METRIC, wanted, **window)
@@ -128,6 +135,7 @@ def collect(
         )
     return {
         "range": {"start_ms": start_ms, "end_ms": end_ms, "minutes": minutes},
+        "percentile_range": fleet_window,
         "namespace": contract.CUSTOM_NAMESPACE_PREFIX + reader.user_id,
         "flow": flow,
         "where": dict(where or {}),

@@ -296,3 +296,11 @@ def test_significance_interval_rule():
     low_many, high_many = interval([{"values": many}], "P50", accuracy=0.0075)
     assert high_many - low_many < high - low
     assert low_many == pytest.approx(values["P50"] * (1 - 0.0075), rel=0.01)
+
+
+def test_a_range_shorter_than_the_fleet_period_still_reads_one_window(cli, seeded):
+    report = json.loads(cli("top", "--json", "--minutes", "1", "--where", "version=v1").stdout)
+    (poem,) = report["flows"]
+    assert poem["runs"] == 53 and poem["p95"]["kind"] == "exact"
+    window = report["percentile_range"]
+    assert window["period"] == 300 and window["end_ms"] - window["start_ms"] == 300_000

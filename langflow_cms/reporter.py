@@ -22,6 +22,7 @@ import atexit
 import dataclasses
 import hashlib
 import logging
+import multiprocessing.util
 import os
 import secrets
 import sys
@@ -71,6 +72,7 @@ class Reporter:
         self._closed = False
         self._setup()
         _live.add(self)
+        self._adopt_orphans()  # file work only: what a killed process left is queued before anything else
         if start:
             self._reader.start()
 
@@ -184,7 +186,12 @@ class Reporter:
         spool = self._exporters[""].spool
         if spool is None:
             return
-        for path, windows in spool.orphaned_rollups():
+        try:
+            orphans = spool.orphaned_rollups()
+        except OSError as exc:
+            self.storage.warn_once("orphans", f"could not read roll-up snapshots in {spool.directory}: {exc}")
+            return
+        for path, windows in orphans:
             entries = []
             for data in windows:
                 try:
@@ -335,15 +342,15 @@ class Reader:
         self._wake.set()
 
     @staticmethod
-    def until_boundary() -> float:
-        """Seconds to the next minute of the wall clock (+50 ms), bounded to [1, 61] s so a clock step
-        can neither stall the cycle nor make it spin."""
-        return min(max(60.0 - time.time() % 60.0 + 0.05, 1.0), 61.0)
+    def until_boundary(wall: float | None = None) -> float:
+        """Seconds to the next minute of the wall clock (+50 ms), bounded to [1, 61] s. The cycle itself is
+        scheduled on the monotonic clock, so a wall-clock step can neither stall it nor make it spin."""
+        wall = time.time() if wall is None else wall
+        return min(max(60.0 - wall % 60.0 + 0.05, 1.0), 61.0)
 
     def _run(self) -> None:
         reporter = self._reporter
         try:  # delivery does not wait for traffic: what an earlier process left goes out now
-            reporter._adopt_orphans()
             if reporter.config.spool_dir is not None:
                 reporter._send_all(time.monotonic() + reporter.config.retry_deadline)
         except Exception:
@@ -423,12 +430,18 @@ def get_reporter() -> Reporter | NullReporter:
 
 
 def _say_config_error(message: str) -> None:
-    """Once per process, on stderr whatever the host application did to logging."""
-    log.error("langflow-cms: not reporting to CloudMonitor: %s", message)
+    """Once per process, on the process's real stderr whatever the host application did to logging or to
+    ``sys.stderr`` (``lfx run`` captures both while a flow runs), and in the application's log."""
+    line = f"langflow-cms: not reporting to CloudMonitor: {message}"
+    log.error("%s", line)
+    real = sys.__stderr__
+    if real is None:
+        return
+    streams = [getattr(h, "stream", None) for h in _handlers(log)]
     if not logging.getLogger("langflow_cms").hasHandlers():
-        return  # logging's last-resort handler already printed it to stderr
-    if not any(getattr(h, "stream", None) is sys.stderr for h in _handlers(log)):
-        print(f"langflow-cms: not reporting to CloudMonitor: {message}", file=sys.stderr, flush=True)
+        streams.append(sys.stderr)  # logging's last-resort handler writes to sys.stderr
+    if real not in streams:
+        print(line, file=real, flush=True)
 
 
 def _handlers(logger: logging.Logger) -> list[logging.Handler]:
@@ -467,18 +480,23 @@ atexit.register(close_all)
 
 
 def _after_fork() -> None:
-    """In a forked child: fresh state for every reporter, and a finaliser that multiprocessing runs when
-    the child exits the normal way (its ``os._exit`` skips ``atexit``)."""
+    """In a forked child: fresh state for every reporter."""
     for reporter in list(_live):
         reporter._after_fork_in_child()
-    if _live:
-        try:
-            from multiprocessing import util
 
-            util.Finalize(None, close_all, exitpriority=10)
-        except Exception:
-            pass
 
+def _finalise_multiprocessing_child(_: object) -> None:
+    """In a ``multiprocessing`` child (run by its bootstrap after it cleared the parent's finalisers): close
+    the reporters when the child exits the normal way, since its ``os._exit`` skips ``atexit``."""
+    multiprocessing.util.Finalize(None, close_all, exitpriority=10)
+
+
+class _ForkMarker:
+    """A weak-referenceable key for ``multiprocessing.util.register_after_fork``."""
+
+
+_FORK_MARKER = _ForkMarker()
+multiprocessing.util.register_after_fork(_FORK_MARKER, _finalise_multiprocessing_child)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)

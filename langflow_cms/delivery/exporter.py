@@ -201,9 +201,9 @@ class Exporter:
             )  # type: ignore[union-attr]
         elif path is not None:
             outcome = f"{len(undelivered)} entries kept in the spool {self.spool.directory}"  # type: ignore[union-attr]
-        elif exc.retryable and not self.closing:
-            self._requeue(undelivered)
-            outcome = f"{len(undelivered)} entries kept in memory for the next minute"
+        elif exc.retryable:
+            self._requeue(undelivered)  # at close, abandon() then spools or counts them
+            outcome = f"{len(undelivered)} entries kept in memory for the next attempt"
         else:
             self.stats["failed"] += len(undelivered)
             outcome, lost = f"{len(undelivered)} entries dropped", len(undelivered)

@@ -57,7 +57,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-# --- 1. node credentials are scoped to their flow ---------------------------------------------------------
+# --- 1. node credentials are scoped to their flow -------------------------------------------------
 TWO_FLOWS = textwrap.dedent(
     """
     import asyncio, json, sys
@@ -65,7 +65,7 @@ TWO_FLOWS = textwrap.dedent(
     flows = json.loads(sys.argv[1])
 
     async def main():
-        jobs = [arun_flow_from_json(flow, f"topic {i}", disable_logs=True) for i in range(4) for flow in flows]
+        jobs = [arun_flow_from_json(f, f"topic {i}", disable_logs=True) for i in range(4) for f in flows]
         await asyncio.gather(*jobs)
 
     asyncio.run(main())
@@ -135,7 +135,7 @@ def sample_counts_for(emulator, flow: str) -> int:
     )
 
 
-# --- 2. one locked collect --------------------------------------------------------------------------------
+# --- 2. one locked collect ------------------------------------------------------------------------
 def test_flush_from_many_threads_while_the_reporter_thread_seals_loses_and_doubles_nothing(emulator):
     """#10 §2: two collectors interleaved raised KeyError/RuntimeError and sent duplicate, partial
     Period=300 entries. Now: exact totals and no (series, period, time) written twice, over many trials."""
@@ -147,10 +147,10 @@ def test_flush_from_many_threads_while_the_reporter_thread_seals_loses_and_doubl
             reporter = reporter_for(emulator.endpoint, start=True)
             ticks = itertools.count()
             # every collection sees a later minute, so windows are sealed and rolled up all the time
-            reporter.storage.clock = lambda: time.time() + 61 * next(ticks)
+            reporter.storage.clock = lambda ticks=ticks: time.time() + 61 * next(ticks)
             errors: list[BaseException] = []
 
-            def work(worker: int) -> None:
+            def work(worker: int, reporter: Reporter = reporter, errors: list = errors) -> None:
                 try:
                     for i in range(400):
                         reporter.record("stress", float(i), {"worker": str(worker % 3)})
@@ -174,7 +174,7 @@ def test_flush_from_many_threads_while_the_reporter_thread_seals_loses_and_doubl
         sys.setswitchinterval(old)
 
 
-# --- 3. one bad value poisons nothing ---------------------------------------------------------------------
+# --- 3. one bad value poisons nothing -------------------------------------------------------------
 def test_bad_values_are_dropped_and_counted_and_never_cost_other_series(emulator):
     """#10 §3: observe(series, "12") raised; Decimal("5") broke flush() and close(), and unrelated series
     of the cycle were lost with 0 failed and 0 invalid."""
@@ -192,7 +192,7 @@ def test_bad_values_are_dropped_and_counted_and_never_cost_other_series(emulator
     assert reporter.health()["invalid"] == 4
 
 
-# --- 4. forked children deliver what they recorded ---------------------------------------------------------
+# --- 4. forked children deliver what they recorded ------------------------------------------------
 def _child_records(endpoint: str, n: int) -> None:
     from langflow_cms import get_reporter
 
@@ -248,7 +248,7 @@ def test_forked_multiprocessing_children_deliver_what_they_recorded(emulator, en
     assert emulator.overwrites() == 0
 
 
-# --- 5. deadlines are hard ----------------------------------------------------------------------------------
+# --- 5. deadlines are hard ------------------------------------------------------------------------
 def test_close_returns_by_its_deadline_when_the_endpoint_accepts_and_never_answers():
     """#10 §5: close(timeout=1) against an endpoint that accepts the connection but never answers: 10 s."""
     server, endpoint = stalled_endpoint()
@@ -288,7 +288,7 @@ def test_close_with_a_spool_keeps_what_the_deadline_cut_off(tmp_path):
         server.close()
 
 
-# --- 6. teardown never blocks the event loop ------------------------------------------------------------------
+# --- 6. teardown never blocks the event loop ------------------------------------------------------
 def test_teardown_flushes_off_the_event_loop_within_its_budget(monkeypatch):
     """#10 §6: the tracing service's teardown() flushed synchronously and held the loop for 7.7 s."""
     from langflow_cms import tracing
@@ -323,7 +323,7 @@ def test_teardown_flushes_off_the_event_loop_within_its_budget(monkeypatch):
         server.close()
 
 
-# --- 8. cardinality recovers ----------------------------------------------------------------------------------
+# --- 8. cardinality recovers ----------------------------------------------------------------------
 def test_idle_series_are_evicted_so_a_new_node_gets_its_own_series(emulator):
     """#10 §8: an hour after 1,000 old node ids a new node was still folded into cms_overflow=true,
     which dropped every user dimension including flow."""
@@ -355,7 +355,7 @@ def test_metric_names_are_capped_and_counted(emulator):
     assert reporter._counters()["dropped:metric_cap"] == 3
 
 
-# --- 9. the smaller breaks ------------------------------------------------------------------------------------
+# --- 9. the smaller breaks ------------------------------------------------------------------------
 def test_a_late_value_never_resends_a_300s_window(emulator):
     """#10 §9: a late value resent a 300 s window that was already sent, with a smaller count."""
     reporter = reporter_for(emulator.endpoint)
@@ -417,7 +417,7 @@ def test_a_backward_clock_step_neither_stalls_the_schedule_nor_holds_windows(emu
     assert reporter.health()["clock_steps"] == 1
 
 
-# --- 10. bad settings are loud ---------------------------------------------------------------------------------
+# --- 10. bad settings are loud --------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("variable", "value"),
@@ -464,7 +464,7 @@ def test_get_reporter_never_raises_and_never_replaces_a_bad_value(monkeypatch, c
     monkeypatch.setattr(reporter, "_reporter", None)
 
 
-# --- 11. the real-run findings ---------------------------------------------------------------------------------
+# --- 11. the real-run findings --------------------------------------------------------------------
 SEAL_THEN_DIE = textwrap.dedent(
     """
     import os, signal, time

@@ -183,6 +183,11 @@ def collect(
         return row
 
     node_names = sorted(set(sides["a"]["nodes"]) | set(sides["b"]["nodes"]))
+    notes = [
+        f"no runs of {flow} with {_label(dims)} in this range"
+        for label, dims in (("a", a), ("b", b))
+        if not sides[label]["flow"]["runs"]
+    ]
     return {
         "flow": flow,
         "a": dict(a),
@@ -201,6 +206,7 @@ def collect(
         "nodes": {
             node: pair(sides["a"]["nodes"].get(node), sides["b"]["nodes"].get(node)) for node in node_names
         },
+        "notes": notes,
     }
 
 
@@ -265,6 +271,8 @@ def render(
         "upper bound, never significant",
         style="dim",
     )
+    for note in report.get("notes", []):
+        console.print(f"note: {note}")
 
 
 def _plain(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -249,6 +249,13 @@ def test_compare_reports_v2_slower_with_sign_and_magnitude(cli):
     assert llm["change_pct"] == pytest.approx(100.0, abs=1) and llm["verdict"] == "slower"
 
 
+def test_compare_says_when_a_side_has_no_runs(cli):
+    report = json.loads(cli("compare", "--flow", "poem", "version=v1", "version=V1", "--json").stdout)
+    assert report["whole_flow"]["b"]["runs"] == 0
+    assert report["notes"] == ["no runs of poem with version=V1 in this range"]
+    assert report["whole_flow"]["change"]["p50"]["verdict"] == "unknown"
+
+
 def test_compare_noise_is_not_significant(cli):
     report = json.loads(cli("compare", "--flow", "poem", "version=v1", "version=v3", "--json").stdout)
     change = report["whole_flow"]["change"]["p50"]

@@ -300,15 +300,16 @@ def write_png(report: Mapping[str, Any], path: Path) -> Path:
     for ax, statistic in zip(axes, SHOWN_PERCENTILES, strict=True):
         key = statistic.lower()
         for i, side in enumerate(("a", "b")):
-            values, errors = [], [[], []]
+            values, errors, bounded = [], [[], []], []
             for _, row in rows:
                 data = row[side][key] if row[side] else None
+                bounded.append(bool(data) and data["kind"] == "upper_bound")
                 shown = Percentile(**_plain(data)).shown if data else None
                 values.append(shown or 0.0)
                 span = data.get("interval") if data else None
                 errors[0].append(max((shown or 0.0) - span[0], 0.0) if span else 0.0)
                 errors[1].append(max(span[1] - (shown or 0.0), 0.0) if span else 0.0)
-            ax.barh(
+            bars = ax.barh(
                 [y + (i - 0.5) * height for y in range(len(rows))],
                 values,
                 height,
@@ -317,6 +318,10 @@ def write_png(report: Mapping[str, Any], path: Path) -> Path:
                 color=colours[side],
                 capsize=2,
             )
+            for bar, upper in zip(bars, bounded, strict=True):
+                if upper:  # a per-instance upper bound, not a fleet value
+                    bar.set_hatch("//")
+                    bar.set_alpha(0.5)
         ax.set_yticks(
             range(len(rows)),
             [name for name, _ in rows] if statistic == SHOWN_PERCENTILES[0] else [""] * len(rows),
@@ -325,7 +330,8 @@ def write_png(report: Mapping[str, Any], path: Path) -> Path:
         ax.set_title(f"{statistic} (ms)")
     axes[0].legend(loc="lower right", fontsize="small")
     fig.suptitle(
-        f"{report['flow']}: {labels['a']} vs {labels['b']} (bars: value; whiskers: significance interval)"
+        f"{report['flow']}: {labels['a']} vs {labels['b']}"
+        " (whiskers: significance interval; hatched: upper bound)"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

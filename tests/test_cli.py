@@ -297,3 +297,46 @@ def test_console_script_emulator_serves_and_stops_on_sigterm(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_commands_need_nothing_from_the_repository(emulator, env, tmp_path):
+    """Only the package, as a wheel installs it (``langflow_cms/`` alone), run from an unrelated folder."""
+    import shutil
+
+    import langflow_cms
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(langflow_cms.__file__).parent, site / "langflow_cms")
+    work = tmp_path / "work"
+    work.mkdir()
+    put_runs(emulator.endpoint, "poem", {"a": 5, "b": 6})
+    run_env = {**_subprocess_env(env, emulator), "PYTHONPATH": str(site)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "langflow_cms.cli", *args],
+            env=run_env,
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    where = subprocess.run(
+        [sys.executable, "-c", "import langflow_cms; print(langflow_cms.__file__)"],
+        env=run_env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.strip().startswith(str(site))
+    top = cli("top", "--json")
+    assert top.returncode == 0, top.stderr
+    assert json.loads(top.stdout)["flows"][0]["runs"] == 11
+    if (site / "langflow_cms" / "dashboard.py").exists():
+        board = cli("dashboard", "grafana", "-o", "out/dashboard.json")
+        assert board.returncode == 0, board.stderr
+        assert (work / "out" / "dashboard.json").exists()
+    demo = cli("demo", "--runs", "1")
+    assert demo.returncode == 2 and "checkout" in demo.stderr
+    assert cli("emulator", "--help").returncode == 0

@@ -32,10 +32,12 @@ from langflow_cms.readback import (
     Percentile,
     Point,
     count,
+    fleet_range,
     group_by,
     percentiles,
+    read,
 )
-from langflow_cms.top import COUNT_PERIOD, fleet_range, read
+from langflow_cms.top import COUNT_PERIOD
 
 Z = 1.96
 """Two-sided ~95 % normal quantile used for the rank interval."""

@@ -204,6 +204,51 @@ def _num(point: Point, key: str, default: float = 0.0) -> float:
         return default
 
 
+# --- reading -------------------------------------------------------------------------------------------
+
+
+def read(
+    reader: Any,
+    metric: str,
+    wanted: Mapping[str, str],
+    *,
+    period: int,
+    start_ms: int,
+    end_ms: int,
+) -> list[Point]:
+    """Points of every series of ``metric`` whose dimensions include ``wanted``, in (start, end]."""
+    found = reader.series(metric, dimension=dict(wanted) or None)
+    series = [s["dimensions"] for s in found if matches(s["dimensions"], wanted)]
+    if not series:
+        return []
+    points = reader.points(metric, series, period=period, start_ms=start_ms, end_ms=end_ms)
+    # real CMS returns windows whose timestamp is in the range; keep exactly those
+    return [p for p in points if start_ms < int(p["time"]) <= end_ms]
+
+
+def fleet_range(start_ms: int, end_ms: int) -> dict[str, int]:
+    """Where the fleet stream's percentiles are read (keyword arguments of :func:`read`): its 300 s
+    windows whose timestamp lies in the range, widened to at least 300 s so it always holds one window.
+    A five-minute range therefore gives one cell per series (exact); a longer one several (bounds)."""
+    return {"period": FLEET_PERIOD, "start_ms": min(start_ms, end_ms - FLEET_PERIOD * 1000), "end_ms": end_ms}
+
+
+def fleet_percentiles(
+    reader: Any,
+    wanted: Mapping[str, str],
+    start_ms: int,
+    end_ms: int,
+    *,
+    metric: str = contract.FLEET_FLOW_METRIC,
+    statistics: Sequence[str] = SHOWN_PERCENTILES,
+) -> dict[str, Percentile]:
+    """The fleet stream's percentiles of the ``status=ok`` runs of every series with ``wanted``
+    dimensions, over :func:`fleet_range` of the range, by the rule (exact for one cell, else bounds)."""
+    points = read(reader, metric, wanted, **fleet_range(start_ms, end_ms))
+    ok = [p for p in points if p["dimensions"].get(contract.STATUS, contract.OK) == contract.OK]
+    return {statistic: fleet_percentile(ok, statistic) for statistic in statistics}
+
+
 # --- the demo table ---------------------------------------------------------------------------------------
 
 

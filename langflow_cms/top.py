@@ -24,42 +24,17 @@ from typing import Any
 from langflow_cms import contract
 from langflow_cms.query import Reader
 from langflow_cms.readback import (
-    FLEET_PERIOD,
     SHOWN_PERCENTILES,
     Point,
     count,
+    fleet_range,
     group_by,
-    matches,
     percentiles,
+    read,
     total,
 )
 
 COUNT_PERIOD = 60
-
-
-def read(
-    reader: Reader,
-    metric: str,
-    wanted: Mapping[str, str],
-    *,
-    period: int,
-    start_ms: int,
-    end_ms: int,
-) -> list[Point]:
-    """Points of every series of ``metric`` whose dimensions include ``wanted``, in (start, end]."""
-    found = reader.series(metric, dimension=dict(wanted) or None)
-    series = [s["dimensions"] for s in found if matches(s["dimensions"], wanted)]
-    if not series:
-        return []
-    points = reader.points(metric, series, period=period, start_ms=start_ms, end_ms=end_ms)
-    # real CMS returns windows whose timestamp is in the range; keep exactly those
-    return [p for p in points if start_ms < int(p["time"]) <= end_ms]
-
-
-def fleet_range(start_ms: int, end_ms: int) -> dict[str, int]:
-    """Where the fleet stream's percentiles are read: 300 s windows whose timestamp lies in the range,
-    which is widened to at least 300 s so that it always holds one window."""
-    return {"period": FLEET_PERIOD, "start_ms": min(start_ms, end_ms - FLEET_PERIOD * 1000), "end_ms": end_ms}
 
 
 def _is(status: str):

@@ -130,3 +130,48 @@ def test_rows_exact_runs_and_errors_fleet_percentiles():
 def test_a_single_instance_window_is_exact():
     only = upper_bound([A], "P95")
     assert (only.kind, only.value) == ("exact", 10.0)
+
+
+def test_fleet_percentiles_read_from_the_emulator(emulator):
+    """Raw points through the real SDK; CMS (the emulator) computes the percentiles, errors are left out."""
+    import json
+    import time
+
+    from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
+    from aliyunsdkcore.client import AcsClient
+
+    from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+    from langflow_cms.query import Reader
+    from langflow_cms.readback import fleet_percentiles
+
+    client = AcsClient(
+        DEV_ACCESS_KEY_ID,
+        DEV_ACCESS_KEY_SECRET,
+        "cn-hangzhou",
+        auto_retry=False,
+        proxy={"http": None, "https": None},
+    )
+    now = int(time.time() * 1000)
+    window = now - now % 300_000
+    samples = [("ok", 10.0 * (i + 1)) for i in range(20)] + [("error", 5000.0)] * 5
+    entries = [
+        {
+            "GroupId": "0",
+            "MetricName": contract.FLEET_FLOW_METRIC,
+            "Dimensions": json.dumps({"flow": "poem", "status": status, "env": "dev"}),
+            "Time": str(min(window + i, now)),
+            "Type": "0",
+            "Values": json.dumps({"value": value}),
+        }
+        for i, (status, value) in enumerate(samples)
+    ]
+    for i in range(0, len(entries), 20):
+        request = PutCustomMetricRequest()
+        request.set_endpoint(emulator.endpoint)
+        request.set_MetricLists(entries[i : i + 20])
+        client.do_action_with_exception(request)
+    reader = Reader(client, emulator.endpoint, emulator.user_id)
+    found = fleet_percentiles(reader, {"flow": "poem"}, now - 60_000, now)
+    assert found["P95"].kind == "exact" and found["P95"].runs == 20
+    assert 180.0 <= found["P95"].value <= 200.0  # the error runs (5000 ms) are not in it
+    assert fleet_percentiles(reader, {"flow": "other"}, now - 60_000, now)["P95"].kind == "none"

@@ -221,6 +221,7 @@ def render(
 ) -> None:
     """Print the comparison as a rich table: one line per (flow or node, statistic)."""
     from rich.table import Table
+    from rich.text import Text
 
     a, b = _label(report["a"]), _label(report["b"])
     table = Table(
@@ -257,6 +258,9 @@ def render(
             mark = {"slower": f"{fail} slower", "faster": f"{ok} faster", "within noise": "no"}.get(
                 change["verdict"], "n/a"
             )
+            style = {"slower": "bold red", "faster": "green"}.get(change["verdict"])  # only on a terminal
+            if style:
+                mark = Text(mark, style=style)
             table.add_row(
                 "",
                 f"{statistic} ms",

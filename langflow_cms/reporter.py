@@ -25,6 +25,7 @@ import logging
 import multiprocessing.util
 import os
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -426,7 +427,56 @@ def get_reporter() -> Reporter | NullReporter:
                     _say_config_error(str(exc))
                 else:
                     _reporter = Reporter(config) if config.enabled else NullReporter()
+                    if config.enabled:
+                        install_sigterm_flush()
     return _reporter
+
+
+def install_sigterm_flush() -> bool:
+    """Deliver before a SIGTERM ends the process, where SIGTERM would otherwise kill it outright.
+
+    Only when SIGTERM still has its default disposition (nobody else handles it) and from the main thread.
+    On SIGTERM every reporter is closed within its exit budget, then the default disposition is restored
+    and the signal raised again, so the process still ends by SIGTERM. This covers ``lfx serve`` (uvicorn
+    handles SIGTERM gracefully, then re-raises it to the handler it found at start: this one) and
+    ``multiprocessing`` pools, whose ``terminate()`` sends SIGTERM to the workers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+
+    def flush_then_terminate(signum: int, frame: object) -> None:
+        close_all()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, flush_then_terminate)
+    return True
+
+
+_chained = False
+
+
+def chain_sigterm_flush() -> None:
+    """From the main thread, once: if a server took SIGTERM over (uvicorn under ``lfx serve``, which then
+    re-raises it to the default disposition it found, killing the process before ``atexit``), deliver
+    first, then hand the signal on. Runs that finish during the server's graceful stop after that are
+    dropped and counted. Called by the tracing service on its first run."""
+    global _chained
+    if _chained or threading.current_thread() is not threading.main_thread():
+        return
+    _chained = True
+    previous = signal.getsignal(signal.SIGTERM)
+    owner = getattr(previous, "__self__", None)
+    if not callable(previous) or type(owner).__module__ != "uvicorn.server":
+        return  # gunicorn workers (langflow run) stop through the tracing service's teardown instead
+
+    def deliver_then_previous(signum: int, frame: object) -> None:
+        close_all()
+        previous(signum, frame)  # type: ignore[operator]
+
+    signal.signal(signal.SIGTERM, deliver_then_previous)
 
 
 def _say_config_error(message: str) -> None:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from langflow_cms import contract, flow_settings
 from langflow_cms.flow_settings import FlowSettings, clean_dimension
-from langflow_cms.reporter import CLOSE_SLACK_S, get_reporter
+from langflow_cms.reporter import CLOSE_SLACK_S, chain_sigterm_flush, get_reporter
 from langflow_cms.tokens import TokenUsageHandler
 
 if TYPE_CHECKING:
@@ -362,6 +362,12 @@ class FlowMonitor:
 MONITOR = FlowMonitor()
 """The process-wide monitor shared by the service and the canvas nodes."""
 
+# lfx and Langflow import this module when they discover services (before ``lfx serve`` or the server
+# starts listening). Creating the reporter now reports a bad setting at start, replays a spool without
+# waiting for traffic, and installs the SIGTERM flush before uvicorn takes over the signal.
+with suppress(Exception):
+    get_reporter()
+
 
 def _count_unbound(state: RunState) -> None:
     """A run whose CMS Metric node has its own AccessKey ended before the node ran: its observations are
@@ -441,6 +447,7 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
                 tracing_user_id=tracing_user_id,
             )
         try:
+            chain_sigterm_flush()
             graph = _graph_from_stack()
             stem = None
             if graph is None or not (getattr(graph, "flow_name", None) or getattr(graph, "flow_id", None)):

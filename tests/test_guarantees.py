@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -518,3 +519,68 @@ def test_an_outage_is_three_log_lines_not_one_per_call(caplog):
         assert reporter.flush(timeout=10)
     assert any("recovered" in r.getMessage() for r in caplog.records)
     reporter.close(timeout=5)
+
+
+SERVE_KEY = "test-key"
+
+
+def _serve(env: dict[str, str], flows: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    lfx = Path(sys.executable).with_name("lfx")
+    server = subprocess.Popen(
+        [str(lfx), "serve", str(flows), "--host", "127.0.0.1", "--port", str(port)],
+        env={**env, "LANGFLOW_API_KEY": SERVE_KEY},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2):
+                return server, base
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "lfx serve did not start"
+            time.sleep(0.5)
+
+
+def _serve_call(base: str, path: str, body: dict | None = None) -> object:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"{base}{path}", data=data, headers={"x-api-key": SERVE_KEY, "Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_lfx_serve_replays_the_spool_at_start_and_delivers_on_sigterm(emulator, env, tmp_path):
+    """#10 §11: the spool was replayed only at the first monitored run, and a graceful stop of lfx serve
+    (SIGTERM after a few runs) delivered nothing."""
+    spool = tmp_path / "spool"
+    left = subprocess.run(  # an earlier process that could not deliver: its batch waits in the spool
+        [sys.executable, "-c", "from langflow_cms import get_reporter; get_reporter().record('left', 1.0)"],
+        env={
+            **env,
+            "LANGFLOW_CMS_SPOOL_DIR": str(spool),
+            "LANGFLOW_CMS_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        },
+        timeout=60,
+    )
+    assert left.returncode == 0
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "poem.json").write_text(POEM.read_text())
+    server, base = _serve({**env, "LANGFLOW_CMS_SPOOL_DIR": str(spool)}, flows)
+    try:
+        deadline = time.monotonic() + 30
+        while sample_counts(emulator, "left", 60) < 1:  # no request sent: the server start replays it
+            assert time.monotonic() < deadline, "the spool was not replayed without traffic"
+            time.sleep(0.5)
+        (flow,) = _serve_call(base, "/flows")
+        for i in range(4):
+            _serve_call(base, f"/flows/{flow['id']}/run", {"input_value": f"topic {i}"})
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert sample_counts(emulator, contract.FLOW_METRIC, 60) == 4

@@ -340,3 +340,22 @@ def test_commands_need_nothing_from_the_repository(emulator, env, tmp_path):
     demo = cli("demo", "--runs", "1")
     assert demo.returncode == 2 and "checkout" in demo.stderr
     assert cli("emulator", "--help").returncode == 0
+
+
+def test_a_command_group_that_cannot_load_does_not_break_the_others(runner):
+    import typer
+
+    from langflow_cms.cli import add_groups
+
+    target = typer.Typer()
+
+    @target.command()
+    def hello() -> None:
+        typer.echo("hello")
+
+    add_groups(target, (("dashboard", "langflow_cms.cli.dashboard"), ("alarms", "langflow_cms.cli.no_such")))
+    listed = runner.invoke(target, ["--help"])
+    assert listed.exit_code == 0 and "alarms" in listed.output and "dashboard" in listed.output
+    assert runner.invoke(target, ["hello"]).output == "hello\n"
+    broken = runner.invoke(target, ["alarms", "plan"])
+    assert broken.exit_code == 1 and "langflow-cms alarms: not available" in broken.output

@@ -9,8 +9,8 @@ wheel.
 
 **Adding a command group** (e.g. ``alarms`` with ``plan``/``apply``/``list``/``check``): write a module
 ``langflow_cms/cli/alarms.py`` that defines ``app = typer.Typer(help=...)`` with its commands, and add
-``("alarms", "langflow_cms.cli.alarms")`` to :data:`SUB_APPS`; ``langflow_cms/cli/dashboard.py`` is the
-model to copy. Shared options and printing helpers are in :mod:`langflow_cms.cli.output`
+``("alarms", "langflow_cms.cli.alarms")`` to :data:`SUB_APPS` (``add_groups`` registers them); the$
+model to copy is ``langflow_cms/cli/dashboard.py``. Shared options and helpers: :mod:`langflow_cms.cli.output`
 (``VersionOption``, ``JsonOption``, ``fail``, ``print_json``); ``parse_pairs`` is here.
 """
 
@@ -415,8 +415,28 @@ def compare(
 
 # --- command groups -------------------------------------------------------------------------------------
 
-for _name, _module in SUB_APPS:
-    app.add_typer(importlib.import_module(_module).app, name=_name)
+
+def add_groups(target: typer.Typer, groups: tuple[tuple[str, str], ...] = SUB_APPS) -> None:
+    """Add each (name, module) command group to ``target``. A group whose module cannot be imported
+    becomes one command that says why, so the rest of the command line keeps working."""
+    for name, module in groups:
+        try:
+            target.add_typer(importlib.import_module(module).app, name=name)
+        except ImportError as error:
+            _unavailable(target, name, error)
+
+
+def _unavailable(target: typer.Typer, name: str, error: ImportError) -> None:
+    @target.command(
+        name,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        help=f"(unavailable: {error})",
+    )
+    def broken(ctx: typer.Context) -> None:
+        fail(f"not available in this installation: {error}", EXIT_FAILED, name)
+
+
+add_groups(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ wheel.
 
 **Adding a command group** (e.g. ``alarms`` with ``plan``/``apply``/``list``/``check``): write a module
 ``langflow_cms/cli/alarms.py`` that defines ``app = typer.Typer(help=...)`` with its commands, and add
-``("alarms", "langflow_cms.cli.alarms")`` to :data:`SUB_APPS` (``add_groups`` registers them); the$
+``("alarms", "langflow_cms.cli.alarms")`` to :data:`SUB_APPS` (``add_groups`` registers them); the
 model to copy is ``langflow_cms/cli/dashboard.py``. Shared options and helpers: :mod:`langflow_cms.cli.output`
 (``VersionOption``, ``JsonOption``, ``fail``, ``print_json``); ``parse_pairs`` is here.
 """

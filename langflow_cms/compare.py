@@ -49,7 +49,7 @@ def sketch_accuracy() -> float:
     try:
         from langflow_cms.pipeline.sketch import RELATIVE_ACCURACY
     except ImportError:
-        from langflow_cms.sketch import RELATIVE_ACCURACY
+        from langflow_cms.pipeline.sketch import RELATIVE_ACCURACY
     return float(RELATIVE_ACCURACY)
 
 

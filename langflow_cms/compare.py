@@ -46,10 +46,8 @@ INSTALL_DEMO = "pip install 'langflow-cms[demo]'"
 
 def sketch_accuracy() -> float:
     """The percentile computation's relative error (the sketch's ``RELATIVE_ACCURACY``, 0.75 %)."""
-    try:
-        from langflow_cms.pipeline.sketch import RELATIVE_ACCURACY
-    except ImportError:
-        from langflow_cms.pipeline.sketch import RELATIVE_ACCURACY
+    from langflow_cms.pipeline.sketch import RELATIVE_ACCURACY
+
     return float(RELATIVE_ACCURACY)
 
 

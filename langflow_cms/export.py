@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 SCRIPT_NAMES = frozenset(
-    {"asyncio", "os", "sys", "Graph", "graph", "run", "secret", "FLOW_NAME", "PARTS", "part_graph"}
+    {"asyncio", "os", "sys", "Graph", "graph", "run", "secret", "FLOW_NAME", "PARTS", "part_graph", "as_tool"}
 )
 """Names the script itself defines; node variables and embedded classes must not shadow them."""
 UNSET = object()
@@ -47,6 +47,8 @@ class Node:
     """Output name -> the component method that produces it (what ``.set(x=node.method)`` refers to)."""
     loop_outputs: set[str]
     """Outputs that take a loop's feedback edge (``allows_loop``: the Loop component's ``item``)."""
+    tool_mode: bool
+    """Tool mode on the canvas: the node's one output is its toolset (``component_as_tool``)."""
     code: str
     class_name: str
     module: str | None = None
@@ -137,6 +139,7 @@ def _parse_node(raw: dict) -> Node:
         template=template,
         methods={o["name"]: o.get("method") or "" for o in outputs},
         loop_outputs={o["name"] for o in outputs if o.get("allows_loop")},
+        tool_mode=bool(spec.get("tool_mode")) and any(o.get("method") == "to_toolkit" for o in outputs),
         code=code,
         class_name="",
     )
@@ -487,8 +490,15 @@ def _graph_code(
         incoming = [e for e in edges if e.target == node.id and not e.loop]
         values, hidden = _field_values(node, {e.field for e in incoming}, secrets)
         lines.append(f"# {node.display_name}")
-        args = [f"_id={_py(node.id)}", *(f"{k}={v}" for k, v in values)]
+        # in tool mode, the toolset's metadata (tool names, descriptions, on/off) is no input of the class
+        tools = [f"{k}={v}" for k, v in values if node.tool_mode and k == "tools_metadata"]
+        args = [
+            f"_id={_py(node.id)}",
+            *(f"{k}={v}" for k, v in values if not (tools and k == "tools_metadata")),
+        ]
         lines.append(_call(f"{node.var} = {classes[_class_key(node)]}", args))
+        if node.tool_mode:
+            lines.append(_call("as_tool", [node.var, *tools]))
         if node.module is None and node.declared_name != node.type:
             lines.append(f"{node.var}.name = {_py(node.type)}")
         if hidden:
@@ -764,6 +774,16 @@ if __name__ == "__main__":
     sys.exit(status)
 '''
 
+AS_TOOL = '''\
+def as_tool(component, tools_metadata=None) -> None:
+    """Tool mode, as on the canvas: the component's one output is its toolset, for an Agent's tools."""
+    toolset = Output(name="component_as_tool", display_name="Toolset", method="to_toolkit", types=["Tool"])
+    component.outputs = [toolset]
+    component.map_outputs()
+    if tools_metadata is not None:  # the tools' names and descriptions as edited on the canvas
+        component.tools_metadata = tools_metadata
+'''
+
 SECRET_HELPER = '''\
 def secret(name: str) -> str:
     """A credential from the environment: exported scripts never contain one."""
@@ -798,7 +818,8 @@ def _render(
             for part in parts
         ),
     )
-    import_lines = _import_block(imports)
+    tools = any(line.startswith("as_tool(") for line in graph_code)
+    import_lines = _import_block([*imports, *([("", "from lfx.io import Output")] if tools else [])])
     future = [line for line in import_lines if line.startswith("from __future__")]
     stdlib = ["import asyncio", *(["import os"] if has_secrets else []), "import sys"]
     sections = [
@@ -809,6 +830,8 @@ def _render(
     ]
     if has_secrets:
         sections.append("\n" + SECRET_HELPER.rstrip("\n"))
+    if tools:
+        sections.append("\n" + AS_TOOL.rstrip("\n"))
     for part in embedded:
         sections.append(
             f"\n# --- {part.class_name}: custom component code saved in the flow ---\n{part.body}"

@@ -14,11 +14,16 @@ import uuid
 import pytest
 from aliyunsdkcms.request.v20190101.DeleteContactGroupRequest import DeleteContactGroupRequest
 from aliyunsdkcms.request.v20190101.DeleteContactRequest import DeleteContactRequest
+from aliyunsdkcms.request.v20190101.DeleteEventRulesRequest import DeleteEventRulesRequest
 from aliyunsdkcms.request.v20190101.DeleteMetricRulesRequest import DeleteMetricRulesRequest
 from aliyunsdkcms.request.v20190101.DescribeContactGroupListRequest import DescribeContactGroupListRequest
 from aliyunsdkcms.request.v20190101.DescribeContactListRequest import DescribeContactListRequest
 from aliyunsdkcms.request.v20190101.DescribeCustomEventAttributeRequest import (
     DescribeCustomEventAttributeRequest,
+)
+from aliyunsdkcms.request.v20190101.DescribeEventRuleListRequest import DescribeEventRuleListRequest
+from aliyunsdkcms.request.v20190101.DescribeEventRuleTargetListRequest import (
+    DescribeEventRuleTargetListRequest,
 )
 from aliyunsdkcms.request.v20190101.DescribeMetricRuleListRequest import DescribeMetricRuleListRequest
 from aliyunsdkcms.request.v20190101.DisableMetricRulesRequest import DisableMetricRulesRequest
@@ -28,6 +33,8 @@ from aliyunsdkcms.request.v20190101.PutContactRequest import PutContactRequest
 from aliyunsdkcms.request.v20190101.PutCustomEventRequest import PutCustomEventRequest
 from aliyunsdkcms.request.v20190101.PutCustomEventRuleRequest import PutCustomEventRuleRequest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRuleRequest import PutCustomMetricRuleRequest
+from aliyunsdkcms.request.v20190101.PutEventRuleRequest import PutEventRuleRequest
+from aliyunsdkcms.request.v20190101.PutEventRuleTargetsRequest import PutEventRuleTargetsRequest
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
@@ -286,6 +293,55 @@ def test_custom_event_rule(client, emu, oncall):
     assert alarm["SourceType"] == "EVENT" and alarm["MetricName"] == "langflow_run_failed"
     act(client, emu, DeleteMetricRulesRequest, Ids=["flow-failures"])
     assert emu.rules() == []
+
+
+def test_event_rule_the_documented_way(client, emu, oncall):
+    # PutEventRule (EventType=CUSTOM) + PutEventRuleTargets, listed by DescribeEventRuleList and
+    # DescribeEventRuleTargetList, removed by DeleteEventRules (SDK classes; Tea models).
+    pattern = {"Product": "CustomEvent", "NameList": ["langflow_run_failed"], "LevelList": ["CRITICAL"]}
+    body = act(
+        client, emu, PutEventRuleRequest, RuleName="flow-failed", EventType="CUSTOM", EventPatterns=[pattern]
+    )
+    assert body["Code"] == "200" and body["Success"] is True
+    targets = act(
+        client,
+        emu,
+        PutEventRuleTargetsRequest,
+        RuleName="flow-failed",
+        ContactParameterss=[{"Id": "1", "ContactGroupName": "langflow-oncall", "Level": "3"}],
+        WebhookParameterss=[
+            {"Id": "2", "Protocol": "http", "Url": "https://hooks.example/cms", "Method": "POST"}
+        ],
+    )
+    assert targets["Success"] is True
+    listed = act(client, emu, DescribeEventRuleListRequest, NamePrefix="flow")
+    assert listed["Total"] == 1
+    (rule,) = listed["EventRules"]["EventRule"]
+    assert (rule["Name"], rule["EventType"], rule["State"]) == ("flow-failed", "CUSTOM", "ENABLED")
+    (shown,) = rule["EventPattern"]["EventPattern"]
+    assert shown["NameList"]["NameList"] == ["langflow_run_failed"] and shown["Product"] == "CustomEvent"
+    got = act(client, emu, DescribeEventRuleTargetListRequest, RuleName="flow-failed")
+    assert got["ContactParameters"]["ContactParameter"][0]["ContactGroupName"] == "langflow-oncall"
+    assert got["WebhookParameters"]["WebhookParameter"][0]["Url"] == "https://hooks.example/cms"
+    assert act(client, emu, DescribeEventRuleListRequest, NamePrefix="other")["Total"] == 0
+    assert emu.event_rules()[0]["Targets"]["Contact"][0]["Id"] == "1"
+
+    # Required: RuleName and EventPattern.N.Product; unknown rules and groups are refused.
+    assert refused(client, emu, PutEventRuleRequest, RuleName="x").get_error_code() == "MissingParameter"
+    error = refused(client, emu, PutEventRuleRequest, RuleName="x", EventPatterns=[{"NameList": ["a"]}])
+    assert error.get_error_code() == "MissingParameter"
+    error = refused(
+        client,
+        emu,
+        PutEventRuleTargetsRequest,
+        RuleName="flow-failed",
+        ContactParameterss=[{"Id": "3", "ContactGroupName": "ghost", "Level": "3"}],
+    )
+    assert error.get_error_code() == "InvalidParameter"  # strict (inferred)
+    assert refused(client, emu, DescribeEventRuleTargetListRequest, RuleName="nope").get_http_status() == 404
+
+    assert act(client, emu, DeleteEventRulesRequest, RuleNamess=["flow-failed"])["Success"] is True
+    assert emu.event_rules() == [] and admin(emu, "event-rules")["event_rules"] == []
 
 
 # --- contacts and contact groups ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 
-from . import alarms, contacts, events, queries, sts
+from . import alarms, contacts, eventrules, events, queries, sts
 from .auth import Authenticator, KeyPair, normalise_keys
 from .errors import CATALOG, ApiError, api_error
 from .faults import Decision, FaultInjector, Faults
@@ -170,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, {"events": emulator.events(query.get("name"))})
             elif route == ("GET", "/_emulator/rules"):
                 self._send_json(200, {"rules": emulator.rules()})
+            elif route == ("GET", "/_emulator/event-rules"):
+                self._send_json(200, {"event_rules": emulator.event_rules()})
             elif route == ("GET", "/_emulator/contacts"):
                 self._send_json(200, {"contacts": emulator.contacts()})
             elif route == ("GET", "/_emulator/contact-groups"):
@@ -331,6 +333,14 @@ class Emulator:
             for o in self.store.objects("rule")
         ]
 
+    def event_rules(self) -> list[dict[str, Any]]:
+        """Stored PutEventRule rules: ``[{Name, Description, EventType, GroupId, SilenceTime, State,
+        EventPattern: [...], Targets: {Contact: [...], Webhook: [...]}, created_ms, updated_ms}]``."""
+        return [
+            {**o["doc"], "created_ms": o["created_ms"], "updated_ms": o["updated_ms"]}
+            for o in self.store.objects("event_rule")
+        ]
+
     def contacts(self) -> list[dict[str, Any]]:
         """Stored contacts: ``[{Name, Desc, Channels, Lang?, created_ms, updated_ms}]``."""
         return [
@@ -356,6 +366,7 @@ class Emulator:
             "overwrites": self.overwrites(),
             "events": len(self.events()),
             "rules": len(self.store.objects("rule")),
+            "event_rules": len(self.store.objects("event_rule")),
             "contacts": len(self.store.objects("contact")),
             "contact_groups": len(self.store.objects("contact_group")),
         }
@@ -413,6 +424,11 @@ class Emulator:
             "DescribeContactGroupList": lambda: contacts.describe_contact_group_list(params, store),
             "DeleteContact": lambda: contacts.delete_contact(params, store),
             "DeleteContactGroup": lambda: contacts.delete_contact_group(params, store),
+            "PutEventRule": lambda: eventrules.put_event_rule(params, store),
+            "PutEventRuleTargets": lambda: eventrules.put_event_rule_targets(params, store, strict=strict),
+            "DescribeEventRuleList": lambda: eventrules.describe_event_rule_list(params, store),
+            "DescribeEventRuleTargetList": lambda: eventrules.describe_event_rule_target_list(params, store),
+            "DeleteEventRules": lambda: eventrules.delete_event_rules(params, store),
         }
         if action in handlers:
             return handlers[action]()

@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS objects (
 );
 """
 """``objects`` holds the control-plane resources as JSON documents keyed by (kind, key): kind ``rule``
-(key RuleId), ``contact`` (ContactName) and ``contact_group`` (ContactGroupName)."""
+(key RuleId), ``event_rule`` (RuleName), ``contact`` (ContactName) and ``contact_group``
+(ContactGroupName)."""
 
 
 def canonical_dimensions(dimensions: dict[str, str]) -> str:

@@ -36,6 +36,7 @@ from .limits import (
     DEFAULT_EVENT_RULE_PERIOD_S,
     DEFAULT_SILENCE_TIME_S,
     MAX_DELETE_RULE_IDS,
+    MAX_QUERY_RULE_IDS,
     METRIC_NAME_RE,
     RULE_PERIOD_UNIT_S,
     STATISTICS,
@@ -50,8 +51,6 @@ OPERATOR_NAMES = {
     "!=": "NotEqualToThreshold",
     "=": "EqualToThreshold",
 }
-MAX_QUERY_RULE_IDS = 20
-"""``DescribeMetricRuleList.RuleIds``: "up to 20 IDs" (Tea docstring)."""
 _INTERVAL_RE = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)")
 OK = {"Code": "200", "Message": "", "Success": True}
 

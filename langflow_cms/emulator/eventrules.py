@@ -21,13 +21,14 @@ from typing import Any
 from . import params as p
 from .contacts import not_found
 from .errors import invalid_parameter, missing_parameter
-from .limits import ALARM_LEVELS
+from .limits import (
+    ALARM_LEVELS,
+    DEFAULT_SILENCE_TIME_S,
+    MAX_DELETE_EVENT_RULE_NAMES,
+    MAX_PATTERN_VALUES,
+)
 from .store import Store
 
-MAX_PATTERN_VALUES = 50
-"""``EventPattern.N.*List.M``: "Valid values of N: 1 to 50" (Tea docstrings of PutEventRule)."""
-MAX_DELETE_RULE_NAMES = 20
-"""``DeleteEventRules.RuleNames.N``: N = 1..20 (DeleteEventRules page)."""
 _LISTS = ("NameList", "LevelList", "StatusList", "EventTypeList")
 _UNSUPPORTED_TARGETS = ("SlsParameters", "MnsParameters", "FcParameters", "OpenApiParameters")
 OK = {"Code": "200", "Message": "", "Success": True}
@@ -77,7 +78,7 @@ def put_event_rule(params: Mapping[str, str], store: Store) -> dict[str, Any]:
         "Description": params.get("Description") or "",
         "EventType": event_type,
         "GroupId": group_id,
-        "SilenceTime": p.integer(params, "SilenceTime", 86400, minimum=0),
+        "SilenceTime": p.integer(params, "SilenceTime", DEFAULT_SILENCE_TIME_S, minimum=0),
         "State": state,
         "EventPattern": _patterns(params),
     }
@@ -187,7 +188,7 @@ def describe_event_rule_list(params: Mapping[str, str], store: Store) -> dict[st
 
 
 def delete_event_rules(params: Mapping[str, str], store: Store) -> dict[str, Any]:
-    names = p.indexed(params, "RuleNames", limit=MAX_DELETE_RULE_NAMES)
+    names = p.indexed(params, "RuleNames", limit=MAX_DELETE_EVENT_RULE_NAMES)
     if not names:
         raise missing_parameter("RuleNames.1")
     known = {o["key"] for o in store.objects("event_rule")}

@@ -117,5 +117,14 @@ DEFAULT_EVENT_RULE_PERIOD_S = 300
 MAX_DELETE_RULE_IDS = 100
 """``DeleteMetricRules.Id.N``: N = 1..100 (DeleteMetricRules doc)."""
 
+MAX_QUERY_RULE_IDS = 20
+"""``DescribeMetricRuleList.RuleIds``: "up to 20 IDs" (Tea docstring)."""
+
+MAX_PATTERN_VALUES = 50
+"""``PutEventRule.EventPattern.N.*List.M``: "Valid values of N: 1 to 50" (Tea docstrings)."""
+
+MAX_DELETE_EVENT_RULE_NAMES = 20
+"""``DeleteEventRules.RuleNames.N``: N = 1..20 (DeleteEventRules page)."""
+
 MAX_CONTACT_NAMES = 100
 """``PutContactGroup.ContactNames.N``: N = 1..100 (cms-api.md §6.4)."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import params as p
-from .queries import _query_time_ms
+from .queries import query_time_ms
 from .store import Store
 from .validation import parse_event_info
 
@@ -40,8 +40,8 @@ def _keywords_match(content: str, query: str) -> bool:
 
 def describe_custom_event_attribute(params: Mapping[str, str], store: Store) -> dict[str, Any]:
     number, size = p.page(params, "PageNumber", "PageSize")
-    start = _query_time_ms(params.get("StartTime"), "StartTime", 0)
-    end = _query_time_ms(params.get("EndTime"), "EndTime", 2**62)
+    start = query_time_ms(params.get("StartTime"), "StartTime", 0)
+    end = query_time_ms(params.get("EndTime"), "EndTime", 2**62)
     selected = []
     for event in store.events(params.get("Name") or None):
         if params.get("EventId") and event["id"] != params["EventId"]:

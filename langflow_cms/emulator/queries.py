@@ -115,7 +115,7 @@ def describe_custom_metric_list(params: Mapping[str, str], store: Store, user_id
     return {"Code": "200", "Message": "success", "Result": json.dumps(result)}
 
 
-def _query_time_ms(raw: str | None, name: str, default: int) -> int:
+def query_time_ms(raw: str | None, name: str, default: int) -> int:
     """Epoch ms, ``YYYY-MM-DD hh:mm:ss`` or ``YYYY-MM-DDThh:mm:ssZ`` (the emulator reads both as UTC)."""
     if not raw:
         return default
@@ -165,8 +165,8 @@ def describe_metric_list(params: Mapping[str, str], store: Store, user_id: str) 
         # Custom metrics exist at 60 s and 300 s only (cms-api.md §1.1, §6.1).
         raise invalid_parameter("Period", f"must be one of {QUERY_PERIODS} for custom metrics")
     now_ms = int(time.time() * 1000)
-    end = _query_time_ms(params.get("EndTime"), "EndTime", now_ms)
-    start = _query_time_ms(params.get("StartTime"), "StartTime", end - 3600 * 1000)
+    end = query_time_ms(params.get("EndTime"), "EndTime", now_ms)
+    start = query_time_ms(params.get("StartTime"), "StartTime", end - 3600 * 1000)
     if start >= end:
         raise invalid_parameter("StartTime", "must be earlier than EndTime")
     if end - start > MAX_QUERY_RANGE_MS:

@@ -714,9 +714,11 @@ MAIN = '''\
 def run(text: str = "") -> str:
     """Run the flow once and return its Chat Output text, as `lfx run` prints it."""
     from lfx.cli.script_loader import extract_structured_result
+    from lfx.run._defaults import apply_run_defaults
     from lfx.schema.schema import InputValueRequest
 
     inputs = InputValueRequest(input_value=text) if text else None
+    apply_run_defaults(graph, session_id=None, user_id=None)  # a session, a user: as `lfx run` runs a flow
 
     async def steps() -> list:
         return [step async for step in graph.async_start(inputs=inputs)]
@@ -743,10 +745,12 @@ MAIN_PARTS = '''\
 def run(text: str = "", part: str | None = None) -> str:
     """Run the flow once, or one of its PARTS alone; return its Chat Output text, as `lfx run` prints it."""
     from lfx.cli.script_loader import extract_structured_result
+    from lfx.run._defaults import apply_run_defaults
     from lfx.schema.schema import InputValueRequest
 
     inputs = InputValueRequest(input_value=text) if text else None
     flow = part_graph(part) if part else graph
+    apply_run_defaults(flow, session_id=None, user_id=None)  # a session, a user: as `lfx run` runs a flow
 
     async def steps() -> list:
         return [step async for step in flow.async_start(inputs=inputs)]

@@ -1,7 +1,8 @@
 """``python -m bench [--quick] [--scale X] [--out PATH] [--only N,...]``: run, print and write the table.
 
-Full run: a few minutes on 2 cores (the issue allows 10). ``--quick`` shrinks every workload about
-tenfold (about a minute) for a sanity check; its figures are noisier, not different in kind.
+Full run: under 10 minutes on an idle 2-core machine (the one-shot ``lfx run`` rows alone take 13 runs
+of the CLI). ``--quick`` shrinks every workload about tenfold (a few minutes) for a sanity check; its
+figures are noisier, not different in kind.
 """
 
 from __future__ import annotations
@@ -51,7 +52,44 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
 
         return isolation.run(scale, rounds=rounds or 15)
 
-    return {"1": hot, "2": flow, "3": api, "4": acc, "5": mem, "6": iso}
+    def stall() -> Section:
+        from bench import stall
+
+        return stall.run(scale, rounds=rounds or 10)
+
+    def sketch() -> Section:
+        from bench import sketchcost
+
+        return sketchcost.run(scale, rounds=rounds or 15)
+
+    def oneshot() -> Section:
+        from bench import oneshot
+
+        return oneshot.run(scale)
+
+    def churn() -> Section:
+        from bench import churn
+
+        return churn.run(scale)
+
+    def node() -> Section:
+        from bench import node
+
+        return node.run(scale, rounds=rounds or (15 if quick else 50))
+
+    return {
+        "1": hot,
+        "2": flow,
+        "3": api,
+        "4": acc,
+        "5": mem,
+        "6": iso,
+        "7": stall,
+        "8": sketch,
+        "9": oneshot,
+        "10": churn,
+        "11": node,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from langflow_cms.config import Config
 from langflow_cms.reporter import Reporter
@@ -46,7 +46,7 @@ def dev_reporter(**env: str) -> Reporter:
     It is marked closed so the interpreter-exit hook does not try to deliver its windows anywhere.
     """
     reporter = Reporter(Config.from_env({"LANGFLOW_CMS_DEV": "1", **env}), start=False)
-    reporter._closed = True  # never started; nothing to deliver (see reporter._close_at_exit)
+    reporter._closed = True  # never started; nothing to deliver (see reporter.close_all)
     return reporter
 
 
@@ -121,3 +121,5 @@ class Section:
 
     rows: list[Row]
     details: list[str]
+    findings: list[str] = field(default_factory=list)
+    """Paragraphs for "Findings for missed goals" (only given when a goal of the section was missed)."""

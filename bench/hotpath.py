@@ -33,7 +33,7 @@ def contenders() -> dict[str, Callable[[int], None]]:
         record, dims = reporter.record, DIMS
         for _ in range(n):
             record("bench_duration_ms", VALUE, dims)
-        reporter._drain()  # count the aggregation too, which the reporter thread does off the caller's path
+        reporter.storage.drain()  # count the aggregation too (the reader thread's work)
 
     def prom_kwargs(n: int) -> None:
         labels, dims = histogram.labels, DIMS
@@ -104,7 +104,8 @@ def run(scale: float = 1.0, rounds: int = 21) -> Section:
         "`Histogram` has 15 default buckets; OpenTelemetry uses a `MeterProvider` with an "
         "`InMemoryMetricReader` that is never collected; ours is a `Reporter` that was never started "
         "(no thread, no network), which runs the same `record()` code as the process-wide one; its time "
-        "includes aggregating the queued values (`_drain()`), the work the reporter thread does off the "
-        "caller's path, so the figure is the whole CPU cost of an observation, not just the caller's share."
+        "includes aggregating the queued values (`storage.drain()`), the work the reader thread does off "
+        "the caller's path, so the figure is the whole CPU cost of an observation, not just the "
+        "caller's share."
     ]
     return Section(rows, details)

@@ -96,13 +96,14 @@ class BusySender:
             self.active.wait()
             # Private on purpose: between minute boundaries there is nothing sealed to send, and the
             # point is to have the sender busy while record() is timed.
-            self.reporter._enqueue(list(self.entries))
+            self.reporter._exporters[""].enqueue(list(self.entries))
             self.reporter.flush(timeout=5.0)
             self.flushes += 1
 
     def discard(self) -> None:
         self.active.clear()
-        self.reporter._closed = True  # its thread ends at its next wake-up; nothing left to deliver
+        self.reporter._closed = True  # nothing left to deliver at exit
+        self.reporter._reader.stop()  # its thread ends at its next wake-up
 
 
 def time_records(reporter: object, calls: int) -> list[int]:

@@ -48,7 +48,7 @@ def per_series(series: int, values_per_series: int) -> tuple[float, float]:
         for d in dims:
             for v in values:
                 reporter.record("langflow_node_duration_ms", v, d)
-        reporter._drain()  # steady state: the reporter thread aggregates the queue every second
+        reporter.storage.drain()  # steady state: the reader thread aggregates the inbox every second
         assert reporter.health()["series"] == series
         return reporter
 

@@ -45,10 +45,10 @@ REPRODUCE = """\
 ## How to reproduce
 
 ```sh
-make bench                              # = .venv/bin/python -m bench, a few minutes on 2 cores
-.venv/bin/python -m bench --quick       # ~1 minute, every workload ~10× smaller, noisier
+make bench                              # = .venv/bin/python -m bench, < 10 min on an idle 2-core machine
+.venv/bin/python -m bench --quick       # a few minutes, every workload ~10× smaller, noisier
 .venv/bin/python -m bench --only 1,3    # selected measurements; --out PATH writes elsewhere
-.venv/bin/python -m bench.flowgen       # regenerate bench/flows/chain10.json
+.venv/bin/python -m bench.flowgen       # regenerate bench/flows/chain10*.json
 ```
 
 Numbers are medians over interleaved rounds in one process; ratios are the robust result, absolute times
@@ -105,8 +105,11 @@ def render(info: dict[str, str], sections: list[Section], *, command: str, elaps
     for section in sections:
         for paragraph in section.details:
             parts += [paragraph, ""]
-    findings = _flow_findings(rows, sections)
+    findings = [_flow_findings(rows, sections)] if _flow_findings(rows, sections) else []
+    findings += [paragraph for section in sections for paragraph in section.findings]
     if findings:
-        parts += ["## Findings for missed goals", "", findings]
+        parts += ["## Findings for missed goals", ""]
+        for paragraph in findings:
+            parts += [paragraph.rstrip("\n"), ""]
     parts.append(REPRODUCE)
     return "\n".join(parts)

@@ -257,6 +257,35 @@ VARIABLES: tuple[Variable, ...] = (
         default_doc="<hostname>-<pid>-<start id>, unique per process start (a forked child gets its own)",
     ),
     Variable(
+        "LANGFLOW_CMS_FLEET",
+        "fleet",
+        _bool,
+        "true",
+        _BOOL,
+        "The fleet stream: each flow run also as raw points without an instance dimension "
+        "(langflow_fleet_flow_duration_ms, langflow_fleet_flow_error), so CMS computes fleet-wide P95 and "
+        "error rate per flow for alarms and dashboards. Raw points are billed; see docs/metrics.md.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_FLEET_NODES",
+        "fleet_nodes",
+        _bool,
+        "false",
+        _BOOL,
+        "Also send each node build to the fleet stream (langflow_fleet_node_duration_ms), within the same "
+        "budget.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_FLEET_BUDGET",
+        "fleet_budget",
+        _number(int, 2, 1_000_000),
+        "600",
+        "an integer from 2 to 1000000 (raw points per minute per process)",
+        "Raw points a process sends per minute at most (2 per flow run). Above it runs are sampled; the "
+        "effective rate is reported as langflow_cms_fleet_sample_rate. 600 a minute is under one call a "
+        "second (21 points a call), far below the 50-200 calls a second an account may make.",
+    ),
+    Variable(
         "LANGFLOW_CMS_MAX_SERIES",
         "max_series_per_metric",
         _number(int, 1, 1_000_000),
@@ -381,6 +410,9 @@ class Config:
     env: str | None = None
     instance: str = ""
     max_series_per_metric: int = 1000
+    fleet: bool = True
+    fleet_nodes: bool = False
+    fleet_budget: int = 600
     max_metrics: int = 200
     queue_size: int = 10000
     max_qps: float = 10.0

@@ -39,6 +39,7 @@ from langflow_cms.config import Config, ConfigError, default_instance
 from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
 from langflow_cms.delivery.exporter import Exporter
 from langflow_cms.delivery.serializer import aggregate_entry
+from langflow_cms.pipeline.fleet import FleetStream
 from langflow_cms.pipeline.raw import RawScope
 from langflow_cms.pipeline.storage import Scope, Series, Storage
 from langflow_cms.pipeline.window import Window
@@ -98,6 +99,7 @@ class Reporter:
         self.record = self._default.record
         self.series = self._default.series
         self.observe = self._default.observe
+        self.fleet = self._default.fleet
         self._health_reported: Counter[str] = Counter()
         self._cycle_lock = threading.Lock()
         self._reader = Reader(self)
@@ -115,6 +117,13 @@ class Reporter:
             )
         else:
             scope = Scope(self.storage, scope_id, self.common)
+        if self.config.fleet:
+            scope.fleet = FleetStream(
+                budget_per_minute=self.config.fleet_budget,
+                group_id=self.config.group_id,
+                common={k: v for k, v in self.common.items() if k != contract.INSTANCE},
+                sink=self._exporters[scope_id].enqueue,
+            )
         self._scopes[scope_id] = scope
         return scope
 
@@ -229,6 +238,8 @@ class Reporter:
                 dims = {contract.REASON: reason} if reason else None
                 self.record(f"{HEALTH_PREFIX}{name}", increase, dims)
         health = self.health()
+        if self.fleet is not None:
+            self.record(f"{HEALTH_PREFIX}fleet_sample_rate", self.fleet.effective_rate)
         self.record(f"{HEALTH_PREFIX}queued", health["queued"])
         self.record(f"{HEALTH_PREFIX}spooled", health["spooled"])
         if health["last_success_age_s"] is not None:

@@ -195,8 +195,20 @@ class FlowMonitor:
             return False
         if state.monitored:
             elapsed_ms = (time.perf_counter() - state.started) * 1000.0
-            dims = {"flow": state.flow, "status": ERROR if error is not None else OK, **state.dimensions}
+            status = ERROR if error is not None else OK
+            dims = {"flow": state.flow, "status": status, **state.dimensions}
             self.record_for(state, FLOW_METRIC, elapsed_ms, dims)
+            self._fleet(
+                state,
+                [
+                    (contract.FLEET_FLOW_METRIC, dims, elapsed_ms),
+                    (
+                        contract.FLEET_ERROR_METRIC,
+                        {"flow": state.flow, **state.dimensions},
+                        float(error is not None),
+                    ),
+                ],
+            )
         if state.pending and state.deferred:
             _count_unbound(state)
         if error is not None:
@@ -254,6 +266,14 @@ class FlowMonitor:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             status = ERROR if error is not None else OK
             self._record_node(state, node_id, component_type, status, elapsed_ms)
+            if _fleet_nodes():
+                dims = {
+                    "flow": state.flow,
+                    "node": clean_dimension(node_id),
+                    "status": status,
+                    **state.dimensions,
+                }
+                self._fleet(state, [(contract.FLEET_NODE_METRIC, dims, elapsed_ms)])
         if error is not None and state is not None:
             self.end_run(run_id, error)
 
@@ -292,6 +312,18 @@ class FlowMonitor:
         }
 
     # --- where a run's observations go ----------------------------------------------------------------
+    def _fleet(self, state: RunState, points: list[tuple[str, dict[str, str], float]]) -> None:
+        """Offer a run's raw fleet points to its scope's fleet stream (none while its key is unbound)."""
+        try:
+            if state.pending:
+                return
+            recorder = state.scope if state.scope is not None else get_recorder()
+            fleet = getattr(recorder, "fleet", None)
+            if fleet is not None:
+                fleet.offer(points)
+        except Exception:
+            return
+
     def record_for(self, state: RunState, name: str, value: float, dims: dict[str, str]) -> None:
         """Record for a run: to its scope, or kept until its CMS Metric node binds its own AccessKey.
         Never raises."""
@@ -367,6 +399,11 @@ MONITOR = FlowMonitor()
 # waiting for traffic, and installs the SIGTERM flush before uvicorn takes over the signal.
 with suppress(Exception):
     get_reporter()
+
+
+def _fleet_nodes() -> bool:
+    config = getattr(get_recorder(), "config", None)
+    return bool(config is not None and config.fleet and config.fleet_nodes)
 
 
 def _count_unbound(state: RunState) -> None:

@@ -87,6 +87,8 @@ class Scope:
         self.storage = storage
         self.common = dict(common)
         self._cache: dict[Any, Series] = {}
+        self.fleet: Any = None
+        """The scope's fleet stream (``pipeline.fleet.FleetStream``), or None when it is off."""
 
     # ------------------------------------------------------------------ hot path
     def record(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:

@@ -1,0 +1,87 @@
+"""The fleet stream: raw points without an ``instance`` dimension, so CloudMonitor itself computes the
+fleet-wide P50…P99, error rate and run count per flow, across every worker, pod and restart.
+
+Each flow run becomes two raw (``Type=0``) points: its duration on ``langflow_fleet_flow_duration_ms``
+(dimensions ``flow``, ``status``, the flow's own dimensions, ``env``) and 0/1 on ``langflow_fleet_flow_error``
+(whose CMS ``Average`` is the error rate). Raw points are billed, so each process keeps to a budget of
+points per minute (``LANGFLOW_CMS_FLEET_BUDGET``): below it every run is sent; above it runs are sampled at
+the rate that fits the budget, estimated from the previous minute, and never more than the budget is sent.
+The effective rate is reported as ``langflow_cms_fleet_sample_rate``; exact counts come from the per-host
+aggregates. Percentiles and the error rate of a uniform sample are unbiased.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from langflow_cms.delivery.serializer import raw_entry
+from langflow_cms.naming import check_metric_name, clean_dimensions
+
+Point = tuple[str, Mapping[str, str], float]
+
+
+class FleetStream:
+    """Samples and encodes fleet points for one delivery path (``sink`` = its exporter's ``enqueue``)."""
+
+    def __init__(
+        self,
+        *,
+        budget_per_minute: int,
+        group_id: str,
+        common: Mapping[str, str],
+        sink: Callable[[list[dict[str, str]]], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.budget = budget_per_minute
+        self.group_id = group_id
+        self.common = dict(common)
+        self.sink = sink
+        self.clock = clock
+        self.rate = 1.0
+        """Probability of sending a run this minute."""
+        self.effective_rate = 1.0
+        """Points sent / points offered in the last finished minute (``langflow_cms_fleet_sample_rate``)."""
+        self._minute = -1
+        self._offered = self._sent = 0
+        self._lock = threading.Lock()
+        self.invalid = 0
+
+    def offer(self, points: list[Point]) -> bool:
+        """One run's points: sent whole or not at all. True when sent. Never raises."""
+        try:
+            now = self.clock()
+            with self._lock:
+                self._roll(int(now // 60))
+                self._offered += len(points)
+                if self._sent + len(points) > self.budget or random.random() >= self.rate:
+                    return False
+                self._sent += len(points)
+            stamp = int(now * 1000)
+            entries = [
+                raw_entry(
+                    check_metric_name(name),
+                    dict(clean_dimensions(dims, self.common)),
+                    value,
+                    stamp,
+                    self.group_id,
+                )
+                for name, dims, value in points
+            ]
+            self.sink(entries)
+            return True
+        except (ValueError, TypeError, OverflowError):
+            self.invalid += 1
+            return False
+
+    def _roll(self, minute: int) -> None:
+        if minute == self._minute:
+            return
+        if self._minute >= 0:
+            self.effective_rate = self._sent / self._offered if self._offered else 1.0
+            fresh = minute == self._minute + 1
+            # the next minute's rate: what fits the budget if it is as busy as the last one
+            self.rate = min(1.0, self.budget / self._offered) if fresh and self._offered else 1.0
+        self._minute, self._offered, self._sent = minute, 0, 0

@@ -1,0 +1,106 @@
+"""Issue #11, the fleet stream: raw points with no instance dimension, so CMS computes one P95 per flow."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from aliyunsdkcore.client import AcsClient
+
+from langflow_cms import contract
+from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.pipeline.fleet import FleetStream
+from langflow_cms.pipeline.window import Window
+from langflow_cms.query import describe_metric_list
+
+REPO = Path(__file__).resolve().parents[1]
+POEM = REPO / "examples" / "flows" / "poem.json"
+
+RUN_POEM = textwrap.dedent(
+    """
+    import asyncio, sys
+    from lfx.load import arun_flow_from_json
+
+    async def main():
+        for i in range(int(sys.argv[2])):
+            await arun_flow_from_json(sys.argv[1], f"topic {i}", disable_logs=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_the_budget_caps_points_per_minute_and_sampling_follows_the_load():
+    sent: list[dict] = []
+    now = [1_800_000_000.0]
+    fleet = FleetStream(
+        budget_per_minute=100, group_id="0", common={}, sink=sent.extend, clock=lambda: now[0]
+    )
+    point = [("m", {"flow": "f"}, 1.0), ("e", {"flow": "f"}, 0.0)]
+    assert sum(fleet.offer(point) for _ in range(1000)) == 50  # a burst: the first 50 runs fit the budget
+    assert len(sent) == 100
+    now[0] += 60
+    taken = sum(fleet.offer(point) for _ in range(1000))  # as busy as the last minute: ~5 % of runs
+    assert fleet.effective_rate == 0.05  # the finished minute: 100 of 2,000 points offered
+    assert 20 <= taken <= 50 and len(sent) == 100 + 2 * taken  # never past the budget
+    now[0] += 60
+    fleet.offer(point)
+    assert fleet.rate == 0.05  # what fits 100 points a minute at 2,000 offered
+
+
+@pytest.mark.slow
+def test_three_processes_make_one_fleet_series_per_flow_and_status_that_counts_every_run(emulator, env):
+    """Done when (#11): three separate processes running the same flow at once produce one fleet series
+    with no instance dimension, whose points, taken as CMS would store them, count every run."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", RUN_POEM, str(POEM), "6"], env=env, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=240) == 0, proc.stderr.read()[-3000:]
+    points = emulator.entries(contract.FLEET_FLOW_METRIC)
+    assert len(points) == 18 and {p["type"] for p in points} == {0}
+    assert {json.dumps(p["dimensions"], sort_keys=True) for p in points} == {
+        json.dumps({"env": "dev", "flow": "poem", "status": "ok", "version": "v1"}, sort_keys=True)
+    }
+    errors = emulator.entries(contract.FLEET_ERROR_METRIC)
+    assert len(errors) == 18 and sum(p["values"]["value"] for p in errors) == 0
+    # the per-host aggregates keep their instances, three of them, with the same exact count
+    minute = [e for e in emulator.entries(contract.FLOW_METRIC) if e["period"] == 60]
+    assert len({e["dimensions"]["instance"] for e in minute}) == 3
+    assert sum(e["values"]["SampleCount"] for e in minute) == 18
+
+    # CMS computes the fleet P95 from the raw points; it agrees with our sketch's P95 of the same runs
+    client = AcsClient(
+        DEV_ACCESS_KEY_ID,
+        DEV_ACCESS_KEY_SECRET,
+        "cn-hangzhou",
+        auto_retry=False,
+        proxy={"http": None, "https": None},
+    )
+    times = [p["time"] for p in points]
+    answer = describe_metric_list(
+        client,
+        user_id=emulator.user_id,
+        metric_name=contract.FLEET_FLOW_METRIC,
+        period=300,
+        start_ms=min(times) - 600_000,
+        end_ms=int(time.time() * 1000) + 600_000,
+        endpoint=emulator.endpoint,
+    )
+    assert sum(int(p["values"]["SampleCount"]) for p in answer) == 18
+    if len(answer) == 1:  # all runs in one 5-minute window: the P95 of exactly these durations
+        values = sorted(p["values"]["value"] for p in points)
+        nearest_rank = values[math.ceil(0.95 * len(values)) - 1]  # the emulator's (documented) convention
+        assert answer[0]["values"]["P95"] == pytest.approx(nearest_rank)
+        window = Window("w", (), 0)  # ours, over the same durations: DDSketch's lower rank, within 0.75 %
+        for value in values:
+            window.add(value)
+        lower_rank = values[int(0.95 * (len(values) - 1))]
+        assert abs(window.statistics()["P95"] - lower_rank) / lower_rank <= 0.0075

@@ -33,6 +33,9 @@ GOOD: dict[str, list[tuple[str, object]]] = {
     "LANGFLOW_CMS_INSTANCE": [("web-7.pod_3", "web-7.pod_3")],
     "LANGFLOW_CMS_MAX_SERIES": [("50", 50)],
     "LANGFLOW_CMS_MAX_METRICS": [("1", 1), ("5000", 5000)],
+    "LANGFLOW_CMS_FLEET": [("false", False), ("on", True)],
+    "LANGFLOW_CMS_FLEET_NODES": [("yes", True)],
+    "LANGFLOW_CMS_FLEET_BUDGET": [("2", 2), ("10000", 10000)],
     "LANGFLOW_CMS_EXIT_TIMEOUT": [("0", 0.0), ("2.5", 2.5)],
     "LANGFLOW_CMS_QUEUE_SIZE": [("1", 1), ("200000", 200000)],
     "LANGFLOW_CMS_MAX_QPS": [("0.5", 0.5), ("200", 200.0)],
@@ -70,6 +73,9 @@ BAD: dict[str, list[str]] = {
     "LANGFLOW_CMS_SPOOL_MAX_MB": ["0", "-1", "lots", "nan"],
     "LANGFLOW_CMS_MONITOR": ["some"],
     "LANGFLOW_CMS_MAX_METRICS": ["0", "many"],
+    "LANGFLOW_CMS_FLEET": ["sometimes"],
+    "LANGFLOW_CMS_FLEET_NODES": ["2"],
+    "LANGFLOW_CMS_FLEET_BUDGET": ["1", "-5", "lots"],
     "LANGFLOW_CMS_EXIT_TIMEOUT": ["-1", "60", "soon"],
 }
 _FIELD = {v.name: v.field for v in VARIABLES}

@@ -161,7 +161,7 @@ def describe_metric_list(params: Mapping[str, str], store: Store, user_id: str) 
         if not params.get(name):
             raise missing_parameter(name)
     period = _page_param(params, "Period", 60)
-    if period not in QUERY_PERIODS:
+    if params["Namespace"].startswith(NAMESPACE_PREFIX) and period not in QUERY_PERIODS:
         # Custom metrics exist at 60 s and 300 s only (cms-api.md §1.1, §6.1).
         raise invalid_parameter("Period", f"must be one of {QUERY_PERIODS} for custom metrics")
     now_ms = int(time.time() * 1000)

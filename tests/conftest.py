@@ -14,6 +14,12 @@ from langflow_cms.reporter import Reporter
 
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_proxy, None)
+# The test process itself imports the tracing service, which creates the process-wide reporter: keep that
+# one in development mode on a port nothing listens on, and never let it probe an ECS metadata service.
+# Subprocess tests pass their own environment (the `env` fixture).
+os.environ.setdefault("LANGFLOW_CMS_DEV", "1")
+os.environ.setdefault("LANGFLOW_CMS_ENDPOINT", "http://127.0.0.1:9")
+os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 
 
 @pytest.fixture

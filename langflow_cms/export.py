@@ -492,15 +492,17 @@ def _graph_code(
         lines.append(f"# {node.display_name}")
         # in tool mode, the toolset's metadata (tool names, descriptions, on/off) is no input of the class
         tools = [f"{k}={v}" for k, v in values if node.tool_mode and k == "tools_metadata"]
-        args = [
-            f"_id={_py(node.id)}",
-            *(f"{k}={v}" for k, v in values if not (tools and k == "tools_metadata")),
-        ]
+        values = [(k, v) for k, v in values if not (tools and k == "tools_metadata")]
+        # A field the class does not declare (a Prompt's template variables, made from its template) cannot be
+        # a constructor argument; .set() creates it, as it does for a connection.
+        args = [f"_id={_py(node.id)}", *(f"{k}={v}" for k, v in values if k in node.defaults)]
         lines.append(_call(f"{node.var} = {classes[_class_key(node)]}", args))
         if node.tool_mode:
             lines.append(_call("as_tool", [node.var, *tools]))
         if node.module is None and node.declared_name != node.type:
             lines.append(f"{node.var}.name = {_py(node.type)}")
+        if dynamic := [f"{k}={v}" for k, v in values if k not in node.defaults]:
+            lines.append(_call(f"{node.var}.set", dynamic))
         if hidden:
             lines.append(_call(f"{node.var}.set", [f"{k}={v}" for k, v in hidden]))
         sources: dict[str, list[str]] = {}

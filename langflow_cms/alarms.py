@@ -271,11 +271,11 @@ def _unknown(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> No
 def _contact(name: str, table: Any, environ: Mapping[str, str], where: str) -> Contact:
     if not isinstance(table, dict):
         raise SpecError(f"{where}: must be a table")
-    _unknown(table, ("describe", "dingtalk_webhook_env", "mail"), where)
     if "dingtalk_webhook" in table:
         raise SpecError(
             f"{where}: put the webhook in an environment variable and name it in dingtalk_webhook_env"
         )
+    _unknown(table, ("describe", "dingtalk_webhook_env", "mail"), where)
     webhook = env_name = None
     if "dingtalk_webhook_env" in table:
         env_name = _str(table, "dingtalk_webhook_env", where)
@@ -1004,7 +1004,9 @@ def check(
     and evaluate each rule the way CMS does, per series (CMS alarms per resource; nothing is combined
     across series or windows: each value is one series in one window, exactly what CMS compares).
 
-    An alarm is ALARM when any of its series is, else OK when any has data, else INSUFFICIENT_DATA.
+    Only complete windows count (window start + period <= ``end_ms``): the minute in progress is not
+    judged on partial data. An alarm is ALARM when any of its series is, else OK when any has data, else
+    INSUFFICIENT_DATA.
     ``lookback_periods`` periods beyond the evaluated ones are read, to find the latest window with data.
     """
     end_ms = int(time.time() * 1000) if end_ms is None else end_ms
@@ -1025,7 +1027,7 @@ def check(
             values = {
                 int(p["time"]): float(p["values"][alarm.cms_statistic])
                 for p in group
-                if alarm.cms_statistic in p["values"]
+                if alarm.cms_statistic in p["values"] and int(p["time"]) + alarm.period * 1000 <= end_ms
             }
             state, used = evaluate_series(
                 values,

@@ -44,7 +44,10 @@ from langflow_cms.cli.output import (
 
 __all__ = ["SUB_APPS", "JsonOption", "VersionOption", "app", "main", "package_version", "parse_pairs"]
 
-SUB_APPS: tuple[tuple[str, str], ...] = (("dashboard", "langflow_cms.cli.dashboard"),)
+SUB_APPS: tuple[tuple[str, str], ...] = (
+    ("dashboard", "langflow_cms.cli.dashboard"),
+    ("alarms", "langflow_cms.cli.alarms"),
+)
 """(name, module) of command groups; each module defines ``app = typer.Typer(...)``."""
 
 

@@ -1,0 +1,231 @@
+"""``langflow-cms alarms``: alarms as code (``plan``, ``apply``, ``list``, ``check``).
+
+A typer sub-app registered through ``langflow_cms.cli.SUB_APPS``. Endpoint, region, application group and
+credentials are the reporter's (``LANGFLOW_CMS_*``, ``ALIBABA_CLOUD_*``); the calls go through the
+reporter's Transport (retries, deadlines, body-``Code`` check). See docs/alarms.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from langflow_cms.cli.output import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    JsonOption,
+    VersionOption,
+    ascii_text,
+    fail,
+    print_json,
+)
+
+EXIT_CHANGES = 2
+"""``plan``: the file and CloudMonitor differ (as ``terraform plan -detailed-exitcode``)."""
+EXIT_HELP = (
+    "Exit codes: 0 success (plan: no changes; check: no rule in ALARM); 1 failed (CloudMonitor answered "
+    "with an error or could not be reached; check: a rule is in ALARM); 2 bad usage, configuration or "
+    "spec file, or plan found changes; 130 interrupted."
+)
+
+
+def _epilog(*lines: str) -> str:
+    body = "\n\n".join(f"  {line}" for line in lines)
+    return f"Examples:\n\n{body}\n\n{EXIT_HELP}"
+
+
+app = typer.Typer(
+    help="Alarms as code: plan, apply, list and check CloudMonitor alarm rules from a TOML file.",
+    no_args_is_help=True,
+    epilog=_epilog(
+        "langflow-cms alarms plan examples/monitoring.toml",
+        "langflow-cms alarms apply examples/monitoring.toml --prune",
+        "langflow-cms alarms check examples/monitoring.toml",
+    ),
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+SpecArgument = Annotated[Path, typer.Argument(help="The monitoring spec (TOML, see docs/alarms.md).")]
+PruneOption = Annotated[
+    bool,
+    typer.Option("--prune", help="Also delete rules this tool created (langflow-cms-*) that the file lacks."),
+]
+
+
+@app.callback()
+def _group(version: VersionOption = False) -> None:
+    """Alarms as code: plan, apply, list and check CloudMonitor alarm rules from a TOML file."""
+
+
+def _quiet_sdk() -> None:
+    # the SDK logs failed calls at ERROR before raising; the error is reported once, by us
+    logging.getLogger("aliyunsdkcore").addHandler(logging.NullHandler())
+    logging.getLogger("aliyunsdkcore").propagate = False
+
+
+def _spec(path: Path, command: str) -> Any:
+    from langflow_cms.alarms import SpecError, load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        fail(str(exc), EXIT_USAGE, f"alarms {command}")
+
+
+def _client(command: str) -> Any:
+    from langflow_cms.alarms import AlarmClient
+    from langflow_cms.config import ConfigError
+    from langflow_cms.credentials import CredentialError
+
+    _quiet_sdk()
+    try:
+        return AlarmClient.from_env()
+    except (ConfigError, CredentialError) as exc:
+        fail(str(exc), EXIT_USAGE, f"alarms {command}")
+
+
+def _failed(exc: BaseException, command: str) -> NoReturn:
+    from langflow_cms.redact import redact
+
+    fail(redact(str(exc)), EXIT_FAILED, f"alarms {command}")
+
+
+def _echo(text: str) -> None:
+    typer.echo(ascii_text(text))
+
+
+@app.command(
+    epilog=_epilog(
+        "langflow-cms alarms plan examples/monitoring.toml",
+        "langflow-cms alarms plan examples/monitoring.toml --prune --json",
+    )
+)
+def plan(
+    spec_file: SpecArgument,
+    prune: PruneOption = False,
+    json_output: JsonOption = False,
+    version: VersionOption = False,
+) -> None:
+    """Show what apply would create, change or delete, as a diff. Exit code 2 when there are changes."""
+    from langflow_cms import alarms
+
+    spec = _spec(spec_file, "plan")
+    client = _client("plan")
+    try:
+        found = alarms.plan(spec, client, prune=prune)
+    except alarms.AlarmError as exc:
+        _failed(exc, "plan")
+    if json_output:
+        print_json(found.as_dict())
+    else:
+        _echo(found.render())
+    if found.has_changes:
+        raise typer.Exit(EXIT_CHANGES)
+
+
+@app.command(
+    epilog=_epilog(
+        "DINGTALK_WEBHOOK='https://oapi.dingtalk.com/robot/send?access_token=...' "
+        "langflow-cms alarms apply examples/monitoring.toml",
+        "langflow-cms alarms apply examples/monitoring.toml --prune",
+    )
+)
+def apply(
+    spec_file: SpecArgument,
+    prune: PruneOption = False,
+    json_output: JsonOption = False,
+    version: VersionOption = False,
+) -> None:
+    """Create or update the contacts, contact groups and rules of the file (PutContact, PutContactGroup,
+    PutCustomMetricRule with RuleId langflow-cms-<alarm name>). Idempotent: a second apply changes
+    nothing. With --prune, rules this tool created that the file no longer has are deleted."""
+    from langflow_cms import alarms
+
+    spec = _spec(spec_file, "apply")
+    client = _client("apply")
+    try:
+        done = alarms.apply(spec, client, prune=prune)
+    except alarms.AlarmError as exc:
+        _failed(exc, "apply")
+    if json_output:
+        print_json({"applied": True, **done.as_dict()})
+        return
+    if not done.has_changes:
+        _echo(done.render())
+        return
+    _echo(done.render().replace("Plan: ", "Applied: ", 1))
+
+
+@app.command(name="list", epilog=_epilog("langflow-cms alarms list", "langflow-cms alarms list --json"))
+def list_rules(json_output: JsonOption = False, version: VersionOption = False) -> None:
+    """The alarm rules in the account that this tool manages (RuleId langflow-cms-*)."""
+    from langflow_cms import alarms
+    from langflow_cms.cli.output import console, table_box
+
+    client = _client("list")
+    try:
+        rows = alarms.managed_rules(client)
+    except alarms.AlarmError as exc:
+        _failed(exc, "list")
+    if json_output:
+        print_json({"rules": rows})
+        return
+    if not rows:
+        _echo("No rules managed by langflow-cms in this account.")
+        return
+    from rich.table import Table
+
+    table = Table(box=table_box())
+    columns = ("rule_id", "metric", "resources", "condition", "periods", "level", "contact_groups", "enabled")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        resources = row["resources"]
+        shown = ", ".join(resources) if isinstance(resources, list) else str(resources)
+        table.add_row(*(shown if c == "resources" else str(row[c]) for c in columns))
+    console().print(table)
+
+
+@app.command(
+    epilog=_epilog(
+        "langflow-cms alarms check examples/monitoring.toml",
+        "langflow-cms alarms check examples/monitoring.toml --end 2026-11-25T10:30:00Z --json",
+    )
+)
+def check(
+    spec_file: SpecArgument,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate as of this time: epoch ms or ISO 8601 (default now).", show_default=False
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+    version: VersionOption = False,
+) -> None:
+    """Read the last periods of every alarm's series back (DescribeMetricList) and evaluate each rule the
+    way CloudMonitor does: OK, ALARM or INSUFFICIENT_DATA, with the numbers behind it. Exit code 1 when
+    a rule is in ALARM."""
+    from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+
+    from langflow_cms import alarms
+    from langflow_cms.cli import _reader, parse_end
+    from langflow_cms.query import CmsQueryError
+
+    spec = _spec(spec_file, "check")
+    end_ms = parse_end(end)
+    _quiet_sdk()
+    reader = alarms.PermissionNamingReader(_reader(10))
+    try:
+        results = alarms.check(spec, reader, end_ms=end_ms)
+    except (alarms.AlarmError, CmsQueryError, ServerException, ClientException) as exc:
+        _failed(exc, "check")
+    if json_output:
+        print_json({"alarms": [r.as_dict() for r in results]})
+    else:
+        _echo(alarms.render_check(results))
+    if any(r.state == alarms.ALARM for r in results):
+        raise typer.Exit(EXIT_FAILED)

@@ -103,6 +103,22 @@ def _dimension_value(text: str) -> str:
     return text
 
 
+_SLS_PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_SLS_LOGSTORE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,61}[a-z0-9]")
+
+
+def _sls_project(text: str) -> str:
+    if not _SLS_PROJECT_RE.fullmatch(text):
+        raise ValueError
+    return text
+
+
+def _sls_logstore(text: str) -> str:
+    if not _SLS_LOGSTORE_RE.fullmatch(text):
+        raise ValueError
+    return text
+
+
 def _path(text: str) -> Path:
     return Path(text).expanduser()
 
@@ -286,6 +302,58 @@ VARIABLES: tuple[Variable, ...] = (
         "second (21 points a call), far below the 50-200 calls a second an account may make.",
     ),
     Variable(
+        "LANGFLOW_CMS_EVENTS",
+        "events",
+        _bool,
+        "true",
+        _BOOL,
+        "A CloudMonitor custom event (langflow_flow_failed) and one JSON log line (logger "
+        "langflow_cms.events) per failed run, with the run id, the failing node and a redacted message.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_EVENTS_PER_MINUTE",
+        "events_per_minute",
+        _number(int, 1, 10_000),
+        "10",
+        "an integer from 1 to 10000",
+        "Events per flow and minute at most; the rest are counted and summarised in one "
+        "langflow_events_suppressed event per flow and minute (their log lines are all written).",
+    ),
+    Variable(
+        "LANGFLOW_CMS_SLOW_RUN_MS",
+        "slow_run_ms",
+        _number(float, 0.0, 86_400_000.0, low_open=True),
+        None,
+        "milliseconds, a number in (0, 86400000]",
+        "A run slower than this is slow: with LANGFLOW_CMS_SLOW_EVENTS it raises a langflow_flow_slow event. "
+        "A CMS Metric node's own threshold wins for its flow.",
+        default_doc="unset (no run is slow)",
+    ),
+    Variable(
+        "LANGFLOW_CMS_SLOW_EVENTS",
+        "slow_events",
+        _bool,
+        "false",
+        _BOOL,
+        "Also an event (and log line) per run slower than LANGFLOW_CMS_SLOW_RUN_MS.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_SLS_PROJECT",
+        "sls_project",
+        _sls_project,
+        None,
+        "an SLS project name: 3-63 lower-case letters, digits and -",
+        "With LANGFLOW_CMS_SLS_LOGSTORE: every event carries a link to the SLS console search for its run.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_SLS_LOGSTORE",
+        "sls_logstore",
+        _sls_logstore,
+        None,
+        "an SLS logstore name: 2-63 lower-case letters, digits, - and _",
+        "The logstore Logtail/LoongCollector ships the langflow_cms.events lines to.",
+    ),
+    Variable(
         "LANGFLOW_CMS_MAX_SERIES",
         "max_series_per_metric",
         _number(int, 1, 1_000_000),
@@ -410,6 +478,12 @@ class Config:
     env: str | None = None
     instance: str = ""
     max_series_per_metric: int = 1000
+    events: bool = True
+    events_per_minute: int = 10
+    slow_run_ms: float | None = None
+    slow_events: bool = False
+    sls_project: str | None = None
+    sls_logstore: str | None = None
     fleet: bool = True
     fleet_nodes: bool = False
     fleet_budget: int = 600

@@ -9,6 +9,11 @@ import re
 MAX_ENTRIES_PER_CALL = 21
 """`MetricList.N`: N is 1..21 in the API metadata (the overview page's 100 conflicts; 21 is safe)."""
 
+MAX_EVENTS_PER_CALL = 50
+"""`EventInfo.N` of PutCustomEvent: N is 1..50 in the API metadata (doc 60196: 100 events, 500 KB)."""
+MAX_EVENT_CALLS_PER_S = 20
+"""PutCustomEvent calls per second per account (doc 60196)."""
+
 MAX_DIMENSIONS = 10
 MAX_NAME_BYTES = 64
 MAX_DIMENSION_BYTES = 64

@@ -39,6 +39,7 @@ from langflow_cms.config import Config, ConfigError, default_instance
 from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
 from langflow_cms.delivery.exporter import Exporter
 from langflow_cms.delivery.serializer import aggregate_entry
+from langflow_cms.events import EventStream
 from langflow_cms.pipeline.fleet import FleetStream
 from langflow_cms.pipeline.raw import RawScope
 from langflow_cms.pipeline.storage import Scope, Series, Storage
@@ -100,6 +101,7 @@ class Reporter:
         self.series = self._default.series
         self.observe = self._default.observe
         self.fleet = self._default.fleet
+        self.events = self._default.events
         self._health_reported: Counter[str] = Counter()
         self._cycle_lock = threading.Lock()
         self._reader = Reader(self)
@@ -122,6 +124,12 @@ class Reporter:
                 budget_per_minute=self.config.fleet_budget,
                 group_id=self.config.group_id,
                 common={k: v for k, v in self.common.items() if k != contract.INSTANCE},
+                sink=self._exporters[scope_id].enqueue,
+            )
+        if self.config.events:
+            scope.events = EventStream(
+                per_minute=self.config.events_per_minute,
+                group_id=self.config.group_id,
                 sink=self._exporters[scope_id].enqueue,
             )
         self._scopes[scope_id] = scope
@@ -215,11 +223,17 @@ class Reporter:
     def _send_all(self, deadline: float) -> bool:
         return all([exporter.send(deadline) for exporter in list(self._exporters.values())])
 
+    def _flush_events(self, force: bool = False) -> None:
+        for scope in list(self._scopes.values()):
+            if scope.events is not None:
+                scope.events.flush(force=force)
+
     def cycle(self) -> None:
         """The minute's work (reader thread): health metrics, collect, encode, snapshot, send."""
         with self._cycle_lock:
             self._record_health()
             self._export(self.storage.collect())
+            self._flush_events()
             self._snapshot()
         self._send_all(time.monotonic() + self.config.retry_deadline)
 
@@ -281,6 +295,7 @@ class Reporter:
         self._reader.stop()
         with self._cycle_lock:
             self._export(self.storage.collect(force=True))
+            self._flush_events(force=True)
             self._snapshot()
         exporters = list(self._exporters.values())
         for exporter in exporters:
@@ -309,6 +324,7 @@ class Reporter:
             "scopes": len(self._exporters) - 1,
             "queued": sum(p["queued"] for p in parts),
             "sent": sum(p["sent"] for p in parts),
+            "events_sent": sum(p["events_sent"] for p in parts),
             "calls": sum(p["calls"] for p in parts),
             "retries": totals["retries"],
             "failed": totals["failed"],

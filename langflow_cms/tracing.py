@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from langflow_cms import contract, flow_settings
+from langflow_cms import contract, events, flow_settings
 from langflow_cms.flow_settings import FlowSettings, clean_dimension
 from langflow_cms.reporter import CLOSE_SLACK_S, chain_sigterm_flush, get_reporter
 from langflow_cms.tokens import TokenUsageHandler
@@ -97,6 +97,11 @@ class RunState:
     pending: bool = False
     """The flow's CMS Metric node has its own AccessKey, not bound yet: observations wait in ``deferred``."""
     deferred: list[tuple[str, float, dict[str, str]]] = field(default_factory=list)
+    session_id: str | None = None
+    failure: tuple[str, str, BaseException] | None = None
+    """(node id, component type, error) of the node that failed the run."""
+    inputs: list[str] = field(default_factory=list)
+    """The run's input texts, blanked out of error messages in events (never a prompt in an event)."""
 
 
 _current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("langflow_cms_run", default=None)
@@ -161,7 +166,9 @@ class FlowMonitor:
         monitored = flow_settings.should_monitor(settings)
         return label, monitored, dict(settings.dimensions), settings.own_credentials
 
-    def start_run(self, run_id: str, graph: Any, stem: str | None = None) -> RunState:
+    def start_run(
+        self, run_id: str, graph: Any, stem: str | None = None, session_id: str | None = None
+    ) -> RunState:
         """Open a run. A restarted run id (a graph re-run) replaces the old state."""
         label, monitored, dims, own_credentials = self._describe(graph, stem)
         state = RunState(
@@ -173,6 +180,7 @@ class FlowMonitor:
             stem=stem,
             described=graph is not None,
             pending=own_credentials,
+            session_id=session_id,
         )
         with self._lock:
             self._drop_stale()
@@ -209,6 +217,7 @@ class FlowMonitor:
                     ),
                 ],
             )
+            self._event(state, elapsed_ms, error)
         if state.pending and state.deferred:
             _count_unbound(state)
         if error is not None:
@@ -275,6 +284,8 @@ class FlowMonitor:
                 }
                 self._fleet(state, [(contract.FLEET_NODE_METRIC, dims, elapsed_ms)])
         if error is not None and state is not None:
+            if state.failure is None and state.run_id:
+                state.failure = (node_id, component_type, error)
             self.end_run(run_id, error)
 
     def _record_node(
@@ -310,6 +321,47 @@ class FlowMonitor:
             "status": status,
             **state.dimensions,
         }
+
+    # --- events ---------------------------------------------------------------------------------------
+    def _event(self, state: RunState, elapsed_ms: float, error: BaseException | None) -> None:
+        """One failure event (or slow-run event) per run, with its log line. Never raises."""
+        try:
+            if state.pending:
+                return  # the flow's own key is not bound: nothing of it may leave with another key
+            recorder = state.scope if state.scope is not None else get_recorder()
+            stream = getattr(recorder, "events", None)
+            config = getattr(get_recorder(), "config", None)
+            if stream is None or config is None:
+                return
+            slow = config.slow_run_ms is not None and elapsed_ms > config.slow_run_ms
+            if error is None and not (slow and config.slow_events):
+                return
+            node_id, component, node_error = state.failure or ("", "", error)
+            content: dict[str, Any] = {
+                "flow": state.flow,
+                "status": ERROR if error is not None else OK,
+                "node": clean_dimension(node_id) if node_id else "",
+                "component": component,
+                "error_type": type(node_error).__name__ if node_error is not None else "",
+                "message": events.safe_message(node_error, tuple(state.inputs)),
+                "run_id": state.run_id,
+                "session_id": state.session_id or "",
+                "trace_id": state.run_id,
+                "instance": config.instance,
+                "duration_ms": round(elapsed_ms, 1),
+                **state.dimensions,
+            }
+            if slow and error is None:
+                content["threshold_ms"] = config.slow_run_ms
+            link = events.sls_link(
+                config.sls_project, config.sls_logstore, config.region, run_id=state.run_id, at=time.time()
+            )
+            if link:
+                content["sls"] = link
+            name = contract.EVENT_FLOW_FAILED if error is not None else contract.EVENT_FLOW_SLOW
+            stream.emit(name, content)
+        except Exception:
+            return
 
     # --- where a run's observations go ----------------------------------------------------------------
     def _fleet(self, state: RunState, points: list[tuple[str, dict[str, str], float]]) -> None:
@@ -489,7 +541,7 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
             stem = None
             if graph is None or not (getattr(graph, "flow_name", None) or getattr(graph, "flow_id", None)):
                 stem = flow_settings.source_stem_from_stack()
-            self.monitor.start_run(str(run_id), graph, stem)
+            self.monitor.start_run(str(run_id), graph, stem, session_id)
             _current_run.set(str(run_id))
         except Exception:
             return
@@ -514,6 +566,10 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
         try:
             context = self.monitor.node_context(component)
             token = _current_node.set((context[0] or "", context[1]))
+            text = inputs.get("input_value") if isinstance(inputs, dict) else None
+            state = context[3]
+            if isinstance(text, str) and len(text) >= 8 and state is not None and len(state.inputs) < 3:
+                state.inputs.append(text)
         except Exception:
             pass
         try:

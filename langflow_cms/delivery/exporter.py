@@ -20,7 +20,7 @@ from typing import Any
 
 from langflow_cms.config import Config
 from langflow_cms.credentials import CredentialProvider
-from langflow_cms.delivery.serializer import batches
+from langflow_cms.delivery.serializer import batches, is_event
 from langflow_cms.delivery.spool import Spool
 from langflow_cms.delivery.transport import CmsError, Transport
 
@@ -171,16 +171,19 @@ class Exporter:
             self._send_lock.release()
 
     def _deliver(self, entries: list[Entry], path: Path | None, deadline: float) -> bool:
-        """Send ``entries`` in batches; with a spool file, shrink it as batches arrive. False on failure."""
+        """Send ``entries`` in batches, metrics first, then events; with a spool file, shrink it as batches
+        arrive. False on failure."""
+        metrics = [e for e in entries if not is_event(e)]
+        entries = metrics + [e for e in entries if is_event(e)]
         done = 0
-        for batch in batches(entries):
+        for batch in [*batches(metrics), *batches(entries[len(metrics) :])]:
             try:
                 self.transport().put_with_retry(batch, deadline, self._count_retry)
             except CmsError as exc:
                 self._failed(entries[done:], exc, path)
                 return False
             done += len(batch)
-            self.stats["sent"] += len(batch)
+            self.stats["events_sent" if is_event(batch[0]) else "sent"] += len(batch)
             self.stats["calls"] += 1
             self.last_success = time.time()
             self.outage.recovered(self.stats["sent"])
@@ -233,7 +236,7 @@ class Exporter:
                 self.spool.write(left)
                 self.spooled = self.spool.entries()
                 log.warning(
-                    "langflow-cms: %d entries not delivered to %s before the exit deadline: kept in the spool %s",
+                    "langflow-cms: %d entries not delivered to %s before the exit deadline: spooled in %s",
                     len(left),
                     self.config.endpoint,
                     self.spool.directory,
@@ -255,6 +258,7 @@ class Exporter:
         dropped = sum(v for k, v in self.stats.items() if k.startswith("dropped:"))
         return {
             "sent": self.stats["sent"],
+            "events_sent": self.stats["events_sent"],
             "calls": self.stats["calls"],
             "retries": self.stats["retries"],
             "failed": self.stats["failed"],

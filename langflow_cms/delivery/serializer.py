@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 from urllib.parse import quote
 
-from langflow_cms.limits import MAX_ENTRIES_PER_CALL
+from langflow_cms.limits import MAX_ENTRIES_PER_CALL, MAX_EVENTS_PER_CALL
 from langflow_cms.pipeline.window import Window
 
 MAX_BATCH_BYTES = 24 * 1024
@@ -53,13 +53,20 @@ def encoded_size(entry: Mapping[str, str]) -> int:
     return sum(len(key) + 18 + len(quote(value, safe="")) for key, value in entry.items())
 
 
+def is_event(entry: Mapping[str, str]) -> bool:
+    """Events (PutCustomEvent ``EventInfo``) travel with metric entries through the outbox and spool."""
+    return "EventName" in entry
+
+
 def batches(entries: list[dict[str, str]]) -> Iterator[list[dict[str, str]]]:
-    """Split ``entries`` into calls of at most 21 entries and MAX_BATCH_BYTES."""
+    """Split ``entries`` (all of one kind) into calls of at most 21 metric entries or 50 events, and at
+    most MAX_BATCH_BYTES."""
+    limit = MAX_EVENTS_PER_CALL if entries and is_event(entries[0]) else MAX_ENTRIES_PER_CALL
     batch: list[dict[str, str]] = []
     size = 0
     for entry in entries:
         cost = encoded_size(entry)
-        if batch and (len(batch) == MAX_ENTRIES_PER_CALL or size + cost > MAX_BATCH_BYTES):
+        if batch and (len(batch) == limit or size + cost > MAX_BATCH_BYTES):
             yield batch
             batch, size = [], 0
         batch.append(entry)

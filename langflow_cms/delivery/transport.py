@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aliyunsdkcms.request.v20190101.PutCustomEventRequest import PutCustomEventRequest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
@@ -148,7 +149,11 @@ class Transport:
         quiet_sdk_logs()
 
     def put(self, entries: list[dict[str, str]], deadline: float = float("inf")) -> str:
-        """One PutCustomMetric call; returns the RequestId or raises CmsError."""
+        """One PutCustomMetric call (or PutCustomEvent, for event entries); the RequestId or CmsError."""
+        if entries and "EventName" in entries[0]:
+            events = PutCustomEventRequest()
+            events.set_EventInfos(entries)
+            return self.call(events, deadline)
         request = PutCustomMetricRequest()
         request.set_MetricLists(entries)
         return self.call(request, deadline)

@@ -89,6 +89,8 @@ class Scope:
         self._cache: dict[Any, Series] = {}
         self.fleet: Any = None
         """The scope's fleet stream (``pipeline.fleet.FleetStream``), or None when it is off."""
+        self.events: Any = None
+        """The scope's failure events (``events.EventStream``), or None when they are off."""
 
     # ------------------------------------------------------------------ hot path
     def record(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:

@@ -886,7 +886,8 @@ def plan(spec: Spec, client: AlarmClient, *, prune: bool = False) -> Plan:
     kept: list[str] = []
     for rid in stale:
         if prune:
-            changes.append(Change("delete", "rule", rid, label=str(current_rules[rid].get("RuleName", ""))))
+            name = str(current_rules[rid].get("RuleName", ""))
+            changes.append(Change("delete", "rule", rid, label="" if name == rid else name))
         else:
             kept.append(rid)
     return Plan(changes, unchanged, kept)

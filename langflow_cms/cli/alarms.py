@@ -179,13 +179,15 @@ def list_rules(json_output: JsonOption = False, version: VersionOption = False) 
     from rich.table import Table
 
     table = Table(box=table_box())
-    columns = ("rule_id", "metric", "resources", "condition", "periods", "level", "contact_groups", "enabled")
-    for column in columns:
-        table.add_column(column)
+    table.add_column("rule", no_wrap=True, min_width=max(len(r["rule_id"]) for r in rows))
+    table.add_column("metric", no_wrap=True)
+    for column in ("resources", "condition", "level", "contact groups"):
+        table.add_column(column, overflow="fold")
     for row in rows:
         resources = row["resources"]
         shown = ", ".join(resources) if isinstance(resources, list) else str(resources)
-        table.add_row(*(shown if c == "resources" else str(row[c]) for c in columns))
+        condition = f"{row['condition']}, {row['periods']}" + ("" if row["enabled"] else " (disabled)")
+        table.add_row(row["rule_id"], row["metric"], shown, condition, row["level"], row["contact_groups"])
     console().print(table)
 
 

@@ -105,6 +105,36 @@ def read_back(emulator: Emulator, since_ms: int) -> tuple[list[Row], list[Row]]:
     return flow_rows, node_rows
 
 
+def print_failures(emulator: Emulator, since_ms: int) -> None:
+    """The failing runs' events, read back with DescribeCustomEventAttribute as an operator would."""
+    from langflow_cms.query import describe_custom_events
+
+    client = AcsClient(
+        DEV_ACCESS_KEY_ID,
+        DEV_ACCESS_KEY_SECRET,
+        "cn-hangzhou",
+        auto_retry=False,
+        proxy={"http": None, "https": None},
+    )
+    found = describe_custom_events(
+        client, name=contract.EVENT_FLOW_FAILED, endpoint=emulator.endpoint, start_ms=since_ms
+    )
+    print(f"\nFailed runs ({contract.EVENT_FLOW_FAILED} events, DescribeCustomEventAttribute): {len(found)}")
+    header = ("flow", "node", "error", "run id")
+    shown = [
+        (
+            e["content"].get("flow", ""),
+            e["content"].get("node", ""),
+            e["content"].get("error_type", ""),
+            e["content"].get("run_id", ""),
+        )
+        for e in found[:5]
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *shown]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *shown]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
 def write_chart(flow_rows: list[Row], node_rows: list[Row], path: Path) -> None:
     """Horizontal bars of P50/P95/P99 per node and per flow, as a CMS dashboard would show them."""
     import matplotlib
@@ -175,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(flow_rows, FLOW_COLUMNS))
         print(f"\nPer node ({NODE_METRIC})")
         print(format_table(node_rows, NODE_COLUMNS))
+        print_failures(emulator, since_ms)
         write_chart(flow_rows, node_rows, args.chart)
         print(f"\nchart written to {args.chart}")
     return 0

@@ -33,6 +33,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aliyunsdkcms.request.v20190101.DescribeCustomEventAttributeRequest import (
+    DescribeCustomEventAttributeRequest,
+)
 from aliyunsdkcms.request.v20190101.DescribeCustomMetricListRequest import DescribeCustomMetricListRequest
 from aliyunsdkcms.request.v20190101.DescribeMetricListRequest import DescribeMetricListRequest
 from aliyunsdkcore.acs_exception.exceptions import ServerException
@@ -131,6 +134,36 @@ def _call(
         return body
 
     return once()
+
+
+def describe_custom_events(
+    client: AcsClient,
+    *,
+    name: str,
+    endpoint: str | None = None,
+    start_ms: int | None = None,
+    page_size: int = 50,
+    limiter: RateLimiter | None = None,
+) -> list[dict[str, Any]]:
+    """Custom events called ``name`` (``DescribeCustomEventAttribute``), each with ``content`` parsed from
+    its JSON when it is JSON (our events are), newest first as CMS returns them."""
+    request = DescribeCustomEventAttributeRequest()
+    request.set_Name(name)
+    request.set_PageSize(str(page_size))
+    if start_ms is not None:
+        request.set_StartTime(str(start_ms))
+    body = _call(client, request, endpoint, limiter)
+    items = (body.get("CustomEvents") or {}).get("CustomEvent") or []
+    events = []
+    for item in items:
+        try:
+            content = json.loads(item.get("Content") or "{}")
+        except ValueError:
+            content = {"text": item.get("Content")}
+        events.append(
+            {"id": item.get("Id"), "name": item.get("Name"), "time": item.get("Time"), "content": content}
+        )
+    return events
 
 
 def describe_custom_metric_list(

@@ -40,7 +40,7 @@ from langflow_cms.credentials import Credential, CredentialError, CredentialProv
 from langflow_cms.delivery.exporter import Exporter
 from langflow_cms.delivery.serializer import aggregate_entry
 from langflow_cms.events import EventStream
-from langflow_cms.pipeline.fleet import FleetStream
+from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.raw import RawScope
 from langflow_cms.pipeline.storage import Scope, Series, Storage
 from langflow_cms.pipeline.window import Window
@@ -102,6 +102,7 @@ class Reporter:
         self.observe = self._default.observe
         self.fleet = self._default.fleet
         self.events = self._default.events
+        self.streaks = self._default.streaks
         self._health_reported: Counter[str] = Counter()
         self._cycle_lock = threading.Lock()
         self._reader = Reader(self)
@@ -126,6 +127,7 @@ class Reporter:
                 common={k: v for k, v in self.common.items() if k != contract.INSTANCE},
                 sink=self._exporters[scope_id].enqueue,
             )
+            scope.streaks = SlowStreaks(scope.fleet)
         if self.config.events:
             scope.events = EventStream(
                 per_minute=self.config.events_per_minute,
@@ -224,9 +226,11 @@ class Reporter:
         return all([exporter.send(deadline) for exporter in list(self._exporters.values())])
 
     def _flush_events(self, force: bool = False) -> None:
+        """Per-minute summaries: suppressed events and slow streaks of the minutes that have ended."""
         for scope in list(self._scopes.values()):
-            if scope.events is not None:
-                scope.events.flush(force=force)
+            for stream in (scope.events, scope.streaks):
+                if stream is not None:
+                    stream.flush(force=force)
 
     def cycle(self) -> None:
         """The minute's work (reader thread): health metrics, collect, encode, snapshot, send."""

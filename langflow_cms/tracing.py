@@ -101,6 +101,8 @@ class RunState:
     failure: tuple[str, str, BaseException] | None = None
     """(node id, component type, error) of the node that failed the run."""
     inputs: list[str] = field(default_factory=list)
+    slow_ms: float | None = None
+    """A run slower than this continues the flow's slow streak (``LANGFLOW_CMS_SLOW_RUN_MS`` or the node)."""
     """The run's input texts, blanked out of error messages in events (never a prompt in an event)."""
 
 
@@ -157,20 +159,24 @@ class FlowMonitor:
     # --- runs ---------------------------------------------------------------------------------------
     def describe(self, graph: Any, stem: str | None = None) -> tuple[str, bool, dict[str, str]]:
         """(flow label, monitored?, extra dimensions) of a graph under the current mode."""
-        label, monitored, dims, _ = self._describe(graph, stem)
+        label, monitored, dims, *_ = self._describe(graph, stem)
         return label, monitored, dims
 
-    def _describe(self, graph: Any, stem: str | None = None) -> tuple[str, bool, dict[str, str], bool]:
+    def _describe(
+        self, graph: Any, stem: str | None = None
+    ) -> tuple[str, bool, dict[str, str], bool, float | None]:
+        """(label, monitored, flow dimensions, own credentials, slow-run threshold in ms or None)."""
         settings = flow_settings.read_settings(graph) if graph is not None else FlowSettings()
         label = flow_settings.flow_label(graph, stem)
         monitored = flow_settings.should_monitor(settings)
-        return label, monitored, dict(settings.dimensions), settings.own_credentials
+        slow_ms = getattr(settings, "slow_ms", None) or _process_slow_ms()
+        return label, monitored, dict(settings.dimensions), settings.own_credentials, slow_ms
 
     def start_run(
         self, run_id: str, graph: Any, stem: str | None = None, session_id: str | None = None
     ) -> RunState:
         """Open a run. A restarted run id (a graph re-run) replaces the old state."""
-        label, monitored, dims, own_credentials = self._describe(graph, stem)
+        label, monitored, dims, own_credentials, slow_ms = self._describe(graph, stem)
         state = RunState(
             run_id=run_id,
             started=time.perf_counter(),
@@ -181,6 +187,7 @@ class FlowMonitor:
             described=graph is not None,
             pending=own_credentials,
             session_id=session_id,
+            slow_ms=slow_ms,
         )
         with self._lock:
             self._drop_stale()
@@ -218,6 +225,8 @@ class FlowMonitor:
                 ],
             )
             self._event(state, elapsed_ms, error)
+            if state.slow_ms is not None:
+                self._streak(state, elapsed_ms)
         if state.pending and state.deferred:
             _count_unbound(state)
         if error is not None:
@@ -256,7 +265,9 @@ class FlowMonitor:
         node_id = str(getattr(component, "_id", None) or getattr(component, "get_id", lambda: "?")())
         state = self.run(run_id)
         if state is not None and not state.described and graph is not None:
-            state.flow, state.monitored, state.dimensions, state.pending = self._describe(graph, state.stem)
+            state.flow, state.monitored, state.dimensions, state.pending, state.slow_ms = self._describe(
+                graph, state.stem
+            )
             state.described = True
         return run_id, node_id, _component_type(component), state, graph
 
@@ -269,7 +280,7 @@ class FlowMonitor:
         """
         run_id, node_id, component_type, state, graph = context or self.node_context(component)
         if state is None:  # A run we never saw start (e.g. a subgraph): label it from its own graph.
-            label, monitored, dims, own_credentials = self._describe(graph)
+            label, monitored, dims, own_credentials, _ = self._describe(graph)
             state = RunState("", 0.0, label, monitored and not own_credentials, dims)
         if state.monitored:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
@@ -321,6 +332,17 @@ class FlowMonitor:
             "status": status,
             **state.dimensions,
         }
+
+    def _streak(self, state: RunState, elapsed_ms: float) -> None:
+        try:
+            if state.pending:
+                return
+            recorder = state.scope if state.scope is not None else get_recorder()
+            streaks = getattr(recorder, "streaks", None)
+            if streaks is not None:
+                streaks.observe({"flow": state.flow, **state.dimensions}, state.slow_ms, elapsed_ms)
+        except Exception:
+            return
 
     # --- events ---------------------------------------------------------------------------------------
     def _event(self, state: RunState, elapsed_ms: float, error: BaseException | None) -> None:
@@ -395,7 +417,7 @@ class FlowMonitor:
         run_id = getattr(graph, "_run_id", None)
         state = self.run(str(run_id)) if run_id else None
         if state is None:
-            _, _, _, own_credentials = self._describe(graph)
+            own_credentials = self._describe(graph)[3]
             if own_credentials:
                 return  # its node never bound a key: never send with the process's key
             record(name, value, dims)
@@ -431,7 +453,7 @@ class FlowMonitor:
     def emit_tokens(self, run_id: str | None, graph: Any, model: str, direction: str, tokens: int) -> None:
         state = self.run(run_id)
         if state is None:
-            label, monitored, dims, own_credentials = self._describe(graph)
+            label, monitored, dims, own_credentials, _ = self._describe(graph)
             state = RunState("", 0.0, label, monitored and not own_credentials, dims)
         if state.monitored:
             dims = {
@@ -451,6 +473,11 @@ MONITOR = FlowMonitor()
 # waiting for traffic, and installs the SIGTERM flush before uvicorn takes over the signal.
 with suppress(Exception):
     get_reporter()
+
+
+def _process_slow_ms() -> float | None:
+    config = getattr(get_recorder(), "config", None)
+    return getattr(config, "slow_run_ms", None)
 
 
 def _fleet_nodes() -> bool:

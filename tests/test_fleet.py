@@ -15,7 +15,7 @@ from aliyunsdkcore.client import AcsClient
 
 from langflow_cms import contract
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
-from langflow_cms.pipeline.fleet import FleetStream
+from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.window import Window
 from langflow_cms.query import describe_metric_list
 
@@ -104,3 +104,49 @@ def test_three_processes_make_one_fleet_series_per_flow_and_status_that_counts_e
             window.add(value)
         lower_rank = values[int(0.95 * (len(values) - 1))]
         assert abs(window.statistics()["P95"] - lower_rank) / lower_rank <= 0.0075
+
+
+def test_slow_streaks_count_consecutive_slow_runs_per_flow_across_minutes():
+    """#12: "3 runs in a row over T" needs, per flow and minute, the longest streak of slow runs."""
+    sent: list[dict] = []
+    now = [1_800_000_000.0]
+    fleet = FleetStream(budget_per_minute=100, group_id="0", common={"env": "dev"}, sink=sent.extend)
+    streaks = SlowStreaks(fleet, clock=lambda: now[0])
+    for duration in (6000, 7000, 100, 6000):  # two slow, a fast one breaks the streak, one slow
+        streaks.observe({"flow": "poem"}, 5000, duration)
+    now[0] += 60
+    for duration in (6000, 6500):  # the open streak of 1 continues: 2, 3
+        streaks.observe({"flow": "poem"}, 5000, duration)
+    streaks.flush(force=True)
+    points = [(json.loads(e["Dimensions"]), json.loads(e["Values"])["value"]) for e in sent]
+    assert [value for _, value in points] == [2.0, 3.0]
+    assert points[0][0] == {"env": "dev", "flow": "poem", "threshold_ms": "5000"}
+    assert all(e["MetricName"] == contract.SLOW_STREAK_METRIC and e["Type"] == "0" for e in sent)
+
+
+def test_a_run_path_reports_its_slow_streak(emulator, monkeypatch):
+    from types import SimpleNamespace
+
+    from langflow_cms import tracing
+    from langflow_cms.config import Config
+    from langflow_cms.credentials import Credential, credential_provider
+    from langflow_cms.reporter import Reporter
+
+    settings = {
+        "LANGFLOW_CMS_DEV": "1",
+        "LANGFLOW_CMS_ENDPOINT": emulator.endpoint,
+        "LANGFLOW_CMS_SLOW_RUN_MS": "0.000001",  # every run is slow
+    }
+    provider = credential_provider(Credential(DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, source="test"))
+    reporter = Reporter(Config.from_env(settings), provider, start=False)
+    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
+    cms = SimpleNamespace(vertex_type="ext:cms_monitor:CmsMetricComponent@extra", custom_component=None)
+    cms.params = cms.raw_params = {}
+    graph = SimpleNamespace(flow_name="slowpoke", flow_id=None, vertices=[cms])
+    monitor = tracing.FlowMonitor()
+    for i in range(3):
+        monitor.start_run(f"r{i}", graph)
+        monitor.end_run(f"r{i}")
+    assert reporter.close(timeout=10)
+    (point,) = emulator.entries(contract.SLOW_STREAK_METRIC)
+    assert point["values"]["value"] == 3 and point["dimensions"]["flow"] == "slowpoke"

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from langflow_cms import contract
 from langflow_cms.delivery.serializer import raw_entry
 from langflow_cms.naming import check_metric_name, clean_dimensions
 
@@ -50,16 +51,20 @@ class FleetStream:
         self.invalid = 0
 
     def offer(self, points: list[Point]) -> bool:
-        """One run's points: sent whole or not at all. True when sent. Never raises."""
+        """One run's points: sent whole or not at all, within the budget. True when sent. Never raises."""
+        now = self.clock()
+        with self._lock:
+            self._roll(int(now // 60))
+            self._offered += len(points)
+            if self._sent + len(points) > self.budget or random.random() >= self.rate:
+                return False
+            self._sent += len(points)
+        return self.send(points, now)
+
+    def send(self, points: list[Point], at: float) -> bool:
+        """Encode and hand over raw points stamped ``at`` (outside the budget: streak points). Never raises."""
         try:
-            now = self.clock()
-            with self._lock:
-                self._roll(int(now // 60))
-                self._offered += len(points)
-                if self._sent + len(points) > self.budget or random.random() >= self.rate:
-                    return False
-                self._sent += len(points)
-            stamp = int(now * 1000)
+            stamp = int(at * 1000)
             entries = [
                 raw_entry(
                     check_metric_name(name),
@@ -85,3 +90,51 @@ class FleetStream:
             # the next minute's rate: what fits the budget if it is as busy as the last one
             self.rate = min(1.0, self.budget / self._offered) if fresh and self._offered else 1.0
         self._minute, self._offered, self._sent = minute, 0, 0
+
+
+class SlowStreaks:
+    """Per flow and minute, the longest run of consecutive runs slower than the flow's threshold reached
+    in this process (streaks carry over minute boundaries), sent as one raw point per flow and minute on
+    ``langflow_fleet_slow_streak`` {flow, threshold_ms, flow dimensions}. CMS's ``Maximum`` at 60 s is then
+    the longest streak of any one process: "N runs in a row over T" is ``Maximum >= N`` for one period.
+    The counting rule is ``alarms.longest_streak``, applied one run at a time.
+    """
+
+    def __init__(self, fleet: FleetStream, clock: Callable[[], float] = time.time) -> None:
+        self.fleet = fleet
+        self.clock = clock
+        self._minute = -1
+        self._carry: dict[tuple, int] = {}
+        self._longest: dict[tuple, int] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, flow_dims: Mapping[str, str], threshold_ms: float, duration_ms: float) -> None:
+        from langflow_cms.alarms import longest_streak
+
+        key = (tuple(sorted(flow_dims.items())), threshold_ms)
+        with self._lock:
+            due = self._roll(int(self.clock() // 60))
+            longest, self._carry[key] = longest_streak([duration_ms], threshold_ms, self._carry.get(key, 0))
+            self._longest[key] = max(self._longest.get(key, 0), longest)
+        self._send(due)
+
+    def flush(self, force: bool = False) -> None:
+        """Send the points of minutes that have ended (the current one too with ``force``, at close)."""
+        with self._lock:
+            due = self._roll(int(self.clock() // 60), force=force)
+        self._send(due)
+
+    def _roll(self, minute: int, force: bool = False) -> list[tuple[float, list[Point]]]:
+        if minute == self._minute and not force:
+            return []
+        at = self._minute * 60 + 30.0
+        points: list[Point] = []
+        for (dims, threshold), longest in self._longest.items():
+            tags = {**dict(dims), "threshold_ms": f"{threshold:g}"}
+            points.append((contract.SLOW_STREAK_METRIC, tags, float(longest)))
+        self._minute, self._longest = minute, {}
+        return [(at, points)] if points else []
+
+    def _send(self, due: list[tuple[float, list[Point]]]) -> None:
+        for at, points in due:
+            self.fleet.send(points, at)

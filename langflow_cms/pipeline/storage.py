@@ -91,6 +91,8 @@ class Scope:
         """The scope's fleet stream (``pipeline.fleet.FleetStream``), or None when it is off."""
         self.events: Any = None
         """The scope's failure events (``events.EventStream``), or None when they are off."""
+        self.streaks: Any = None
+        """The scope's slow-run streaks (``pipeline.fleet.SlowStreaks``), with the fleet stream."""
 
     # ------------------------------------------------------------------ hot path
     def record(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:

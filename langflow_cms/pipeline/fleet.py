@@ -62,7 +62,7 @@ class FleetStream:
         return self.send(points, now)
 
     def send(self, points: list[Point], at: float) -> bool:
-        """Encode and hand over raw points stamped ``at`` (outside the budget: streak points). Never raises."""
+        """Encode and hand over raw points stamped ``at`` (no budget: streak points). Never raises."""
         try:
             stamp = int(at * 1000)
             entries = [

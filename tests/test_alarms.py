@@ -402,3 +402,36 @@ def test_subprocess_apply_then_plan(emulator, cli_env):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "No changes" in run.stdout
     assert emulator.contacts()[0]["Channels"]["DingWebHook"].endswith("access_token=test")
+
+
+def test_all_flows_and_where():
+    spec = _spec(
+        BASE
+        + '[[alarms]]\nname = "Any flow - Errors"\nflow = "*"\nstatistic = "error_rate"\nabove = 0.1\n'
+        + 'period = "5m"\nsilence = "30m"\ncontact_groups = "g"\nwhere = { env = "prod" }\n'
+    )
+    (alarm,) = spec.alarms
+    params = alarms.rule_params(alarm)
+    assert params["RuleId"] == "langflow-cms-any-flow-errors"
+    assert json.loads(params["Resources"]) == [{"groupId": 0, "dimension": "env=prod"}]
+    assert (params["Period"], params["SilenceTime"]) == ("300", "1800")
+
+
+def test_check_permission_error_names_the_ram_action(emulator, cli_env):
+    emulator.set_faults(script=["Forbidden:403"], actions=["DescribeMetricList"])
+    put_raw(
+        emulator,
+        contract.FLEET_FLOW_METRIC,
+        {"flow": "poem", "status": "ok"},
+        [(int(time.time() * 1000), 1.0)],
+    )
+    result = invoke(cli_env, "check", EXAMPLE)
+    assert result.exit_code == 1, result.output
+    assert "'cms:QueryMetricList'" in result.output
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["alarms", "--help"])
+    assert result.exit_code == 0
+    for command in ("plan", "apply", "list", "check"):
+        assert command in result.output

@@ -8,6 +8,8 @@ a ``version`` for A/B comparison) are saved in the flow JSON, so they reach ever
 from __future__ import annotations
 
 import sys
+import weakref
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ class FlowSettings:
     own_credentials: bool = False
     """A CMS Metric node of the flow has an AccessKey of its own: the flow's metrics wait for the node to
     bind it and are never sent with the process's credentials."""
+    flow_name: str = ""
+    """The CMS Metric node's Flow Name: the ``flow`` dimension instead of the flow's own name (cleaned)."""
 
 
 def is_cms_metric_vertex(vertex: Any) -> bool:
@@ -98,16 +102,36 @@ def read_settings(graph: Any) -> FlowSettings:
     """The flow's settings: annotated if any vertex is a CMS Metric node; its ``flow_dimensions`` merged."""
     dims: dict[str, str] = {}
     annotated = own_credentials = False
+    explicit = ""
     for vertex in list(getattr(graph, "vertices", None) or []):
         if not is_cms_metric_vertex(vertex):
             continue
         annotated = True
+        if not explicit:
+            explicit = _explicit_name(_vertex_param(vertex, "flow_name"))
         if _vertex_param(vertex, "access_key_id") or _vertex_param(vertex, "access_key_secret"):
             own_credentials = True
         for key, value in parse_dimensions(_vertex_param(vertex, "flow_dimensions")).items():
             if len(dims) < MAX_EXTRA_DIMENSIONS or key in dims:
                 dims[key] = value
-    return FlowSettings(annotated=annotated, dimensions=dims, own_credentials=own_credentials)
+    return FlowSettings(
+        annotated=annotated, dimensions=dims, own_credentials=own_credentials, flow_name=explicit
+    )
+
+
+def _explicit_name(value: Any) -> str:
+    text = str(value).strip() if isinstance(value, str) else ""
+    return clean_dimension(text) if text else ""
+
+
+def explicit_flow_name(graph: Any) -> str:
+    """The Flow Name set on the flow's (first) CMS Metric node, cleaned; ``""`` when none is set."""
+    for vertex in list(getattr(graph, "vertices", None) or []):
+        if is_cms_metric_vertex(vertex):
+            name = _explicit_name(_vertex_param(vertex, "flow_name"))
+            if name:
+                return name
+    return ""
 
 
 def should_monitor(settings: FlowSettings, mode: str | None = None) -> bool:
@@ -143,8 +167,75 @@ def source_stem_from_stack(max_depth: int = 80) -> str | None:
 
 
 def flow_label(graph: Any, stem: str | None = None) -> str:
-    """The ``flow`` dimension: the flow's name, else its id, else the file's stem, else ``unnamed``."""
+    """The ``flow`` dimension: the CMS Metric node's Flow Name if set, else the flow's name, else its id,
+    else the file's stem, else ``unnamed`` — cleaned readably (``New Flow (1)`` → ``New_Flow_1``)."""
+    explicit = explicit_flow_name(graph) if graph is not None else ""
+    if explicit:
+        return explicit
     for value in (getattr(graph, "flow_name", None), getattr(graph, "flow_id", None), stem):
         if value not in (None, "", "None"):
             return clean_dimension(value)
     return UNNAMED_FLOW
+
+
+# --- the ``node`` dimension ---------------------------------------------------------------------------
+NODE_SUFFIX_CHARS = 5
+_node_labels: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def _id_suffix(vertex_id: str) -> str:
+    """The random tail Langflow gives every node id (``ChatInput-gw8tY`` → ``gw8tY``): stable for the node's
+    life, across renames; the last characters of the cleaned id when there is no such tail."""
+    tail = vertex_id.rsplit("-", 1)[-1] if "-" in vertex_id else vertex_id
+    tail = clean_dimension(tail)
+    return tail[-NODE_SUFFIX_CHARS:] if len(tail) > NODE_SUFFIX_CHARS else tail
+
+
+def node_labels(graph: Any) -> dict[str, str]:
+    """``node`` dimension of every vertex of ``graph``: its display name, cleaned (``Chat Input`` →
+    ``Chat_Input``), plus ``_`` and the id's short stable suffix when another node of the flow has the same
+    display name (``Timer_Start_gw8tY``). Computed once per graph object."""
+    try:
+        cached = _node_labels.get(graph)
+    except TypeError:  # not weak-referenceable
+        cached = None
+    if cached is not None:
+        return cached
+    names: dict[str, str] = {}
+    for vertex in list(getattr(graph, "vertices", None) or []):
+        vertex_id = str(getattr(vertex, "id", "") or "")
+        if not vertex_id:
+            continue
+        display = getattr(vertex, "display_name", None) or vertex_id.rsplit("-", 1)[0]
+        names[vertex_id] = clean_dimension(display)
+    counts: dict[str, int] = {}
+    for label in names.values():
+        counts[label] = counts.get(label, 0) + 1
+    labels = {
+        vertex_id: (f"{label}_{_id_suffix(vertex_id)}" if counts[label] > 1 else label)
+        for vertex_id, label in names.items()
+    }
+    if len(set(labels.values())) < len(labels):  # hand-written ids may share their tail (A-poem1, B-poem1)
+        seen: dict[str, int] = {}
+        for label in labels.values():
+            seen[label] = seen.get(label, 0) + 1
+        for vertex_id, label in labels.items():
+            if seen[label] > 1:
+                labels[vertex_id] = f"{names[vertex_id]}_{clean_dimension(vertex_id)}"
+    with suppress(TypeError):
+        _node_labels[graph] = labels
+    return labels
+
+
+def node_label(graph: Any, vertex_id: str) -> str:
+    """The ``node`` dimension of one vertex (see ``node_labels``); the cleaned id if the graph does not know
+    the vertex (a node added after the graph was built, or no graph)."""
+    vertex_id = str(vertex_id)
+    if graph is None:
+        return clean_dimension(vertex_id)
+    label = node_labels(graph).get(vertex_id)
+    if label is None:  # the graph grew since its labels were computed
+        with suppress(TypeError):
+            _node_labels.pop(graph, None)
+        label = node_labels(graph).get(vertex_id)
+    return label or clean_dimension(vertex_id)

@@ -7,6 +7,8 @@ installed module: a fix here reaches every saved flow without re-saving it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import threading
 import time
@@ -104,10 +106,29 @@ GUARD = CardinalityGuard()
 
 
 # --- reporter status -------------------------------------------------------------------------------
+STATUS_TTL_S = 1.0
+"""The reporter line of a node's status is recomputed at most once a second (``health()`` walks every
+exporter and series; a flow running thousands of times a second must not pay for it each run)."""
+_status_cache: list[Any] = [None, 0.0, ""]  # recorder, computed at (monotonic), text
+
+
 def reporter_status() -> str:
-    """One line for a node's status: is the reporter delivering?"""
+    """One line for a node's status: is the reporter delivering? (cached for ``STATUS_TTL_S``)"""
     try:
         recorder = get_recorder()
+    except Exception as exc:
+        return f"reporter unavailable ({type(exc).__name__})"
+    now = time.monotonic()
+    cached_recorder, at, text = _status_cache
+    if cached_recorder is recorder and recorder is not None and now - at < STATUS_TTL_S:
+        return text
+    text = _reporter_line(recorder)
+    _status_cache[:] = [recorder, now, text]
+    return text
+
+
+def _reporter_line(recorder: Any) -> str:
+    try:
         health = recorder.health() if recorder is not None and hasattr(recorder, "health") else None
     except Exception as exc:
         return f"reporter unavailable ({type(exc).__name__})"
@@ -137,11 +158,7 @@ def use_credentials(access_key_id: Any, access_key_secret: Any, graph: Any = Non
         _bind(graph, None)
         return "Not monitored: the node's AccessKey needs both the id and the secret"
     try:
-        from langflow_cms.credentials import Credential
-
-        reporter = get_recorder()
-        scope_for = getattr(reporter, "scope_for", None)
-        scope = scope_for(Credential(key_id, secret, source="CMS Metric node")) if scope_for else None
+        scope = _scope_for(key_id, secret)
     except Exception as exc:
         _bind(graph, None)
         return f"Not monitored: the node's AccessKey was not applied ({type(exc).__name__})"
@@ -149,6 +166,29 @@ def use_credentials(access_key_id: Any, access_key_secret: Any, graph: Any = Non
     if scope is None:
         return "Not monitored: too many different AccessKeys in this process (see the log)"
     return "using the node's AccessKey for this flow only"
+
+
+_scopes: dict[tuple[int, str, str], Any] = {}
+MAX_CACHED_SCOPES = 64
+
+
+def _scope_for(key_id: str, secret: str) -> Any:
+    """The reporter's scope for this AccessKey, resolved once per (reporter, key): later runs with the same
+    key only bind it to their run."""
+    reporter = get_recorder()
+    cache_key = (id(reporter), key_id, secret)
+    cached = _scopes.get(cache_key)
+    if cached is not None and cached[0] is reporter:
+        return cached[1]
+    from langflow_cms.credentials import Credential
+
+    scope_for = getattr(reporter, "scope_for", None)
+    scope = scope_for(Credential(key_id, secret, source="CMS Metric node")) if scope_for else None
+    if scope is not None:
+        if len(_scopes) >= MAX_CACHED_SCOPES:
+            _scopes.clear()
+        _scopes[cache_key] = (reporter, scope)
+    return scope
 
 
 class _RunOf:
@@ -175,43 +215,165 @@ def _secret_text(value: Any) -> str:
 
 
 # --- CMS Metric ------------------------------------------------------------------------------------
+VALUE_HELP = "a number, {text} (the input message as a number) or {field.path} of the input Data"
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_value_spec(spec: str) -> tuple[str, Any]:
+    """The node's Value field, parsed once per distinct text: ``("constant", 2.0)``,
+    ``("field", "usage.total")`` (``{text}`` is a message's text) or ``("invalid", reason)``."""
+    text = spec.strip()
+    if not text:
+        return ("constant", 1.0)
+    match = _PLACEHOLDER.fullmatch(text)
+    if match:
+        return ("field", match.group(1))
+    number = to_number(text)
+    if number is None:
+        return ("invalid", f"Value '{text[:40]}' is not {VALUE_HELP}")
+    return ("constant", number)
+
+
+@functools.lru_cache(maxsize=256)
+def _template_dimensions(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, bool], ...]:
+    """(key, template, has placeholders) of the node's Dimensions, parsed once per distinct setting."""
+    parsed = parse_dimensions(dict(items), MAX_CUSTOM_DIMENSIONS, clean_values=False)
+    return tuple((key, template, bool(_PLACEHOLDER.search(template))) for key, template in parsed.items())
+
+
+def _dimension_items(dimensions: Any) -> tuple[tuple[str, str], ...] | None:
+    pairs: list[tuple[str, str]] = []
+    if isinstance(dimensions, dict):
+        pairs = [(str(k), str(v)) for k, v in dimensions.items() if v not in (None, "")]
+    elif isinstance(dimensions, list):
+        for item in dimensions:
+            if not isinstance(item, dict):
+                return None
+            pairs.extend((str(k), str(v)) for k, v in item.items() if v not in (None, ""))
+    elif dimensions in (None, ""):
+        return ()
+    else:
+        return None
+    return tuple(pairs)
+
+
 def record_metric(
     graph: Any,
     *,
     metric_name: str,
-    value_source: str,
+    value_source: str | None = None,
+    constant: Any = 1.0,
+    value_field: str = "",
+    dimensions: Any = None,
+    input_value: Any = None,
+    max_values: int = 20,
+    value: Any = None,
+) -> str:
+    """Record the node's business metric and return its status text (never raises).
+
+    Today's node passes ``value`` (its Value field: a number, ``{text}`` or ``{field.path}``); flows saved
+    with the first node pass ``value_source`` (Constant / Input number / Input field), ``constant`` and
+    ``value_field``, and keep working.
+    """
+    try:
+        return _record_metric(
+            graph,
+            metric_name,
+            value_source,
+            constant,
+            value_field,
+            dimensions,
+            input_value,
+            max_values,
+            value,
+        )
+    except Exception as exc:  # a monitoring mistake never fails the flow
+        return f"Not recorded: internal error ({type(exc).__name__})"
+
+
+def _record_metric(
+    graph: Any,
+    metric_name: Any,
+    value_source: str | None,
     constant: Any,
     value_field: str,
     dimensions: Any,
     input_value: Any,
-    max_values: int = 20,
+    max_values: int,
+    value: Any,
 ) -> str:
-    """Record the node's business metric and return its status text (never raises)."""
     if flow_settings.monitor_mode() == "off":
         return "LANGFLOW_CMS_MONITOR=off: nothing recorded"
-    label, flow_dims = MONITOR.flow_dimensions_for(graph)
-    name = (metric_name or "").strip()
+    name = (metric_name or "").strip() if isinstance(metric_name, str) else str(metric_name or "").strip()
     if not name:
+        label, _ = MONITOR.flow_dimensions_for(graph)
         return f"Monitoring flow '{label}' (no custom metric configured)"
     if not METRIC_NAME_RE.fullmatch(name):
         _count_invalid(name, "not a valid CMS metric name")
-        return f"Not recorded: '{name[:64]}' is not a valid CMS metric name (letters, digits, _)"
-    fields = input_fields(input_value)
-    if value_source == "Input number":
-        value = to_number(getattr(input_value, "text", input_value))
+        return (
+            f"Not recorded: '{name[:64]}' is not a valid CMS metric name "
+            "(a letter, then letters, digits or _, at most 64)"
+        )
+    fields: Mapping[str, Any] | None = None
+    if value_source is None or value_source not in VALUE_SOURCES:
+        kind, detail = parse_value_spec(str(constant if value is None else value))
+        if kind == "invalid":
+            _count_invalid(name, "value is not a number")
+            return f"Not recorded: {detail}"
+        if kind == "field":
+            fields = input_fields(input_value)
+            number = to_number(lookup(fields, detail))
+            where = "the input's text" if detail == "text" else f"input field '{detail}'"
+        else:
+            number, where = detail, "Value"
+    elif value_source == "Input number":
+        number, where = to_number(getattr(input_value, "text", input_value)), "input number"
     elif value_source == "Input field":
-        value = to_number(lookup(fields, (value_field or "").strip()))
+        fields = input_fields(input_value)
+        number, where = to_number(lookup(fields, (value_field or "").strip())), "input field"
     else:
-        value = to_number(constant)
-    if value is None:
-        _count_invalid(name, f"no number from {value_source.lower()}")
-        return f"Not recorded: no number for {name} from {value_source.lower()}"
+        number, where = to_number(constant), "constant"
+    if number is None:
+        _count_invalid(name, f"no number from {where}")
+        return f"Not recorded: no number for {name} from {where}"
+    label, flow_dims = MONITOR.flow_dimensions_for(graph)
     dims = {"flow": label, **flow_dims}
-    for key, template in parse_dimensions(dimensions, MAX_CUSTOM_DIMENSIONS, clean_values=False).items():
-        dims[key] = GUARD.admit(name, key, clean_dimension(render(template, fields)), max_values)
-    MONITOR.record_for_graph(graph, name, value, dims)
+    items = _dimension_items(dimensions)
+    templates = (
+        _template_dimensions(items)
+        if items is not None
+        else tuple(
+            (k, v, True)
+            for k, v in parse_dimensions(dimensions, MAX_CUSTOM_DIMENSIONS, clean_values=False).items()
+        )
+    )
+    for key, template, dynamic in templates:
+        if dynamic:
+            if fields is None:
+                fields = input_fields(input_value)
+            template = render(template, fields)
+        dims[key] = GUARD.admit(name, key, clean_dimension(template), max_values)
+    MONITOR.record_for_graph(graph, name, number, dims)
     shown = ", ".join(f"{k}={v}" for k, v in dims.items())
-    return f"Recorded {name} = {value:g} {{{shown}}}"
+    return f"Recorded {name} = {number:g} {{{shown}}}"
+
+
+def monitoring_line(graph: Any) -> str:
+    """Is this flow monitored, and under which ``flow`` name?"""
+    try:
+        mode = flow_settings.monitor_mode()
+        if mode == "off":
+            return "Monitoring off (LANGFLOW_CMS_MONITOR=off or no reporter)"
+        run_id = getattr(graph, "_run_id", None)
+        state = MONITOR.run(str(run_id)) if run_id else None
+        if state is not None:
+            if not state.monitored:
+                return f"Monitoring off for flow '{state.flow}'"
+            return f"Monitoring on: flow '{state.flow}'"
+        label, _ = MONITOR.flow_dimensions_for(graph)
+        return f"Monitoring on: flow '{label}' ({mode})"
+    except Exception as exc:
+        return f"Monitoring state unknown ({type(exc).__name__})"
 
 
 def _count_invalid(name: str, why: str) -> None:
@@ -271,18 +433,181 @@ def _run_key(graph: Any) -> str:
 
 
 def timer_step(graph: Any, span: str, action: str) -> str:
-    """Start or stop a span; a stop records ``langflow_span_duration_ms``. Returns the status text."""
+    """The first Timer node (one node, Action start/stop; kept for flows saved with it): start or stop a
+    span; a stop records ``langflow_span_duration_ms``. Returns the status text."""
     span = clean_dimension(span or "span")
     if flow_settings.monitor_mode() == "off":
         return "LANGFLOW_CMS_MONITOR=off: nothing recorded"
     if action == "start":
         CLOCK.start(_run_key(graph), span)
         return f"Started span '{span}'"
+    return _stop(graph, span)
+
+
+def _stop(graph: Any, span: str) -> str:
     elapsed = CLOCK.stop(_run_key(graph), span)
     if elapsed is None:
-        return f"Stop without start: span '{span}' was not started in this run; nothing recorded"
+        _count_invalid(SPAN_METRIC, "timer stop without start")
+        return (
+            f"Stop without start: span '{span}' was not started in this run; nothing recorded "
+            "(counted in langflow_cms_invalid)"
+        )
     label, flow_dims = MONITOR.flow_dimensions_for(graph)
     MONITOR.record_for_graph(
         graph, SPAN_METRIC, elapsed, {"flow": label, "span": span, "status": "ok", **flow_dims}
     )
     return f"Span '{span}': {elapsed:.1f} ms"
+
+
+TIMER_START_CLASS = "CmsTimerStartComponent"
+TIMER_START_TYPE = "CmsTimerStart"
+
+
+def _is_timer_start(vertex: Any) -> bool:
+    component = getattr(vertex, "custom_component", None)
+    if component is not None and type(component).__name__ == TIMER_START_CLASS:
+        return True
+    return TIMER_START_TYPE in str(getattr(vertex, "vertex_type", "") or "")
+
+
+def _param(vertex: Any, name: str) -> str:
+    for attr in ("params", "raw_params"):
+        params = getattr(vertex, attr, None) or {}
+        value = params.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+def start_span_name(graph: Any, vertex_id: str, span_name: Any = "") -> str:
+    """A Timer Start's span: its Span Name if set, else its own ``node`` label (``Timer_Start``, or
+    ``Timer_Start_gw8tY`` when the flow has several), which is unique per start node and so per pair."""
+    text = span_name.strip() if isinstance(span_name, str) else ""
+    return clean_dimension(text) if text else flow_settings.node_label(graph, vertex_id)
+
+
+def upstream_start(graph: Any, vertex_id: str) -> Any:
+    """The nearest Timer Start upstream of ``vertex_id`` (breadth first over the flow's edges), or None."""
+    predecessors = getattr(graph, "predecessor_map", None) or {}
+    get_vertex = getattr(graph, "get_vertex", None)
+    seen = {vertex_id}
+    frontier = list(predecessors.get(vertex_id, ()))
+    while frontier:
+        following: list[str] = []
+        for candidate in frontier:
+            if candidate in seen:
+                continue
+            seen.add(candidate)
+            try:
+                vertex = get_vertex(candidate) if get_vertex else None
+            except Exception:
+                vertex = None
+            if vertex is not None and _is_timer_start(vertex):
+                return vertex
+            following.extend(predecessors.get(candidate, ()))
+        frontier = following
+    return None
+
+
+def timer_start(graph: Any, vertex_id: str, span_name: Any = "") -> str:
+    """The Timer Start node: open its span in this run. Returns the status text (never raises)."""
+    try:
+        if flow_settings.monitor_mode() == "off":
+            return "LANGFLOW_CMS_MONITOR=off: nothing recorded"
+        span = start_span_name(graph, vertex_id, span_name)
+        CLOCK.start(_run_key(graph), span)
+        return f"Started span '{span}'"
+    except Exception as exc:
+        return f"Span not started: internal error ({type(exc).__name__})"
+
+
+def timer_stop(graph: Any, vertex_id: str, span_name: Any = "") -> str:
+    """The Timer Stop node: close the span of the Timer Start it pairs with and record its duration.
+
+    With no Span Name it pairs with the nearest Timer Start upstream (so it cannot be mis-wired by a typo);
+    a stop with nothing to pair with records nothing, says so on the canvas and counts in
+    ``langflow_cms_invalid``.
+    """
+    try:
+        if flow_settings.monitor_mode() == "off":
+            return "LANGFLOW_CMS_MONITOR=off: nothing recorded"
+        text = span_name.strip() if isinstance(span_name, str) else ""
+        if text:
+            return _stop(graph, clean_dimension(text))
+        start = upstream_start(graph, vertex_id)
+        if start is None:
+            _count_invalid(SPAN_METRIC, "timer stop without start")
+            return (
+                "Stop without start: no Timer Start runs before this node; nothing recorded "
+                "(counted in langflow_cms_invalid)"
+            )
+        return _stop(graph, start_span_name(graph, start.id, _param(start, "span_name")))
+    except Exception as exc:
+        return f"Span not recorded: internal error ({type(exc).__name__})"
+
+
+# --- the nodes' bodies (the canvas classes call these with themselves) --------------------------------
+def _vertex_id(component: Any) -> str:
+    return str(getattr(component, "_id", None) or "")
+
+
+def _graph(component: Any) -> Any:
+    try:
+        return component.graph
+    except Exception:
+        return None
+
+
+def _tell(component: Any, text: str) -> str:
+    """Show ``text`` where the 1.13 canvas shows a component's messages: its status (the output inspector)
+    and, when the canvas is watching the build, its Logs tab. Never raises."""
+    if getattr(component, "_event_manager", None) is not None:
+        with contextlib.suppress(Exception):
+            component.log(text, name="CMS")
+    return text
+
+
+def metric_node(component: Any) -> str:
+    """The CMS Metric node's run: its AccessKey (if any), its business metric (if any), and one status text
+    saying what was recorded or why not, whether the flow is monitored and how the reporter is doing."""
+    graph = _graph(component)
+    lines = []
+    try:
+        key_id = getattr(component, "access_key_id", None)
+        secret = getattr(component, "access_key_secret", None)
+        if key_id or secret:
+            lines.append(use_credentials(key_id, secret, graph))
+        lines.append(
+            record_metric(
+                graph,
+                metric_name=getattr(component, "metric_name", ""),
+                value=getattr(component, "value", "1"),
+                dimensions=getattr(component, "dimensions", None),
+                input_value=getattr(component, "input_value", None),
+                max_values=_int(getattr(component, "max_values", 20), 20),
+            )
+        )
+        lines.append(monitoring_line(graph))
+    except Exception as exc:
+        lines.append(f"Not recorded: internal error ({type(exc).__name__})")
+    lines.append(reporter_status())
+    return _tell(component, "\n".join(line for line in lines if line))
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def timer_start_node(component: Any) -> str:
+    return _tell(
+        component, timer_start(_graph(component), _vertex_id(component), getattr(component, "span_name", ""))
+    )
+
+
+def timer_stop_node(component: Any) -> str:
+    return _tell(
+        component, timer_stop(_graph(component), _vertex_id(component), getattr(component, "span_name", ""))
+    )

@@ -35,6 +35,8 @@ def load_component(file_name: str, class_name: str):
 
 
 Timer = load_component("timer.py", "CmsTimerComponent")
+TimerStart = load_component("timer_start.py", "CmsTimerStartComponent")
+TimerStop = load_component("timer_stop.py", "CmsTimerStopComponent")
 CmsMetric = load_component("cms_metric.py", "CmsMetricComponent")
 
 
@@ -108,8 +110,7 @@ def test_cms_metric_records_a_business_metric_with_dimensions_from_the_input(rec
     metric = CmsMetric(
         input_value=Message(text="the sea"),
         metric_name="poem_requests",
-        value_source="Constant",
-        value=2.0,
+        value="2",
         dimensions={"topic": "{text}", "channel": "web"},
     )
     out = metric.pass_through()
@@ -125,15 +126,14 @@ def test_cms_metric_value_from_an_input_field(recorder):
     metric = CmsMetric(
         input_value=Data(data={"usage": {"total": 42}}),
         metric_name="tokens_billed",
-        value_source="Input field",
-        value_field="usage.total",
+        value="{usage.total}",
     )
     metric.pass_through()
     assert recorder.records[0][1] == 42.0
 
 
 def test_cms_metric_without_a_number_records_nothing_and_explains(recorder):
-    metric = CmsMetric(input_value=Message(text="not a number"), metric_name="m", value_source="Input number")
+    metric = CmsMetric(input_value=Message(text="not a number"), metric_name="m", value="{text}")
     metric.pass_through()
     assert recorder.records == []
     assert "Not recorded" in metric.status
@@ -143,6 +143,7 @@ def test_cms_metric_rejects_invalid_names(recorder):
     metric = CmsMetric(input_value=Message(text="x"), metric_name="9-bad name")
     metric.pass_through()
     assert recorder.records == [] and "not a valid CMS metric name" in metric.status
+    assert metric.status.splitlines()[0].startswith("Not recorded: '9-bad name'")
 
 
 def test_cardinality_guard_folds_excess_values_into_other(recorder):
@@ -203,6 +204,255 @@ def test_a_broken_reporter_never_breaks_the_nodes(monkeypatch):
     assert "reporter unavailable" in metric.status
 
 
+class FakeStorage:
+    def __init__(self) -> None:
+        self.rejected: list[tuple[str, str]] = []
+
+    def reject(self, name, why):
+        self.rejected.append((name, why))
+
+
+def counting(recorder) -> FakeStorage:
+    recorder.storage = FakeStorage()
+    return recorder.storage
+
+
+def vertex(vertex_id: str, display_name: str, cls_name: str = "X", **params):
+    component = type(cls_name, (), {})()
+    return SimpleNamespace(
+        id=vertex_id,
+        display_name=display_name,
+        vertex_type=cls_name,
+        custom_component=component,
+        params=params,
+    )
+
+
+def flow_graph(vertices, edges, run_id="run-x", flow_name="My Flow (1)"):
+    predecessors: dict[str, list[str]] = {}
+    for source, target in edges:
+        predecessors.setdefault(target, []).append(source)
+    by_id = {v.id: v for v in vertices}
+    return SimpleNamespace(
+        _run_id=run_id,
+        flow_name=flow_name,
+        flow_id="f-1",
+        vertices=vertices,
+        predecessor_map=predecessors,
+        get_vertex=by_id.__getitem__,
+    )
+
+
+def test_value_field_takes_a_number_text_or_a_field():
+    assert nodes.parse_value_spec("1") == ("constant", 1.0)
+    assert nodes.parse_value_spec("") == ("constant", 1.0)
+    assert nodes.parse_value_spec(" 2.5 ") == ("constant", 2.5)
+    assert nodes.parse_value_spec("{text}") == ("field", "text")
+    assert nodes.parse_value_spec("{usage.total}") == ("field", "usage.total")
+    kind, why = nodes.parse_value_spec("lots")
+    assert kind == "invalid" and "'lots' is not a number" in why
+
+
+def test_a_bad_value_is_reported_and_counted(recorder):
+    storage = counting(recorder)
+    metric = CmsMetric(input_value=Message(text="x"), metric_name="m", value="lots")
+    assert metric.pass_through().text == "x"
+    assert recorder.records == []
+    assert metric.status.splitlines()[0] == (
+        "Not recorded: Value 'lots' is not a number, {text} (the input message as a number) "
+        "or {field.path} of the input Data"
+    )
+    assert storage.rejected == [("m", "value is not a number")]
+
+
+def test_a_bad_metric_name_is_counted_in_langflow_cms_invalid(recorder):
+    storage = counting(recorder)
+    CmsMetric(input_value=Message(text="x"), metric_name="bad name!").pass_through()
+    assert storage.rejected == [("bad name!", "not a valid CMS metric name")]
+
+
+def test_status_says_whether_the_flow_is_monitored_and_the_reporter_health(recorder):
+    metric = CmsMetric(input_value=Message(text="x"), metric_name="runs")
+    metric.pass_through()
+    first, *rest = metric.status.splitlines()
+    assert first.startswith("Recorded runs = 1 {flow=")
+    assert any(line.startswith("Monitoring on: flow ") for line in rest)
+    assert rest[-1] == "reporter healthy: sent 3, queued 1, failed 0, dropped 0"
+
+
+def test_a_null_reporter_status_names_the_wrong_setting(monkeypatch):
+    class Null:
+        def health(self):
+            return {"enabled": False, "reason": "LANGFLOW_CMS_REGION='mars' is invalid"}
+
+    null = Null()
+    monkeypatch.setattr(nodes, "get_recorder", lambda: null)
+    assert nodes.reporter_status() == "LANGFLOW_CMS_REGION='mars' is invalid"
+
+
+def test_reporter_status_is_computed_at_most_once_a_second(recorder, monkeypatch):
+    calls = []
+    original = recorder.health
+    monkeypatch.setattr(recorder, "health", lambda: calls.append(1) or original())
+    clock = [1000.0]
+    monkeypatch.setattr(nodes.time, "monotonic", lambda: clock[0])
+    for _ in range(50):
+        nodes.reporter_status()
+    clock[0] += 1.5
+    nodes.reporter_status()
+    assert len(calls) == 2
+
+
+def test_the_same_accesskey_is_resolved_once_and_bound_every_run(recorder, monkeypatch):
+    resolved, bound = [], []
+    monkeypatch.setattr(recorder, "scope_for", lambda credential: resolved.append(credential) or recorder)
+    monkeypatch.setattr(tracing.MONITOR, "bind_scope", lambda graph, scope: bound.append(scope) or True)
+    for run in range(3):
+        graph = SimpleNamespace(_run_id=f"cred-run-{run}", flow_name="f", flow_id=None, vertices=[])
+        assert nodes.use_credentials("id-1", SECRET, graph) == "using the node's AccessKey for this flow only"
+    assert len(resolved) == 1 and bound == [recorder] * 3
+    assert nodes.use_credentials("", "", None) is None
+
+
+def test_metric_name_shows_value_and_dimensions_only_when_set():
+    component = CmsMetric()
+    config = {name: {"show": False, "value": ""} for name in ("metric_name", "value", "dimensions")}
+    config = component.update_build_config(config, "poem_requests", "metric_name")
+    assert config["value"]["show"] and config["dimensions"]["show"]
+    config = component.update_build_config(config, " ", "metric_name")
+    assert not config["value"]["show"] and not config["dimensions"]["show"]
+
+
+def test_every_input_says_what_happens_in_cms_and_the_default_node_is_compact():
+    for cls in (CmsMetric, TimerStart, TimerStop):
+        for field in cls.inputs:
+            assert field.info, f"{cls.__name__}.{field.name} has no info text"
+    shown = [f.name for f in CmsMetric.inputs if not f.advanced and f.show]
+    assert shown == ["input_value", "metric_name"]
+    assert len(CmsMetric.inputs) <= 9
+
+
+def test_timer_start_and_stop_pair_by_themselves(recorder):
+    start = vertex("CmsTimerStart-ab12C", "Timer Start", "CmsTimerStartComponent")
+    llm = vertex("LLM-zz9", "LLM")
+    stop = vertex("CmsTimerStop-QQ111", "Timer Stop", "CmsTimerStopComponent")
+    graph = flow_graph([start, llm, stop], [(start.id, llm.id), (llm.id, stop.id)])
+    assert nodes.timer_start(graph, start.id) == "Started span 'Timer_Start'"
+    status = nodes.timer_stop(graph, stop.id)
+    assert status.startswith("Span 'Timer_Start': ") and status.endswith(" ms")
+    ((name, _, dims),) = recorder.records
+    assert name == "langflow_span_duration_ms"
+    assert dims["span"] == "Timer_Start" and dims["flow"] == "My_Flow_1"
+
+
+def test_two_timer_pairs_get_distinct_spans(recorder):
+    a1, a2 = vertex("CmsTimerStart-aaaaa", "Timer Start", "CmsTimerStartComponent"), vertex("X-1", "X")
+    b1, b2 = vertex("CmsTimerStart-bbbbb", "Timer Start", "CmsTimerStartComponent"), vertex("Y-1", "Y")
+    s1 = vertex("CmsTimerStop-ccccc", "Timer Stop", "CmsTimerStopComponent")
+    s2 = vertex("CmsTimerStop-ddddd", "Timer Stop", "CmsTimerStopComponent")
+    edges = [(a1.id, a2.id), (a2.id, s1.id), (s1.id, b1.id), (b1.id, b2.id), (b2.id, s2.id)]
+    graph = flow_graph([a1, a2, s1, b1, b2, s2], edges)
+    nodes.timer_start(graph, a1.id)
+    nodes.timer_stop(graph, s1.id)
+    nodes.timer_start(graph, b1.id)
+    nodes.timer_stop(graph, s2.id)
+    assert [dims["span"] for _, _, dims in recorder.records] == ["Timer_Start_aaaaa", "Timer_Start_bbbbb"]
+
+
+def test_a_stop_without_a_start_is_flagged_and_counted(recorder):
+    storage = counting(recorder)
+    stop = vertex("CmsTimerStop-QQ111", "Timer Stop", "CmsTimerStopComponent")
+    graph = flow_graph([vertex("ChatInput-1", "Chat Input"), stop], [("ChatInput-1", stop.id)])
+    component = TimerStop(input_value=Message(text="x"))
+    assert nodes.timer_stop(graph, stop.id).startswith("Stop without start: no Timer Start runs before")
+    assert component.pass_through().text == "x" and component.status.startswith("Stop without start")
+    assert recorder.records == []
+    assert storage.rejected == [("langflow_span_duration_ms", "timer stop without start")] * 2
+
+
+def test_a_named_stop_without_its_start_is_flagged_and_counted(recorder):
+    storage = counting(recorder)
+    timer = Timer(input_value=Message(text="x"), span_name="nope", action="stop")
+    timer.pass_through()
+    assert "Stop without start" in timer.status and "langflow_cms_invalid" in timer.status
+    assert storage.rejected == [("langflow_span_duration_ms", "timer stop without start")]
+
+
+def test_node_labels_are_display_names_with_a_suffix_only_when_repeated():
+    graph = flow_graph(
+        [
+            vertex("ChatInput-gw8tY", "Chat Input"),
+            vertex("ext:cms_monitor:CmsTimerStartComponent@extra-Ab3dE", "Timer Start"),
+            vertex("ext:cms_monitor:CmsTimerStartComponent@extra-Zy9xW", "Timer Start"),
+            vertex("Prompt-11111", "提示"),
+        ],
+        [],
+    )
+    assert flow_settings.node_label(graph, "ChatInput-gw8tY") == "Chat_Input"
+    assert flow_settings.node_label(graph, "ext:cms_monitor:CmsTimerStartComponent@extra-Ab3dE") == (
+        "Timer_Start_Ab3dE"
+    )
+    assert flow_settings.node_label(graph, "ext:cms_monitor:CmsTimerStartComponent@extra-Zy9xW") == (
+        "Timer_Start_Zy9xW"
+    )
+    assert flow_settings.node_label(graph, "Prompt-11111").startswith("h")  # nothing ASCII: a stable hash
+    assert flow_settings.node_label(graph, "Unknown-1") == "Unknown-1"
+    assert flow_settings.node_label(None, "Chat Input-1") == "Chat_Input-1"
+
+
+def test_node_labels_stay_distinct_when_ids_share_their_tail():
+    graph = flow_graph([vertex("TimerStart-poem1", "Timer"), vertex("TimerStop-poem1", "Timer")], [])
+    assert flow_settings.node_labels(graph) == {
+        "TimerStart-poem1": "Timer_TimerStart-poem1",
+        "TimerStop-poem1": "Timer_TimerStop-poem1",
+    }
+
+
+def test_node_labels_follow_a_rename_and_keep_the_suffix_stable():
+    def graph_named(second: str):
+        return flow_graph([vertex("A-aaaaa", "Step"), vertex("B-bbbbb", second)], [])
+
+    assert flow_settings.node_label(graph_named("Step"), "B-bbbbb") == "Step_bbbbb"
+    assert flow_settings.node_label(graph_named("Summarise"), "B-bbbbb") == "Summarise"
+
+
+def test_flow_label_is_the_readable_name_or_the_nodes_explicit_one():
+    plain = flow_graph([], [], flow_name="New Flow (1)")
+    assert flow_settings.flow_label(plain) == "New_Flow_1"
+    metric = vertex("CmsMetric-1", "CMS Metric", "CmsMetricComponent", flow_name="poem service")
+    named = flow_graph([metric], [], flow_name="New Flow (1)")
+    assert flow_settings.flow_label(named) == "poem_service"
+    assert flow_settings.read_settings(named).flow_name == "poem_service"
+
+
+def test_old_node_calls_keep_working(recorder):
+    """Flows saved before the compact node embed code that calls these signatures."""
+    graph = SimpleNamespace(_run_id="old-run", flow_name="poem", flow_id=None, vertices=[])
+    assert nodes.use_credentials(None, None) is None
+    status = nodes.record_metric(
+        graph,
+        metric_name="tokens",
+        value_source="Input field",
+        constant=1.0,
+        value_field="usage.total",
+        dimensions={"topic": "{text}"},
+        input_value=Data(data={"usage": {"total": 7}, "text": "sea"}),
+        max_values=20,
+    )
+    assert status.startswith("Recorded tokens = 7")
+    assert nodes.record_metric(
+        graph,
+        metric_name="n",
+        value_source="Constant",
+        constant=3.0,
+        value_field="",
+        dimensions=None,
+        input_value=None,
+    ).startswith("Recorded n = 3")
+    assert nodes.reporter_status().startswith("reporter healthy")
+    assert [r[1] for r in recorder.records] == [7.0, 3.0]
+
+
 @pytest.mark.slow
 def test_bundle_loads_from_langflow_components_path():
     """Both nodes appear in the `cms_monitor` sidebar category, with icons and descriptions."""
@@ -219,4 +469,6 @@ def test_bundle_loads_from_langflow_components_path():
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found["ext:cms_monitor:CmsMetricComponent@extra"][:2] == ["CMS Metric", "activity"]
     assert found["ext:cms_monitor:CmsTimerComponent@extra"][:2] == ["Timer", "timer"]
+    assert found["ext:cms_monitor:CmsTimerStartComponent@extra"][:2] == ["Timer Start", "timer"]
+    assert found["ext:cms_monitor:CmsTimerStopComponent@extra"][:2] == ["Timer Stop", "timer-off"]
     assert all(description for *_, description in found.values())

@@ -4,22 +4,18 @@ Thin on purpose: Langflow saves this source inside every flow, so all logic live
 `langflow_cms` package (`langflow_cms.nodes`).
 """
 
+from typing import Any
+
 from lfx.custom.custom_component.component import Component
-from lfx.io import (
-    DictInput,
-    DropdownInput,
-    FloatInput,
-    HandleInput,
-    IntInput,
-    MessageTextInput,
-    Output,
-    SecretStrInput,
-)
+from lfx.io import DictInput, HandleInput, IntInput, Output, SecretStrInput, StrInput
 from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
 from langflow_cms import nodes
+
+METRIC_FIELDS = ("value", "dimensions")
+"""Shown only when a Metric Name is set."""
 
 
 class CmsMetricComponent(Component):
@@ -37,81 +33,85 @@ class CmsMetricComponent(Component):
             name="input_value",
             display_name="Input",
             input_types=["Message", "Data", "JSON", "DataFrame", "Table"],
-            info="Passed through unchanged. Its fields can fill the metric's value and dimensions.",
+            info="Passed through unchanged. {text} or {field} in Value and Dimensions read from it.",
             required=False,
         ),
-        MessageTextInput(
+        StrInput(
             name="metric_name",
             display_name="Metric Name",
-            info="Business metric to record, e.g. poem_requests. Leave empty to only monitor the flow.",
+            info="Business metric recorded in CMS on every run, e.g. poem_requests (a letter, then letters, "
+            "digits, _). Empty: CMS gets only the flow's and nodes' latency and status.",
             value="",
+            real_time_refresh=True,
         ),
-        DropdownInput(
-            name="value_source",
-            display_name="Value From",
-            options=list(nodes.VALUE_SOURCES),
-            value="Constant",
-            info="Constant: the Value below. Input number: the input's text. Input field: an input field.",
-        ),
-        FloatInput(name="value", display_name="Value", value=1.0, info="Used when Value From is Constant."),
-        MessageTextInput(
-            name="value_field",
-            display_name="Value Field",
-            info="Field of the input Data (dotted path, e.g. usage.total) when Value From is Input field.",
-            advanced=True,
-            value="",
+        StrInput(
+            name="value",
+            display_name="Value",
+            info="The number recorded in CMS each run: 1 counts runs; {text} reads the input message as a "
+            "number; {usage.total} reads a field of the input Data.",
+            value="1",
+            show=False,
         ),
         DictInput(
             name="dimensions",
             display_name="Dimensions",
             is_list=True,
-            info="Dimensions of the business metric. Values may use {field} of the input: topic = {text}.",
+            info="CMS dimensions of the business metric (at most 4), e.g. topic = {text}. More than Max "
+            "Values distinct values of one dimension are sent as 'other'.",
+            show=False,
+        ),
+        StrInput(
+            name="flow_name",
+            display_name="Flow Name",
+            info="The 'flow' dimension in CMS for every metric of this flow (alarms target it). Empty: the "
+            "flow's name, cleaned (New Flow (1) -> New_Flow_1).",
+            value="",
+            advanced=True,
         ),
         DictInput(
             name="flow_dimensions",
             display_name="Flow Dimensions",
             is_list=True,
-            info="Added to every metric of this flow, e.g. version = v2 to compare versions (at most 3).",
+            advanced=True,
+            info="Added in CMS to every metric of this flow, e.g. version = v2 to compare versions "
+            "(at most 3).",
         ),
         IntInput(
             name="max_values",
             display_name="Max Values per Dimension",
             value=20,
             advanced=True,
-            info="Distinct values a dimension may take before further values are reported as 'other'.",
+            info="Distinct values a dimension may take in CMS before further values are sent as 'other'.",
         ),
         SecretStrInput(
             name="access_key_id",
             display_name="AccessKey ID",
             advanced=True,
             required=False,
-            info="Prefer environment credentials or a RAM role; if used, pick a Langflow global variable.",
+            info="Sends this flow's metrics to the CMS account of this AccessKey (both fields needed). "
+            "Prefer environment credentials or a RAM role; if used, pick a Langflow global variable.",
         ),
         SecretStrInput(
             name="access_key_secret",
             display_name="AccessKey Secret",
             advanced=True,
             required=False,
-            info="Prefer environment credentials or a RAM role; if used, pick a Langflow global variable.",
+            info="The secret of the AccessKey above; never shown or logged.",
         ),
     ]
 
     outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
 
+    def update_build_config(
+        self, build_config: dict, field_value: Any, field_name: str | None = None
+    ) -> dict:
+        if field_name in (None, "metric_name"):
+            metric = field_value if field_name == "metric_name" else build_config["metric_name"].get("value")
+            for name in METRIC_FIELDS:
+                if name in build_config:
+                    build_config[name]["show"] = bool(str(metric or "").strip())
+        return build_config
+
     def pass_through(self) -> Message | Data | DataFrame:
-        notes = [nodes.use_credentials(self.access_key_id, self.access_key_secret)]
-        notes.append(
-            nodes.record_metric(
-                self.graph,
-                metric_name=self.metric_name,
-                value_source=self.value_source,
-                constant=self.value,
-                value_field=self.value_field,
-                dimensions=self.dimensions,
-                input_value=self.input_value,
-                max_values=self.max_values,
-            )
-        )
-        notes.append(nodes.reporter_status())
-        self.status = "\n".join(note for note in notes if note)
+        self.status = nodes.metric_node(self)
         return self.input_value if self.input_value is not None else Message(text="")

@@ -1,4 +1,7 @@
-"""Timer: start/stop a named span; the stop reports its duration to CloudMonitor.
+"""Timer (legacy): start/stop a named span; the stop reports its duration to CloudMonitor.
+
+Superseded by Timer Start / Timer Stop, which pair by themselves. Kept (hidden from the sidebar as legacy) so
+flows saved with it keep loading and running; a stop without a start is flagged and counted.
 
 Thin on purpose: Langflow saves this source inside every flow, so all logic lives in the installed
 `langflow_cms` package (`langflow_cms.nodes`).
@@ -22,6 +25,8 @@ class CmsTimerComponent(Component):
     documentation = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
     icon = "timer"
     name = "CmsTimer"
+    legacy = True
+    replacement = ["cms_monitor.CmsTimerStart", "cms_monitor.CmsTimerStop"]  # noqa: RUF012
 
     inputs = [  # noqa: RUF012 — Langflow reads these class attributes
         HandleInput(

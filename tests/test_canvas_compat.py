@@ -1,0 +1,59 @@
+"""Flows saved with the first CMS Metric and Timer nodes keep loading and reporting.
+
+Langflow saves each component's source inside the flow, so a flow saved before the compact CMS Metric node
+and the Timer Start/Stop pair still runs its own copy of the old classes, which call the installed
+``langflow_cms.nodes`` with the old arguments. ``tests/data/poem_v0.json`` is ``examples/flows/poem.json`` as
+it was saved then (Timer start/stop as one node with an Action, CMS Metric with Value From/Value/Value Field).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+OLD_FLOW = REPO / "tests" / "data" / "poem_v0.json"
+LFX = Path(sys.executable).parent / "lfx"
+
+
+def entries(emulator, name: str, **dims: str) -> list[dict]:
+    return [
+        e
+        for e in emulator.entries(name=name)
+        if e["period"] == 60 and all(e["dimensions"].get(k) == v for k, v in dims.items())
+    ]
+
+
+def count(emulator, name: str, **dims: str) -> int:
+    return int(sum(e["values"]["SampleCount"] for e in entries(emulator, name, **dims)))
+
+
+def test_the_old_flow_still_holds_the_old_nodes():
+    flow = json.loads(OLD_FLOW.read_text())
+    templates = {n["id"]: n["data"]["node"]["template"] for n in flow["data"]["nodes"]}
+    assert "value_source" in templates["CmsMetric-poem1"]
+    assert templates["TimerStop-poem1"]["action"]["value"] == "stop"
+
+
+def test_a_flow_saved_with_the_old_nodes_loads_and_reports(emulator, env):
+    done = subprocess.run(
+        [str(LFX), "run", str(OLD_FLOW), "the sea"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        check=False,
+    )
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["success"] is True, done.stderr[-3000:]
+    assert count(emulator, "langflow_flow_duration_ms", flow="poem_v0", status="ok") == 1
+    assert count(emulator, "langflow_span_duration_ms", flow="poem_v0", span="write", status="ok") == 1
+    assert count(emulator, "poem_requests", flow="poem_v0", topic="the_sea", version="v1") == 1
+    assert count(emulator, "langflow_node_duration_ms", flow="poem_v0", status="ok") == 7

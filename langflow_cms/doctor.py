@@ -36,8 +36,8 @@ ADVICE: tuple[tuple[Callable[[str], bool], str], ...] = (
     (
         lambda c: c.startswith("Forbidden") or c in ("403", "AccessForbidden", "NoPermission"),
         "the key is valid "
-        "but may not write metrics: grant cms:PutCustomMetric (for example the AliyunCloudMonitorFullAccess "
-        "policy) to the RAM user or role",
+        "but may not write metrics: grant the RAM action cms:PutCustomMetric (policies/metrics.json; "
+        "cms:PutCustomEvent for failure events, policies/events.json) to the RAM user or role",
     ),
     (
         lambda c: c == "InvalidTimeStamp.Expired",

@@ -268,7 +268,9 @@ def _unknown(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> No
         raise SpecError(f"{where}: unknown field(s) {', '.join(extra)}")
 
 
-def _contact(name: str, table: Any, environ: Mapping[str, str], where: str) -> Contact:
+def _contact(
+    name: str, table: Any, environ: Mapping[str, str], where: str, *, secrets: bool = True
+) -> Contact:
     if not isinstance(table, dict):
         raise SpecError(f"{where}: must be a table")
     if "dingtalk_webhook" in table:
@@ -279,18 +281,19 @@ def _contact(name: str, table: Any, environ: Mapping[str, str], where: str) -> C
     webhook = env_name = None
     if "dingtalk_webhook_env" in table:
         env_name = _str(table, "dingtalk_webhook_env", where)
-        webhook = environ.get(env_name, "").strip()
-        if not webhook:
+        webhook = environ.get(env_name, "").strip() or None
+        if webhook is None and secrets:
             raise SpecError(f"{where}: environment variable {env_name} (dingtalk_webhook_env) is not set")
-        if not re.match(r"https?://", webhook):
+        if webhook is not None and not re.match(r"https?://", webhook):
             raise SpecError(f"{where}: {env_name} must hold an http(s) URL")
-        _secret_values(webhook)
+        if webhook is not None:
+            _secret_values(webhook)
     mail = table.get("mail")
     if mail is not None and (
         not isinstance(mail, str) or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", mail)
     ):
         raise SpecError(f"{where}: mail must be an email address")
-    if webhook is None and mail is None:
+    if env_name is None and mail is None:
         raise SpecError(f"{where}: a contact needs dingtalk_webhook_env or mail")
     describe = _str(table, "describe", where, default=name)
     return Contact(_name(name, where), describe, webhook, env_name, mail)
@@ -421,9 +424,14 @@ def _alarm(table: Any, groups: set[str], where: str) -> Alarm:
 
 
 def parse_spec(
-    data: Mapping[str, Any], path: str = "<spec>", environ: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    path: str = "<spec>",
+    environ: Mapping[str, str] | None = None,
+    *,
+    secrets: bool = True,
 ) -> Spec:
-    """Validate a parsed spec (see docs/alarms.md); webhook URLs are read from ``environ``."""
+    """Validate a parsed spec (see docs/alarms.md); webhook URLs are read from ``environ``. With
+    ``secrets=False`` (``check``, which writes no contact) an unset webhook variable is allowed."""
     environ = os.environ if environ is None else environ
     _unknown(data, ("contacts", "groups", "alarms"), path)
     raw_contacts = data.get("contacts", {})
@@ -437,7 +445,9 @@ def parse_spec(
         raise SpecError(
             f"{path}: [contacts.NAME] and [groups.NAME] are tables, [[alarms]] an array of tables"
         )
-    contacts = tuple(_contact(n, t, environ, f"{path}: [contacts.{n}]") for n, t in raw_contacts.items())
+    contacts = tuple(
+        _contact(n, t, environ, f"{path}: [contacts.{n}]", secrets=secrets) for n, t in raw_contacts.items()
+    )
     groups = tuple(
         _group(n, t, {c.name for c in contacts}, f"{path}: [groups.{n}]") for n, t in raw_groups.items()
     )
@@ -455,7 +465,7 @@ def parse_spec(
     return Spec(path, contacts, groups, alarms)
 
 
-def load_spec(path: str | Path, environ: Mapping[str, str] | None = None) -> Spec:
+def load_spec(path: str | Path, environ: Mapping[str, str] | None = None, *, secrets: bool = True) -> Spec:
     """Read and validate a spec file (TOML)."""
     try:
         with open(path, "rb") as handle:
@@ -464,7 +474,7 @@ def load_spec(path: str | Path, environ: Mapping[str, str] | None = None) -> Spe
         raise SpecError(f"{path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
-    return parse_spec(data, str(path), environ)
+    return parse_spec(data, str(path), environ, secrets=secrets)
 
 
 # --- CMS rules ---------------------------------------------------------------------------------------------

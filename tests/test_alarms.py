@@ -149,6 +149,10 @@ def test_spec_refuses_a_literal_webhook_and_a_missing_variable():
         _spec('[contacts.c]\ndingtalk_webhook = "https://x/?access_token=abc"')
     with pytest.raises(alarms.SpecError, match=r"HOOK .* is not set"):
         _spec(BASE, environ={})
+    import tomllib
+
+    read_only = alarms.parse_spec(tomllib.loads(BASE), "t.toml", {}, secrets=False)  # what check loads
+    assert read_only.contacts[0].dingtalk_webhook is None
 
 
 def test_mask_webhook():

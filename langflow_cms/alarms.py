@@ -714,10 +714,11 @@ class AlarmClient:
         return {g["Name"]: g for g in found}
 
     def rules(self) -> dict[str, dict[str, Any]]:
-        """The rules this tool manages (RuleId prefix), by RuleId."""
+        """The rules this tool manages (RuleId prefix), by RuleId. Every rule is listed and filtered here:
+        DescribeMetricRuleList's ``RuleName`` filter is documented as fuzzy, not as a prefix match."""
         found = self._pages(
             "DescribeMetricRuleList",
-            {"RuleName": RULE_PREFIX},
+            {},
             lambda b: (b.get("Alarms") or {}).get("Alarm") or [],
             "Page",
             "PageSize",

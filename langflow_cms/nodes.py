@@ -486,9 +486,24 @@ def start_span_name(graph: Any, vertex_id: str, span_name: Any = "") -> str:
     return clean_dimension(text) if text else flow_settings.node_label(graph, vertex_id)
 
 
+def _predecessors(graph: Any) -> dict[str, list[str]]:
+    """Source ids by target id, from the flow's edges. Not ``graph.predecessor_map``: lfx's run manager
+    shares its lists and empties them as a run proceeds, so at a Timer Stop they no longer name its
+    upstream nodes."""
+    edges = getattr(graph, "edges", None)
+    if not edges:
+        return {k: list(v) for k, v in (getattr(graph, "predecessor_map", None) or {}).items()}
+    out: dict[str, list[str]] = {}
+    for edge in list(edges):
+        source, target = getattr(edge, "source_id", None), getattr(edge, "target_id", None)
+        if source and target:
+            out.setdefault(str(target), []).append(str(source))
+    return out
+
+
 def upstream_start(graph: Any, vertex_id: str) -> Any:
     """The nearest Timer Start upstream of ``vertex_id`` (breadth first over the flow's edges), or None."""
-    predecessors = getattr(graph, "predecessor_map", None) or {}
+    predecessors = _predecessors(graph)
     get_vertex = getattr(graph, "get_vertex", None)
     seen = {vertex_id}
     frontier = list(predecessors.get(vertex_id, ()))

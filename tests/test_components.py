@@ -238,7 +238,9 @@ def flow_graph(vertices, edges, run_id="run-x", flow_name="My Flow (1)"):
         flow_name=flow_name,
         flow_id="f-1",
         vertices=vertices,
-        predecessor_map=predecessors,
+        edges=[SimpleNamespace(source_id=source, target_id=target) for source, target in edges],
+        # as lfx leaves it mid-run: the run manager empties these lists as nodes complete
+        predecessor_map={target: [] for target in predecessors},
         get_vertex=by_id.__getitem__,
     )
 

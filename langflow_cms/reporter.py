@@ -226,9 +226,10 @@ class Reporter:
         return all([exporter.send(deadline) for exporter in list(self._exporters.values())])
 
     def _flush_events(self, force: bool = False) -> None:
-        """Per-minute summaries: suppressed events and slow streaks of the minutes that have ended."""
+        """The streams' pending work: fleet points to encode, and the per-minute summaries (suppressed
+        events, slow streaks) of the minutes that have ended."""
         for scope in list(self._scopes.values()):
-            for stream in (scope.events, scope.streaks):
+            for stream in (scope.fleet, scope.events, scope.streaks):
                 if stream is not None:
                     stream.flush(force=force)
 
@@ -282,6 +283,7 @@ class Reporter:
         deadline = time.monotonic() + timeout
         with self._cycle_lock:
             self._export(self.storage.collect())
+            self._flush_events()
             self._snapshot()
         return self._send_all(deadline)
 

@@ -44,9 +44,12 @@ def test_the_budget_caps_points_per_minute_and_sampling_follows_the_load():
     )
     point = [("m", {"flow": "f"}, 1.0), ("e", {"flow": "f"}, 0.0)]
     assert sum(fleet.offer(point) for _ in range(1000)) == 50  # a burst: the first 50 runs fit the budget
+    assert sent == []  # encoded by the reporter thread, not on the flow's path
+    fleet.flush()
     assert len(sent) == 100
     now[0] += 60
     taken = sum(fleet.offer(point) for _ in range(1000))  # as busy as the last minute: ~5 % of runs
+    fleet.flush()
     assert fleet.effective_rate == 0.05  # the finished minute: 100 of 2,000 points offered
     assert 20 <= taken <= 50 and len(sent) == 100 + 2 * taken  # never past the budget
     now[0] += 60

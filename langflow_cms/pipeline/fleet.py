@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 
 from langflow_cms import contract
@@ -48,6 +49,8 @@ class FleetStream:
         self._minute = -1
         self._offered = self._sent = 0
         self._lock = threading.Lock()
+        self._pending: deque[tuple[list[Point], float]] = deque()
+        """Sampled runs waiting to be encoded by the reporter thread (off the flow's path)."""
         self.invalid = 0
 
     def offer(self, points: list[Point]) -> bool:
@@ -59,7 +62,18 @@ class FleetStream:
             if self._sent + len(points) > self.budget or random.random() >= self.rate:
                 return False
             self._sent += len(points)
-        return self.send(points, now)
+        self._pending.append((points, now))
+        return True
+
+    def flush(self, force: bool = False) -> None:
+        """Encode the sampled runs and hand them to the sink (the reporter thread, ``flush``, ``close``)."""
+        pending = self._pending
+        for _ in range(len(pending)):
+            try:
+                points, at = pending.popleft()
+            except IndexError:
+                return
+            self.send(points, at)
 
     def send(self, points: list[Point], at: float) -> bool:
         """Encode and hand over raw points stamped ``at`` (no budget: streak points). Never raises."""

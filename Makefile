@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: all venv demo test bench lint emulator langflow clean
+.PHONY: all venv demo test bench lint emulator langflow screenshots clean
 
 all: test
 
@@ -39,6 +39,10 @@ emulator: venv
 
 langflow: venv
 	scripts/langflow.sh
+
+# The browser test (real Langflow 1.13 + Chromium) keeps its screenshots in docs/images only when asked.
+screenshots: venv
+	LANGFLOW_CMS_SCREENSHOTS=$(CURDIR)/docs/images $(PY) -m pytest -q -p no:cacheprovider tests/test_browser.py
 
 clean:
 	rm -rf $(VENV) .venv-server .langflow .tools .pytest_cache

@@ -20,7 +20,8 @@ EXAMPLE_COMPONENTS = Path(__file__).resolve().parent / "components"
 OUT_DIR = REPO / "examples" / "flows"
 
 METRIC = "ext:cms_monitor:CmsMetricComponent@extra"
-TIMER = "ext:cms_monitor:CmsTimerComponent@extra"
+TIMER_START = "ext:cms_monitor:CmsTimerStartComponent@extra"
+TIMER_STOP = "ext:cms_monitor:CmsTimerStopComponent@extra"
 POET = "ext:cms_examples:OfflinePoetComponent@extra"
 
 
@@ -78,22 +79,21 @@ class FlowDraft:
 
 
 def poem_flow(registry: dict[str, dict]) -> dict:
-    """Chat Input → CMS Metric → Timer start → Prompt → Offline Poet → Timer stop → Chat Output."""
+    """Chat Input → CMS Metric → Timer Start → Prompt → Offline Poet → Timer Stop → Chat Output."""
     draft = FlowDraft(registry, "poem", "Write a poem about a topic, monitored in CloudMonitor.")
     draft.add("ChatInput", "ChatInput-poem1", input_value="the sea")
     draft.add(
         METRIC,
         "CmsMetric-poem1",
         metric_name="poem_requests",
-        value_source="Constant",
-        value=1.0,
+        value="1",
         dimensions={"topic": "{text}"},
         flow_dimensions={"version": "v1"},
     )
-    draft.add(TIMER, "TimerStart-poem1", span_name="write", action="start")
+    draft.add(TIMER_START, "TimerStart-poem1", span_name="write")
     draft.prompt("Prompt-poem1", "write a poem about {topic}")
     draft.add(POET, "OfflinePoet-poem1")
-    draft.add(TIMER, "TimerStop-poem1", span_name="write", action="stop")
+    draft.add(TIMER_STOP, "TimerStop-poem1", span_name="write")
     draft.add("ChatOutput", "ChatOutput-poem1")
     draft.connect("ChatInput-poem1", "message", "CmsMetric-poem1", "input_value")
     draft.connect("CmsMetric-poem1", "output", "TimerStart-poem1", "input_value")

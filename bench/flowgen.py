@@ -76,6 +76,20 @@ def write_flow(path: Path = FLOW_PATH, extra: str | None = None) -> Path:
     return path
 
 
+def cms_flow_is_current(path: Path = NODE_FLOW_PATHS["cms"]) -> bool:
+    """True when the CMS Metric node saved in ``chain10_cms.json`` has the source of
+    ``components/cms_monitor/cms_metric.py`` (Langflow saves a component's source inside the flow, so a
+    changed node file needs the flow regenerated to be measured)."""
+    if not path.exists():
+        return False
+    for node in json.loads(path.read_text(encoding="utf-8"))["data"]["nodes"]:
+        if node["data"]["id"].startswith("CmsMetric"):
+            return node["data"]["node"]["template"]["code"]["value"] == CMS_METRIC_FILE.read_text(
+                encoding="utf-8"
+            )
+    return False
+
+
 def write_all() -> list[Path]:
     return [write_flow()] + [write_flow(path, extra) for extra, path in NODE_FLOW_PATHS.items()]
 

@@ -40,7 +40,7 @@ from bench.flow import (
     runner,
     timed_calls,
 )
-from bench.flowgen import NODE_FLOW_PATHS, write_all
+from bench.flowgen import NODE_FLOW_PATHS, cms_flow_is_current, write_all, write_flow
 
 GOAL = 0.01
 NODE_PREFIX = {"cms": "CmsMetric-", "shape": "BenchSameShape-", "pass": "BenchPassThrough-"}
@@ -168,6 +168,8 @@ async def _measure(rounds: int, runs: int, profile_runs: int):
 def run(scale: float = 1.0, rounds: int = 50) -> Section:
     if not all(path.exists() for path in NODE_FLOW_PATHS.values()):
         write_all()
+    elif not cms_flow_is_current():
+        write_flow(NODE_FLOW_PATHS["cms"], "cms")  # the node file changed since the flow was generated
     runs = max(int(40 * scale), 4)
     profile_runs = max(int(400 * scale), 20)
     with reporter_on_emulator(None):

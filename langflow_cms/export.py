@@ -528,13 +528,9 @@ def _graph_code(
     heads = [n for n in ordered if not any(e.target == n.id and not e.loop for e in edges)]
     sinks = [n for n in ordered if not any(e.source == n.id for e in edges)]
     start = next((n for n in heads if n.type == "ChatInput"), heads[0] if heads else ordered[0])
-    end = next((n for n in reversed(sinks) if n.type == "ChatOutput"), sinks[-1] if sinks else ordered[-1])
-    if _runs_from(start, ordered, edges) == set(nodes):
-        lines.append(f"graph = Graph({start.var}, {end.var}, flow_name=FLOW_NAME)")
-        lines += [f"graph.add_component({s.var})  # another branch of the flow" for s in sinks if s != end]
-        return lines, {}
-    # Graph(start, end) would run only the part of the flow reachable from start (lfx's rule): build the
-    # graph from every end instead, which runs every node, as `lfx run FLOW.json` does.
+    # The graph is built from every end, without a start, as lfx builds a flow's JSON: it runs every node, in
+    # the same order. Graph(start, end) would run only what is reachable from start (and upstream of that),
+    # and schedule it differently: another node fails first, other series are reported.
     parts = _parts(ordered, edges, sinks, start)
     ends = [e for part_ends in parts.values() for e in part_ends]
     if len(parts) > 1:
@@ -581,19 +577,6 @@ def _walk(first: set[str], step: dict[str, set[str]]) -> set[str]:
             seen.add(other)
             todo.append(other)
     return seen
-
-
-def _runs_from(start: Node, ordered: list[Node], edges: list[Edge]) -> set[str]:
-    """The nodes ``Graph(start, end)`` runs: those reachable from start and everything upstream of them.
-
-    lfx's ``get_sorted_vertices`` with a start component; any other node would be silently left out.
-    """
-    down: dict[str, set[str]] = {n.id: set() for n in ordered}
-    up: dict[str, set[str]] = {n.id: set() for n in ordered}
-    for e in edges:
-        down[e.source].add(e.target)
-        up[e.target].add(e.source)
-    return _walk(_walk({start.id}, down), up)
 
 
 def _parts(ordered: list[Node], edges: list[Edge], sinks: list[Node], start: Node) -> dict[str, list[Node]]:

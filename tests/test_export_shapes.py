@@ -203,9 +203,9 @@ def test_flow_with_separate_parts_runs_whole_like_lfx_and_one_part_on_request(em
     assert wrong.returncode == 1 and "--part takes one of ChatInput-rag1, TextInput-ingest1" in wrong.stderr
 
 
-def test_connected_flow_keeps_graph_start_end(tmp_path, env):
+def test_connected_flow_is_one_graph_without_parts(tmp_path, env):
     script = export_flow(build(tmp_path, env, "loop", LOOP))
-    assert "graph = Graph(chat_input_loop1, chat_output_loop1, flow_name=FLOW_NAME)" in script
+    assert "graph = Graph(flow_name=FLOW_NAME)\ngraph.add_component(chat_output_loop1)\n" in script
     assert "PARTS" not in script and "--part" not in script
 
 

@@ -289,7 +289,7 @@ def profile_table(
             total += extra
         lines.append(f"| `{label}` | {calls_a:g} | {us_a:.1f} | {calls_b:g} | {us_b:.1f} | {extra:+.1f} |")
     nested = " and ".join(f"`{n.split('.')[1]}`" for n in NESTED)
-    also = ", the node's method and its vertex build" if outside else ""
+    also = ", the node's method with the `nodes.*` calls in it, and its vertex build" if outside else ""
     lines.append(f"| **plugin total** (not summed: the nested {nested}{also}) | | | | | **{total:+.1f}** |")
     return "\n".join(lines)
 

@@ -20,7 +20,6 @@ from langflow_cms.emulator import Emulator
 from langflow_cms.export import ExportError, export_flow
 
 LFX = Path(sys.executable).parent / "lfx"
-NODE = "langflow_node_duration_ms"
 
 WORDS = textwrap.dedent(
     """
@@ -119,10 +118,6 @@ def series(emu: Emulator, subgraph: str = "subgraph") -> set[tuple[str, frozense
     }
 
 
-def nodes_reported(emu: Emulator) -> set[str]:
-    return {e["dimensions"]["node"] for e in emu.entries(name=NODE) if e["period"] == 60}
-
-
 def round_trip(emulator: Emulator, env: dict[str, str], flow: Path, text: str) -> tuple[str, Path]:
     """Run the JSON and its exported script; assert the same output and series; return (output, script)."""
     env = {**env, "LANGFLOW_CMS_MONITOR": "all"}
@@ -151,14 +146,6 @@ def test_loop_flow_runs_its_body_per_item_like_lfx(emulator, env, tmp_path):
     assert "loop_loop1.set(item=parser_loop1.parse_combined_text)" in text
     # the Loop is defined before its body; the body's last node closes the loop
     assert text.index("loop_loop1 = LoopComponent(") < text.index("parser_loop1 = ParserComponent(")
-    assert nodes_reported(emulator) == {
-        "ChatInput-loop1",
-        "Words-loop1",
-        "Loop-loop1",
-        "Parser-loop1",
-        "Join-loop1",
-        "ChatOutput-loop1",
-    }
 
 
 def test_an_edge_into_an_output_that_is_no_loop_is_refused(tmp_path, env):
@@ -179,12 +166,6 @@ def test_flow_with_separate_parts_runs_whole_like_lfx_and_one_part_on_request(em
     flow = build(tmp_path, env, "parts", PARTS)
     output, script = round_trip(emulator, env, flow, "hello")
     assert output == "hello"
-    assert nodes_reported(emulator) == {
-        "ChatInput-rag1",
-        "ChatOutput-rag1",
-        "TextInput-ingest1",
-        "Words-ingest1",
-    }
     text = script.read_text()
     assert "graph = Graph(flow_name=FLOW_NAME)" in text
     assert '"ChatInput-rag1": [chat_output_rag1],' in text and '"TextInput-ingest1": [words_ingest1],' in text
@@ -194,11 +175,10 @@ def test_flow_with_separate_parts_runs_whole_like_lfx_and_one_part_on_request(em
     emulator.reset()
     ingest = run([sys.executable, str(script), "--part", "TextInput-ingest1"], monitored)
     assert ingest.returncode == 0, ingest.stderr[-2000:]
-    assert nodes_reported(emulator) == {"TextInput-ingest1", "Words-ingest1"}
+    assert ingest.stdout.strip() == "No response generated"  # that part has no Chat Output
     emulator.reset()
     chat = run([sys.executable, str(script), "--part", "ChatInput-rag1", "hi"], monitored)
     assert chat.returncode == 0 and chat.stdout.strip() == "hi", chat.stderr[-2000:]
-    assert nodes_reported(emulator) == {"ChatInput-rag1", "ChatOutput-rag1"}
     wrong = run([sys.executable, str(script), "--part", "Nope-1"], monitored)
     assert wrong.returncode == 1 and "--part takes one of ChatInput-rag1, TextInput-ingest1" in wrong.stderr
 

@@ -141,8 +141,12 @@ def write_chart(flow_rows: list[Row], node_rows: list[Row], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from lfx.load import load_flow_from_json
 
-    order = [node["id"] for node in json.loads((FLOWS / "poem.json").read_text())["data"]["nodes"]]
+    from langflow_cms.flow_settings import node_labels
+
+    labels = node_labels(load_flow_from_json(FLOWS / "poem.json", disable_logs=True))
+    order = [labels[node["id"]] for node in json.loads((FLOWS / "poem.json").read_text())["data"]["nodes"]]
     nodes = [r for r in node_rows if r.dimensions.get("flow") == "poem" and r.dimensions.get("node") in order]
     nodes.sort(key=lambda r: order.index(r.dimensions["node"]))
     rows = nodes + [r for r in flow_rows if r.dimensions.get("flow") == "poem"]

@@ -285,18 +285,14 @@ class FlowMonitor:
         if state.monitored:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             status = ERROR if error is not None else OK
-            self._record_node(state, node_id, component_type, status, elapsed_ms)
+            node = flow_settings.node_label(graph, node_id)  # readable: the display name (+ a short tail)
+            self._record_node(state, node, component_type, status, elapsed_ms)
             if _fleet_nodes():
-                dims = {
-                    "flow": state.flow,
-                    "node": clean_dimension(node_id),
-                    "status": status,
-                    **state.dimensions,
-                }
+                dims = {"flow": state.flow, "node": node, "status": status, **state.dimensions}
                 self._fleet(state, [(contract.FLEET_NODE_METRIC, dims, elapsed_ms)])
         if error is not None and state is not None:
             if state.failure is None and state.run_id:
-                state.failure = (node_id, component_type, error)
+                state.failure = (flow_settings.node_label(graph, node_id), component_type, error)
             self.end_run(run_id, error)
 
     def _record_node(

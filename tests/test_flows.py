@@ -98,15 +98,26 @@ def minimum(emu: Emulator, name: str, **dims: str) -> float:
     return min(e["values"]["Minimum"] for e in samples(emu, name, **dims))
 
 
+POEM_NODES = {  # the readable `node` dimension of examples/flows/poem.json's nodes (docs/metrics.md)
+    "ChatInput": "Chat_Input",
+    "CmsMetric": "CMS_Metric",
+    "TimerStart": "Timer_TimerStart-poem1",  # two nodes named "Timer": the id's tail tells them apart
+    "Prompt": "Prompt_Template",
+    "OfflinePoet": "Offline_Poet",
+    "TimerStop": "Timer_TimerStop-poem1",
+    "ChatOutput": "Chat_Output",
+}
+
+
 def test_lfx_run_json_poem_success(emulator, env):
     out = lfx_run(env, FLOWS / "poem.json", "the sea")
     assert out["success"] is True and out["result"].startswith("Of the sea I sing")
     assert count(emulator, FLOW, flow="poem", status="ok", version="v1") == 1
     for node in ("ChatInput", "CmsMetric", "TimerStart", "Prompt", "OfflinePoet", "TimerStop", "ChatOutput"):
-        assert count(emulator, NODE, flow="poem", node=f"{node}-poem1", status="ok", version="v1") == 1, node
-    assert count(emulator, NODE, node="Prompt-poem1", component="Prompt_Template") == 1
+        assert count(emulator, NODE, flow="poem", node=POEM_NODES[node], status="ok", version="v1") == 1, node
+    assert count(emulator, NODE, node="Prompt_Template", component="Prompt_Template") == 1
     assert count(emulator, SPAN, flow="poem", span="write", status="ok") == 1
-    assert minimum(emulator, SPAN, span="write") >= minimum(emulator, NODE, node="OfflinePoet-poem1")
+    assert minimum(emulator, SPAN, span="write") >= minimum(emulator, NODE, node="Offline_Poet")
     assert minimum(emulator, FLOW, flow="poem") >= minimum(emulator, SPAN, span="write")
     for direction in ("input", "output"):
         assert count(emulator, TOKENS, flow="poem", model="offline-poet-mini", direction=direction) == 1
@@ -120,17 +131,18 @@ def test_lfx_run_json_failure_is_reported_as_error(emulator, env):
     assert out["success"] is False
     assert count(emulator, FLOW, flow="poem_failing", status="error") == 1
     assert count(emulator, FLOW, flow="poem_failing", status="ok") == 0
-    assert count(emulator, NODE, node="OfflinePoet-fail1", status="error") == 1
-    assert count(emulator, NODE, node="Prompt-fail1", status="ok") == 1
-    assert count(emulator, NODE, node="ChatOutput-fail1") == 0
+    assert count(emulator, NODE, node="Offline_Poet", status="error") == 1
+    assert count(emulator, NODE, node="Prompt_Template", status="ok") == 1
+    assert count(emulator, NODE, node="Chat_Output") == 0
 
 
 def test_lfx_run_branching_flow_reports_only_the_branch_taken(emulator, env):
     lfx_run(env, FLOWS / "poem_branching.json", "a haiku about rain")
     lfx_run(env, FLOWS / "poem_branching.json", "the mountains")
     assert count(emulator, FLOW, flow="poem_branching", status="ok") == 2
-    assert count(emulator, NODE, node="OfflinePoet-haiku1", status="ok") == 1
-    assert count(emulator, NODE, node="OfflinePoet-poem1", status="ok") == 1
+    # two "Offline Poet" nodes: each keeps its name plus the tail of its id
+    assert count(emulator, NODE, node="Offline_Poet_aiku1", status="ok") == 1
+    assert count(emulator, NODE, node="Offline_Poet_poem1", status="ok") == 1
     assert count(emulator, TOKENS, model="offline-poet-large", direction="output") == 1
 
 
@@ -161,12 +173,12 @@ def test_held_out_three_node_flow(emulator, env, tmp_path, kind):
 
     for status in ("ok", "error"):
         assert count(emulator, FLOW, flow="three", status=status) == 1, status
-        assert count(emulator, NODE, flow="three", node="Slow-held1", status=status) == 1, status
-        slow = minimum(emulator, NODE, node="Slow-held1", status=status)
+        assert count(emulator, NODE, flow="three", node="Slow", status=status) == 1, status
+        slow = minimum(emulator, NODE, node="Slow", status=status)
         assert slow >= 30
         assert minimum(emulator, FLOW, flow="three", status=status) >= slow
-    assert count(emulator, NODE, node="ChatOutput-held1", status="ok") == 1
-    assert count(emulator, NODE, node="ChatOutput-held1", status="error") == 0
+    assert count(emulator, NODE, node="Chat_Output", status="ok") == 1
+    assert count(emulator, NODE, node="Chat_Output", status="error") == 0
 
 
 RUN_FROM_JSON = textwrap.dedent(
@@ -212,7 +224,7 @@ def test_run_flow_from_json_success_and_failure(emulator, env):
     assert "failed as expected" in done.stdout, done.stderr[-2000:]
     assert count(emulator, FLOW, flow="poem", status="ok") == 2
     assert count(emulator, FLOW, flow="poem", status="error") == 1
-    assert count(emulator, NODE, node="OfflinePoet-poem1", status="error") == 1
+    assert count(emulator, NODE, node="Offline_Poet", status="error") == 1
     assert count(emulator, SPAN, span="write", status="ok") == 2
     assert count(emulator, SPAN, span="write", status="error") == 1
 
@@ -231,12 +243,12 @@ def test_24_concurrent_runs_are_attributed_exactly(emulator, env):
     assert count(emulator, FLOW, flow="poem", status="ok") == 16
     assert count(emulator, FLOW, flow="poem", status="error") == 8
     for node in ("ChatInput", "CmsMetric", "TimerStart", "Prompt"):
-        assert count(emulator, NODE, node=f"{node}-poem1", status="ok") == 24, node
-    assert count(emulator, NODE, node="OfflinePoet-poem1", status="ok") == 16
-    assert count(emulator, NODE, node="OfflinePoet-poem1", status="error") == 8
+        assert count(emulator, NODE, node=POEM_NODES[node], status="ok") == 24, node
+    assert count(emulator, NODE, node="Offline_Poet", status="ok") == 16
+    assert count(emulator, NODE, node="Offline_Poet", status="error") == 8
     for node in ("TimerStop", "ChatOutput"):
-        assert count(emulator, NODE, node=f"{node}-poem1", status="ok") == 16, node
-        assert count(emulator, NODE, node=f"{node}-poem1", status="error") == 0, node
+        assert count(emulator, NODE, node=POEM_NODES[node], status="ok") == 16, node
+        assert count(emulator, NODE, node=POEM_NODES[node], status="error") == 0, node
     assert count(emulator, SPAN, span="write", status="ok") == 16
     assert count(emulator, SPAN, span="write", status="error") == 8
     assert count(emulator, TOKENS, model="offline-poet-mini", direction="output") == 16
@@ -304,6 +316,6 @@ def test_lfx_serve_concurrent_requests(emulator, env, tmp_path):
     poem, failing = ids["poem"], ids["poem_failing"]
     assert count(emulator, FLOW, flow=poem, status="ok") == 20
     assert count(emulator, FLOW, flow=failing, status="error") == 4
-    assert count(emulator, NODE, flow=poem, node="OfflinePoet-poem1", status="ok") == 20
-    assert count(emulator, NODE, flow=failing, node="OfflinePoet-fail1", status="error") == 4
+    assert count(emulator, NODE, flow=poem, node="Offline_Poet", status="ok") == 20
+    assert count(emulator, NODE, flow=failing, node="Offline_Poet", status="error") == 4
     assert count(emulator, SPAN, flow=poem, span="write", status="ok") == 20

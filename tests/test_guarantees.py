@@ -471,6 +471,8 @@ SEAL_THEN_DIE = textwrap.dedent(
     import os, signal, time
     from langflow_cms import get_reporter
     rep = get_reporter()
+    if (time.time() // 60 + 1) * 60 % 300 == 0:  # the last minute of a 300 s window: sealing it ends that too
+        time.sleep(61 - time.time() % 60)
     for i in range(50):
         rep.record("crashed", float(i), {"flow": "poem"})
     edge = (time.time() // 60 + 1) * 60

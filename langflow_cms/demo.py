@@ -29,9 +29,11 @@ from langflow_cms.emulator import DEFAULT_USER_ID, Emulator
 from langflow_cms.query import Reader
 from langflow_cms.readback import FLEET_PERIOD, Row, format_table, rows
 
+FLOWS = Path(__file__).resolve().parent / "examples" / "flows"
+"""The example flows ship inside the package (``examples/flows`` in the repository links here)."""
 ROOT = Path(__file__).resolve().parents[1]
-FLOWS = ROOT / "examples" / "flows"
-CHART = ROOT / "docs" / "images" / "latency.png"
+CHART = ROOT / "docs" / "images" / "latency.png" if (ROOT / "docs").is_dir() else Path("latency.png")
+"""In a checkout the chart goes to the docs; from an installed wheel, to the current folder."""
 FLOW_METRIC = contract.FLOW_METRIC
 NODE_METRIC = contract.NODE_METRIC
 FLOW_COLUMNS = [contract.FLOW]
@@ -180,10 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--chart", type=Path, default=CHART)
     args = parser.parse_args(argv)
-    if not (FLOWS / "poem.json").is_file():
+    if not (FLOWS / "poem.json").is_file():  # a broken install: the flows are package data
         print(
-            f"langflow-cms demo: the example flows are not here ({FLOWS}); the demo runs from a checkout "
-            "of the repository (make demo)",
+            f"langflow-cms demo: the example flows are missing from {FLOWS}; reinstall langflow-cms",
             file=sys.stderr,
         )
         return 2
@@ -210,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nPer node ({NODE_METRIC})")
         print(format_table(node_rows, NODE_COLUMNS))
         print_failures(emulator, since_ms)
-        write_chart(flow_rows, node_rows, args.chart)
-        print(f"\nchart written to {args.chart}")
+        try:
+            write_chart(flow_rows, node_rows, args.chart)
+        except ImportError:
+            print("\nno chart: matplotlib is not installed (pip install 'langflow-cms[demo]')")
+        else:
+            print(f"\nchart written to {args.chart}")
     return 0
 
 

@@ -85,3 +85,24 @@ def test_every_subcommand_helps_and_versions_from_a_fresh_venv_outside_the_check
         text=True,
     )
     assert str(REPO) not in where.stdout and str(wheel_venv) in where.stdout
+
+
+@pytest.mark.slow
+def test_the_demo_runs_from_the_wheel_in_an_empty_folder(wheel_venv, tmp_path):
+    """Issue #15 (done when): `langflow-cms demo` runs from that venv in an empty folder (the example flows
+    are package data; without matplotlib it prints the tables and says how to get the chart)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.pop("LANGFLOW_CMS_ENDPOINT", None)
+    result = subprocess.run(
+        [str(wheel_venv / "bin" / "langflow-cms"), "demo", "--runs", "4", "--concurrency", "2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 runs ok" in result.stdout and "Per node" in result.stdout
+    assert "langflow_flow_failed" in result.stdout
+    assert "pip install 'langflow-cms[demo]'" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written where the user stood

@@ -140,7 +140,8 @@ def demo(
 ) -> None:
     """Run the example flow against a fresh local emulator and print what CloudMonitor holds.
 
-    Needs a checkout of the repository (the example flows live in examples/flows) and lfx.
+    Works anywhere the package is installed: the example flows ship inside it. The chart needs
+    matplotlib (pip install 'langflow-cms[demo]'); without it the demo prints the tables and says so.
     """
     from langflow_cms.demo import main as demo_main
 

@@ -204,8 +204,14 @@ def _drive(page, url: str, shot_dir: Path, expect) -> dict:
     for key, query, draggable, x, y in NODES:
         before = set(page.locator(".react-flow__node").evaluate_all("ns => ns.map(n => n.dataset.id)"))
         search.fill(query)
-        page.get_by_test_id(draggable).drag_to(pane, target_position={"x": x, "y": y})
-        expect(page.locator(".react-flow__node")).to_have_count(len(before) + 1)
+        for attempt in range(3):  # a drop before the canvas is ready is lost: drag again
+            page.get_by_test_id(draggable).drag_to(pane, target_position={"x": x, "y": y})
+            try:
+                expect(page.locator(".react-flow__node")).to_have_count(len(before) + 1, timeout=30_000)
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
         after = set(page.locator(".react-flow__node").evaluate_all("ns => ns.map(n => n.dataset.id)"))
         (ids[key],) = after - before
 

@@ -168,7 +168,10 @@ def test_flow_with_separate_parts_runs_whole_like_lfx_and_one_part_on_request(em
     assert output == "hello"
     text = script.read_text()
     assert "graph = Graph(flow_name=FLOW_NAME)" in text
-    assert '"ChatInput-rag1": [chat_output_rag1],' in text and '"TextInput-ingest1": [words_ingest1],' in text
+    # `Graph.dump` keeps no edge from text_input to words (they were never connected in the graph's edges),
+    # so the saved flow has three parts: the chat, and two unconnected ingestion nodes
+    assert '"ChatInput-rag1": [chat_output_rag1],' in text and '"Words-ingest1": [words_ingest1],' in text
+    assert '"TextInput-ingest1": [text_input_ingest1],' in text
     assert "--part TextInput-ingest1" in text  # the docstring says how to run the ingestion alone
 
     monitored = {**env, "LANGFLOW_CMS_MONITOR": "all"}
@@ -180,7 +183,10 @@ def test_flow_with_separate_parts_runs_whole_like_lfx_and_one_part_on_request(em
     chat = run([sys.executable, str(script), "--part", "ChatInput-rag1", "hi"], monitored)
     assert chat.returncode == 0 and chat.stdout.strip() == "hi", chat.stderr[-2000:]
     wrong = run([sys.executable, str(script), "--part", "Nope-1"], monitored)
-    assert wrong.returncode == 1 and "--part takes one of ChatInput-rag1, TextInput-ingest1" in wrong.stderr
+    assert (
+        wrong.returncode == 1
+        and "--part takes one of ChatInput-rag1, Words-ingest1, TextInput-ingest1" in (wrong.stderr)
+    )
 
 
 def test_connected_flow_is_one_graph_without_parts(tmp_path, env):

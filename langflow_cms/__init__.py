@@ -4,7 +4,12 @@ from langflow_cms import get_reporter
 get_reporter().record("langflow_flow_duration_ms", 812.0, {"flow": "poem", "status": "ok"})
 """
 
+from pathlib import Path
+
 from langflow_cms.reporter import NullReporter, Reporter, get_reporter, reset_reporter
 
-__all__ = ["NullReporter", "Reporter", "get_reporter", "reset_reporter"]
+COMPONENTS_DIR = Path(__file__).resolve().parent / "components"
+"""The folder holding the ``cms_monitor`` bundle (what ``LANGFLOW_COMPONENTS_PATH`` would point at)."""
+
+__all__ = ["COMPONENTS_DIR", "NullReporter", "Reporter", "get_reporter", "reset_reporter"]
 __version__ = "0.1.0"

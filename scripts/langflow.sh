@@ -2,9 +2,10 @@
 # Start the full Langflow server with the langflow-cms plugin loaded (`make langflow`).
 #
 # Full Langflow (~1.9 GB) lives in its own venv, .venv-server, so the project venv stays lfx-only and the
-# unit tests keep proving the plugin works without Langflow. The plugin's nodes come from
-# LANGFLOW_COMPONENTS_PATH=components/ (one bundle, cms_monitor); its tracing service comes from the
-# `lfx.services` entry point of the langflow-cms package, which `uv sync` installs into .venv-server.
+# unit tests keep proving the plugin works without Langflow. `uv sync` installs the langflow-cms package
+# into .venv-server, as a user's `pip install langflow-cms` would: its nodes come from the package's
+# `langflow.extensions` entry point (bundle cms_monitor, no LANGFLOW_COMPONENTS_PATH needed) and its tracing
+# service from its `lfx.services` entry point.
 #
 # Unless LANGFLOW_CMS_ENDPOINT is set, a local CMS emulator is started next to the server and the plugin
 # reports to it in development mode. Environment knobs:
@@ -19,7 +20,8 @@ UV="$(command -v uv || echo "$ROOT/.tools/bin/uv")"
 
 # Bootstrap the server venv on first use (and whenever the lock changed since the last sync).
 # --inexact keeps what the browser test adds on top (playwright, see scripts/ensure_browser.sh).
-if [[ ! -x "$VENV/bin/langflow" || "$ROOT/uv.lock" -nt "$VENV/.synced" ]]; then
+# pyproject.toml too: entry points are written at install time.
+if [[ ! -x "$VENV/bin/langflow" || "$ROOT/uv.lock" -nt "$VENV/.synced" || "$ROOT/pyproject.toml" -nt "$VENV/.synced" ]]; then
     if [[ ! -x "$UV" ]]; then
         "${PYTHON:-python3}" -m venv "$ROOT/.tools"
         "$ROOT/.tools/bin/pip" install --quiet uv
@@ -30,7 +32,6 @@ if [[ ! -x "$VENV/bin/langflow" || "$ROOT/uv.lock" -nt "$VENV/.synced" ]]; then
 fi
 [[ "${1:-}" == "--install" ]] && exit 0
 
-export LANGFLOW_COMPONENTS_PATH="$ROOT/components"
 export LANGFLOW_CONFIG_DIR="${LANGFLOW_CONFIG_DIR:-$ROOT/.langflow}"
 export LANGFLOW_SAVE_DB_IN_CONFIG_DIR="${LANGFLOW_SAVE_DB_IN_CONFIG_DIR:-true}"  # else it lands in site-packages
 export LANGFLOW_AUTO_LOGIN=true LANGFLOW_SKIP_AUTH_AUTO_LOGIN=true LANGFLOW_DO_NOT_TRACK=true

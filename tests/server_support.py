@@ -32,8 +32,8 @@ ENSURE_BROWSER_SH = REPO / "scripts" / "ensure_browser.sh"
 
 FLOW_METRIC = "langflow_flow_duration_ms"
 NODE_METRIC = "langflow_node_duration_ms"
-METRIC_TYPE = "ext:cms_monitor:CmsMetricComponent@extra"
-TIMER_TYPE = "ext:cms_monitor:CmsTimerComponent@extra"
+METRIC_TYPE = "ext:cms_monitor:CmsMetricComponent@official"  # installed: the extension's slot
+TIMER_TYPE = "ext:cms_monitor:CmsTimerComponent@official"
 
 READY_TIMEOUT_S = 480.0
 """Langflow 1.13 needs 30-50 s to start on 2 idle cores (migrations, component index, starter projects), over
@@ -182,6 +182,15 @@ def minute_entries(emulator: Any, metric: str, flow: str) -> list[dict]:
 
 def sample_count(entries: list[dict]) -> int:
     return int(sum(e["values"]["SampleCount"] for e in entries))
+
+
+def run_counts(emulator: Any, flow: str, components: set[str]) -> dict[str, int]:
+    """Runs counted so far in the 60 s entries: the flow's, and each component's node series."""
+    counts = {"flow": sample_count(minute_entries(emulator, FLOW_METRIC, flow))}
+    for component in components:
+        nodes = minute_entries(emulator, NODE_METRIC, flow)
+        counts[component] = sample_count([e for e in nodes if e["dimensions"].get("component") == component])
+    return counts
 
 
 def wait_for(check: Callable[[], Any], timeout: float = FLUSH_TIMEOUT_S, what: str = "condition") -> Any:

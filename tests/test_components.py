@@ -456,8 +456,14 @@ def test_old_node_calls_keep_working(recorder):
 
 
 @pytest.mark.slow
-def test_bundle_loads_from_langflow_components_path():
-    """Both nodes appear in the `cms_monitor` sidebar category, with icons and descriptions."""
+@pytest.mark.parametrize("components_path", [False, True], ids=["installed", "components-path"])
+def test_bundle_is_found_installed_and_through_langflow_components_path(components_path):
+    """The nodes appear once each in the `cms_monitor` sidebar category, with icons and descriptions.
+
+    Installed, the package is a Langflow extension (``langflow.extensions`` entry point, extension.json):
+    no setting needed. ``LANGFLOW_COMPONENTS_PATH`` pointing at the same bundle keeps working: Langflow
+    shadows the inline copy, so nothing shows twice.
+    """
     script = (
         "import asyncio, json\n"
         "from lfx.interface.components import get_and_cache_all_types_dict\n"
@@ -466,11 +472,17 @@ def test_bundle_loads_from_langflow_components_path():
         "print(json.dumps({k: [v['display_name'], v['icon'], v['description']] "
         "for k, v in types.get('cms_monitor', {}).items()}))\n"
     )
-    env = dict(os.environ, LANGFLOW_COMPONENTS_PATH=str(REPO / "components"))
+    env = {k: v for k, v in os.environ.items() if k != "LANGFLOW_COMPONENTS_PATH"}
+    if components_path:
+        env["LANGFLOW_COMPONENTS_PATH"] = str(REPO / "components")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
     found = json.loads(out.stdout.strip().splitlines()[-1])
-    assert found["ext:cms_monitor:CmsMetricComponent@extra"][:2] == ["CMS Metric", "activity"]
-    assert found["ext:cms_monitor:CmsTimerComponent@extra"][:2] == ["Timer", "timer"]
-    assert found["ext:cms_monitor:CmsTimerStartComponent@extra"][:2] == ["Timer Start", "timer"]
-    assert found["ext:cms_monitor:CmsTimerStopComponent@extra"][:2] == ["Timer Stop", "timer-off"]
+    by_class = {key.split(":")[2].split("@")[0]: value[:2] for key, value in found.items()}
+    assert by_class == {
+        "CmsMetricComponent": ["CMS Metric", "activity"],
+        "CmsTimerComponent": ["Timer", "timer"],
+        "CmsTimerStartComponent": ["Timer Start", "timer"],
+        "CmsTimerStopComponent": ["Timer Stop", "timer-off"],
+    }
+    assert len(found) == len(by_class), found  # once each
     assert all(description for *_, description in found.values())

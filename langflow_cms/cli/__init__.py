@@ -168,6 +168,27 @@ def doctor(version: VersionOption = False) -> None:
     raise typer.Exit(int(run_doctor(out=out) or 0))
 
 
+# --- components-path ------------------------------------------------------------------------------------
+
+
+@app.command(
+    "components-path",
+    epilog=_examples(
+        "langflow-cms components-path",
+        'LANGFLOW_COMPONENTS_PATH="$(langflow-cms components-path)" langflow run',
+    ),
+)
+def components_path(version: VersionOption = False) -> None:
+    """Print the installed folder that holds the cms_monitor bundle (for LANGFLOW_COMPONENTS_PATH).
+
+    Installed with pip, the nodes are found without it (the package is a Langflow extension); this is
+    for setups that load components from a path.
+    """
+    from langflow_cms import COMPONENTS_DIR
+
+    typer.echo(str(COMPONENTS_DIR))
+
+
 # --- export ---------------------------------------------------------------------------------------------
 
 

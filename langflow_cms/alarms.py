@@ -10,6 +10,15 @@ alarm rules, planned as a diff, applied idempotently and checked against the dat
   RPC, retries, hard deadlines, body-``Code`` check) and turns a permission error into one that names the
   missing RAM action.
 * :func:`plan`, :func:`apply`, :func:`managed_rules` and :func:`check` are what the CLI runs.
+* ``[[event_alarms]]`` ("any failure of flow X -> contact group") become CMS event rules: PutEventRule with
+  ``EventType=CUSTOM``, the reporter's event names (contract.EVENT_*) in ``EventPattern.1.NameList`` and the
+  flow as a keyword of the event's JSON content (``"flow":"poem"``), plus PutEventRuleTargets for the
+  contact groups. That family has a describe (DescribeEventRuleList, DescribeEventRuleTargetList) and a
+  delete (DeleteEventRules); PutCustomEventRule has neither (docs/alarms.md). Rule names use the same
+  ``langflow-cms-`` prefix.
+* With SLS configured (``LANGFLOW_CMS_SLS_PROJECT``/``_LOGSTORE``), :func:`flow_logs_link` gives the SLS
+  console search for one flow, built from :func:`langflow_cms.events.sls_link`; event rules carry it in
+  their ``Description``, ``list`` and ``check`` show it (PutCustomMetricRule has no text field for it).
 * :func:`longest_streak` is the pure computation behind ``SLOW_STREAK_METRIC`` ("N runs in a row"), for the
   reporter to reuse.
 
@@ -19,6 +28,7 @@ Webhook URLs carry a token: they come from environment variables, are registered
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -29,9 +39,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from langflow_cms import contract, readback
+from langflow_cms import contract, events, readback
 from langflow_cms.delivery.transport import CmsError, Transport
 from langflow_cms.redact import mask_key_id, register_secret
 
@@ -72,23 +82,43 @@ RAM_ACTIONS = {
     "DescribeContactGroupList": "cms:DescribeContactGroupList",
     "DescribeMetricList": "cms:QueryMetricList",
     "DescribeCustomMetricList": "cms:DescribeCustomMetricList",
+    "PutEventRule": "cms:PutEventRule",
+    "PutEventRuleTargets": "cms:PutEventRuleTargets",
+    "DescribeEventRuleList": "cms:DescribeEventRuleList",
+    "DescribeEventRuleTargetList": "cms:DescribeEventRuleTargetList",
+    "DeleteEventRules": "cms:DeleteEventRules",
+    "DescribeCustomEventAttribute": "cms:DescribeCustomEventAttribute",
 }
 """API -> the RAM action that authorises it (DescribeMetricList is authorised by ``cms:QueryMetricList``)."""
+_READ_RULES = ("DescribeMetricRuleList", "DescribeEventRuleList", "DescribeEventRuleTargetList")
 COMMAND_ACTIONS = {
-    "plan": ("DescribeContactList", "DescribeContactGroupList", "DescribeMetricRuleList"),
+    "plan": ("DescribeContactList", "DescribeContactGroupList", *_READ_RULES),
     "apply": (
         "DescribeContactList",
         "DescribeContactGroupList",
-        "DescribeMetricRuleList",
+        *_READ_RULES,
         "PutContact",
         "PutContactGroup",
         "PutCustomMetricRule",
+        "PutEventRule",
+        "PutEventRuleTargets",
     ),
-    "apply --prune": ("DeleteMetricRules",),
-    "list": ("DescribeMetricRuleList",),
-    "check": ("DescribeCustomMetricList", "DescribeMetricList"),
+    "apply --prune": ("DeleteMetricRules", "DeleteEventRules"),
+    "list": _READ_RULES,
+    "check": ("DescribeCustomMetricList", "DescribeMetricList", "DescribeCustomEventAttribute"),
 }
 """The RAM actions each command needs (``apply --prune`` needs apply's plus these)."""
+EVENT_KINDS = {
+    "flow_failed": contract.EVENT_FLOW_FAILED,
+    "node_failed": contract.EVENT_NODE_FAILED,
+    "flow_slow": contract.EVENT_FLOW_SLOW,
+    "events_suppressed": contract.EVENT_SUPPRESSED,
+}
+"""Spec name -> the CMS event name the reporter sends (contract.EVENT_*)."""
+EVENT_PRODUCT = "CustomEvent"
+"""``EventPattern.N.Product`` of a custom-event rule: a guess (the docs list products of system events)."""
+EVENT_LOOKBACK_S = 3600
+"""``check`` counts the matching events of the last hour."""
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}")
 _HOURS_RE = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)")
 _DIM_RE = re.compile(r"[A-Za-z0-9._\-/\\]{1,64}")
@@ -227,11 +257,41 @@ class Alarm:
 
 
 @dataclass(frozen=True)
+class EventAlarm:
+    """``[[event_alarms]]``: notify the contact groups of every event of these names for this flow."""
+
+    name: str
+    flow: str
+    events: tuple[str, ...]
+    level: str
+    contact_groups: tuple[str, ...]
+    silence_s: int = DEFAULT_SILENCE_S
+    enabled: bool = True
+
+    @property
+    def rule_name(self) -> str:
+        return rule_id(self.name)
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        return tuple(EVENT_KINDS[e] for e in self.events)
+
+    @property
+    def keyword(self) -> str | None:
+        """The flow as it appears in the event's content (compact JSON, events.event_entry), or None for
+        every flow: ``"flow":"poem"`` matches that flow and no other (the closing quote is part of it)."""
+        if self.flow == ALL_FLOWS:
+            return None
+        return json.dumps({contract.FLOW: self.flow}, separators=(",", ":"), ensure_ascii=False)[1:-1]
+
+
+@dataclass(frozen=True)
 class Spec:
     path: str
     contacts: tuple[Contact, ...] = ()
     groups: tuple[ContactGroup, ...] = ()
     alarms: tuple[Alarm, ...] = field(default_factory=tuple)
+    event_alarms: tuple[EventAlarm, ...] = ()
 
 
 def rule_id(name: str) -> str:
@@ -375,14 +435,7 @@ def _alarm(table: Any, groups: set[str], where: str) -> Alarm:
     level = str(table.get("level", "WARN")).upper()
     if level not in LEVELS:
         raise SpecError(f"{where}: level must be one of {', '.join(LEVELS)}")
-    names = table.get("contact_groups")
-    if isinstance(names, str):
-        names = [names]
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise SpecError(f"{where}: contact_groups must name at least one contact group")
-    unknown = [n for n in names if n not in groups]
-    if unknown:
-        raise SpecError(f"{where}: unknown contact groups {unknown} (declare them under [groups])")
+    names = _contact_groups(table, groups, where)
     hours = str(table.get("effective_hours", DEFAULT_HOURS))
     if not _HOURS_RE.fullmatch(hours):
         raise SpecError(f"{where}: effective_hours must be hh:mm-hh:mm, e.g. 08:00-20:00")
@@ -414,12 +467,61 @@ def _alarm(table: Any, groups: set[str], where: str) -> Alarm:
         periods=periods,
         period=period,
         level=level,
-        contact_groups=tuple(names),
+        contact_groups=names,
         effective_hours=hours,
         silence_s=silence,
         node=node,
         where=tuple(sorted(extra.items())),
         slower_than_ms=slower,
+    )
+
+
+_EVENT_ALARM_FIELDS = ("name", "flow", "events", "level", "contact_groups", "silence", "enabled")
+
+
+def _contact_groups(table: Mapping[str, Any], groups: set[str], where: str) -> tuple[str, ...]:
+    names = table.get("contact_groups")
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise SpecError(f"{where}: contact_groups must name at least one contact group")
+    unknown = [n for n in names if n not in groups]
+    if unknown:
+        raise SpecError(f"{where}: unknown contact groups {unknown} (declare them under [groups])")
+    return tuple(names)
+
+
+def _event_alarm(table: Any, groups: set[str], where: str) -> EventAlarm:
+    if not isinstance(table, dict):
+        raise SpecError(f"{where}: must be a table")
+    _unknown(table, _EVENT_ALARM_FIELDS, where)
+    name = _name(_str(table, "name", where), where)
+    where = f"{where} ({name})"
+    flow = _str(table, "flow", where)
+    if flow != ALL_FLOWS and not _DIM_RE.fullmatch(flow):
+        raise SpecError(f"{where}: flow {flow!r} is not a flow name as the events carry it (or '*')")
+    kinds = table.get("events", ["flow_failed"])
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) for k in kinds):
+        raise SpecError(f"{where}: events must be a non-empty list of {', '.join(EVENT_KINDS)}")
+    unknown = [k for k in kinds if k not in EVENT_KINDS]
+    if unknown:
+        raise SpecError(f"{where}: unknown events {unknown}: use {', '.join(EVENT_KINDS)}")
+    level = str(table.get("level", "WARN")).upper()
+    if level not in LEVELS:
+        raise SpecError(f"{where}: level must be one of {', '.join(LEVELS)}")
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SpecError(f"{where}: enabled must be true or false")
+    return EventAlarm(
+        name=name,
+        flow=flow,
+        events=tuple(dict.fromkeys(kinds)),
+        level=level,
+        contact_groups=_contact_groups(table, groups, where),
+        silence_s=_duration_s(table.get("silence", DEFAULT_SILENCE_S), f"{where}: silence"),
+        enabled=enabled,
     )
 
 
@@ -433,17 +535,20 @@ def parse_spec(
     """Validate a parsed spec (see docs/alarms.md); webhook URLs are read from ``environ``. With
     ``secrets=False`` (``check``, which writes no contact) an unset webhook variable is allowed."""
     environ = os.environ if environ is None else environ
-    _unknown(data, ("contacts", "groups", "alarms"), path)
+    _unknown(data, ("contacts", "groups", "alarms", "event_alarms"), path)
     raw_contacts = data.get("contacts", {})
     raw_groups = data.get("groups", {})
     raw_alarms = data.get("alarms", [])
+    raw_events = data.get("event_alarms", [])
     if (
         not isinstance(raw_contacts, dict)
         or not isinstance(raw_groups, dict)
         or not isinstance(raw_alarms, list)
+        or not isinstance(raw_events, list)
     ):
         raise SpecError(
-            f"{path}: [contacts.NAME] and [groups.NAME] are tables, [[alarms]] an array of tables"
+            f"{path}: [contacts.NAME] and [groups.NAME] are tables, [[alarms]] and [[event_alarms]] "
+            "arrays of tables"
         )
     contacts = tuple(
         _contact(n, t, environ, f"{path}: [contacts.{n}]", secrets=secrets) for n, t in raw_contacts.items()
@@ -462,7 +567,18 @@ def parse_spec(
                 f"give the same RuleId {alarm.rule_id}"
             )
         seen[alarm.rule_id] = alarm.name
-    return Spec(path, contacts, groups, alarms)
+    event_alarms = tuple(
+        _event_alarm(t, {g.name for g in groups}, f"{path}: [[event_alarms]] #{i + 1}")
+        for i, t in enumerate(raw_events)
+    )
+    for event_alarm in event_alarms:  # one name space: `list` shows both kinds by rule name
+        if event_alarm.rule_name in seen:
+            raise SpecError(
+                f"{path}: alarms {seen[event_alarm.rule_name]!r} and {event_alarm.name!r} "
+                f"give the same rule name {event_alarm.rule_name}"
+            )
+        seen[event_alarm.rule_name] = event_alarm.name
+    return Spec(path, contacts, groups, alarms, event_alarms)
 
 
 def load_spec(path: str | Path, environ: Mapping[str, str] | None = None, *, secrets: bool = True) -> Spec:
@@ -587,6 +703,147 @@ def normalise_alarm(item: Mapping[str, Any]) -> dict[str, str]:
         "ContactGroups": ",".join(sorted(str(item.get("ContactGroups", "")).split(","))),
         "EffectiveInterval": str(item.get("EffectiveInterval", "")),
         "SilenceTime": str(item.get("SilenceTime", "")),
+    }
+
+
+# --- event rules and the SLS link --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlsSettings:
+    project: str
+    logstore: str
+    region: str
+
+    @classmethod
+    def from_config(cls, config: Any) -> SlsSettings | None:
+        project, logstore = getattr(config, "sls_project", None), getattr(config, "sls_logstore", None)
+        if not project or not logstore:
+            return None
+        return cls(project, logstore, str(getattr(config, "region", "") or ""))
+
+
+def flow_logs_link(
+    sls: SlsSettings | None, flow: str, *, start_s: int | None = None, end_s: int | None = None
+) -> str | None:
+    """The SLS console search for one flow's log lines (``flow: "poem"``; every line for ``*``): the link
+    of :func:`langflow_cms.events.sls_link` with its run-id query swapped for the flow. Without
+    ``start_s``/``end_s`` (a rule, made long before it fires) the link names no time range and the console
+    opens its default range; with them (``check``) it covers that range. None without SLS settings."""
+    if sls is None:
+        return None
+    base = events.sls_link(sls.project, sls.logstore, sls.region, run_id="", at=start_s or 0)
+    if base is None:
+        return None
+    parts = urlsplit(base)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    text = "*" if flow == ALL_FLOWS else f'{contract.FLOW}: "{flow}"'
+    query["queryString"] = base64.b64encode(text.encode()).decode()
+    if start_s is None or end_s is None:
+        for key in ("queryTimeType", "startTime", "endTime"):
+            query.pop(key, None)
+    else:
+        query.update(startTime=str(int(start_s)), endTime=str(int(end_s)))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote, safe="")))
+
+
+def event_rule_description(alarm: EventAlarm, sls: SlsSettings | None = None) -> str:
+    """``Description`` of the event rule: what it matches, and the flow's SLS search when configured."""
+    flow = "every flow" if alarm.flow == ALL_FLOWS else f"flow {alarm.flow}"
+    text = f"langflow-cms: {', '.join(alarm.event_names)} events of {flow}."
+    link = flow_logs_link(sls, alarm.flow)
+    return f"{text} Logs: {link}" if link else text
+
+
+def event_rule_params(
+    alarm: EventAlarm, group_id: str = "0", sls: SlsSettings | None = None
+) -> dict[str, str]:
+    """The ``PutEventRule`` parameters of one event alarm (names as in the SDK request class)."""
+    params = {
+        "RuleName": alarm.rule_name,
+        "EventType": "CUSTOM",
+        "Description": event_rule_description(alarm, sls),
+        "State": "ENABLED" if alarm.enabled else "DISABLED",
+        "SilenceTime": str(alarm.silence_s),
+        "EventPattern.1.Product": EVENT_PRODUCT,
+    }
+    if group_id and group_id != "0":
+        params["GroupId"] = group_id
+    params.update({f"EventPattern.1.NameList.{i}": n for i, n in enumerate(alarm.event_names, 1)})
+    if alarm.keyword is not None:
+        params["EventPattern.1.KeywordFilter.Keywords.1"] = alarm.keyword
+        params["EventPattern.1.KeywordFilter.Relation"] = "OR"
+    return params
+
+
+def event_target_params(alarm: EventAlarm) -> dict[str, str]:
+    """The ``PutEventRuleTargets`` parameters: one contact-group target per group, Ids 1..N."""
+    params = {"RuleName": alarm.rule_name}
+    for i, group in enumerate(alarm.contact_groups, 1):
+        params.update(
+            {
+                f"ContactParameters.{i}.Id": str(i),
+                f"ContactParameters.{i}.ContactGroupName": group,
+                f"ContactParameters.{i}.Level": alarm.level,
+            }
+        )
+    return params
+
+
+EVENT_COMPARED = (
+    "EventType",
+    "EventNames",
+    "FlowKeyword",
+    "Product",
+    "State",
+    "SilenceTime",
+    "Description",
+    "ContactGroups",
+    "Level",
+)
+
+
+def _event_wanted(alarm: EventAlarm, group_id: str, sls: SlsSettings | None) -> dict[str, str]:
+    params = event_rule_params(alarm, group_id, sls)
+    return {
+        "EventType": "CUSTOM",
+        "EventNames": ",".join(sorted(alarm.event_names)),
+        "FlowKeyword": "" if alarm.keyword is None else f"OR {alarm.keyword}",
+        "Product": EVENT_PRODUCT,
+        "State": params["State"],
+        "SilenceTime": params["SilenceTime"],
+        "Description": params["Description"],
+        "ContactGroups": ",".join(sorted(alarm.contact_groups)),
+        "Level": alarm.level,
+    }
+
+
+def _listed(value: Any, key: str) -> list[str]:
+    """A Tea-model list, ``{"NameList": [...]}`` or already ``[...]``."""
+    if isinstance(value, dict):
+        value = value.get(key)
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def normalise_event_rule(item: Mapping[str, Any], targets: Mapping[str, Any]) -> dict[str, str]:
+    """The compared fields of a DescribeEventRuleList item and its DescribeEventRuleTargetList answer."""
+    patterns = item.get("EventPattern") or {}
+    if isinstance(patterns, dict):
+        patterns = patterns.get("EventPattern") or []
+    pattern = patterns[0] if patterns and isinstance(patterns[0], dict) else {}
+    keywords = pattern.get("KeywordFilter") or {}
+    words = _listed(keywords.get("Keywords"), "Keywords")
+    contacts = (targets.get("ContactParameters") or {}).get("ContactParameter") or []
+    return {
+        "EventType": str(item.get("EventType", "")),
+        "EventNames": ",".join(sorted(_listed(pattern.get("NameList"), "NameList"))),
+        "FlowKeyword": f"{keywords.get('Relation') or 'OR'} {','.join(sorted(words))}" if words else "",
+        "Product": str(pattern.get("Product", "")),
+        "State": str(item.get("State", "")),
+        "SilenceTime": str(item.get("SilenceTime", "")),
+        "Description": str(item.get("Description", "")),
+        "ContactGroups": ",".join(sorted(str(c.get("ContactGroupName", "")) for c in contacts)),
+        "Level": ",".join(sorted({str(c.get("Level", "")) for c in contacts})),
     }
 
 
@@ -741,6 +998,36 @@ class AlarmClient:
     def put_rule(self, params: Mapping[str, str]) -> None:
         self.call("PutCustomMetricRule", params)
 
+    @property
+    def sls(self) -> SlsSettings | None:
+        return SlsSettings.from_config(getattr(self.transport, "config", None))
+
+    def event_rules(self) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        """The event rules this tool manages, by name: ``(DescribeEventRuleList item,
+        DescribeEventRuleTargetList answer)``. ``NamePrefix`` is the documented prefix filter; the prefix
+        is checked here again."""
+        found = self._pages(
+            "DescribeEventRuleList",
+            {"NamePrefix": RULE_PREFIX},
+            lambda b: (b.get("EventRules") or {}).get("EventRule") or [],
+            "PageNumber",
+            "PageSize",
+        )
+        return {
+            str(r["Name"]): (r, self.call("DescribeEventRuleTargetList", {"RuleName": str(r["Name"])}))
+            for r in found
+            if str(r.get("Name", "")).startswith(RULE_PREFIX)
+        }
+
+    def put_event_rule(self, params: Mapping[str, str], targets: Mapping[str, str]) -> None:
+        self.call("PutEventRule", params)
+        self.call("PutEventRuleTargets", targets)
+
+    def delete_event_rules(self, names: Sequence[str]) -> None:
+        for start in range(0, len(names), 20):  # RuleNames.N: N <= 20
+            batch = names[start : start + 20]
+            self.call("DeleteEventRules", {f"RuleNames.{i}": n for i, n in enumerate(batch, 1)})
+
     def delete_rules(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), 100):
             batch = ids[start : start + 100]
@@ -752,7 +1039,7 @@ class AlarmClient:
 
 @dataclass
 class Change:
-    """One planned change: ``action`` create/update/delete, ``kind`` contact/group/rule."""
+    """One planned change: ``action`` create/update/delete, ``kind`` contact/group/rule/event rule."""
 
     action: str
     kind: str
@@ -777,6 +1064,8 @@ class Plan:
     unchanged: list[str]
     kept: list[str]
     """Managed rules not in the file that stay because ``--prune`` was not given."""
+    kept_events: list[str] = field(default_factory=list)
+    """The same for event rules."""
 
     @property
     def has_changes(self) -> bool:
@@ -790,6 +1079,7 @@ class Plan:
             "changes": [c.as_dict() for c in self.changes],
             "unchanged": self.unchanged,
             "not_pruned": self.kept,
+            "not_pruned_event_rules": self.kept_events,
             **self.counts(),
         }
 
@@ -807,6 +1097,8 @@ class Plan:
                     lines.append(f"    {key}: {old} -> {new}")
         for rid in self.kept:
             lines.append(f"  rule {rid} is not in the file (kept; apply --prune deletes it)")
+        for name in self.kept_events:
+            lines.append(f"  event rule {name} is not in the file (kept; apply --prune deletes it)")
         counts = self.counts()
         if self.changes:
             lines.append(
@@ -901,7 +1193,39 @@ def plan(spec: Spec, client: AlarmClient, *, prune: bool = False) -> Plan:
             changes.append(Change("delete", "rule", rid, label="" if name == rid else name))
         else:
             kept.append(rid)
-    return Plan(changes, unchanged, kept)
+    kept_events = _plan_event_rules(spec, client, changes, unchanged, prune=prune)
+    return Plan(changes, unchanged, kept, kept_events)
+
+
+def _plan_event_rules(
+    spec: Spec, client: AlarmClient, changes: list[Change], unchanged: list[str], *, prune: bool
+) -> list[str]:
+    current = client.event_rules()
+    sls = client.sls
+    for alarm in spec.event_alarms:
+        wanted = _event_wanted(alarm, client.group_id, sls)
+        params, targets = event_rule_params(alarm, client.group_id, sls), event_target_params(alarm)
+        found = current.get(alarm.rule_name)
+        if found is None:
+            fields = {k: (None, wanted[k]) for k in EVENT_COMPARED}
+            changes.append(
+                Change("create", "event rule", alarm.rule_name, fields, alarm.name, (params, targets, False))
+            )
+            continue
+        have = normalise_event_rule(*found)
+        if diff := {k: (have[k], wanted[k]) for k in EVENT_COMPARED if have[k] != wanted[k]}:
+            # PutEventRuleTargets adds and replaces targets (by Id) but never removes one: a rule that
+            # has a target the file no longer wants is deleted and made again
+            extra = set(have["ContactGroups"].split(",")) - set(alarm.contact_groups) - {""}
+            payload = (params, targets, bool(extra))
+            changes.append(Change("update", "event rule", alarm.rule_name, diff, alarm.name, payload))
+        else:
+            unchanged.append(f"event rule {alarm.rule_name}")
+    stale = sorted(set(current) - {a.rule_name for a in spec.event_alarms})
+    if prune:
+        changes.extend(Change("delete", "event rule", name) for name in stale)
+        return []
+    return stale
 
 
 def apply(spec: Spec, client: AlarmClient, *, prune: bool = False) -> Plan:
@@ -913,11 +1237,20 @@ def apply(spec: Spec, client: AlarmClient, *, prune: bool = False) -> Plan:
             client.put_contact(change.payload)
         elif change.kind == "group":
             client.put_contact_group(change.payload)
+        elif change.kind == "event rule":
+            if change.action in ("create", "update"):
+                params, targets, recreate = change.payload
+                if recreate:
+                    client.delete_event_rules([change.name])
+                client.put_event_rule(params, targets)
         elif change.action in ("create", "update"):
             client.put_rule(change.payload)
-    deletions = [c.name for c in done.changes if c.action == "delete"]
+    deletions = [c.name for c in done.changes if c.action == "delete" and c.kind == "rule"]
     if deletions:
         client.delete_rules(deletions)
+    event_deletions = [c.name for c in done.changes if c.action == "delete" and c.kind == "event rule"]
+    if event_deletions:
+        client.delete_event_rules(event_deletions)
     return done
 
 
@@ -939,6 +1272,27 @@ def managed_rules(client: AlarmClient) -> list[dict[str, Any]]:
                 "contact_groups": norm["ContactGroups"],
                 "enabled": bool(item.get("EnableState", True)),
                 "alert_state": str(item.get("AlertState", "")),
+            }
+        )
+    return rows
+
+
+def managed_event_rules(client: AlarmClient) -> list[dict[str, Any]]:
+    """The event rules in the account this tool manages, as rows for ``list``."""
+    rows = []
+    for name, (item, targets) in sorted(client.event_rules().items()):
+        norm = normalise_event_rule(item, targets)
+        keyword = norm["FlowKeyword"].removeprefix("OR ")
+        rows.append(
+            {
+                "rule_name": name,
+                "events": norm["EventNames"],
+                "filter": keyword or "(every flow)",
+                "level": norm["Level"],
+                "contact_groups": norm["ContactGroups"],
+                "enabled": norm["State"] == "ENABLED",
+                "silence_s": norm["SilenceTime"],
+                "description": norm["Description"],
             }
         )
     return rows
@@ -989,15 +1343,22 @@ class CheckResult:
     state: str
     condition: str
     series: list[dict[str, Any]]
+    kind: str = "metric"
+    logs: str | None = None
+    """With SLS configured: the flow's log search (over the breaching windows for an ALARM)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "alarm": self.alarm,
             "rule_id": self.rule_id,
+            "kind": self.kind,
             "state": self.state,
             "condition": self.condition,
             "series": self.series,
         }
+        if self.logs:
+            out["logs"] = self.logs
+        return out
 
 
 def _condition(alarm: Alarm) -> str:
@@ -1010,7 +1371,12 @@ def _condition(alarm: Alarm) -> str:
 
 
 def check(
-    spec: Spec, reader: Any, *, end_ms: int | None = None, lookback_periods: int = 10
+    spec: Spec,
+    reader: Any,
+    *,
+    end_ms: int | None = None,
+    lookback_periods: int = 10,
+    sls: SlsSettings | None = None,
 ) -> list[CheckResult]:
     """Read the last periods of every alarm's series back (DescribeCustomMetricList + DescribeMetricList)
     and evaluate each rule the way CMS does, per series (CMS alarms per resource; nothing is combined
@@ -1020,6 +1386,10 @@ def check(
     judged on partial data. An alarm is ALARM when any of its series is, else OK when any has data, else
     INSUFFICIENT_DATA.
     ``lookback_periods`` periods beyond the evaluated ones are read, to find the latest window with data.
+
+    Event alarms are not evaluated over windows (CMS notifies on each matching event, then stays silent
+    for ``silence``): ``check`` reads the matching events of the last hour (DescribeCustomEventAttribute)
+    and says ALARM when there is one, OK when there is none.
     """
     end_ms = int(time.time() * 1000) if end_ms is None else end_ms
     results = []
@@ -1066,8 +1436,65 @@ def check(
             )
         states = {s["state"] for s in series}
         state = ALARM if ALARM in states else OK if OK in states else INSUFFICIENT
-        results.append(CheckResult(alarm.name, alarm.rule_id, state, _condition(alarm), series))
+        logs = None
+        if state == ALARM:
+            first = min(w["time_ms"] for s in series if s["state"] == ALARM for w in s["windows"])
+            logs = flow_logs_link(sls, alarm.flow, start_s=first // 1000, end_s=end_ms // 1000)
+        results.append(CheckResult(alarm.name, alarm.rule_id, state, _condition(alarm), series, logs=logs))
+    results += [_check_events(a, reader, end_ms, sls) for a in spec.event_alarms]
     return results
+
+
+def _read_events(reader: Any, name: str, start_ms: int) -> list[dict[str, Any]]:
+    if hasattr(reader, "events"):
+        return reader.events(name, start_ms)
+    from langflow_cms.query import describe_custom_events
+
+    return describe_custom_events(
+        reader.client, name=name, endpoint=reader.endpoint, start_ms=start_ms, limiter=reader.limiter
+    )
+
+
+def _check_events(alarm: EventAlarm, reader: Any, end_ms: int, sls: SlsSettings | None) -> CheckResult:
+    start_ms = end_ms - EVENT_LOOKBACK_S * 1000
+    matched = []
+    for name in alarm.event_names:
+        for event in _read_events(reader, name, start_ms):
+            content = event.get("content") or {}
+            when = int(event.get("time") or 0)
+            if not start_ms <= when <= end_ms:
+                continue
+            if alarm.flow == ALL_FLOWS or str(content.get(contract.FLOW, "")) == alarm.flow:
+                matched.append(
+                    {
+                        "name": name,
+                        "time_ms": when,
+                        "run_id": content.get("run_id"),
+                        "sls": content.get("sls"),
+                    }
+                )
+    matched.sort(key=lambda e: -e["time_ms"])
+    flow = "every flow" if alarm.flow == ALL_FLOWS else f"flow {alarm.flow}"
+    condition = f"any {', '.join(alarm.event_names)} event of {flow}"
+    state = ALARM if matched else OK
+    logs = None
+    if matched:
+        logs = flow_logs_link(
+            sls,
+            alarm.flow,
+            start_s=matched[-1]["time_ms"] // 1000 - events.LINK_MARGIN_S,
+            end_s=matched[0]["time_ms"] // 1000 + events.LINK_MARGIN_S,
+        )
+    series = [
+        {
+            "dimensions": f"{contract.FLOW}={alarm.flow}",
+            "state": state,
+            "events": matched[:10],
+            "count": len(matched),
+            "since_ms": start_ms,
+        }
+    ]
+    return CheckResult(alarm.name, alarm.rule_name, state, condition, series, kind="event", logs=logs)
 
 
 def _clock(ms: int) -> str:
@@ -1079,6 +1506,18 @@ def render_check(results: Sequence[CheckResult]) -> str:
     lines = []
     for result in results:
         lines.append(f"{result.state:<17} {result.alarm}  [{result.condition}]")
+        if result.kind == "event":
+            (found,) = result.series
+            latest = found["events"][0] if found["events"] else None
+            lines.append(
+                f"    {found['count']} in the last {EVENT_LOOKBACK_S // 60} min"
+                + (f", latest {_clock(latest['time_ms'])} run {latest['run_id']}" if latest else "")
+            )
+            if result.logs:
+                lines.append(f"    logs: {result.logs}")
+            continue
+        if result.logs:
+            lines.append(f"    logs: {result.logs}")
         if not result.series:
             lines.append("    no data in the range (no series matches)")
         for series in result.series:
@@ -1090,7 +1529,7 @@ def render_check(results: Sequence[CheckResult]) -> str:
                 for w in series["windows"]
             )
             lines.append(f"    {series['state']:<17} {series['dimensions']}: {windows or '-'}")
-    lines.append("(window start UTC = value; ! breaches the threshold; newest first)")
+    lines.append("(window start UTC = value; ! breaches the threshold; newest first; event times UTC)")
     return "\n".join(lines)
 
 
@@ -1125,3 +1564,6 @@ class PermissionNamingReader:
 
     def points(self, metric_name: str, dimensions: Any, **kwargs: Any) -> list[dict[str, Any]]:
         return self._wrap("DescribeMetricList", lambda: self.reader.points(metric_name, dimensions, **kwargs))
+
+    def events(self, name: str, start_ms: int) -> list[dict[str, Any]]:
+        return self._wrap("DescribeCustomEventAttribute", lambda: _read_events(self.reader, name, start_ms))

@@ -10,6 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from aliyunsdkcms.request.v20190101.DescribeEventRuleListRequest import DescribeEventRuleListRequest
+from aliyunsdkcms.request.v20190101.DescribeEventRuleTargetListRequest import (
+    DescribeEventRuleTargetListRequest,
+)
+from aliyunsdkcms.request.v20190101.PutCustomEventRequest import PutCustomEventRequest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
 from aliyunsdkcore.client import AcsClient
 from typer.testing import CliRunner
@@ -39,15 +44,26 @@ def invoke(env, *args):
     return runner.invoke(app, ["alarms", *map(str, args)], env=env)
 
 
-def put_raw(emulator, metric, dims, points):
-    """Raw (Type=0) points ``[(time_ms, value)]`` through the real SDK, 21 per call."""
-    client = AcsClient(
+def sdk_client():
+    return AcsClient(
         DEV_ACCESS_KEY_ID,
         DEV_ACCESS_KEY_SECRET,
         "cn-hangzhou",
         auto_retry=False,
         proxy={"http": None, "https": None},
     )
+
+
+def sdk_call(emulator, request):
+    request.set_endpoint(emulator.endpoint)
+    body = json.loads(sdk_client().do_action_with_exception(request))
+    assert str(body.get("Code", "200")) == "200", body
+    return body
+
+
+def put_raw(emulator, metric, dims, points):
+    """Raw (Type=0) points ``[(time_ms, value)]`` through the real SDK, 21 per call."""
+    client = sdk_client()
     for start in range(0, len(points), 21):
         request = PutCustomMetricRequest()
         request.set_endpoint(emulator.endpoint)
@@ -168,7 +184,7 @@ def test_mask_webhook():
 def test_apply_is_idempotent_and_plan_shows_exactly_the_edit(emulator, cli_env, tmp_path):
     result = invoke(cli_env, "plan", EXAMPLE)
     assert result.exit_code == 2, result.output
-    assert "Plan: 5 to create, 0 to change, 0 to delete." in result.output
+    assert "Plan: 6 to create, 0 to change, 0 to delete." in result.output
 
     result = invoke(cli_env, "apply", EXAMPLE)
     assert result.exit_code == 0, result.output
@@ -439,3 +455,234 @@ def test_help_lists_the_commands():
     assert result.exit_code == 0
     for command in ("plan", "apply", "list", "check"):
         assert command in result.output
+
+
+# --- event alarms (PutEventRule + PutEventRuleTargets) -----------------------------------------------------
+
+
+def described_event_rules(emulator):
+    """DescribeEventRuleList and DescribeEventRuleTargetList through the real SDK, by rule name."""
+    request = DescribeEventRuleListRequest()
+    request.set_PageSize("100")
+    rules = sdk_call(emulator, request)["EventRules"]["EventRule"]
+    out = {}
+    for rule in rules:
+        targets = DescribeEventRuleTargetListRequest()
+        targets.set_RuleName(rule["Name"])
+        out[rule["Name"]] = (rule, sdk_call(emulator, targets))
+    return out
+
+
+def test_event_alarm_apply_makes_a_custom_event_rule_for_the_flow(emulator, cli_env):
+    result = invoke(cli_env, "plan", EXAMPLE)
+    assert "+ event rule langflow-cms-poem-failed (poem-failed)" in result.output
+    result = invoke(cli_env, "apply", EXAMPLE)
+    assert result.exit_code == 0, result.output
+
+    (name,) = described_event_rules(emulator)
+    rule, targets = described_event_rules(emulator)[name]
+    assert name == "langflow-cms-poem-failed"
+    assert (rule["EventType"], rule["State"], rule["SilenceTime"]) == ("CUSTOM", "ENABLED", 600)
+    (pattern,) = rule["EventPattern"]["EventPattern"]
+    assert pattern["NameList"]["NameList"] == [contract.EVENT_FLOW_FAILED]
+    # the flow filter: the flow as it appears in the event's compact JSON content
+    assert pattern["KeywordFilter"] == {"Keywords": {"Keywords": ['"flow":"poem"']}, "Relation": "OR"}
+    (contact,) = targets["ContactParameters"]["ContactParameter"]
+    assert (contact["ContactGroupName"], contact["Level"]) == ("langflow-oncall", "CRITICAL")
+    assert targets["WebhookParameters"]["WebhookParameter"] == []
+    assert "langflow_flow_failed events of flow poem" in rule["Description"]
+    assert "sls.console" not in rule["Description"]  # no SLS settings, no link
+
+    # the filter matches the reporter's own content for that flow, and not for another
+    from langflow_cms import events
+
+    content = events.event_entry(contract.EVENT_FLOW_FAILED, {"flow": "poem", "run_id": "r"}, 0, "0")[
+        "Content"
+    ]
+    other = events.event_entry(contract.EVENT_FLOW_FAILED, {"flow": "poem2", "run_id": "r"}, 0, "0")[
+        "Content"
+    ]
+    keyword = pattern["KeywordFilter"]["Keywords"]["Keywords"][0]
+    assert keyword in content and keyword not in other
+
+    writes = len(emulator.requests())
+    result = invoke(cli_env, "apply", EXAMPLE)
+    assert "No changes" in result.output, result.output
+    new = [r["action"] for r in emulator.requests()[writes:]]
+    assert not [a for a in new if a.startswith(("Put", "Delete"))], new
+
+    listed = json.loads(invoke(cli_env, "list", "--json").output)["event_rules"]
+    assert [(r["rule_name"], r["events"], r["filter"], r["contact_groups"]) for r in listed] == [
+        ("langflow-cms-poem-failed", contract.EVENT_FLOW_FAILED, '"flow":"poem"', "langflow-oncall")
+    ]
+    table = invoke(cli_env, "list").output
+    assert "langflow-cms-poem-failed" in table and "langflow-cms-poem-p95-slow" in table
+
+
+EVENT_SPEC = (
+    BASE.replace("[groups.g]", '[groups.h]\ncontacts = ["c"]\n[groups.g]')
+    + """
+[[event_alarms]]
+name = "poem-failed"
+flow = "poem"
+contact_groups = ["g", "h"]
+
+[[event_alarms]]
+name = "any-flow-node-failed"
+flow = "*"
+events = ["node_failed", "events_suppressed"]
+level = "INFO"
+contact_groups = ["g"]
+silence = 300
+"""
+)
+
+
+def test_event_alarm_update_and_prune_touch_only_ours(emulator, cli_env, tmp_path):
+    env = {**cli_env, "HOOK": WEBHOOK}
+    spec = tmp_path / "events.toml"
+    spec.write_text(EVENT_SPEC)
+    assert invoke(env, "apply", spec).exit_code == 0
+    rules = described_event_rules(emulator)
+    assert set(rules) == {"langflow-cms-poem-failed", "langflow-cms-any-flow-node-failed"}
+    (pattern,) = rules["langflow-cms-any-flow-node-failed"][0]["EventPattern"]["EventPattern"]
+    assert "KeywordFilter" not in pattern  # every flow: no filter
+    assert sorted(pattern["NameList"]["NameList"]) == sorted(
+        [contract.EVENT_NODE_FAILED, contract.EVENT_SUPPRESSED]
+    )
+    # an event rule made by hand (not langflow-cms-*) survives every prune
+    client = alarms.AlarmClient.from_env(env)
+    client.put_event_rule(
+        {"RuleName": "by-hand", "EventType": "CUSTOM", "EventPattern.1.Product": "CustomEvent"},
+        {
+            "RuleName": "by-hand",
+            "ContactParameters.1.Id": "1",
+            "ContactParameters.1.ContactGroupName": "g",
+            "ContactParameters.1.Level": "WARN",
+        },
+    )
+
+    # one group fewer and another level: the rule is made again (targets cannot be removed one by one)
+    spec.write_text(
+        EVENT_SPEC.replace('contact_groups = ["g", "h"]', 'contact_groups = ["g"]\nlevel = "CRITICAL"')
+    )
+    found = json.loads(invoke(env, "plan", spec, "--json").output)
+    assert found["changes"] == [
+        {
+            "action": "update",
+            "kind": "event rule",
+            "name": "langflow-cms-poem-failed",
+            "label": "poem-failed",
+            "fields": {
+                "ContactGroups": {"old": "g,h", "new": "g"},
+                "Level": {"old": "WARN", "new": "CRITICAL"},
+            },
+        }
+    ]
+    assert invoke(env, "apply", spec).exit_code == 0
+    targets = described_event_rules(emulator)["langflow-cms-poem-failed"][1]
+    assert [
+        (t["ContactGroupName"], t["Level"]) for t in targets["ContactParameters"]["ContactParameter"]
+    ] == [("g", "CRITICAL")]
+    assert invoke(env, "plan", spec).exit_code == 0
+
+    spec.write_text(spec.read_text().split('[[event_alarms]]\nname = "any-flow')[0])
+    result = invoke(env, "plan", spec)
+    assert result.exit_code == 0, result.output
+    assert "event rule langflow-cms-any-flow-node-failed is not in the file (kept" in result.output
+    result = invoke(env, "apply", spec, "--prune")
+    assert result.exit_code == 0, result.output
+    assert "- event rule langflow-cms-any-flow-node-failed" in result.output
+    assert sorted(described_event_rules(emulator)) == ["by-hand", "langflow-cms-poem-failed"]
+    assert [r["action"] for r in emulator.requests(action="DeleteEventRules")] == ["DeleteEventRules"] * 2
+
+
+@pytest.mark.parametrize(
+    ("event_alarm", "message"),
+    [
+        ('name="a"\ncontact_groups=["g"]', "flow must be a non-empty string"),
+        ('name="a"\nflow="poem"\nevents=["flow_exploded"]\ncontact_groups=["g"]', "unknown events"),
+        ('name="a"\nflow="poem"\nevents=[]\ncontact_groups=["g"]', "events must be a non-empty list"),
+        ('name="a"\nflow="poem"\ncontact_groups=["nope"]', "unknown contact groups"),
+        ('name="a"\nflow="poem"\ncontact_groups=["g"]\nlevel="LOUD"', "level must be"),
+        ('name="a"\nflow="poem"\ncontact_groups=["g"]\nthreshold=3', r"unknown field\(s\) threshold"),
+        ('name="a"\nflow="po em"\ncontact_groups=["g"]', "is not a flow name"),
+        ('name="a"\nflow="poem"\ncontact_groups=["g"]\nenabled="yes"', "enabled must be true or false"),
+    ],
+)
+def test_event_alarm_spec_errors(event_alarm, message):
+    with pytest.raises(alarms.SpecError, match=message) as caught:
+        _spec(BASE + "[[event_alarms]]\n" + event_alarm)
+    assert "[[event_alarms]] #1" in str(caught.value)
+
+
+def test_event_alarm_and_alarm_may_not_share_a_rule_name():
+    metric = '[[alarms]]\nname="poem failed"\nflow="poem"\nstatistic="error_rate"\nabove=0.1\n'
+    metric += 'contact_groups=["g"]\n'
+    event = '[[event_alarms]]\nname="poem-failed"\nflow="poem"\ncontact_groups=["g"]\n'
+    with pytest.raises(alarms.SpecError, match="same rule name langflow-cms-poem-failed"):
+        _spec(BASE + metric + event)
+
+
+def test_sls_link_in_the_event_rule_and_no_secret_anywhere(emulator, cli_env):
+    env = {
+        **cli_env,
+        "LANGFLOW_CMS_SLS_PROJECT": "langflow-logs",
+        "LANGFLOW_CMS_SLS_LOGSTORE": "runs",
+        "LANGFLOW_CMS_REGION": "cn-shanghai",
+    }
+    result = invoke(env, "apply", EXAMPLE)
+    assert result.exit_code == 0, result.output
+    (rule,) = emulator.event_rules()
+    description = rule["Description"]
+    link = description.split("Logs: ", 1)[1]
+    assert link.startswith("https://sls.console.aliyun.com/lognext/project/langflow-logs/logsearch/runs?")
+    import base64
+    from urllib.parse import parse_qs, urlsplit
+
+    query = parse_qs(urlsplit(link).query)
+    assert base64.b64decode(query["queryString"][0]).decode() == 'flow: "poem"'
+    assert query["slsRegion"] == ["cn-shanghai"] and "startTime" not in query  # a rule has no time range
+    assert alarms.flow_logs_link(None, "poem") is None
+    sls = alarms.SlsSettings("langflow-logs", "runs", "cn-shanghai")
+    ranged = parse_qs(urlsplit(alarms.flow_logs_link(sls, "poem", start_s=100, end_s=200)).query)
+    assert (ranged["startTime"], ranged["endTime"]) == (["100"], ["200"])
+
+    assert invoke(env, "apply", EXAMPLE).output.startswith("No changes")  # the link is stable
+    stored = json.dumps([emulator.event_rules(), emulator.rules()])
+    assert TOKEN not in stored and TOKEN not in result.output
+    for request in emulator.requests():
+        if request["action"] != "PutContact":  # the contact's DingTalk channel is the one place for it
+            assert TOKEN not in json.dumps(request, default=str), request["action"]
+    listed = invoke(env, "list", "--json").output
+    assert TOKEN not in listed and "sls.console" in listed
+
+
+def put_event(emulator, name, content, time_ms):
+    request = PutCustomEventRequest()
+    request.set_EventInfos(
+        [{"EventName": name, "Content": json.dumps(content), "Time": str(time_ms), "GroupId": "0"}]
+    )
+    sdk_call(emulator, request)
+
+
+def test_check_reports_event_alarms(emulator, cli_env, tmp_path):
+    now_ms = int(time.time() * 1000)
+    spec = tmp_path / "events.toml"
+    spec.write_text(
+        BASE.replace("HOOK", "DINGTALK_WEBHOOK")
+        + '[[event_alarms]]\nname = "poem-failed"\nflow = "poem"\ncontact_groups = ["g"]\n'
+        + '[[event_alarms]]\nname = "haiku-failed"\nflow = "haiku"\ncontact_groups = ["g"]\n'
+    )
+    put_event(emulator, contract.EVENT_FLOW_FAILED, {"flow": "poem", "run_id": "run-1"}, now_ms - 120_000)
+    put_event(emulator, contract.EVENT_FLOW_FAILED, {"flow": "poem2", "run_id": "run-2"}, now_ms - 60_000)
+    env = {**cli_env, "LANGFLOW_CMS_SLS_PROJECT": "langflow-logs", "LANGFLOW_CMS_SLS_LOGSTORE": "runs"}
+    result = invoke(env, "check", spec, "--json")
+    assert result.exit_code == 1, result.output
+    found = {a["alarm"]: a for a in json.loads(result.output)["alarms"]}
+    assert (found["poem-failed"]["state"], found["haiku-failed"]["state"]) == ("ALARM", "OK")
+    assert found["poem-failed"]["series"][0]["count"] == 1
+    assert found["poem-failed"]["series"][0]["events"][0]["run_id"] == "run-1"
+    assert "sls.console" in found["poem-failed"]["logs"] and "logs" not in found["haiku-failed"]
+    text = invoke(env, "check", spec).output
+    assert "ALARM             poem-failed" in text and "1 in the last 60 min" in text

@@ -87,6 +87,17 @@ def _client(command: str) -> Any:
         fail(str(exc), EXIT_USAGE, f"alarms {command}")
 
 
+def _sls() -> Any:
+    """The SLS settings of the environment (for the logs links), None when unset or invalid."""
+    from langflow_cms.alarms import SlsSettings
+    from langflow_cms.config import Config, ConfigError
+
+    try:
+        return SlsSettings.from_config(Config.from_env())
+    except ConfigError:
+        return None
+
+
 def _failed(exc: BaseException, command: str) -> NoReturn:
     from langflow_cms.redact import redact
 
@@ -139,9 +150,11 @@ def apply(
     json_output: JsonOption = False,
     version: VersionOption = False,
 ) -> None:
-    """Create or update the contacts, contact groups and rules of the file (PutContact, PutContactGroup,
-    PutCustomMetricRule with RuleId langflow-cms-<alarm name>). Idempotent: a second apply changes
-    nothing. With --prune, rules this tool created that the file no longer has are deleted."""
+    """Create or update the contacts, contact groups, rules and event rules of the file (PutContact,
+    PutContactGroup, PutCustomMetricRule with RuleId langflow-cms-<alarm name>, PutEventRule and
+    PutEventRuleTargets with RuleName langflow-cms-<event alarm name>). Idempotent: a second apply changes
+    nothing. With --prune, rules and event rules this tool created that the file no longer has are
+    deleted."""
     from langflow_cms import alarms
 
     spec = _spec(spec_file, "apply")
@@ -161,22 +174,35 @@ def apply(
 
 @app.command(name="list", epilog=_epilog("langflow-cms alarms list", "langflow-cms alarms list --json"))
 def list_rules(json_output: JsonOption = False, version: VersionOption = False) -> None:
-    """The alarm rules in the account that this tool manages (RuleId langflow-cms-*)."""
+    """The alarm rules and event rules in the account that this tool manages (langflow-cms-*)."""
     from langflow_cms import alarms
     from langflow_cms.cli.output import console, table_box
 
     client = _client("list")
     try:
         rows = alarms.managed_rules(client)
+        event_rows = alarms.managed_event_rules(client)
     except alarms.AlarmError as exc:
         _failed(exc, "list")
     if json_output:
-        print_json({"rules": rows})
+        print_json({"rules": rows, "event_rules": event_rows})
         return
-    if not rows:
+    if not rows and not event_rows:
         _echo("No rules managed by langflow-cms in this account.")
         return
     from rich.table import Table
+
+    if event_rows:
+        events = Table(box=table_box(), title="event rules")
+        events.add_column("event rule", no_wrap=True, min_width=max(len(r["rule_name"]) for r in event_rows))
+        for column in ("events", "filter", "level", "contact groups"):
+            events.add_column(column, overflow="fold")
+        for row in event_rows:
+            shown = row["events"] + ("" if row["enabled"] else " (disabled)")
+            events.add_row(row["rule_name"], shown, row["filter"], row["level"], row["contact_groups"])
+    if not rows:
+        console().print(events)
+        return
 
     table = Table(box=table_box())
     table.add_column("rule", no_wrap=True, min_width=max(len(r["rule_id"]) for r in rows))
@@ -189,6 +215,8 @@ def list_rules(json_output: JsonOption = False, version: VersionOption = False) 
         condition = f"{row['condition']}, {row['periods']}" + ("" if row["enabled"] else " (disabled)")
         table.add_row(row["rule_id"], row["metric"], shown, condition, row["level"], row["contact_groups"])
     console().print(table)
+    if event_rows:
+        console().print(events)
 
 
 @app.command(
@@ -209,8 +237,9 @@ def check(
     version: VersionOption = False,
 ) -> None:
     """Read the last periods of every alarm's series back (DescribeMetricList) and evaluate each rule the
-    way CloudMonitor does: OK, ALARM or INSUFFICIENT_DATA, with the numbers behind it. Exit code 1 when
-    a rule is in ALARM."""
+    way CloudMonitor does: OK, ALARM or INSUFFICIENT_DATA, with the numbers behind it. Event alarms: the
+    matching events of the last hour (DescribeCustomEventAttribute), ALARM when there is one. Exit code 1
+    when a rule is in ALARM."""
     from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 
     from langflow_cms import alarms
@@ -221,8 +250,9 @@ def check(
     end_ms = parse_end(end)
     _quiet_sdk()
     reader = alarms.PermissionNamingReader(_reader(10))
+    sls = _sls()
     try:
-        results = alarms.check(spec, reader, end_ms=end_ms)
+        results = alarms.check(spec, reader, end_ms=end_ms, sls=sls)
     except (alarms.AlarmError, CmsQueryError, ServerException, ClientException) as exc:
         _failed(exc, "check")
     if json_output:

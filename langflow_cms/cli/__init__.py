@@ -154,18 +154,24 @@ def demo(
 # --- doctor ---------------------------------------------------------------------------------------------
 
 
-@app.command(epilog=_examples("langflow-cms doctor", "LANGFLOW_CMS_DEV=1 langflow-cms doctor"))
-def doctor(version: VersionOption = False) -> None:
-    """Check the configuration, the credentials and the endpoint (one signed call); say what to fix.
+@app.command(
+    epilog=_examples(
+        "langflow-cms doctor", "LANGFLOW_CMS_DEV=1 langflow-cms doctor", "langflow-cms doctor --json"
+    )
+)
+def doctor(json_output: JsonOption = False, version: VersionOption = False) -> None:
+    """Check the configuration, the region, the monitor mode, that Langflow loads the plugin and finds its
+    nodes, the credentials and the endpoint (one signed call); say what to fix.
 
-    Exit code 0 when everything works, 1 when something must be fixed, 2 for bad configuration.
+    Exit code 0 when everything works, 1 when something must be fixed, 2 for bad configuration (the same
+    with --json, which prints {"ok", "exit_code", "checks": [{name, ok, level, detail, advice}]}).
     """
     from langflow_cms.doctor import run_doctor
 
     def out(line: str) -> None:
         typer.echo(ascii_text(line))
 
-    raise typer.Exit(int(run_doctor(out=out) or 0))
+    raise typer.Exit(int(run_doctor(out=out, as_json=json_output) or 0))
 
 
 # --- components-path ------------------------------------------------------------------------------------

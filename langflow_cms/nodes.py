@@ -303,7 +303,7 @@ def _record_metric(
     value: Any,
 ) -> str:
     if flow_settings.monitor_mode() == "off":
-        return "LANGFLOW_CMS_MONITOR=off: nothing recorded"
+        return f"Not recorded: monitoring {off_reason()}"
     name = (metric_name or "").strip() if isinstance(metric_name, str) else str(metric_name or "").strip()
     if not name:
         label, _ = MONITOR.flow_dimensions_for(graph)
@@ -358,12 +358,28 @@ def _record_metric(
     return f"Recorded {name} = {number:g} {{{shown}}}"
 
 
+def off_reason() -> str:
+    """Why nothing is monitored when ``monitor_mode()`` is "off", to follow "Monitoring ": the setting that
+    switched it off."""
+    try:
+        recorder = get_recorder()
+        if recorder is None:
+            return "off: no reporter in this process"
+        if getattr(recorder, "config", None) is None:  # a NullReporter
+            if getattr(recorder, "reason", None):
+                return "off: a LANGFLOW_CMS_* setting is invalid (the reporter line names it)"
+            return "switched off by LANGFLOW_CMS_ENABLED=false"
+    except Exception as exc:
+        return f"off: reporter unavailable ({type(exc).__name__})"
+    return "switched off by LANGFLOW_CMS_MONITOR=off"
+
+
 def monitoring_line(graph: Any) -> str:
     """Is this flow monitored, and under which ``flow`` name?"""
     try:
         mode = flow_settings.monitor_mode()
         if mode == "off":
-            return "Monitoring off (LANGFLOW_CMS_MONITOR=off or no reporter)"
+            return f"Monitoring {off_reason()}"
         run_id = getattr(graph, "_run_id", None)
         state = MONITOR.run(str(run_id)) if run_id else None
         if state is not None:
@@ -437,7 +453,7 @@ def timer_step(graph: Any, span: str, action: str) -> str:
     span; a stop records ``langflow_span_duration_ms``. Returns the status text."""
     span = clean_dimension(span or "span")
     if flow_settings.monitor_mode() == "off":
-        return "LANGFLOW_CMS_MONITOR=off: nothing recorded"
+        return f"Not recorded: monitoring {off_reason()}"
     if action == "start":
         CLOCK.start(_run_key(graph), span)
         return f"Started span '{span}'"
@@ -528,7 +544,7 @@ def timer_start(graph: Any, vertex_id: str, span_name: Any = "") -> str:
     """The Timer Start node: open its span in this run. Returns the status text (never raises)."""
     try:
         if flow_settings.monitor_mode() == "off":
-            return "LANGFLOW_CMS_MONITOR=off: nothing recorded"
+            return f"Not recorded: monitoring {off_reason()}"
         span = start_span_name(graph, vertex_id, span_name)
         CLOCK.start(_run_key(graph), span)
         return f"Started span '{span}'"
@@ -545,7 +561,7 @@ def timer_stop(graph: Any, vertex_id: str, span_name: Any = "") -> str:
     """
     try:
         if flow_settings.monitor_mode() == "off":
-            return "LANGFLOW_CMS_MONITOR=off: nothing recorded"
+            return f"Not recorded: monitoring {off_reason()}"
         text = span_name.strip() if isinstance(span_name, str) else ""
         if text:
             return _stop(graph, clean_dimension(text))

@@ -404,6 +404,10 @@ class Reader:
                 log.exception("langflow-cms: reporter cycle failed")
 
 
+DISABLED_REASON = "monitoring is switched off by LANGFLOW_CMS_ENABLED=false: nothing is recorded or sent"
+"""The status of a NullReporter when ``LANGFLOW_CMS_ENABLED`` is false."""
+
+
 class NullReporter:
     """What ``get_reporter()`` returns when reporting is off (``LANGFLOW_CMS_ENABLED=false``) or the
     configuration is invalid (``reason`` says which setting): the same API, doing nothing."""
@@ -435,7 +439,7 @@ class NullReporter:
         return 0.0
 
     def health(self) -> dict[str, Any]:
-        return {"enabled": False, "reason": self.reason or "LANGFLOW_CMS_ENABLED is false"}
+        return {"enabled": False, "reason": self.reason or DISABLED_REASON}
 
 
 _live: weakref.WeakSet[Reporter] = weakref.WeakSet()

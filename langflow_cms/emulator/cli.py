@@ -46,7 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults.add_argument("--error-ratio", type=float, default=0.0, help="share answered 500/503")
     faults.add_argument("--drop-ratio", type=float, default=0.0, help="share closed without an answer")
-    faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    faults.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds added before every answer to a fault action; the data is stored before the wait",
+    )
     faults.add_argument("--body-error", metavar="CODE", help="answer HTTP 200 with this body Code")
     faults.add_argument("--qps", type=float, help="calls per second before Throttling.User")
     faults.add_argument("--script", help="comma-separated answers, one per call, e.g. Throttling.User,ok")

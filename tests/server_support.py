@@ -84,7 +84,14 @@ def http(method: str, url: str, body: Any = None, timeout: float = 60.0) -> Any:
 class LangflowServer:
     """``scripts/langflow.sh`` on a free port, reporting to ``cms_endpoint``, with a fresh config and DB."""
 
-    def __init__(self, cms_endpoint: str) -> None:
+    def __init__(
+        self,
+        cms_endpoint: str,
+        command: list[str] | None = None,
+        extra_env: dict[str, str | None] | None = None,
+    ) -> None:
+        """``command`` replaces ``scripts/langflow.sh`` (e.g. another venv's ``langflow run``); ``extra_env``
+        is added to the environment (``None`` values remove a variable)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = Path(tempfile.mkdtemp(prefix="langflow-cms-server-"))
@@ -99,10 +106,20 @@ class LangflowServer:
         }
         for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
             env.pop(proxy, None)
+        for key, value in (extra_env or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         with self.log_path.open("wb") as log:
             # With LANGFLOW_CMS_ENDPOINT set the script execs langflow: SIGTERM reaches Langflow itself.
             self.process = subprocess.Popen(
-                [str(LANGFLOW_SH)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command or [str(LANGFLOW_SH)],
+                env=env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self._wait_ready()
 

@@ -125,13 +125,24 @@ def test_export_into_a_missing_folder_writes_it_and_a_bad_one_says_why_without_a
 
 
 # --- the example flows and the sentence about how they were made ----------------------------------------
-def test_usage_says_what_the_example_flows_node_types_are():
+@pytest.mark.slow
+def test_build_flows_regenerates_the_example_flows_unchanged(tmp_path):
+    """docs/usage.md: build_flows made the example flows from the installed package, and a run writes the same
+    bytes (the saved node code is the current component's, the node types the extension's)."""
     usage = squash(doc("usage.md"))
-    assert "regenerates the JSON" not in usage
-    assert "their CMS node types are `ext:cms_monitor:…@extra`" in usage
-    for flow in sorted((REPO / "examples" / "flows").glob("*.json")):
+    assert "run again, it writes the same bytes" in usage and "`ext:cms_monitor:…@official`" in usage
+    subprocess.run(
+        [sys.executable, "-m", "langflow_cms.examples.build_flows", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    committed = sorted((REPO / "examples" / "flows").glob("*.json"))
+    assert [p.name for p in committed] == sorted(p.name for p in tmp_path.glob("*.json"))
+    for flow in committed:
+        assert (tmp_path / flow.name).read_text() == flow.read_text(), flow.name
         types = set(re.findall(r'"(ext:cms_monitor:\w+@\w+)"', flow.read_text()))
-        assert types and all(t.endswith("@extra") for t in types), (flow.name, types)
+        assert types and all(t.endswith("@official") for t in types), (flow.name, types)
 
 
 # --- get_reporter().record: never raises, never blocks ---------------------------------------------------

@@ -101,10 +101,10 @@ def minimum(emu: Emulator, name: str, **dims: str) -> float:
 POEM_NODES = {  # the readable `node` dimension of examples/flows/poem.json's nodes (docs/metrics.md)
     "ChatInput": "Chat_Input",
     "CmsMetric": "CMS_Metric",
-    "TimerStart": "Timer_TimerStart-poem1",  # two nodes named "Timer": the id's tail tells them apart
+    "TimerStart": "Timer_Start",
     "Prompt": "Prompt_Template",
     "OfflinePoet": "Offline_Poet",
-    "TimerStop": "Timer_TimerStop-poem1",
+    "TimerStop": "Timer_Stop",
     "ChatOutput": "Chat_Output",
 }
 

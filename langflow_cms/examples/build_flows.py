@@ -2,7 +2,8 @@
 
 ``lfx.graph.flow_builder`` produces what the Langflow UI saves (``genericNode`` nodes with positions and the
 full component template, source included), so the examples open on the canvas as well as run under
-``lfx run``. Run: ``python -m langflow_cms.examples.build_flows [output_dir]``.
+``lfx run``. Run: ``python -m langflow_cms.examples.build_flows [output_dir]``; a second run writes the same
+bytes (``tests/test_docs.py`` checks it).
 """
 
 from __future__ import annotations
@@ -15,20 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_COMPONENTS = Path(__file__).resolve().parent / "components"
-OUT_DIR = REPO / "examples" / "flows"
+OUT_DIR = Path(__file__).resolve().parent / "flows"
 
-METRIC = "ext:cms_monitor:CmsMetricComponent@extra"
-TIMER_START = "ext:cms_monitor:CmsTimerStartComponent@extra"
-TIMER_STOP = "ext:cms_monitor:CmsTimerStopComponent@extra"
+# The CMS nodes come from the installed package (a Langflow extension: the @official slot); the example
+# LLM, which is not part of the product, from its path (an inline bundle: @extra).
+METRIC = "ext:cms_monitor:CmsMetricComponent@official"
+TIMER_START = "ext:cms_monitor:CmsTimerStartComponent@official"
+TIMER_STOP = "ext:cms_monitor:CmsTimerStopComponent@official"
 POET = "ext:cms_examples:OfflinePoetComponent@extra"
 
 
 def load_registry() -> dict[str, dict]:
-    """Component templates by type, including our bundle and the example LLM (loaded from their paths)."""
-    paths = [str(REPO / "components"), str(EXAMPLE_COMPONENTS)]
-    os.environ["LANGFLOW_COMPONENTS_PATH"] = os.pathsep.join(paths)
+    """Component templates by type: Langflow's, our installed bundle's, the example LLM's (by path)."""
+    os.environ["LANGFLOW_COMPONENTS_PATH"] = str(EXAMPLE_COMPONENTS)
     from lfx.interface.components import get_and_cache_all_types_dict
     from lfx.services.deps import get_settings_service
 
@@ -49,8 +50,18 @@ class FlowDraft:
         from lfx.graph.flow_builder import add_component, configure_component
 
         add_component(self.flow, component_type, self.registry, component_id=node_id)
+        for output in self._node(node_id)["data"]["node"].get("outputs", []):
+            # lfx lists an output's types from a set in no fixed order (and selects the first): order them,
+            # Message first, before any edge copies them, so a second run writes the same bytes.
+            types = output.get("types") or []
+            if len(types) > 1:
+                output["types"] = sorted(types, key=lambda t: (t != "Message", t))
+                output["selected"] = output["types"][0]
         if params:
             configure_component(self.flow, node_id, params)
+            template = self._node(node_id)["data"]["node"]["template"]
+            for name in params:  # a field the author filled in is one the canvas shows
+                template[name]["show"] = True
         return node_id
 
     def prompt(self, node_id: str, template: str) -> str:

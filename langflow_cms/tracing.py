@@ -101,9 +101,11 @@ class RunState:
     failure: tuple[str, str, BaseException] | None = None
     """(node id, component type, error) of the node that failed the run."""
     inputs: list[str] = field(default_factory=list)
+    """The run's input texts, blanked out of error messages in events (never a prompt in an event)."""
     slow_ms: float | None = None
     """A run slower than this continues the flow's slow streak (``LANGFLOW_CMS_SLOW_RUN_MS`` or the node)."""
-    """The run's input texts, blanked out of error messages in events (never a prompt in an event)."""
+    graph_key: int | None = None
+    """``id()`` of the graph that started the run, to find the run when the graph changes its run id."""
 
 
 _current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("langflow_cms_run", default=None)
@@ -148,6 +150,9 @@ class FlowMonitor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, RunState] = {}
+        self._graph_runs: dict[int, str] = {}
+        """Run id by ``id(graph)``: Langflow's UI build starts the tracers, then sets the job id as the
+        graph's run id, so its nodes carry an id the run did not start with."""
         self._failure_hooks: list[Callable[[RunState], None]] = []
         self._bound: dict[tuple, tuple[Any, Any]] = {}
 
@@ -188,10 +193,13 @@ class FlowMonitor:
             pending=own_credentials,
             session_id=session_id,
             slow_ms=slow_ms,
+            graph_key=id(graph) if graph is not None else None,
         )
         with self._lock:
             self._drop_stale()
             self._runs[run_id] = state
+            if state.graph_key is not None:
+                self._graph_runs[state.graph_key] = run_id
         return state
 
     def run(self, run_id: str | None) -> RunState | None:
@@ -206,6 +214,8 @@ class FlowMonitor:
             return False
         with self._lock:
             state = self._runs.pop(run_id, None)
+            if state is not None and self._graph_runs.get(state.graph_key) == run_id:
+                del self._graph_runs[state.graph_key]
         if state is None:
             return False
         if state.monitored:
@@ -248,6 +258,8 @@ class FlowMonitor:
             del self._runs[rid]
         while len(self._runs) >= MAX_OPEN_RUNS:
             self._runs.pop(next(iter(self._runs)))
+        if len(self._graph_runs) > len(self._runs):
+            self._graph_runs = {key: rid for key, rid in self._graph_runs.items() if rid in self._runs}
 
     def end_all(self) -> int:
         """Safety net: a run still open when the process ends did not complete, so it is an error."""
@@ -264,6 +276,11 @@ class FlowMonitor:
         run_id = str(run_id) if run_id else None
         node_id = str(getattr(component, "_id", None) or getattr(component, "get_id", lambda: "?")())
         state = self.run(run_id)
+        if state is None and graph is not None:  # the graph took a new run id after the run started
+            with self._lock:
+                alias = self._graph_runs.get(id(graph))
+            if alias is not None and (state := self.run(alias)) is not None:
+                run_id = alias
         if state is not None and not state.described and graph is not None:
             state.flow, state.monitored, state.dimensions, state.pending, state.slow_ms = self._describe(
                 graph, state.stem

@@ -120,6 +120,25 @@ def test_failed_node_ends_the_run_as_error_without_an_end_signal(recorder):
     assert svc.monitor.open_runs() == []
 
 
+def test_a_node_fails_the_run_after_the_graph_took_a_new_run_id(recorder, monkeypatch):
+    """Langflow's UI build starts the tracers, then gives the graph the job id as its run id: the failing
+    node must still end its run as error (and so send its failure event)."""
+    svc = service()
+    graph = make_graph()
+    monkeypatch.setattr(tracing, "_graph_from_stack", lambda: graph)  # start_tracers runs inside the graph
+
+    async def build() -> None:
+        await svc.start_tracers(uuid.UUID(graph._run_id), "run", None, None)
+        graph._run_id = str(uuid.uuid4())  # build.py: graph.set_run_id(job_id)
+        with pytest.raises(ValueError):
+            async with svc.trace_component(make_component(graph, "B-2"), "B-2", {}):
+                raise ValueError("node failed")
+
+    asyncio.run(build())
+    assert [dims["status"] for _, dims in recorder.named(tracing.FLOW_METRIC)] == ["error"]
+    assert svc.monitor.open_runs() == []
+
+
 def test_failed_run_that_is_also_ended_records_once(recorder):
     svc = service()
     asyncio.run(run_flow(svc, make_graph(), ["A-1", "B-2"], fail_at="A-1", ends=2))

@@ -24,7 +24,15 @@ from urllib.parse import urlsplit
 
 from langflow_cms import dev, limits
 
-__all__ = ["VARIABLES", "Config", "ConfigError", "Variable", "default_instance", "is_loopback_host"]
+__all__ = [
+    "VARIABLES",
+    "Config",
+    "ConfigError",
+    "Variable",
+    "default_instance",
+    "host_instance",
+    "is_loopback_host",
+]
 
 
 class ConfigError(ValueError):
@@ -267,10 +275,12 @@ VARIABLES: tuple[Variable, ...] = (
         _dimension_value,
         None,
         f"1-{limits.MAX_DIMENSION_BYTES} characters: letters, digits, . - _ / \\; unique per process",
-        "Value of the `instance` dimension. It must differ between processes: two pre-aggregated (Type=1) "
-        "writes for the same series and time overwrite each other, so two workers sharing an instance value "
-        "would each erase the other's numbers.",
-        default_doc="<hostname>-<pid>-<start id>, unique per process start (a forked child gets its own)",
+        "Value of the `instance` dimension. Two pre-aggregated (Type=1) writes for the same series and time "
+        "overwrite each other, so it must differ between processes that send their own aggregates; "
+        "processes merged per host (LANGFLOW_CMS_HOST_MERGE) share it by design.",
+        default_doc="the host name when processes merge per host (LANGFLOW_CMS_HOST_MERGE with a spool "
+        "directory); else <hostname>-<pid>-<start id>, unique per process start (a forked child gets "
+        "its own)",
     ),
     Variable(
         "LANGFLOW_CMS_FLEET",
@@ -428,7 +438,19 @@ VARIABLES: tuple[Variable, ...] = (
         _path,
         None,
         "a directory path (~ is expanded)",
-        "Where unsent batches are kept across restarts; unset = memory only.",
+        "Where unsent batches are kept across restarts; unset = memory only. Processes of one host that "
+        "share it also merge their windows (LANGFLOW_CMS_HOST_MERGE).",
+    ),
+    Variable(
+        "LANGFLOW_CMS_HOST_MERGE",
+        "host_merge",
+        _bool,
+        "true",
+        _BOOL,
+        "With LANGFLOW_CMS_SPOOL_DIR: the processes of one host sharing that directory (workers of "
+        "`langflow run --workers N`, gunicorn, multiprocessing) hand their sealed windows to one elected "
+        "sender, which sends one aggregate per series for the host; `instance` is then the host name. "
+        "Without a spool directory, or false: each process sends its own, with a per-process `instance`.",
     ),
     Variable(
         "LANGFLOW_CMS_SPOOL_MAX_MB",
@@ -459,8 +481,13 @@ def default_instance() -> str:
     """`<hostname>-<pid>-<start id>`, cleaned to a valid dimension value: unique per process start even
     where a restarted container reuses its hostname and PID 1. Called again in a forked child."""
     suffix = f"-{os.getpid()}-{secrets.token_hex(3)}"
+    return host_instance()[: limits.MAX_DIMENSION_BYTES - len(suffix)] + suffix
+
+
+def host_instance() -> str:
+    """The host name (a pod's name), cleaned to a valid dimension value: stable while the host lives."""
     host = re.sub(r"[^A-Za-z0-9._\-]", "_", socket.gethostname()) or "host"
-    return host[: limits.MAX_DIMENSION_BYTES - len(suffix)] + suffix
+    return host[: limits.MAX_DIMENSION_BYTES]
 
 
 @dataclass(frozen=True)
@@ -495,6 +522,7 @@ class Config:
     retry_deadline: float = 50.0
     exit_timeout: float = 0.8
     spool_dir: Path | None = None
+    host_merge: bool = True
     spool_max_mb: float = 64.0
     monitor: str = "annotated"
 
@@ -533,8 +561,14 @@ class Config:
         if values["env"] is None and values["dev"]:
             values["env"] = "dev"
         if values["instance"] is None:
-            values["instance"] = default_instance()
+            merged = values["host_merge"] and values["spool_dir"] is not None
+            values["instance"] = host_instance() if merged else default_instance()
         return cls(**values)
+
+    @property
+    def merges_per_host(self) -> bool:
+        """Processes of this host merge their windows and one of them sends (needs a spool directory)."""
+        return self.host_merge and self.spool_dir is not None
 
     @property
     def is_loopback(self) -> bool:

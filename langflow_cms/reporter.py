@@ -32,12 +32,14 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from langflow_cms import contract
 from langflow_cms.config import Config, ConfigError, default_instance
 from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
 from langflow_cms.delivery.exporter import Exporter
+from langflow_cms.delivery.journal import GRACE_S, HostJournal, host_directory
 from langflow_cms.delivery.serializer import aggregate_entry
 from langflow_cms.events import EventStream
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
@@ -94,6 +96,7 @@ class Reporter:
             config, credentials, label="process", spool_dir=config.spool_dir, owner=self.owner
         )
         self._exporters: dict[str, Exporter] = {"": exporter}
+        self.journal = self._open_journal() if config.merges_per_host and exporter.spool else None
         self._scopes: dict[str, Scope] = {}
         self._scopes_lock = threading.Lock()
         self._default = self._make_scope("")
@@ -106,6 +109,13 @@ class Reporter:
         self._health_reported: Counter[str] = Counter()
         self._cycle_lock = threading.Lock()
         self._reader = Reader(self)
+
+    def _open_journal(self) -> HostJournal | None:
+        try:
+            return HostJournal(host_directory(self.config.spool_dir), self.owner)  # type: ignore[arg-type]
+        except OSError as exc:
+            log.error("langflow-cms: cannot merge per host (%s): this process sends its own windows", exc)
+            return None
 
     def _make_scope(self, scope_id: str) -> Scope:
         scope: Scope
@@ -179,7 +189,42 @@ class Reporter:
 
     # ------------------------------------------------------------------ the cycle
     def _export(self, windows: list[Window]) -> None:
-        """Encode sealed windows into entries of their scope's exporter; one bad window costs nothing else."""
+        """Encode sealed windows into entries of their scope's exporter; one bad window costs nothing else.
+        Merging per host, the process's own windows go to the host journal instead (its sender sends them)."""
+        if self.journal is not None:
+            host = [w for w in windows if w.scope == ""]
+            windows = [w for w in windows if w.scope != ""]  # a node's own AccessKey: sent by this process
+            try:
+                self.journal.write(host)
+            except OSError as exc:
+                self.storage.warn_once("journal", f"cannot write the host journal ({exc}): sent directly")
+                windows += host
+        self._encode(windows)
+
+    def _send_host(self, force: bool = False, wait: float = 0.0) -> None:
+        """As the host's elected sender: merge the windows every process wrote, hand them to delivery
+        (written ahead to the spool), then record them as handed over (``delivery/journal.py``)."""
+        journal = self.journal
+        if journal is None or not journal.elect(wait):
+            return
+        exporter = self._exporters[""]
+        try:
+            ready = journal.ready(time.time(), force=force)
+        except OSError as exc:
+            self.storage.warn_once("journal", f"cannot read the host journal: {exc}")
+            return
+        if not ready:
+            return
+        self._encode([window for _, merged, _ in ready for window in merged])
+        if not exporter.persist():
+            return  # not on disk: recorded nowhere, so the next cycle merges the same files again
+        for folder, merged, names in ready:
+            try:
+                journal.commit(folder, merged, names)
+            except OSError as exc:
+                self.storage.warn_once("journal", f"cannot record a merged window: {exc}")
+
+    def _encode(self, windows: list[Window]) -> None:
         by_scope: dict[str, list[dict[str, str]]] = {}
         for window in windows:
             try:
@@ -212,6 +257,8 @@ class Reporter:
             self.storage.warn_once("orphans", f"could not read roll-up snapshots in {spool.directory}: {exc}")
             return
         for path, windows in orphans:
+            if self.journal is not None and self._adopt_into_journal(path, windows):
+                continue
             entries = []
             for data in windows:
                 try:
@@ -221,6 +268,18 @@ class Reporter:
             if entries:
                 spool.write(entries)  # write-ahead before the snapshot goes
             path.unlink(missing_ok=True)
+
+    def _adopt_into_journal(self, path: Path, windows: list[dict[str, Any]]) -> bool:
+        """A dead process's open 300 s windows, into the host journal under its name (never twice)."""
+        owner = path.name.removesuffix(".json").rsplit("rollup-", 1)[-1]
+        try:
+            found = [Window.from_dict(data) for data in windows]
+            self.journal.write([w for w in found if w.scope == ""], owner=owner, adopted=True)  # type: ignore[union-attr]
+        except (KeyError, ValueError, TypeError, OverflowError, OSError) as exc:
+            self.storage.warn_once("orphans", f"snapshot {path.name} not merged ({exc}): sent as it is")
+            return False
+        path.unlink(missing_ok=True)
+        return True
 
     def _send_all(self, deadline: float) -> bool:
         return all([exporter.send(deadline) for exporter in list(self._exporters.values())])
@@ -238,8 +297,18 @@ class Reporter:
         with self._cycle_lock:
             self._record_health()
             self._export(self.storage.collect())
+            self._send_host()
             self._flush_events()
             self._snapshot()
+        self._send_all(time.monotonic() + self.config.retry_deadline)
+
+    def host_tick(self) -> None:
+        """Merging per host, ``GRACE_S`` after the minute's cycle (every process has sealed the minute by
+        then): the sender (or, if it died, whoever is elected now) merges and sends the host's windows."""
+        if self.journal is None:
+            return
+        with self._cycle_lock:
+            self._send_host()
         self._send_all(time.monotonic() + self.config.retry_deadline)
 
     def _record_health(self) -> None:
@@ -283,6 +352,7 @@ class Reporter:
         deadline = time.monotonic() + timeout
         with self._cycle_lock:
             self._export(self.storage.collect())
+            self._send_host(force=True)  # what is known now; a later merge resends the complete windows
             self._flush_events()
             self._snapshot()
         return self._send_all(deadline)
@@ -301,6 +371,10 @@ class Reporter:
         self._reader.stop()
         with self._cycle_lock:
             self._export(self.storage.collect(force=True))
+            # the last process of the host to close sends everything: it waits its turn as the sender
+            self._send_host(force=True, wait=max(deadline - time.monotonic(), 0.0) / 2)
+            if self.journal is not None:
+                self.journal.resign()
             self._flush_events(force=True)
             self._snapshot()
         exporters = list(self._exporters.values())
@@ -349,9 +423,11 @@ class Reporter:
         for exporter in self._exporters.values():
             if exporter.spool is not None:
                 exporter.spool.release()
+        if self.journal is not None:
+            self.journal.forget()  # the sender lock stays the parent's
         if self._closed:
             return
-        if not os.environ.get("LANGFLOW_CMS_INSTANCE"):
+        if not os.environ.get("LANGFLOW_CMS_INSTANCE") and not self.config.merges_per_host:
             self.config = dataclasses.replace(self.config, instance=default_instance())
         self._setup()
         self._reader.start()
@@ -390,6 +466,7 @@ class Reader:
         except Exception:
             log.exception("langflow-cms: replaying the spool failed")
         next_cycle = time.monotonic() + self.until_boundary()
+        next_merge: float | None = None  # merging per host: the sender's merge, GRACE_S after the cycle
         while not self._stopped:
             self._wake.wait(min(DRAIN_INTERVAL, max(next_cycle - time.monotonic(), 0.0)))
             self._wake.clear()
@@ -399,7 +476,11 @@ class Reader:
                 reporter.storage.drain()
                 if time.monotonic() >= next_cycle:
                     next_cycle = time.monotonic() + self.until_boundary()
+                    next_merge = time.monotonic() + GRACE_S + 1.0
                     reporter.cycle()
+                elif next_merge is not None and time.monotonic() >= next_merge:
+                    next_merge = None
+                    reporter.host_tick()
             except Exception:  # the thread must survive anything, or monitoring silently stops
                 log.exception("langflow-cms: reporter cycle failed")
 

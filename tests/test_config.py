@@ -50,6 +50,7 @@ GOOD: dict[str, list[tuple[str, object]]] = {
     "LANGFLOW_CMS_RETRY_DEADLINE": [("59.5", 59.5)],
     "LANGFLOW_CMS_SPOOL_DIR": [("/var/spool/cms", Path("/var/spool/cms"))],
     "LANGFLOW_CMS_SPOOL_MAX_MB": [("1", 1.0), ("0.5", 0.5), ("1024", 1024.0)],
+    "LANGFLOW_CMS_HOST_MERGE": [("false", False), ("1", True), ("on", True)],
     "LANGFLOW_CMS_MONITOR": [("ALL", "all"), ("off", "off")],
 }
 BAD: dict[str, list[str]] = {
@@ -77,6 +78,7 @@ BAD: dict[str, list[str]] = {
     "LANGFLOW_CMS_RETRY_DEADLINE": ["60", "0"],
     "LANGFLOW_CMS_SPOOL_DIR": [],  # any non-empty path is accepted
     "LANGFLOW_CMS_SPOOL_MAX_MB": ["0", "-1", "lots", "nan"],
+    "LANGFLOW_CMS_HOST_MERGE": ["maybe", "2"],
     "LANGFLOW_CMS_MONITOR": ["some"],
     "LANGFLOW_CMS_MAX_METRICS": ["0", "many"],
     "LANGFLOW_CMS_FLEET": ["sometimes"],
@@ -197,6 +199,19 @@ def test_instance_is_unique_per_process_start_even_with_pid_1_and_the_same_hostn
     monkeypatch.setattr(os, "getpid", lambda: 1)
     monkeypatch.setattr("socket.gethostname", lambda: "web-0")
     assert len({default_instance() for _ in range(50)}) == 50
+
+
+def test_instance_is_the_host_when_processes_merge_per_host(tmp_path) -> None:
+    """Issue #11: merged per host, `instance` names the host and is the same in every process; without a
+    spool directory (nothing to merge through) or with the merge off, it is unique per process start."""
+    import socket
+
+    merged = Config.from_env({"LANGFLOW_CMS_SPOOL_DIR": str(tmp_path)})
+    assert merged.merges_per_host and merged.instance == socket.gethostname().replace(" ", "_")
+    alone = Config.from_env({})
+    off = Config.from_env({"LANGFLOW_CMS_SPOOL_DIR": str(tmp_path), "LANGFLOW_CMS_HOST_MERGE": "false"})
+    for config in (alone, off):
+        assert not config.merges_per_host and f"-{os.getpid()}-" in config.instance
 
 
 def test_docs_name_every_variable() -> None:

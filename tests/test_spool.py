@@ -46,10 +46,12 @@ def run(code: str, env: dict[str, str], *args: str, timeout: float = 60) -> subp
 
 
 def spool_env(directory, endpoint: str) -> dict[str, str]:
+    """One process's spool, as each process uses it (the per-host merge on top: tests/test_host.py)."""
     return {
         "LANGFLOW_CMS_DEV": "1",
         "LANGFLOW_CMS_ENDPOINT": endpoint,
         "LANGFLOW_CMS_SPOOL_DIR": str(directory),
+        "LANGFLOW_CMS_HOST_MERGE": "false",
     }
 
 

@@ -1,0 +1,175 @@
+"""Per-host merge (issue #11 §2): the processes of one host, one elected sender, one aggregate per series.
+
+Real processes through ``multiprocessing`` (spawned, so each reads the environment as a worker does), a real
+emulator over HTTP with CMS's last-write-wins storage, a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from langflow_cms.config import host_instance
+from langflow_cms.delivery.journal import GRACE_S, HostJournal, host_directory
+from langflow_cms.pipeline.window import Window
+
+pytestmark = pytest.mark.timeout(400)
+
+SERIES = "host_work"
+
+
+def worker(values: int, go_flush, flushed, leave) -> None:
+    """A worker: record ``values`` observations, flush on request (the first to flush is elected), then
+    wait to be told to exit (the normal way: multiprocessing's exit, which closes the reporter)."""
+    from langflow_cms import get_reporter
+
+    reporter = get_reporter()
+    for i in range(values):
+        reporter.record(SERIES, float(i % 50), {"flow": "poem"})
+    go_flush.wait(60)
+    reporter.flush(timeout=10)
+    flushed.set()
+    leave.wait(300)
+
+
+def start_workers(counts: list[int]):
+    """Spawned workers, each with its own events (a SIGKILL mid-wait can break a shared one)."""
+    ctx = multiprocessing.get_context("spawn")
+    workers = []
+    for values in counts:
+        go_flush, flushed, leave = ctx.Event(), ctx.Event(), ctx.Event()
+        process = ctx.Process(target=worker, args=(values, go_flush, flushed, leave))
+        process.start()
+        workers.append((process, go_flush, flushed, leave))
+    return workers
+
+
+def host_env(monkeypatch, emulator, spool) -> None:
+    monkeypatch.setenv("LANGFLOW_CMS_DEV", "1")
+    monkeypatch.setenv("LANGFLOW_CMS_ENDPOINT", emulator.endpoint)
+    monkeypatch.setenv("LANGFLOW_CMS_SPOOL_DIR", str(spool))
+    monkeypatch.delenv("LANGFLOW_CMS_INSTANCE", raising=False)
+    monkeypatch.delenv("LANGFLOW_CMS_HOST_MERGE", raising=False)
+
+
+def stored(emulator, period: int) -> list[dict]:
+    return [e for e in emulator.entries(name=SERIES) if e["period"] == period]
+
+
+def wait_for_minute_start(margin: float = 25.0) -> None:
+    """Start early in a minute, so the recording and the flushes happen before its end."""
+    if time.time() % 60 > 60 - margin:
+        time.sleep(61 - time.time() % 60)
+
+
+def test_workers_of_a_host_send_one_aggregate_per_series_with_the_host_as_instance(
+    emulator, monkeypatch, tmp_path
+):
+    host_env(monkeypatch, emulator, tmp_path)
+    wait_for_minute_start()
+    counts = [300, 200, 100]
+    workers = start_workers(counts)
+    for _, go_flush, flushed, _ in workers:
+        go_flush.set()
+        assert flushed.wait(120)
+    for *_, leave in workers:
+        leave.set()
+    for process, *_ in workers:
+        process.join(60)
+        assert process.exitcode == 0
+    for period in (60, 300):
+        entries = stored(emulator, period)
+        assert {e["dimensions"]["instance"] for e in entries} == {host_instance()}
+        keys = [(json.dumps(e["dimensions"], sort_keys=True), e["time"]) for e in entries]
+        assert len(keys) == len(set(keys))
+        assert sum(e["values"]["SampleCount"] for e in entries) == sum(counts), (period, entries)
+        assert max(e["values"]["Maximum"] for e in entries) == 49.0
+    assert not list(host_directory(tmp_path).glob("*/*[0-9].json"))  # every window file merged
+
+
+def test_killing_the_elected_sender_mid_window_loses_and_doubles_nothing(emulator, monkeypatch, tmp_path):
+    """The sender dies (SIGKILL) after its window was sealed and before it was merged: the next worker
+    merges it; a replacement process adopts the dead one's open 300 s window. Each value counts once."""
+    host_env(monkeypatch, emulator, tmp_path)
+    wait_for_minute_start(margin=40)
+    counts = [250, 150, 80]
+    workers = start_workers(counts)
+    (sender, go_first, first_done, _), *others = workers
+    go_first.set()  # the first to flush is elected
+    assert first_done.wait(120)
+    lock = host_directory(tmp_path) / "sender.lock"
+    assert lock.read_text().strip().startswith(f"{sender.pid}."), lock.read_text()
+    for _, go_flush, flushed, _ in others:
+        go_flush.set()
+        assert flushed.wait(120)
+    # past the minute's end every worker's cycle seals it into the journal; the merge waits GRACE_S more
+    minute = int(time.time() // 60 * 60)
+    folder = host_directory(tmp_path) / f"60-{minute}"
+    deadline = minute + 60 + GRACE_S - 2
+    while len(list(folder.glob("*.json"))) < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(list(folder.glob("*.json"))) == 3 and not (folder / "merged.json").exists()
+    os.kill(sender.pid, signal.SIGKILL)
+    sender.join(30)
+    for *_, leave in others:
+        leave.set()
+    for process, *_ in others:
+        process.join(60)
+        assert process.exitcode == 0
+    # a replacement worker, as gunicorn starts one: it adopts the dead sender's open 300 s window
+    ctx = multiprocessing.get_context("spawn")
+    go, done, bye = ctx.Event(), ctx.Event(), ctx.Event()
+    replacement = ctx.Process(target=worker, args=(0, go, done, bye))
+    replacement.start()
+    go.set()
+    assert done.wait(120)
+    bye.set()
+    replacement.join(60)
+    for period in (60, 300):
+        entries = stored(emulator, period)
+        assert {e["dimensions"]["instance"] for e in entries} == {host_instance()}
+        assert sum(e["values"]["SampleCount"] for e in entries) == sum(counts), (period, entries)
+
+
+def test_the_journal_merges_late_files_into_what_was_sent(tmp_path):
+    """A file that arrives after its window was merged (a slow worker, an adopted snapshot) is merged into
+    the recorded result, so the resent aggregate is complete, never a part overwriting the whole."""
+    directory = host_directory(tmp_path, "pod-1")
+    first, second = HostJournal(directory, "1.a"), HostJournal(directory, "2.b")
+    dims = (("flow", "poem"), ("instance", "pod-1"))
+
+    def window(values: list[float]) -> Window:
+        w = Window(SERIES, dims, start=600, period=60)
+        for v in values:
+            w.add(v)
+        return w
+
+    first.write([window([1.0, 2.0])])
+    assert first.elect() and not second.elect()
+    (folder, merged, names), *_ = first.ready(now=600 + 60 + GRACE_S)
+    assert merged[0].count == 2
+    first.commit(folder, merged, names)
+    assert first.ready(now=700) == []  # nothing new: nothing to resend
+    second.write([window([10.0])])
+    (_, merged, names), *_ = first.ready(now=700)
+    assert (merged[0].count, merged[0].total, merged[0].high) == (3, 13.0, 10.0)
+    assert len(names) == 2
+    # the dead owner's snapshot of a window it had sealed itself is not counted again
+    first.commit(folder, merged, names)
+    second.write([window([10.0])], owner="2.b", adopted=True)
+    assert first.ready(now=700) == []
+    first.resign()
+    assert second.elect()
+
+
+def test_host_directory_is_per_host(tmp_path):
+    assert host_directory(tmp_path, "pod a/1") == tmp_path / "host" / "pod_a_1"
+    assert host_directory(tmp_path).name.replace("_", "") == socket.gethostname().replace(" ", "").replace(
+        "/", ""
+    ).replace("_", "")

@@ -274,12 +274,12 @@ VARIABLES: tuple[Variable, ...] = (
         "instance",
         _dimension_value,
         None,
-        f"1-{limits.MAX_DIMENSION_BYTES} characters: letters, digits, . - _ / \\; unique per process",
+        f"1-{limits.MAX_DIMENSION_BYTES} characters: letters, digits, . - _ / \\; unique per sending process",
         "Value of the `instance` dimension. Two pre-aggregated (Type=1) writes for the same series and time "
         "overwrite each other, so it must differ between processes that send their own aggregates; "
         "processes merged per host (LANGFLOW_CMS_HOST_MERGE) share it by design.",
-        default_doc="the host name when processes merge per host (LANGFLOW_CMS_HOST_MERGE with a spool "
-        "directory); else <hostname>-<pid>-<start id>, unique per process start (a forked child gets "
+        default_doc="<hostname>-<journal id> when processes merge per host (LANGFLOW_CMS_HOST_MERGE with a "
+        "spool directory); else <hostname>-<pid>-<start id>, unique per process start (a forked child gets "
         "its own)",
     ),
     Variable(
@@ -449,8 +449,9 @@ VARIABLES: tuple[Variable, ...] = (
         _BOOL,
         "With LANGFLOW_CMS_SPOOL_DIR: the processes of one host sharing that directory (workers of "
         "`langflow run --workers N`, gunicorn, multiprocessing) hand their sealed windows to one elected "
-        "sender, which sends one aggregate per series for the host; `instance` is then the host name. "
-        "Without a spool directory, or false: each process sends its own, with a per-process `instance`.",
+        "sender, which sends one aggregate per series for the host; `instance` is then "
+        "<hostname>-<journal id>. Without a spool directory, or false: each process sends its own, with "
+        "a per-process `instance`.",
     ),
     Variable(
         "LANGFLOW_CMS_SPOOL_MAX_MB",
@@ -561,14 +562,14 @@ class Config:
         if values["env"] is None and values["dev"]:
             values["env"] = "dev"
         if values["instance"] is None:
-            merged = values["host_merge"] and values["spool_dir"] is not None
+            merged = values["host_merge"] and values["spool_dir"] and values["mode"] == "aggregated"
             values["instance"] = host_instance() if merged else default_instance()
         return cls(**values)
 
     @property
     def merges_per_host(self) -> bool:
         """Processes of this host merge their windows and one of them sends (needs a spool directory)."""
-        return self.host_merge and self.spool_dir is not None
+        return self.host_merge and self.spool_dir is not None and self.mode == "aggregated"
 
     @property
     def is_loopback(self) -> bool:

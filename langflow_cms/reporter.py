@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from langflow_cms import contract
-from langflow_cms.config import Config, ConfigError, default_instance
+from langflow_cms.config import Config, ConfigError, default_instance, host_instance
 from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
 from langflow_cms.delivery.exporter import Exporter
 from langflow_cms.delivery.journal import GRACE_S, HostJournal, host_directory
@@ -66,6 +66,10 @@ def credential_identity(credential: Credential) -> str:
     return f"k{digest[:12]}"
 
 
+MAX_UNWRITTEN = 100_000
+"""Sealed windows kept while the host journal cannot be written; past it the oldest are dropped (counted)."""
+
+
 class Reporter:
     """Aggregates observations per series and window and delivers them to CMS in the background."""
 
@@ -88,15 +92,23 @@ class Reporter:
         self.storage = Storage(
             max_series_per_metric=config.max_series_per_metric, max_metrics=config.max_metrics
         )
-        self.common = {contract.INSTANCE: config.instance}
-        if config.env:
-            self.common[contract.ENV] = config.env
         credentials = self._process_credentials or self._credentials_from_environment()
         exporter = Exporter(
             config, credentials, label="process", spool_dir=config.spool_dir, owner=self.owner
         )
         self._exporters: dict[str, Exporter] = {"": exporter}
         self.journal = self._open_journal() if config.merges_per_host and exporter.spool else None
+        self._unwritten: list[Window] = []
+        """Sealed windows the host journal could not take yet (retried every cycle, bounded)."""
+        instance = config.instance
+        if config.merges_per_host and instance == host_instance():  # the default, not the user's
+            instance = self.journal.instance(instance) if self.journal else default_instance()
+            self.config = config = dataclasses.replace(config, instance=instance)  # events, health, doctor
+        # what this process sends itself (a CMS Metric node's own AccessKey) needs its own instance
+        self.process_instance = default_instance() if self.journal else instance
+        self.common = {contract.INSTANCE: instance}
+        if config.env:
+            self.common[contract.ENV] = config.env
         self._scopes: dict[str, Scope] = {}
         self._scopes_lock = threading.Lock()
         self._default = self._make_scope("")
@@ -112,7 +124,9 @@ class Reporter:
 
     def _open_journal(self) -> HostJournal | None:
         try:
-            return HostJournal(host_directory(self.config.spool_dir), self.owner)  # type: ignore[arg-type]
+            journal = HostJournal(host_directory(self.config.spool_dir), self.owner)  # type: ignore[arg-type]
+            journal.instance(host_instance())  # readable and writable, or not used at all
+            return journal
         except OSError as exc:
             log.error("langflow-cms: cannot merge per host (%s): this process sends its own windows", exc)
             return None
@@ -129,7 +143,10 @@ class Reporter:
                 sink=self._exporters[scope_id].enqueue,
             )
         else:
-            scope = Scope(self.storage, scope_id, self.common)
+            common = (
+                self.common if not scope_id else {**self.common, contract.INSTANCE: self.process_instance}
+            )
+            scope = Scope(self.storage, scope_id, common)
         if self.config.fleet:
             scope.fleet = FleetStream(
                 budget_per_minute=self.config.fleet_budget,
@@ -192,13 +209,14 @@ class Reporter:
         """Encode sealed windows into entries of their scope's exporter; one bad window costs nothing else.
         Merging per host, the process's own windows go to the host journal instead (its sender sends them)."""
         if self.journal is not None:
-            host = [w for w in windows if w.scope == ""]
+            host = self._unwritten + [w for w in windows if w.scope == ""]
             windows = [w for w in windows if w.scope != ""]  # a node's own AccessKey: sent by this process
-            try:
-                self.journal.write(host)
-            except OSError as exc:
-                self.storage.warn_once("journal", f"cannot write the host journal ({exc}): sent directly")
-                windows += host
+            self._unwritten = self.journal.write(host)  # what fails is kept for the next cycle
+            if len(self._unwritten) > MAX_UNWRITTEN:
+                self.storage.stats["dropped:journal"] += len(self._unwritten) - MAX_UNWRITTEN
+                self._unwritten = self._unwritten[-MAX_UNWRITTEN:]
+            if self._unwritten:
+                self.storage.warn_once("journal", "cannot write the host journal: windows kept for retry")
         self._encode(windows)
 
     def _send_host(self, force: bool = False, wait: float = 0.0) -> None:
@@ -207,22 +225,23 @@ class Reporter:
         journal = self.journal
         if journal is None or not journal.elect(wait):
             return
-        exporter = self._exporters[""]
         try:
             ready = journal.ready(time.time(), force=force)
-        except OSError as exc:
-            self.storage.warn_once("journal", f"cannot read the host journal: {exc}")
-            return
-        if not ready:
-            return
-        self._encode([window for _, merged, _ in ready for window in merged])
-        if not exporter.persist():
-            return  # not on disk: recorded nowhere, so the next cycle merges the same files again
-        for folder, merged, names in ready:
-            try:
+            if not ready:
+                return
+            entries = []
+            for _, merged, _ in ready:
+                for window in merged:
+                    try:
+                        entries.append(aggregate_entry(window, self.config.group_id))
+                    except (ValueError, OverflowError, TypeError) as exc:
+                        self.storage.reject(window.name, f"window could not be encoded: {exc}")
+            if not self._exporters[""].persist(entries):
+                return  # not on disk: recorded nowhere, so the next merge takes the same files again
+            for folder, merged, names in ready:
                 journal.commit(folder, merged, names)
-            except OSError as exc:
-                self.storage.warn_once("journal", f"cannot record a merged window: {exc}")
+        except Exception as exc:  # the cycle goes on: what was not recorded is merged again next time
+            self.storage.warn_once("journal", f"host journal merge failed: {exc}")
 
     def _encode(self, windows: list[Window]) -> None:
         by_scope: dict[str, list[dict[str, str]]] = {}
@@ -257,7 +276,8 @@ class Reporter:
             self.storage.warn_once("orphans", f"could not read roll-up snapshots in {spool.directory}: {exc}")
             return
         for path, windows in orphans:
-            if self.journal is not None and self._adopt_into_journal(path, windows):
+            if self.journal is not None:
+                self._adopt_into_journal(path, windows)
                 continue
             entries = []
             for data in windows:
@@ -269,19 +289,24 @@ class Reporter:
                 spool.write(entries)  # write-ahead before the snapshot goes
             path.unlink(missing_ok=True)
 
-    def _adopt_into_journal(self, path: Path, windows: list[dict[str, Any]]) -> bool:
-        """A dead process's open 300 s windows, into the host journal under its name (never twice)."""
+    def _adopt_into_journal(self, path: Path, windows: list[dict[str, Any]]) -> None:
+        """A dead process's open 300 s windows, into the host journal under its name (never twice). Never
+        sent on their own: alone, a part would replace the host's whole window in CMS."""
         owner = path.name.removesuffix(".json").rsplit("rollup-", 1)[-1]
         try:
             found = [Window.from_dict(data) for data in windows]
-            self.journal.write([w for w in found if w.scope == ""], owner=owner, adopted=True)  # type: ignore[union-attr]
-        except (KeyError, ValueError, TypeError, OverflowError, OSError) as exc:
-            self.storage.warn_once("orphans", f"snapshot {path.name} not merged ({exc}): sent as it is")
-            return False
+            failed = self.journal.write([w for w in found if w.scope == ""], owner=owner, adopted=True)  # type: ignore[union-attr]
+        except (KeyError, ValueError, TypeError, OverflowError) as exc:
+            self.storage.warn_once("orphans", f"snapshot {path.name} unreadable ({exc}): dropped")
+            failed = windows  # type: ignore[assignment]
+        if failed:
+            self.storage.stats["dropped:journal"] += len(failed)
         path.unlink(missing_ok=True)
-        return True
 
     def _send_all(self, deadline: float) -> bool:
+        spool = self._exporters[""].spool
+        if self.journal is not None and spool is not None:
+            spool.adopt = self.journal.elected  # one process replays the dead ones' files, in order
         return all([exporter.send(deadline) for exporter in list(self._exporters.values())])
 
     def _flush_events(self, force: bool = False) -> None:
@@ -305,7 +330,7 @@ class Reporter:
     def host_tick(self) -> None:
         """Merging per host, ``GRACE_S`` after the minute's cycle (every process has sealed the minute by
         then): the sender (or, if it died, whoever is elected now) merges and sends the host's windows."""
-        if self.journal is None:
+        if self.journal is None or not self.journal.elect():
             return
         with self._cycle_lock:
             self._send_host()
@@ -330,7 +355,8 @@ class Reporter:
             self.record(f"{HEALTH_PREFIX}fleet_sample_rate", self.fleet.effective_rate)
         self.record(f"{HEALTH_PREFIX}queued", health["queued"])
         self.record(f"{HEALTH_PREFIX}spooled", health["spooled"])
-        if health["last_success_age_s"] is not None:
+        if health["last_success_age_s"] is not None and (self.journal is None or self.journal.elected):
+            # merged per host, only the sender sends: the others' age would only say they are idle
             self.record(f"{HEALTH_PREFIX}last_success_age_s", health["last_success_age_s"])
 
     def _counters(self) -> Counter[str]:
@@ -372,15 +398,15 @@ class Reporter:
         with self._cycle_lock:
             self._export(self.storage.collect(force=True))
             # the last process of the host to close sends everything: it waits its turn as the sender
-            self._send_host(force=True, wait=max(deadline - time.monotonic(), 0.0) / 2)
-            if self.journal is not None:
-                self.journal.resign()
+            self._send_host(force=True, wait=max(deadline - time.monotonic(), 0.0) * 0.6)
             self._flush_events(force=True)
             self._snapshot()
         exporters = list(self._exporters.values())
         for exporter in exporters:
             exporter.closing = True
         delivered = self._send_all(deadline)
+        if self.journal is not None:
+            self.journal.resign()  # after its send: the next closer's more complete windows go out later
         for exporter in exporters:
             exporter.abandon()
         return delivered
@@ -461,6 +487,8 @@ class Reader:
     def _run(self) -> None:
         reporter = self._reporter
         try:  # delivery does not wait for traffic: what an earlier process left goes out now
+            if reporter.journal is not None:
+                reporter.journal.elect()  # merging per host: the sender replays; none yet? this one
             if reporter.config.spool_dir is not None:
                 reporter._send_all(time.monotonic() + reporter.config.retry_deadline)
         except Exception:

@@ -6,7 +6,6 @@ emulator over HTTP with CMS's last-write-wins storage, a real SIGKILL.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -58,6 +57,11 @@ def host_env(monkeypatch, emulator, spool) -> None:
     monkeypatch.delenv("LANGFLOW_CMS_HOST_MERGE", raising=False)
 
 
+def host_id(spool) -> str:
+    """The host's instance: the host name plus the journal's id (the same in every process)."""
+    return f"{host_instance()}-{(host_directory(spool) / 'instance.id').read_text().strip()}"
+
+
 def stored(emulator, period: int) -> list[dict]:
     return [e for e in emulator.entries(name=SERIES) if e["period"] == period]
 
@@ -85,9 +89,7 @@ def test_workers_of_a_host_send_one_aggregate_per_series_with_the_host_as_instan
         assert process.exitcode == 0
     for period in (60, 300):
         entries = stored(emulator, period)
-        assert {e["dimensions"]["instance"] for e in entries} == {host_instance()}
-        keys = [(json.dumps(e["dimensions"], sort_keys=True), e["time"]) for e in entries]
-        assert len(keys) == len(set(keys))
+        assert {e["dimensions"]["instance"] for e in entries} == {host_id(tmp_path)}
         assert sum(e["values"]["SampleCount"] for e in entries) == sum(counts), (period, entries)
         assert max(e["values"]["Maximum"] for e in entries) == 49.0
     assert not list(host_directory(tmp_path).glob("*/*[0-9].json"))  # every window file merged
@@ -100,14 +102,13 @@ def test_killing_the_elected_sender_mid_window_loses_and_doubles_nothing(emulato
     wait_for_minute_start(margin=40)
     counts = [250, 150, 80]
     workers = start_workers(counts)
-    (sender, go_first, first_done, _), *others = workers
-    go_first.set()  # the first to flush is elected
-    assert first_done.wait(120)
-    lock = host_directory(tmp_path) / "sender.lock"
-    assert lock.read_text().strip().startswith(f"{sender.pid}."), lock.read_text()
-    for _, go_flush, flushed, _ in others:
+    for _, go_flush, flushed, _ in workers:
         go_flush.set()
         assert flushed.wait(120)
+    lock = host_directory(tmp_path) / "sender.lock"  # the sender names itself in its lock file
+    sender_pid = int(lock.read_text().split(".")[0])
+    (sender,) = [w[0] for w in workers if w[0].pid == sender_pid]
+    others = [w for w in workers if w[0].pid != sender_pid]
     # past the minute's end every worker's cycle seals it into the journal; the merge waits GRACE_S more
     minute = int(time.time() // 60 * 60)
     folder = host_directory(tmp_path) / f"60-{minute}"
@@ -133,7 +134,7 @@ def test_killing_the_elected_sender_mid_window_loses_and_doubles_nothing(emulato
     replacement.join(60)
     for period in (60, 300):
         entries = stored(emulator, period)
-        assert {e["dimensions"]["instance"] for e in entries} == {host_instance()}
+        assert {e["dimensions"]["instance"] for e in entries} == {host_id(tmp_path)}
         assert sum(e["values"]["SampleCount"] for e in entries) == sum(counts), (period, entries)
 
 
@@ -150,20 +151,27 @@ def test_the_journal_merges_late_files_into_what_was_sent(tmp_path):
             w.add(v)
         return w
 
-    first.write([window([1.0, 2.0])])
+    first.write([window([1.0, 2.0])], now=700)
     assert first.elect() and not second.elect()
     (folder, merged, names), *_ = first.ready(now=600 + 60 + GRACE_S)
     assert merged[0].count == 2
     first.commit(folder, merged, names)
     assert first.ready(now=700) == []  # nothing new: nothing to resend
-    second.write([window([10.0])])
+    second.write([window([10.0])], now=700)
     (_, merged, names), *_ = first.ready(now=700)
     assert (merged[0].count, merged[0].total, merged[0].high) == (3, 13.0, 10.0)
     assert len(names) == 2
     # the dead owner's snapshot of a window it had sealed itself is not counted again
     first.commit(folder, merged, names)
-    second.write([window([10.0])], owner="2.b", adopted=True)
+    second.write([window([10.0])], owner="2.b", adopted=True, now=700)
     assert first.ready(now=700) == []
+    # a window whose merged result may be gone is refused, not sent alone over the complete one
+    assert second.write([window([5.0])], now=600 + 60 + 600) == [] and second.refused == 1
+    assert first.ready(now=700) == []
+    # a damaged record sets only its folder aside; the journal goes on
+    (folder / "merged.json").write_text("[]")
+    second.write([window([7.0])], owner="3.c", now=700)
+    assert first.ready(now=700) == [] and (folder.parent / f"bad-{folder.name}").is_dir()
     first.resign()
     assert second.elect()
 
@@ -173,3 +181,26 @@ def test_host_directory_is_per_host(tmp_path):
     assert host_directory(tmp_path).name.replace("_", "") == socket.gethostname().replace(" ", "").replace(
         "/", ""
     ).replace("_", "")
+
+
+def test_a_node_key_s_metrics_keep_a_per_process_instance(emulator, tmp_path):
+    """Review finding: a CMS Metric node's own AccessKey is sent by each process itself (the sender has
+    not got that key), so its series must not share the host's instance, or two workers overwrite."""
+    from langflow_cms.config import Config
+    from langflow_cms.credentials import Credential
+    from langflow_cms.reporter import Reporter
+
+    emulator.add_key("LTAInodeKeyHost01", "node-secret-host-01")
+    env = {"LANGFLOW_CMS_DEV": "1", "LANGFLOW_CMS_ENDPOINT": emulator.endpoint}
+    config = Config.from_env({**env, "LANGFLOW_CMS_SPOOL_DIR": str(tmp_path)})
+    node_key = Credential("LTAInodeKeyHost01", "node-secret-host-01", source="node")
+    reporters = [Reporter(config, start=False) for _ in range(2)]
+    for reporter, count in zip(reporters, (5, 7), strict=True):
+        scope = reporter.scope_for(node_key)
+        for i in range(count):
+            scope.record("node_key_metric", float(i), {"flow": "f"})
+    for reporter in reporters:
+        reporter.close(timeout=10)
+    entries = [e for e in emulator.entries(name="node_key_metric") if e["period"] == 60]
+    assert sorted(e["values"]["SampleCount"] for e in entries) == [5, 7]
+    assert len({e["dimensions"]["instance"] for e in entries}) == 2

@@ -122,18 +122,17 @@ class Exporter:
                     self.stats["dropped:outbox_full"] += 1
                 self._outbox.append(entry)
 
-    def persist(self) -> bool:
-        """Write the outbox ahead to the spool now, not at the next send (the host's sender does this before
-        it records windows as handed over). False without a spool, or when the write failed."""
+    def persist(self, entries: list[Entry]) -> bool:
+        """Write ``entries`` straight to the spool, to be sent with the next send (the host's sender does
+        this before it records windows as handed over; the outbox's bound does not apply). False without a
+        spool, or when the write failed."""
         if self.spool is None:
             return False
-        pending = self._take()
         try:
-            if pending:
-                self.spool.write(pending)
+            if entries:
+                self.spool.write(entries)
         except OSError as exc:
             log.error("langflow-cms: spool %s unusable (%s)", self.spool.directory, exc)
-            self._requeue(pending)
             return False
         return True
 

@@ -3,9 +3,10 @@
 The model is prometheus_client's multiprocess mode (per-process files, merged at collection), with the sealed
 window as the unit. It lives in the spool directory, under ``host/<hostname>/``:
 
-* **Every process** writes each batch of windows it seals to ``<period>-<start>/<owner>-<n>.json``
-  (atomically: a temporary file, then a rename). Its windows already carry ``instance=<host>``, the same in
-  every process, so equal series of different processes have equal keys.
+* **Every process** writes the windows it seals to ``<period>-<start>/<owner>.json`` (atomically: a
+  temporary file, then a rename). Its windows already carry the host's ``instance`` (``<host>-<id>``, the
+  id made once per journal, see :meth:`HostJournal.instance`), the same in every process, so equal series
+  of different processes have equal keys.
 * **One process per host sends.** It holds an exclusive ``flock`` on ``sender.lock`` for as long as it
   lives; the kernel drops the lock when it dies (a SIGKILL too), and the next process that tries takes over
   at its next cycle. The others only write.
@@ -20,7 +21,9 @@ window as the unit. It lives in the spool directory, under ``host/<hostname>/``:
   files in place: its successor merges the same files again and sends the same values (its own spooled
   copy is adopted and sent too; the same key, the same values). Nothing is counted twice, nothing is lost
   but the open minute of a process that is killed.
-* Merged results are kept ``KEEP_S``, then removed.
+* Merged results are kept ``keep_s(period)`` (10 minutes for 60 s windows, an hour for 300 s ones, which
+  a dead process's snapshot can still reach); a window older than that is refused at write time, counted,
+  never sent on its own. A folder that cannot be read is moved aside (``bad-*``) and sends nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -41,9 +45,13 @@ log = logging.getLogger("langflow_cms")
 
 GRACE_S = 10.0
 """A window is merged this long after its end: each process seals at the minute boundary, within seconds."""
-KEEP_S = 3600.0
-"""How long a merged window is kept, so a late file (an adopted snapshot) re-merges with it, not over it."""
 MERGED = "merged.json"
+
+
+def keep_s(period: int) -> float:
+    """How long a merged window is kept, so a late file re-merges with it instead of replacing it: a slow
+    worker's 60 s file comes within minutes; a dead process's 300 s snapshot when a replacement starts."""
+    return 600.0 if period <= 60 else 3600.0
 
 
 def host_directory(spool_dir: Path, host: str | None = None) -> Path:
@@ -53,11 +61,11 @@ def host_directory(spool_dir: Path, host: str | None = None) -> Path:
 
 
 def _write_json(path: Path, data: object) -> None:
+    """Atomic against a process's death (a rename); no fsync: the journal lives and dies with the pod's
+    volume, and the merged windows reach the spool (which does fsync) before they are recorded."""
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "w", encoding="utf-8") as handle:
         json.dump(data, handle, separators=(",", ":"))
-        handle.flush()
-        os.fsync(handle.fileno())
     os.replace(temporary, path)
 
 
@@ -65,11 +73,15 @@ def _read_windows(path: Path) -> list[Window]:
     return [Window.from_dict(w) for w in json.loads(path.read_text("utf-8"))]
 
 
-def _merged_files(folder: Path) -> set[str]:
-    try:
-        return set(json.loads((folder / MERGED).read_text("utf-8")).get("files", []))
-    except (OSError, ValueError):
-        return set()
+def _merged_state(folder: Path) -> dict:
+    """What the sender recorded for a folder (raises on a damaged record: the caller sets it aside)."""
+    path = folder / MERGED
+    if not path.exists():
+        return {"files": [], "windows": []}
+    state = json.loads(path.read_text("utf-8"))
+    if not isinstance(state, dict) or not isinstance(state.get("files"), list):
+        raise ValueError(f"{path} is not a merged-window record")
+    return state
 
 
 def merge_windows(groups: list[list[Window]]) -> list[Window]:
@@ -93,31 +105,66 @@ class HostJournal:
         self.owner = owner
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
+        self.refused = 0
+        """Windows refused because their merged result is gone (older than ``keep_s``): never sent alone."""
+
+    def instance(self, host: str) -> str:
+        """``<host>-<id>``: the id is made once per journal (``instance.id``), so every process of the host
+        shares it, and a new pod that reuses a name (a StatefulSet) with a fresh volume gets a new one."""
+        path = self.directory / "instance.id"
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(3))
+        for _ in range(50):  # another process may be between its create and its write
+            token = path.read_text("utf-8").strip()
+            if token:
+                break
+            time.sleep(0.01)
+        suffix = f"-{token or 'x'}"
+        return host[: 64 - len(suffix)] + suffix
 
     # --- every process --------------------------------------------------------------------------------
-    def write(self, windows: list[Window], owner: str | None = None, adopted: bool = False) -> None:
-        """Store sealed windows for the sender, in ``<period>-<start>/<owner>.json``. Raises OSError.
+    def write(
+        self, windows: list[Window], owner: str | None = None, adopted: bool = False, now: float | None = None
+    ) -> list[Window]:
+        """Store sealed windows for the sender, in ``<period>-<start>/<owner>.json``; returns the windows
+        that could not be written (OSError), for the caller to keep and retry.
 
         A process seals each window once, so the name says whose it is. ``adopted``: the 300 s snapshot of
         a dead ``owner``, written only where that owner had not sealed the window itself (it may have died
         after sealing it, before its snapshot changed): never counted twice.
         """
         owner = owner or self.owner
+        now = time.time() if now is None else now
         by_window: dict[tuple[int, int], list[Window]] = {}
         for window in windows:
             by_window.setdefault((window.period, window.start), []).append(window)
+        failed: list[Window] = []
         for (period, start), group in by_window.items():
+            if start + period + keep_s(period) - 60 < now:
+                self.refused += len(group)  # its merged result may be gone: alone, it would replace it
+                continue
             folder = self.directory / f"{period}-{start}"
-            folder.mkdir(exist_ok=True)
-            taken = _merged_files(folder) | {p.name for p in folder.glob("*.json")}
-            name = f"{owner}.json"
-            if name in taken:
-                if adopted:
-                    continue
-                name = next(
-                    f"{owner}.{n}.json" for n in range(1, 1_000_000) if f"{owner}.{n}.json" not in taken
-                )
-            _write_json(folder / name, [w.to_dict() for w in group])
+            try:
+                folder.mkdir(exist_ok=True)
+                try:
+                    merged = set(_merged_state(folder)["files"])
+                except ValueError:  # damaged: the sender sets the folder aside when it sees this file
+                    merged = set()
+                taken = merged | {p.name for p in folder.glob("*.json")}
+                name = f"{owner}.json"
+                if name in taken:
+                    if adopted:
+                        continue
+                    name = next(
+                        f"{owner}.{n}.json" for n in range(1, 10_000) if f"{owner}.{n}.json" not in taken
+                    )
+                _write_json(folder / name, [w.to_dict() for w in group])
+            except (OSError, ValueError, StopIteration) as exc:
+                log.error("langflow-cms: cannot write to the host journal %s: %s", folder, exc)
+                failed += group
+        return failed
 
     # --- the sender -----------------------------------------------------------------------------------
     @property
@@ -128,7 +175,11 @@ class HostJournal:
         """Become (or stay) the host's sender; ``wait`` seconds at most for the current one to go."""
         if self._lock_fd is not None:
             return True
-        fd = os.open(self.directory / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.directory / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.error("langflow-cms: cannot open the host sender lock: %s", exc)
+            return False
         give_up = time.monotonic() + wait
         while True:
             try:
@@ -139,9 +190,14 @@ class HostJournal:
                     return False
                 time.sleep(0.05)
                 continue
+            except OSError as exc:
+                os.close(fd)
+                log.error("langflow-cms: cannot lock the host sender lock: %s", exc)
+                return False
             self._lock_fd = fd
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{self.owner}\n".encode())
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{self.owner}\n".encode())
             return True
 
     def resign(self) -> None:
@@ -161,41 +217,60 @@ class HostJournal:
 
     def ready(self, now: float, force: bool = False) -> list[tuple[Path, list[Window], list[str]]]:
         """The windows to (re)send: (folder, merged windows, files they include) for each window whose
-        period ended ``GRACE_S`` ago (any, with ``force``) and that has files not merged yet."""
+        period ended ``GRACE_S`` ago (any, with ``force``) and that has files not merged yet. Never raises
+        for one folder: a damaged one is moved aside (``bad-<name>``) and sends nothing."""
         found = []
-        for folder in sorted(self.directory.iterdir()):
+        try:
+            folders = sorted(self.directory.iterdir())
+        except OSError as exc:
+            log.error("langflow-cms: cannot read the host journal %s: %s", self.directory, exc)
+            return []
+        for folder in folders:
             period, dash, start = folder.name.partition("-")
-            if not (dash and period.isdigit() and start.isdigit() and folder.is_dir()):
+            if not (dash and period.isdigit() and start.isdigit()):
                 continue
             end = int(start) + int(period)
             if not force and now < end + GRACE_S:
                 continue
-            merged_path = folder / MERGED
             try:
-                state = json.loads(merged_path.read_text("utf-8")) if merged_path.exists() else {}
-            except (OSError, ValueError) as exc:
-                log.error("langflow-cms: unreadable merged window %s (%s): merged again", merged_path, exc)
-                state = {}
-            included = set(state.get("files", []))
-            new = sorted(p for p in folder.glob("*.json") if p.name != MERGED and p.name not in included)
-            for stale in (p for p in folder.glob("*.json") if p.name in included):
-                stale.unlink(missing_ok=True)  # merged and recorded by a sender that died before deleting
-            if not new:
-                if now > end + KEEP_S:
-                    shutil.rmtree(folder, ignore_errors=True)
+                item = self._ready_folder(folder, now, end, int(period))
+            except Exception as exc:
+                log.error("langflow-cms: host journal folder %s set aside: %s", folder.name, exc)
+                with contextlib.suppress(OSError):
+                    folder.rename(folder.with_name(f"bad-{folder.name}"))
                 continue
-            groups = [[Window.from_dict(w) for w in state.get("windows", [])]]
-            names = sorted(included)
-            for path in new:
-                try:
-                    groups.append(_read_windows(path))
-                except (OSError, ValueError, KeyError, TypeError) as exc:
-                    log.error("langflow-cms: unreadable window file %s moved aside: %s", path.name, exc)
-                    path.replace(path.with_suffix(".bad"))
-                    continue
-                names.append(path.name)
-            found.append((folder, merge_windows(groups), names))
+            if item is not None:
+                found.append(item)
         return found
+
+    def _ready_folder(
+        self, folder: Path, now: float, end: int, period: int
+    ) -> tuple[Path, list[Window], list[str]] | None:
+        files = [p for p in folder.glob("*.json") if p.name != MERGED]
+        if not files:
+            if now > end + keep_s(period):
+                shutil.rmtree(folder, ignore_errors=True)
+            return None
+        state = _merged_state(folder)
+        included = set(state["files"])
+        for stale in (p for p in files if p.name in included):
+            stale.unlink(missing_ok=True)  # merged and recorded by a sender that died before deleting
+        new = sorted(p for p in files if p.name not in included)
+        if not new:
+            return None
+        groups = [[Window.from_dict(w) for w in state.get("windows", [])]]
+        names = set(included)
+        for path in new:
+            try:
+                groups.append(_read_windows(path))
+            except (ValueError, KeyError, TypeError) as exc:  # one damaged file costs only itself
+                log.error("langflow-cms: unreadable host journal file %s moved aside: %s", path, exc)
+                path.replace(path.with_suffix(".bad"))
+                continue
+            names.add(path.name)
+        if names == included:
+            return None
+        return folder, merge_windows(groups), sorted(names)
 
     def commit(self, folder: Path, windows: list[Window], names: list[str]) -> None:
         """Record that ``windows`` (made of the files ``names``) were handed over; delete those files."""

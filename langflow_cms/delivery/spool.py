@@ -93,6 +93,9 @@ class Spool:
         self.owner = owner
         """Who writes here now: ``<pid>.<start id>`` (files of owners that are gone are adopted)."""
         self._seq = itertools.count()
+        self.adopt = True
+        """Adopt dead owners' files in ``pending``; off in a host's non-sender processes, so one process
+        (the sender) replays them, in order."""
         (self.directory / "owners").mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.directory / "owners" / f"{owner}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -173,7 +176,7 @@ class Spool:
                 continue  # roll-up snapshots
             stamp, pid, seq = path.stem.split("-", 2)
             if pid != mine:
-                if _owner_alive(self.directory, pid):
+                if not self.adopt or _owner_alive(self.directory, pid):
                     continue
                 adopted = path.with_name(f"{stamp}-{mine}-a{pid.replace('.', '_')}_{seq}.json")
                 try:

@@ -184,6 +184,19 @@ class LangflowServer:
         return created["id"]
 
 
+def build_events(server: LangflowServer, flow_id: str, text: str) -> list[dict]:
+    """Build a flow the way the Playground does and return its event stream (NDJSON, read to the end)."""
+    request = urllib.request.Request(
+        f"{server.url}/api/v1/build/{flow_id}/flow?event_delivery=direct",
+        data=json.dumps({"inputs": {"input_value": text}}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        lines = response.read().decode().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def flow_label(name: str) -> str:
     """The ``flow`` dimension the plugin reports for a flow name (CMS-safe: ``New Flow`` -> ``New_Flow``)."""
     from langflow_cms.flow_settings import clean_dimension

@@ -7,9 +7,7 @@ Langflow's own trace view must keep working, since our tracing service replaces 
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -42,7 +40,7 @@ def runs(server) -> dict[str, str]:
         {"input_value": "hello", "input_type": "chat", "output_type": "chat"},
     )
     build_flow = server.create_flow("cms-ui-build")
-    events = build_events(server, build_flow, "hello")
+    events = support.build_events(server, build_flow, "hello")
     assert events[-1]["event"] == "end", events[-1]
     concurrent = [server.create_flow(name) for name in CONCURRENT_FLOWS]
     with ThreadPoolExecutor(max_workers=CONCURRENT_RUNS) as pool:
@@ -78,19 +76,6 @@ def test_50_concurrent_runs_on_one_server_are_attributed_exactly(runs, emulator)
         assert support.run_counts(emulator, name, FLOW_COMPONENTS) == dict.fromkeys(
             {"flow", *FLOW_COMPONENTS}, each
         )
-
-
-def build_events(server: support.LangflowServer, flow_id: str, text: str) -> list[dict]:
-    """Build a flow the way the Playground does and return its event stream (NDJSON, read to the end)."""
-    request = urllib.request.Request(
-        f"{server.url}/api/v1/build/{flow_id}/flow?event_delivery=direct",
-        data=json.dumps({"inputs": {"input_value": text}}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        lines = response.read().decode().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 @pytest.mark.parametrize(("path", "name"), [("run", "cms-api-run"), ("build", "cms-ui-build")])

@@ -42,14 +42,7 @@ def run_path(server: support.LangflowServer, flow_id: str, text: str) -> None:
 
 def build_path(server: support.LangflowServer, flow_id: str, text: str) -> None:
     """The Playground's build: its event stream ends with an error event."""
-    request = urllib.request.Request(
-        f"{server.url}/api/v1/build/{flow_id}/flow?event_delivery=direct",
-        data=json.dumps({"inputs": {"input_value": text}}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        events = [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
+    events = support.build_events(server, flow_id, text)
     assert any(e["event"] == "error" for e in events) or events[-1]["event"] == "end", events[-1]
 
 

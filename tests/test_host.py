@@ -204,3 +204,39 @@ def test_a_node_key_s_metrics_keep_a_per_process_instance(emulator, tmp_path):
     entries = [e for e in emulator.entries(name="node_key_metric") if e["period"] == 60]
     assert sorted(e["values"]["SampleCount"] for e in entries) == [5, 7]
     assert len({e["dimensions"]["instance"] for e in entries}) == 2
+
+
+def _forked_child(reporter, values: int) -> None:
+    for i in range(values):
+        reporter.record(SERIES, float(i), {"flow": "forked"})
+    # returns: multiprocessing's exit (os._exit after its finalisers) closes the child's reporter
+
+
+def test_a_forked_child_merges_into_its_parent_s_host_window(emulator, tmp_path):
+    """A fork of the elected sender must not keep the sender's lock (journal.forget) and must hand its
+    windows to the host journal when it exits through multiprocessing, without an explicit close()."""
+    from langflow_cms.config import Config
+    from langflow_cms.reporter import Reporter
+
+    config = Config.from_env(
+        {
+            "LANGFLOW_CMS_DEV": "1",
+            "LANGFLOW_CMS_ENDPOINT": emulator.endpoint,
+            "LANGFLOW_CMS_SPOOL_DIR": str(tmp_path),
+        }
+    )
+    parent = Reporter(config, start=False)
+    assert parent.journal is not None and parent.journal.elect()
+    for i in range(40):
+        parent.record(SERIES, float(i), {"flow": "forked"})
+    child = multiprocessing.get_context("fork").Process(target=_forked_child, args=(parent, 60))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    probe = HostJournal(parent.journal.directory, "probe")
+    assert not probe.elect()  # the child's exit did not unlock the lock it inherited from the parent
+    parent.close(timeout=10)
+    for period in (60, 300):
+        entries = [e for e in stored(emulator, period) if e["dimensions"]["flow"] == "forked"]
+        assert sum(e["values"]["SampleCount"] for e in entries) == 100, (period, entries)
+        assert len({e["dimensions"]["instance"] for e in entries}) == 1

@@ -33,6 +33,8 @@ ENSURE_BROWSER_SH = REPO / "scripts" / "ensure_browser.sh"
 FLOW_METRIC = "langflow_flow_duration_ms"
 NODE_METRIC = "langflow_node_duration_ms"
 METRIC_TYPE = "ext:cms_monitor:CmsMetricComponent@official"  # installed: the extension's slot
+FLOW_COMPONENTS = {"ChatInput", "CmsMetricComponent", "ChatOutput"}
+"""The ``component`` dimensions of a ``LangflowServer.create_flow`` flow."""
 TIMER_TYPE = "ext:cms_monitor:CmsTimerComponent@official"
 
 READY_TIMEOUT_S = 480.0

@@ -15,7 +15,7 @@ import server_support as support
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-FLOW_COMPONENTS = {"ChatInput", "CmsMetricComponent", "ChatOutput"}
+FLOW_COMPONENTS = support.FLOW_COMPONENTS
 CONCURRENT_FLOWS = ("cms-conc-a", "cms-conc-b")
 CONCURRENT_RUNS = 50
 

@@ -597,32 +597,50 @@ def install_sigterm_flush() -> bool:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
+    global _installed
     signal.signal(signal.SIGTERM, flush_then_terminate)
+    _installed = True
     return True
 
 
+_installed = False
+"""``install_sigterm_flush`` put its handler in place: a server that takes SIGTERM over later (uvicorn)
+restores it after its graceful stop and raises the signal again, so it runs last, when every run is over."""
 _chained = False
 
 
+_held = False
+"""SIGTERM is blocked on the main thread until ``close_all`` has delivered (see ``chain_sigterm_flush``)."""
+
+
 def chain_sigterm_flush() -> None:
-    """From the main thread, once: if a server took SIGTERM over (uvicorn under ``lfx serve``, which then
-    re-raises it to the default disposition it found, killing the process before ``atexit``), deliver
-    first, then hand the signal on. Runs that finish during the server's graceful stop after that are
-    dropped and counted. Called by the tracing service on its first run."""
+    """From the main thread, once: if a server took SIGTERM over (uvicorn under ``lfx serve``), make its
+    final SIGTERM wait for delivery. Called by the tracing service on its first run.
+
+    uvicorn stops gracefully on SIGTERM (the runs in flight finish), then restores the disposition it found
+    (the default: ``lfx serve`` loads our code in a worker thread, where no handler can be installed) and
+    raises the signal again, which would kill the process before ``atexit``. So on SIGTERM this blocks the
+    signal on the main thread and lets uvicorn go on: the re-raised signal stays pending, the process
+    leaves ``uvicorn.run`` and reaches ``atexit``, where ``close_all`` delivers every run, the last ones
+    included, and then unblocks it: the process still ends by SIGTERM. A second SIGTERM from outside
+    reaches the other threads, where uvicorn's handler forces the exit as usual.
+    """
     global _chained
-    if _chained or threading.current_thread() is not threading.main_thread():
-        return
+    if _chained or _installed or threading.current_thread() is not threading.main_thread():
+        return  # installed before the server started: it runs after the graceful stop (see _installed)
     _chained = True
     previous = signal.getsignal(signal.SIGTERM)
     owner = getattr(previous, "__self__", None)
     if not callable(previous) or type(owner).__module__ != "uvicorn.server":
         return  # gunicorn workers (langflow run) stop through the tracing service's teardown instead
 
-    def deliver_then_previous(signum: int, frame: object) -> None:
-        close_all()
+    def hold_then_previous(signum: int, frame: object) -> None:
+        global _held
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _held = True
         previous(signum, frame)  # type: ignore[operator]
 
-    signal.signal(signal.SIGTERM, deliver_then_previous)
+    signal.signal(signal.SIGTERM, hold_then_previous)
 
 
 def _say_config_error(message: str) -> None:
@@ -670,6 +688,8 @@ def close_all(timeout: float | None = None) -> None:
             reporter.close(timeout=reporter.exit_timeout() if timeout is None else timeout)
         except Exception:
             log.exception("langflow-cms: closing the reporter at exit failed")
+    if _held and threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # the server's SIGTERM, now
 
 
 atexit.register(close_all)

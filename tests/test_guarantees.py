@@ -19,6 +19,8 @@ import textwrap
 import threading
 import time
 import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -362,9 +364,9 @@ def test_a_late_value_never_resends_a_300s_window(emulator):
     reporter = reporter_for(emulator.endpoint)
     edge = (time.time() // 300 + 1) * 300
     reporter.storage.clock = lambda: edge + 0.05
-    reporter.storage.inbox.append((reporter.series("late", None), 1.0, edge - 65))  # minute 3 of the window
+    reporter.storage.inbox.extend((reporter.series("late", None), 1.0, edge - 65))  # minute 3 of the window
     reporter.flush(timeout=10)  # sends window [edge-300, edge) at 300 s
-    reporter.storage.inbox.append((reporter.series("late", None), 2.0, edge - 1))  # recorded late
+    reporter.storage.inbox.extend((reporter.series("late", None), 2.0, edge - 1))  # recorded late
     assert reporter.close(timeout=10)
     keys = [(e["period"], e["time"]) for e in emulator.entries("late")]
     assert len(keys) == len(set(keys)) and emulator.overwrites() == 0
@@ -397,7 +399,7 @@ def test_values_recorded_after_close_are_counted_as_dropped(emulator):
     for _ in range(7):
         reporter.record("late", 1.0)
     assert reporter._counters()["dropped:after_close"] == 7
-    assert len(reporter.storage.inbox) == 0
+    assert reporter.storage.waiting() == 0
 
 
 def test_a_backward_clock_step_neither_stalls_the_schedule_nor_holds_windows(emulator):
@@ -527,14 +529,16 @@ SERVE_KEY = "test-key"
 
 
 def _serve(env: dict[str, str], flows: Path) -> tuple[subprocess.Popen, str]:
+    """``lfx serve`` on a free port; its output goes to ``serve.log`` next to ``flows`` (for failures)."""
     port = free_port()
     lfx = Path(sys.executable).with_name("lfx")
-    server = subprocess.Popen(
-        [str(lfx), "serve", str(flows), "--host", "127.0.0.1", "--port", str(port)],
-        env={**env, "LANGFLOW_API_KEY": SERVE_KEY},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with (flows.parent / "serve.log").open("ab") as log:
+        server = subprocess.Popen(
+            [str(lfx), "serve", str(flows), "--host", "127.0.0.1", "--port", str(port)],
+            env={**env, "LANGFLOW_API_KEY": SERVE_KEY},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
@@ -573,16 +577,46 @@ def test_lfx_serve_replays_the_spool_at_start_and_delivers_on_sigterm(emulator, 
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "poem.json").write_text(POEM.read_text())
+    (flows / "slow.json").write_text(json.dumps(_slow_poem()))
     server, base = _serve({**env, "LANGFLOW_CMS_SPOOL_DIR": str(spool)}, flows)
+    in_flight = None
     try:
         deadline = time.monotonic() + 30
         while sample_counts(emulator, "left", 60) < 1:  # no request sent: the server start replays it
             assert time.monotonic() < deadline, "the spool was not replayed without traffic"
             time.sleep(0.5)
-        (flow,) = _serve_call(base, "/flows")
+        ids = {flow["relative_path"]: flow["id"] for flow in _serve_call(base, "/flows")}
         for i in range(4):
-            _serve_call(base, f"/flows/{flow['id']}/run", {"input_value": f"topic {i}"})
+            _serve_call(base, f"/flows/{ids['poem.json']}/run", {"input_value": f"topic {i}"})
+        # a fifth run is still in flight when SIGTERM comes: the graceful stop lets it finish, and it counts
+        in_flight = ThreadPoolExecutor(1).submit(
+            _serve_call, base, f"/flows/{ids['slow.json']}/run", {"input_value": "last"}
+        )
+        time.sleep(1.5)
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
-    assert sample_counts(emulator, contract.FLOW_METRIC, 60) == 4
+        ended = server.wait(timeout=60)
+    assert in_flight is not None and in_flight.result(timeout=5)  # answered during the graceful stop
+    minutes = [
+        (e["time"], e["dimensions"]["status"], e["values"]["SampleCount"])
+        for e in emulator.entries(contract.FLOW_METRIC)
+        if e["period"] == 60
+    ]
+    assert sample_counts(emulator, contract.FLOW_METRIC, 60) == 5, (
+        minutes,
+        (tmp_path / "serve.log").read_text()[-4000:],
+    )
+    assert {status for _, status, _ in minutes} == {"ok"}, minutes  # the last run too: it did not fail
+    assert ended == -signal.SIGTERM  # the process still ends by the signal, as a supervisor expects
+
+
+def _slow_poem() -> dict:
+    """The poem flow as ``poem-slow``, its LLM 30 times slower (a run takes seconds)."""
+    flow = json.loads(POEM.read_text())
+    flow["id"] = str(uuid.uuid4())
+    flow["name"] = "poem-slow"
+    for node in flow["data"]["nodes"]:
+        template = node["data"]["node"]["template"]
+        if "latency_scale" in template:
+            template["latency_scale"]["value"] = 30.0
+    return flow

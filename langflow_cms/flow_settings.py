@@ -180,7 +180,26 @@ def flow_label(graph: Any, stem: str | None = None) -> str:
 
 # --- the ``node`` dimension ---------------------------------------------------------------------------
 NODE_SUFFIX_CHARS = 5
-_node_labels: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+_node_labels: dict[int, tuple[weakref.ref, dict[str, str]]] = {}
+"""Labels by ``id(graph)``, with a weak reference that proves the identity. Not a WeakKeyDictionary: that
+hashes and compares its keys, and lfx's ``Graph`` hashes and compares by rendering itself whole (``repr``),
+tens of µs per lookup, for every node build."""
+
+
+def _cached_labels(graph: Any) -> dict[str, str] | None:
+    entry = _node_labels.get(id(graph))
+    return entry[1] if entry is not None and entry[0]() is graph else None
+
+
+def _cache_labels(graph: Any, labels: dict[str, str]) -> None:
+    key = id(graph)
+
+    def forget(ref: weakref.ref) -> None:  # the graph is gone: its id may be reused
+        if _node_labels.get(key, (None,))[0] is ref:
+            _node_labels.pop(key, None)
+
+    with suppress(TypeError):  # not weak-referenceable: computed each time
+        _node_labels[key] = (weakref.ref(graph, forget), labels)
 
 
 def _id_suffix(vertex_id: str) -> str:
@@ -195,10 +214,7 @@ def node_labels(graph: Any) -> dict[str, str]:
     """``node`` dimension of every vertex of ``graph``: its display name, cleaned (``Chat Input`` →
     ``Chat_Input``), plus ``_`` and the id's short stable suffix when another node of the flow has the same
     display name (``Timer_Start_gw8tY``). Computed once per graph object."""
-    try:
-        cached = _node_labels.get(graph)
-    except TypeError:  # not weak-referenceable
-        cached = None
+    cached = _cached_labels(graph)
     if cached is not None:
         return cached
     names: dict[str, str] = {}
@@ -222,8 +238,7 @@ def node_labels(graph: Any) -> dict[str, str]:
         for vertex_id, label in labels.items():
             if seen[label] > 1:
                 labels[vertex_id] = f"{names[vertex_id]}_{clean_dimension(vertex_id)}"
-    with suppress(TypeError):
-        _node_labels[graph] = labels
+    _cache_labels(graph, labels)
     return labels
 
 
@@ -235,7 +250,6 @@ def node_label(graph: Any, vertex_id: str) -> str:
         return clean_dimension(vertex_id)
     label = node_labels(graph).get(vertex_id)
     if label is None:  # the graph grew since its labels were computed
-        with suppress(TypeError):
-            _node_labels.pop(graph, None)
+        _node_labels.pop(id(graph), None)
         label = node_labels(graph).get(vertex_id)
     return label or clean_dimension(vertex_id)

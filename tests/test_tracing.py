@@ -286,3 +286,27 @@ def test_langchain_callbacks_are_bound_to_the_current_node_s_run(recorder):
         (4.0, {"flow": "tokens", "model": "unknown", "direction": "input"}),
         (9.0, {"flow": "tokens", "model": "unknown", "direction": "output"}),
     ]
+
+
+def test_node_labels_are_cached_by_identity_and_never_hash_the_graph(monkeypatch):
+    """bench row 2: every node build looked its labels up in a WeakKeyDictionary, which hashes the key, and
+    lfx's ``Graph.__hash__``/``__eq__`` render the whole graph (``repr``): ~45 µs per node of a 10-node
+    flow, most of the plugin's overhead. Two graphs of the same flow are equal to lfx, yet each keeps its
+    own labels (a renamed node is named anew)."""
+    from lfx.graph.graph.base import Graph
+    from lfx.load import aload_flow_from_json
+
+    poem = flow_settings.__file__.rsplit("/", 1)[0] + "/examples/flows/poem.json"
+    first, second = (asyncio.run(aload_flow_from_json(poem)) for _ in range(2))
+    renders = []
+    original = Graph.__repr__
+    monkeypatch.setattr(Graph, "__repr__", lambda self: renders.append(1) or original(self))
+    labels = {v.id: flow_settings.node_label(first, v.id) for v in first.vertices}
+    for _ in range(50):
+        for vertex in first.vertices:
+            assert flow_settings.node_label(first, vertex.id) == labels[vertex.id]
+    assert renders == []
+    renamed = second.vertices[0]
+    renamed.display_name = "Renamed Step"
+    assert flow_settings.node_label(second, renamed.id) == "Renamed_Step"
+    assert flow_settings.node_label(first, renamed.id) == labels[renamed.id]

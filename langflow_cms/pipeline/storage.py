@@ -112,10 +112,10 @@ class Scope:
             self.storage.reject(name, "value is NaN or infinite")
             return
         inbox = self.storage.inbox
-        if len(inbox) >= self.storage.inbox_limit:
+        if len(inbox) >= self.storage.inbox_items:
             self.storage.refuse()
             return
-        inbox.append((series, value, time.time()))
+        inbox.extend((series, value, time.time()))  # flat: see Storage.inbox
 
     def series(self, name: str, dimensions: Mapping[str, str] | None = None) -> Series | None:
         """A bound series, like prometheus_client's ``labels()`` child: validated once, then each
@@ -140,10 +140,10 @@ class Scope:
             self.storage.reject(series.name, "value is NaN or infinite")
             return
         inbox = self.storage.inbox
-        if len(inbox) >= self.storage.inbox_limit:
+        if len(inbox) >= self.storage.inbox_items:
             self.storage.refuse()
             return
-        inbox.append((series, value, time.time()))
+        inbox.extend((series, value, time.time()))  # flat: see Storage.inbox
 
     # ------------------------------------------------------------------ slow path
     def _resolve(self, name: str, dimensions: Mapping[str, str] | None) -> Series | None:
@@ -188,7 +188,11 @@ class Storage:
     ) -> None:
         self.max_series = max_series_per_metric
         self.max_metrics = max_metrics
-        self.inbox: deque[tuple[Series, float, float]] = deque()
+        self.inbox: deque[Series | float] = deque()
+        """Observations waiting for the collector, flat: series, value, time, series, value, time, … One
+        ``extend`` of a 3-tuple appends a triple at once (C code under the GIL), and the tuple is freed at
+        once, so a waiting observation holds no object the garbage collector tracks (a tuple per
+        observation made every 700th ``record()`` start a collection, now and then a full one)."""
         self.inbox_limit = inbox_limit
         self.closed = False
         self.clock = clock
@@ -205,6 +209,19 @@ class Storage:
         """Windows a value rolled over between two collections (``drain``), returned by the next one."""
         self.watermark = 0
         self._last_now = 0.0
+
+    @property
+    def inbox_limit(self) -> int:
+        """Observations the inbox holds at most; past it they are dropped and counted."""
+        return self.inbox_items // 3
+
+    @inbox_limit.setter
+    def inbox_limit(self, limit: int) -> None:
+        self.inbox_items = 3 * limit
+
+    def waiting(self) -> int:
+        """Observations in the inbox."""
+        return len(self.inbox) // 3
 
     # ------------------------------------------------------------------ counting
     def count(self, key: str, n: int = 1) -> None:
@@ -357,9 +374,10 @@ class Storage:
         watermark = self.watermark
         active = self._collections
         folded = 0
-        for _ in range(len(inbox)):
+        take = inbox.popleft
+        for _ in range(len(inbox) // 3):
             try:
-                series, value, when = inbox.popleft()
+                series, value, when = take(), take(), take()
             except IndexError:
                 break
             try:

@@ -25,7 +25,7 @@ demo: venv
 	$(PY) -m langflow_cms.demo
 
 test: venv lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 bench: venv
 	$(PY) -m bench

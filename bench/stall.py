@@ -206,7 +206,7 @@ def run(scale: float = 1.0, rounds: int = 10) -> Section:
         f"thread {preemptions('no thread')}. Garbage-collector pauses during the timed rounds: "
         f"{len(watch.pauses)}, longest {fmt_ns(gc_max)}; calls over {fmt_ns(SLOW_NS)} that overlapped one: "
         f"stalled {in_gc['stalled']}, no thread {in_gc['no thread']} (`record()` queues its observation "
-        "without leaving an object the collector tracks, so it never starts a collection itself). The "
+        "without keeping an object the collector tracks, so it adds nothing to the collector's count). The "
         "reader thread "
         f"was inside `delivery/transport.py` when timing began and {'still' if still_stuck else 'no longer'} "
         f"there when it ended (calls made so far: {health['calls']}, retries {health['retries']}, queued "

@@ -194,9 +194,9 @@ def _cached_labels(graph: Any) -> dict[str, str] | None:
 def _cache_labels(graph: Any, labels: dict[str, str]) -> None:
     key = id(graph)
 
-    def forget(ref: weakref.ref) -> None:  # the graph is gone: its id may be reused
-        if _node_labels.get(key, (None,))[0] is ref:
-            _node_labels.pop(key, None)
+    def forget(ref: weakref.ref, cache: dict = _node_labels) -> None:  # the graph is gone: its id is free
+        if cache.get(key, (None,))[0] is ref:
+            cache.pop(key, None)
 
     with suppress(TypeError):  # not weak-referenceable: computed each time
         _node_labels[key] = (weakref.ref(graph, forget), labels)

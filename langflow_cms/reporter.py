@@ -18,7 +18,9 @@ delivers what it recorded when it exits through ``multiprocessing`` (whose child
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -31,7 +33,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -609,38 +611,52 @@ restores it after its graceful stop and raises the signal again, so it runs last
 _chained = False
 
 
-_held = False
-"""SIGTERM is blocked on the main thread until ``close_all`` has delivered (see ``chain_sigterm_flush``)."""
+def chain_sigterm_flush(settle: Callable[[], Awaitable[None]] | None = None) -> None:
+    """From the main thread, once: if a uvicorn server took SIGTERM over (``lfx serve``, also its
+    ``--workers``), deliver right after its graceful stop. Called by the tracing service on its first run.
 
-
-def chain_sigterm_flush() -> None:
-    """From the main thread, once: if a server took SIGTERM over (uvicorn under ``lfx serve``), make its
-    final SIGTERM wait for delivery. Called by the tracing service on its first run.
-
-    uvicorn stops gracefully on SIGTERM (the runs in flight finish), then restores the disposition it found
-    (the default: ``lfx serve`` loads our code in a worker thread, where no handler can be installed) and
-    raises the signal again, which would kill the process before ``atexit``. So on SIGTERM this blocks the
-    signal on the main thread and lets uvicorn go on: the re-raised signal stays pending, the process
-    leaves ``uvicorn.run`` and reaches ``atexit``, where ``close_all`` delivers every run, the last ones
-    included, and then unblocks it: the process still ends by SIGTERM. A second SIGTERM from outside
-    reaches the other threads, where uvicorn's handler forces the exit as usual.
+    uvicorn stops gracefully on SIGTERM (no new requests; the runs in flight finish), then restores the
+    disposition it found and raises the signal again. Under ``lfx serve`` that is the default (our code is
+    loaded in a worker thread, where no handler can be installed), which kills the process before
+    ``atexit``. So on SIGTERM this lets uvicorn's handler start the stop and wraps that server's
+    ``shutdown()``: once it has returned, ``settle()`` (the tracing service's: wait briefly for the runs
+    that just finished to end) and ``close_all()`` run off the event loop, each bounded; then uvicorn
+    re-raises the signal and the process ends by SIGTERM, as before. Nothing changes in the signal masks
+    or in what children inherit. A server object without ``shutdown`` gets the old order: deliver now.
     """
     global _chained
     if _chained or _installed or threading.current_thread() is not threading.main_thread():
         return  # installed before the server started: it runs after the graceful stop (see _installed)
     _chained = True
     previous = signal.getsignal(signal.SIGTERM)
-    owner = getattr(previous, "__self__", None)
-    if not callable(previous) or type(owner).__module__ != "uvicorn.server":
+    server = getattr(previous, "__self__", None)
+    if not callable(previous) or type(server).__module__ != "uvicorn.server":
         return  # gunicorn workers (langflow run) stop through the tracing service's teardown instead
 
-    def hold_then_previous(signum: int, frame: object) -> None:
-        global _held
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        _held = True
+    def deliver_after_graceful_stop(signum: int, frame: object) -> None:
         previous(signum, frame)  # type: ignore[operator]
+        stop = getattr(server, "shutdown", None)
+        if stop is None or getattr(stop, "delivers", False):
+            if stop is None:
+                close_all()
+            return
 
-    signal.signal(signal.SIGTERM, hold_then_previous)
+        async def shutdown_then_deliver(*args: Any, **kwargs: Any) -> None:
+            try:
+                await stop(*args, **kwargs)
+            finally:
+                with contextlib.suppress(Exception):
+                    if settle is not None:
+                        await settle()
+                    await asyncio.to_thread(close_all)
+
+        shutdown_then_deliver.delivers = True  # type: ignore[attr-defined]
+        try:
+            server.shutdown = shutdown_then_deliver  # type: ignore[union-attr]
+        except (AttributeError, TypeError):
+            close_all()
+
+    signal.signal(signal.SIGTERM, deliver_after_graceful_stop)
 
 
 def _say_config_error(message: str) -> None:
@@ -688,8 +704,6 @@ def close_all(timeout: float | None = None) -> None:
             reporter.close(timeout=reporter.exit_timeout() if timeout is None else timeout)
         except Exception:
             log.exception("langflow-cms: closing the reporter at exit failed")
-    if _held and threading.current_thread() is threading.main_thread():
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # the server's SIGTERM, now
 
 
 atexit.register(close_all)

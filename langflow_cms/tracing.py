@@ -515,6 +515,19 @@ def _count_unbound(state: RunState) -> None:
         return
 
 
+SETTLE_S = 1.0
+"""After a server's graceful stop, how long the runs that just answered get to end (lfx ends a run's tracers
+in a detached task, after the answer)."""
+
+
+async def _settle_runs() -> None:
+    """Let the runs that just answered end, then end the rest (as ``error``): before the exit delivery."""
+    deadline = time.monotonic() + SETTLE_S
+    while MONITOR.open_runs() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    _exit_safety_net()
+
+
 def _exit_safety_net() -> None:
     """End the runs still open (as ``error``). Delivery is the reporter's close, within its exit budget."""
     with suppress(Exception):
@@ -576,7 +589,7 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
                 tracing_user_id=tracing_user_id,
             )
         try:
-            chain_sigterm_flush()
+            chain_sigterm_flush(_settle_runs)
             graph = _graph_from_stack()
             stem = None
             if graph is None or not (getattr(graph, "flow_name", None) or getattr(graph, "flow_id", None)):

@@ -191,8 +191,9 @@ class Storage:
         self.inbox: deque[Series | float] = deque()
         """Observations waiting for the collector, flat: series, value, time, series, value, time, … One
         ``extend`` of a 3-tuple appends a triple at once (C code under the GIL), and the tuple is freed at
-        once, so a waiting observation holds no object the garbage collector tracks (a tuple per
-        observation made every 700th ``record()`` start a collection, now and then a full one)."""
+        once, so a waiting observation keeps no object the garbage collector tracks and ``record()`` adds
+        nothing to its count (a tuple per observation made every 700th call start a collection, now and then
+        a full one)."""
         self.inbox_limit = inbox_limit
         self.closed = False
         self.clock = clock
@@ -375,9 +376,15 @@ class Storage:
         active = self._collections
         folded = 0
         take = inbox.popleft
-        for _ in range(len(inbox) // 3):
+        left = len(inbox)  # items, not triples: what appends add meanwhile waits for the next drain
+        while left >= 3:
             try:
-                series, value, when = take(), take(), take()
+                series = take()
+                left -= 1
+                if not isinstance(series, Series):
+                    continue  # a drain interrupted between two pops left a part: realign on the next series
+                value, when = take(), take()
+                left -= 2
             except IndexError:
                 break
             try:

@@ -636,9 +636,10 @@ def chain_sigterm_flush(settle: Callable[[], Awaitable[None]] | None = None) -> 
     def deliver_after_graceful_stop(signum: int, frame: object) -> None:
         previous(signum, frame)  # type: ignore[operator]
         stop = getattr(server, "shutdown", None)
-        if stop is None or getattr(stop, "delivers", False):
-            if stop is None:
-                close_all()
+        if getattr(stop, "delivers", False):
+            return  # a second SIGTERM: the stop already delivers
+        if stop is None:
+            close_all()
             return
 
         async def shutdown_then_deliver(*args: Any, **kwargs: Any) -> None:

@@ -612,8 +612,8 @@ _chained = False
 
 
 def chain_sigterm_flush(settle: Callable[[], Awaitable[None]] | None = None) -> None:
-    """From the main thread, once: if a uvicorn server took SIGTERM over (``lfx serve``, also its
-    ``--workers``), deliver right after its graceful stop. Called by the tracing service on its first run.
+    """From the main thread, once: if a uvicorn server took SIGTERM over (``lfx serve``; tested with one
+    worker), deliver right after its graceful stop. Called by the tracing service on its first run.
 
     uvicorn stops gracefully on SIGTERM (no new requests; the runs in flight finish), then restores the
     disposition it found and raises the signal again. Under ``lfx serve`` that is the default (our code is

@@ -240,3 +240,37 @@ def test_a_forked_child_merges_into_its_parent_s_host_window(emulator, tmp_path)
         entries = [e for e in stored(emulator, period) if e["dimensions"]["flow"] == "forked"]
         assert sum(e["values"]["SampleCount"] for e in entries) == 100, (period, entries)
         assert len({e["dimensions"]["instance"] for e in entries}) == 1
+
+
+def test_two_threads_of_one_process_electing_at_once_both_see_it_elected(tmp_path):
+    """CI failure (stop 17): the reporter thread's first ``elect()`` and ``close()`` on the main thread raced.
+    Each opened its own descriptor; the one that lost the ``flock`` to its own process waited out its whole
+    wait (12 s of a 20 s close) and returned False, so the dead process's adopted 300 s windows were never
+    merged or sent."""
+    import sys
+    import threading
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for trial in range(300):
+            journal = HostJournal(tmp_path / str(trial), "me")
+            start = threading.Barrier(2)
+            results: list[bool] = []
+
+            def elect(journal: HostJournal = journal, start=start, results=results) -> None:
+                start.wait()
+                results.append(journal.elect(wait=1.0))
+
+            threads = [threading.Thread(target=elect) for _ in range(2)]
+            began = time.monotonic()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert results == [True, True], f"trial {trial}: {results}"
+            assert time.monotonic() - began < 0.9, f"trial {trial}: one thread waited for its own process"
+            journal.resign()
+            assert not journal.elected
+    finally:
+        sys.setswitchinterval(old)

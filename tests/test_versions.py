@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 POEM = REPO / "examples" / "flows" / "poem.json"
 CLI = Path(sys.executable).with_name("langflow-cms")
-RUNS = 12
+RUNS = 20
 
 RUN = textwrap.dedent(
     """
@@ -49,7 +49,7 @@ def variant(tmp_path: Path, version: str, latency_scale: float) -> Path:
 def test_top_and_compare_read_back_two_versions_of_the_example_flow(emulator, env, tmp_path):
     if time.time() % 300 > 180:  # keep both versions' runs inside one 5-minute window of the fleet stream
         time.sleep(301 - time.time() % 300)
-    for version, scale in (("v1", 0.2), ("v2", 0.6)):  # v2's LLM node is three times slower
+    for version, scale in (("v1", 0.2), ("v2", 2.0)):  # v2's LLM node is ten times slower
         path = variant(tmp_path, version, scale)
         result = subprocess.run(
             [sys.executable, "-c", RUN, str(path), str(RUNS)],
@@ -84,7 +84,7 @@ def test_top_and_compare_read_back_two_versions_of_the_example_flow(emulator, en
     assert whole["a"]["runs"] == RUNS and whole["b"]["runs"] == RUNS
     p50 = whole["change"]["p50"]
     assert p50["change_pct"] is not None and p50["change_pct"] > 50, report  # v2 is far slower, and says so
-    assert p50["verdict"] == "slower"
+    assert p50["verdict"] == "slower", whole
     assert png.stat().st_size > 10_000
     table = subprocess.run([str(CLI), *args], env=read_env, capture_output=True, text=True, timeout=120)
     assert table.returncode == 0 and "slower" in table.stdout

@@ -36,6 +36,7 @@ import os
 import secrets
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -105,6 +106,9 @@ class HostJournal:
         self.owner = owner
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
+        self._electing = threading.Lock()
+        """The process's threads elect one at a time: the reporter thread and ``close()`` each open their own
+        descriptor, and one that lost the ``flock`` to its own process would wait for nothing."""
         self.refused = 0
         """Windows refused because their merged result is gone (older than ``keep_s``): never sent alone."""
 
@@ -173,43 +177,46 @@ class HostJournal:
 
     def elect(self, wait: float = 0.0) -> bool:
         """Become (or stay) the host's sender; ``wait`` seconds at most for the current one to go."""
-        if self._lock_fd is not None:
-            return True
-        try:
-            fd = os.open(self.directory / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            log.error("langflow-cms: cannot open the host sender lock: %s", exc)
-            return False
         give_up = time.monotonic() + wait
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() >= give_up:
-                    os.close(fd)
+            with self._electing:
+                if self._lock_fd is not None:
+                    return True
+                try:
+                    fd = os.open(self.directory / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                except OSError as exc:
+                    log.error("langflow-cms: cannot open the host sender lock: %s", exc)
                     return False
-                time.sleep(0.05)
-                continue
-            except OSError as exc:
-                os.close(fd)
-                log.error("langflow-cms: cannot lock the host sender lock: %s", exc)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)  # another process sends; try again after a pause
+                except OSError as exc:
+                    os.close(fd)
+                    log.error("langflow-cms: cannot lock the host sender lock: %s", exc)
+                    return False
+                else:
+                    self._lock_fd = fd
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, 0)
+                        os.write(fd, f"{self.owner}\n".encode())
+                    return True
+            if time.monotonic() >= give_up:
                 return False
-            self._lock_fd = fd
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{self.owner}\n".encode())
-            return True
+            time.sleep(0.05)
 
     def resign(self) -> None:
         """Stop being the sender (at close): another process takes over at its next cycle."""
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-            self._lock_fd = None
+        with self._electing:
+            if self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    os.close(self._lock_fd)
+                self._lock_fd = None
 
     def forget(self) -> None:
         """In a forked child: drop the parent's descriptor without unlocking (the lock stays the parent's)."""
+        self._electing = threading.Lock()  # a thread of the parent may have held it at the fork
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)

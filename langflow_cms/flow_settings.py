@@ -142,6 +142,11 @@ def should_monitor(settings: FlowSettings, mode: str | None = None) -> bool:
     return mode == "all" or settings.annotated
 
 
+_PATH_LOCALS = ("script_path", "flow_path", "flow")
+"""The locals that hold the flow file in lfx's run paths, in order (see ``source_stem_from_stack``)."""
+_PATH_NAMES = frozenset(_PATH_LOCALS)
+
+
 def source_stem_from_stack(max_depth: int = 80) -> str | None:
     """The stem of the flow file being run, found on the caller's stack.
 
@@ -156,11 +161,13 @@ def source_stem_from_stack(max_depth: int = 80) -> str | None:
         return None
     depth = 0
     while frame is not None and depth < max_depth:
-        local_vars = frame.f_locals
-        for name in ("script_path", "flow_path", "flow"):
-            candidate = local_vars.get(name)
-            if isinstance(candidate, str | Path) and str(candidate).lower().endswith((".json", ".py")):
-                return Path(candidate).stem
+        code = frame.f_code  # f_locals builds a dict of every local: only where one of ours is a local
+        if not (_PATH_NAMES.isdisjoint(code.co_varnames) and _PATH_NAMES.isdisjoint(code.co_cellvars)):
+            local_vars = frame.f_locals
+            for name in _PATH_LOCALS:
+                candidate = local_vars.get(name)
+                if isinstance(candidate, str | Path) and str(candidate).lower().endswith((".json", ".py")):
+                    return Path(candidate).stem
         frame = frame.f_back
         depth += 1
     return None

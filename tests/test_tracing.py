@@ -230,6 +230,16 @@ def test_source_stem_is_found_on_the_stack():
 
     assert run_flow(Path("/x/examples/poem.json")) == "poem"
 
+    def load() -> str | None:  # the path in a local that a closure captures (a cell, not in co_varnames)
+        flow = "/x/examples/haiku.json"
+
+        def later() -> str:
+            return flow
+
+        return flow_settings.source_stem_from_stack() if later() else None
+
+    assert load() == "haiku"
+
 
 def test_flow_dimensions_are_cleaned_capped_and_cannot_shadow_ours():
     dims = flow_settings.parse_dimensions({"version": "v2", "status": "x", "a": "1", "b": "2", "c": "3"})

@@ -260,7 +260,7 @@ def test_two_threads_of_one_process_electing_at_once_both_see_it_elected(tmp_pat
 
             def elect(journal: HostJournal = journal, start=start, results=results) -> None:
                 start.wait()
-                results.append(journal.elect(wait=1.0))
+                results.append(journal.elect(wait=5.0))
 
             threads = [threading.Thread(target=elect) for _ in range(2)]
             began = time.monotonic()
@@ -269,7 +269,7 @@ def test_two_threads_of_one_process_electing_at_once_both_see_it_elected(tmp_pat
             for thread in threads:
                 thread.join()
             assert results == [True, True], f"trial {trial}: {results}"
-            assert time.monotonic() - began < 0.9, f"trial {trial}: one thread waited for its own process"
+            assert time.monotonic() - began < 4.0, f"trial {trial}: one thread waited for its own process"
             journal.resign()
             assert not journal.elected
     finally:

@@ -7,6 +7,7 @@ a ``version`` for A/B comparison) are saved in the flow JSON, so they reach ever
 
 from __future__ import annotations
 
+import inspect
 import sys
 import weakref
 from contextlib import suppress
@@ -161,8 +162,13 @@ def source_stem_from_stack(max_depth: int = 80) -> str | None:
         return None
     depth = 0
     while frame is not None and depth < max_depth:
-        code = frame.f_code  # f_locals builds a dict of every local: only where one of ours is a local
-        if not (_PATH_NAMES.isdisjoint(code.co_varnames) and _PATH_NAMES.isdisjoint(code.co_cellvars)):
+        code = frame.f_code  # f_locals builds a dict of a function's locals: read it only where one may be
+        if (
+            not code.co_flags & inspect.CO_OPTIMIZED  # a module or class body: its locals are a dict already
+            or not _PATH_NAMES.isdisjoint(code.co_varnames)
+            or not _PATH_NAMES.isdisjoint(code.co_cellvars)
+            or not _PATH_NAMES.isdisjoint(code.co_freevars)
+        ):
             local_vars = frame.f_locals
             for name in _PATH_LOCALS:
                 candidate = local_vars.get(name)

@@ -408,7 +408,8 @@ class Reporter:
             exporter.closing = True
         delivered = self._send_all(deadline)
         if self.journal is not None:
-            self.journal.resign()  # after its send: the next closer's more complete windows go out later
+            with self._cycle_lock:  # no merge of the (stopped, not joined) reporter thread is under way
+                self.journal.resign()  # after its send: the next closer's more complete windows go out later
         for exporter in exporters:
             exporter.abandon()
         return delivered

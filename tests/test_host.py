@@ -274,3 +274,60 @@ def test_two_threads_of_one_process_electing_at_once_both_see_it_elected(tmp_pat
             assert not journal.elected
     finally:
         sys.setswitchinterval(old)
+
+
+def test_a_journal_that_resigned_is_never_elected_again(tmp_path):
+    """Review: ``close()`` resigned, then the process's reporter thread (stopped, not joined) elected again
+    and held the sender lock until the process ended, so no other process could send the host's windows."""
+    closing, other = HostJournal(tmp_path, "1.a"), HostJournal(tmp_path, "2.b")
+    assert closing.elect()
+    closing.resign()
+    assert not closing.elect(wait=0.2) and not closing.elected  # a late reporter thread of the closed one
+    assert other.elect()
+    other.resign()
+
+
+def test_a_fork_while_another_thread_elects_leaves_no_sender_lock_in_the_child(tmp_path, monkeypatch):
+    """Review: a fork between the election's ``open`` and its record of the descriptor left the child holding
+    the sender lock's file, untracked: the lock outlived the parent (even a SIGKILL), and no process could
+    send until that child ended."""
+    import fcntl
+    import threading
+
+    from langflow_cms.delivery import journal as journal_module
+
+    journal = HostJournal(tmp_path, "1.a")
+    inside, real_flock = threading.Event(), fcntl.flock
+
+    def slow_flock(fd: int, operation: int) -> None:
+        inside.set()
+        time.sleep(0.3)  # the election is between its open and its record of the descriptor
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(journal_module.fcntl, "flock", slow_flock)
+    electing = threading.Thread(target=journal.elect)
+    electing.start()
+    assert inside.wait(5)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what a forked worker does (the reporter's fork handler calls forget())
+        try:
+            journal.forget()
+            held = [
+                fd
+                for fd in os.listdir("/proc/self/fd")
+                if os.path.realpath(f"/proc/self/fd/{fd}") == os.path.realpath(tmp_path / "sender.lock")
+            ]
+            os.write(write, str(len(held)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    held_in_child = os.read(read, 16).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    electing.join()
+    monkeypatch.undo()
+    assert held_in_child == "0", "the child kept a descriptor of the parent's sender lock"
+    assert journal.elected
+    journal.resign()
+    assert HostJournal(tmp_path, "2.b").elect()  # nothing else holds it

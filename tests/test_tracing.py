@@ -240,6 +240,16 @@ def test_source_stem_is_found_on_the_stack():
 
     assert load() == "haiku"
 
+    def loader():  # the path a free variable of a closure that runs after its maker returned
+        flow = "/x/examples/limerick.json"
+        return lambda: (flow, flow_settings.source_stem_from_stack())[1]
+
+    assert loader()() == "limerick"
+    script = "flow = '/x/examples/sonnet.json'\nstem = flow_settings.source_stem_from_stack()\n"
+    namespace = {"flow_settings": flow_settings}
+    exec(compile(script, "run_my_flow.py", "exec"), namespace)  # a module-level script: flow = ...; run
+    assert namespace["stem"] == "sonnet"
+
 
 def test_flow_dimensions_are_cleaned_capped_and_cannot_shadow_ours():
     dims = flow_settings.parse_dimensions({"version": "v2", "status": "x", "a": "1", "b": "2", "c": "3"})

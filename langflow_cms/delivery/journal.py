@@ -38,6 +38,7 @@ import shutil
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from langflow_cms.pipeline.window import Window
@@ -108,7 +109,11 @@ class HostJournal:
         self._lock_fd: int | None = None
         self._electing = threading.Lock()
         """The process's threads elect one at a time: the reporter thread and ``close()`` each open their own
-        descriptor, and one that lost the ``flock`` to its own process would wait for nothing."""
+        descriptor, and one that lost the ``flock`` to its own process would wait for nothing. A fork waits
+        for it too (``_hold_for_fork``), so no child inherits a descriptor that is not yet recorded."""
+        self._resigned = False
+        """Set by ``resign()`` for good: a stopped reporter thread cannot take the lock back."""
+        _journals.add(self)
         self.refused = 0
         """Windows refused because their merged result is gone (older than ``keep_s``): never sent alone."""
 
@@ -180,8 +185,8 @@ class HostJournal:
         give_up = time.monotonic() + wait
         while True:
             with self._electing:
-                if self._lock_fd is not None:
-                    return True
+                if self._lock_fd is not None or self._resigned:
+                    return self._lock_fd is not None
                 try:
                     fd = os.open(self.directory / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
                 except OSError as exc:
@@ -206,8 +211,9 @@ class HostJournal:
             time.sleep(0.05)
 
     def resign(self) -> None:
-        """Stop being the sender (at close): another process takes over at its next cycle."""
+        """Stop being the sender for good (at close): another process takes over at its next cycle."""
         with self._electing:
+            self._resigned = True
             if self._lock_fd is not None:
                 with contextlib.suppress(OSError):
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -216,7 +222,6 @@ class HostJournal:
 
     def forget(self) -> None:
         """In a forked child: drop the parent's descriptor without unlocking (the lock stays the parent's)."""
-        self._electing = threading.Lock()  # a thread of the parent may have held it at the fork
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
@@ -284,3 +289,29 @@ class HostJournal:
         _write_json(folder / MERGED, {"files": names, "windows": [w.to_dict() for w in windows]})
         for name in names:
             (folder / name).unlink(missing_ok=True)
+
+
+_journals: weakref.WeakSet[HostJournal] = weakref.WeakSet()
+
+
+def _hold_for_fork() -> None:
+    """Before a fork: wait for any election in progress, so the child inherits only recorded descriptors."""
+    for journal in list(_journals):
+        journal._electing.acquire()
+
+
+def _release_after_fork() -> None:
+    for journal in list(_journals):
+        with contextlib.suppress(RuntimeError):
+            journal._electing.release()
+
+
+def _remake_after_fork() -> None:
+    for journal in list(_journals):
+        journal._electing = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_hold_for_fork, after_in_parent=_release_after_fork, after_in_child=_remake_after_fork
+    )

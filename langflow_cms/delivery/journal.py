@@ -38,7 +38,6 @@ import shutil
 import socket
 import threading
 import time
-import weakref
 from pathlib import Path
 
 from langflow_cms.pipeline.window import Window
@@ -106,14 +105,14 @@ class HostJournal:
         self.directory = Path(directory)
         self.owner = owner
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        """``sender.lock``, opened by the first election and kept (recorded before it is locked), shared by
+        the process's threads: a child forked during an election gets a descriptor ``forget()`` closes."""
+        self._elected = False
         self._electing = threading.Lock()
-        """The process's threads elect one at a time: the reporter thread and ``close()`` each open their own
-        descriptor, and one that lost the ``flock`` to its own process would wait for nothing. A fork waits
-        for it too (``_hold_for_fork``), so no child inherits a descriptor that is not yet recorded."""
+        """The process's threads elect one at a time (the reporter thread at start and ``close()``)."""
         self._resigned = False
         """Set by ``resign()`` for good: a stopped reporter thread cannot take the lock back."""
-        _journals.add(self)
         self.refused = 0
         """Windows refused because their merged result is gone (older than ``keep_s``): never sent alone."""
 
@@ -178,33 +177,29 @@ class HostJournal:
     # --- the sender -----------------------------------------------------------------------------------
     @property
     def elected(self) -> bool:
-        return self._lock_fd is not None
+        return self._elected
 
     def elect(self, wait: float = 0.0) -> bool:
         """Become (or stay) the host's sender; ``wait`` seconds at most for the current one to go."""
         give_up = time.monotonic() + wait
         while True:
             with self._electing:
-                if self._lock_fd is not None or self._resigned:
-                    return self._lock_fd is not None
+                if self._elected or self._resigned:
+                    return self._elected
                 try:
-                    fd = os.open(self.directory / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
-                except OSError as exc:
-                    log.error("langflow-cms: cannot open the host sender lock: %s", exc)
-                    return False
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if self._fd is None:
+                        self._fd = os.open(self.directory / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    os.close(fd)  # another process sends; try again after a pause
+                    pass  # another process sends; try again after a pause
                 except OSError as exc:
-                    os.close(fd)
-                    log.error("langflow-cms: cannot lock the host sender lock: %s", exc)
+                    log.error("langflow-cms: cannot take the host sender lock: %s", exc)
                     return False
                 else:
-                    self._lock_fd = fd
+                    self._elected = True
                     with contextlib.suppress(OSError):
-                        os.ftruncate(fd, 0)
-                        os.write(fd, f"{self.owner}\n".encode())
+                        os.ftruncate(self._fd, 0)
+                        os.write(self._fd, f"{self.owner}\n".encode())
                     return True
             if time.monotonic() >= give_up:
                 return False
@@ -213,19 +208,22 @@ class HostJournal:
     def resign(self) -> None:
         """Stop being the sender for good (at close): another process takes over at its next cycle."""
         with self._electing:
-            self._resigned = True
-            if self._lock_fd is not None:
+            self._resigned, self._elected = True, False
+            if self._fd is not None:
                 with contextlib.suppress(OSError):
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                    os.close(self._lock_fd)
-                self._lock_fd = None
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = None
 
     def forget(self) -> None:
         """In a forked child: drop the parent's descriptor without unlocking (the lock stays the parent's)."""
-        if self._lock_fd is not None:
+        self._electing = threading.Lock()  # a thread of the parent may have held it at the fork
+        self._elected = False
+        if self._fd is not None:
             with contextlib.suppress(OSError):
-                os.close(self._lock_fd)
-            self._lock_fd = None
+                os.close(self._fd)
+            self._fd = None
 
     def ready(self, now: float, force: bool = False) -> list[tuple[Path, list[Window], list[str]]]:
         """The windows to (re)send: (folder, merged windows, files they include) for each window whose
@@ -289,29 +287,3 @@ class HostJournal:
         _write_json(folder / MERGED, {"files": names, "windows": [w.to_dict() for w in windows]})
         for name in names:
             (folder / name).unlink(missing_ok=True)
-
-
-_journals: weakref.WeakSet[HostJournal] = weakref.WeakSet()
-
-
-def _hold_for_fork() -> None:
-    """Before a fork: wait for any election in progress, so the child inherits only recorded descriptors."""
-    for journal in list(_journals):
-        journal._electing.acquire()
-
-
-def _release_after_fork() -> None:
-    for journal in list(_journals):
-        with contextlib.suppress(RuntimeError):
-            journal._electing.release()
-
-
-def _remake_after_fork() -> None:
-    for journal in list(_journals):
-        journal._electing = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_hold_for_fork, after_in_parent=_release_after_fork, after_in_child=_remake_after_fork
-    )

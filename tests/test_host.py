@@ -331,3 +331,18 @@ def test_a_fork_while_another_thread_elects_leaves_no_sender_lock_in_the_child(t
     assert journal.elected
     journal.resign()
     assert HostJournal(tmp_path, "2.b").elect()  # nothing else holds it
+
+
+def test_a_sender_lock_that_cannot_be_opened_is_logged_once_not_every_cycle(tmp_path, caplog):
+    """A read-only or broken spool volume: the reporter thread tries to elect every cycle (each second);
+    the error is logged once while it lasts, and again only if it comes back after it cleared."""
+    journal = HostJournal(tmp_path / "host", owner="w1")
+    (tmp_path / "host" / "sender.lock").mkdir()  # opening it for writing fails (IsADirectoryError)
+    with caplog.at_level("DEBUG", logger="langflow_cms"):
+        assert [journal.elect() for _ in range(5)] == [False] * 5
+        assert [journal.ready(time.time()) for _ in range(3)] == [[], [], []]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "sender lock" in errors[0].getMessage() and "sender.lock" in errors[0].getMessage()
+    (tmp_path / "host" / "sender.lock").rmdir()
+    assert journal.elect() is True

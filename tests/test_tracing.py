@@ -330,3 +330,58 @@ def test_node_labels_are_cached_by_identity_and_never_hash_the_graph(monkeypatch
     renamed.display_name = "Renamed Step"
     assert flow_settings.node_label(second, renamed.id) == "Renamed_Step"
     assert flow_settings.node_label(first, renamed.id) == labels[renamed.id]
+
+
+async def builds(svc, graph, node_ids) -> None:
+    """Node builds of a run that was started and is not ended."""
+    for node_id in node_ids:
+        async with svc.trace_component(make_component(graph, node_id), node_id, {}):
+            pass
+
+
+def test_a_run_s_node_builds_are_recorded_with_the_run_and_a_long_loop_s_in_batches(recorder):
+    """Node builds are noted and recorded in one pass when the run ends (the cheap path the flow-overhead
+    row measures); a loop of many builds is recorded every NODE_BATCH builds, not held to the end."""
+    svc = service()
+    graph = make_graph()
+    seen: list[int] = []
+
+    async def run() -> None:
+        await svc.start_tracers(uuid.UUID(graph._run_id), "run", None, None)
+        await builds(svc, graph, [f"Step-{i}" for i in range(5)])
+        seen.append(len(recorder.named(tracing.NODE_METRIC)))  # noted, not yet recorded
+        await builds(svc, graph, [f"Loop-{i}" for i in range(2 * tracing.NODE_BATCH)])
+        seen.append(len(recorder.named(tracing.NODE_METRIC)))  # two batches so far
+        await svc.end_tracers({}, None)
+
+    asyncio.run(run())
+    assert seen == [0, 2 * tracing.NODE_BATCH]
+    nodes = recorder.named(tracing.NODE_METRIC)
+    assert len(nodes) == 5 + 2 * tracing.NODE_BATCH
+    assert [dims["node"] for _, dims in nodes[:5]] == [f"Step-{i}" for i in range(5)]
+    assert all(dims["status"] == "ok" and dims["component"] == "Prompt" for _, dims in nodes)
+
+
+def test_a_long_run_records_each_node_build_as_it_finishes(recorder, monkeypatch):
+    """Past NODE_HOLD_S into a run, a node is recorded when it finishes: it lands in its own window."""
+    monkeypatch.setattr(tracing, "NODE_HOLD_S", 0.0)
+    svc = service()
+    graph = make_graph()
+    asyncio.run(svc.start_tracers(uuid.UUID(graph._run_id), "run", None, None))
+    asyncio.run(builds(svc, graph, ["Agent-1"]))
+    assert [dims["node"] for _, dims in recorder.named(tracing.NODE_METRIC)] == ["Agent-1"]
+
+
+def test_an_abandoned_run_still_records_the_node_builds_it_noted(recorder, monkeypatch):
+    """A run that never ends is dropped after STALE_RUN_S (reported as nothing), but its finished nodes
+    were real builds: they are recorded when it is dropped."""
+    svc = service()
+    abandoned = make_graph("abandoned")
+    asyncio.run(svc.start_tracers(uuid.UUID(abandoned._run_id), "run", None, None))
+    asyncio.run(builds(svc, abandoned, ["A-1", "B-2"]))
+    monkeypatch.setattr(tracing, "STALE_RUN_S", -1.0)
+    later = make_graph("later")
+    asyncio.run(svc.start_tracers(uuid.UUID(later._run_id), "run", None, None))
+    nodes = recorder.named(tracing.NODE_METRIC)
+    assert [(dims["flow"], dims["node"]) for _, dims in nodes] == [("abandoned", "A-1"), ("abandoned", "B-2")]
+    assert recorder.named(tracing.FLOW_METRIC) == []

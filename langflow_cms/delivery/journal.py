@@ -115,6 +115,8 @@ class HostJournal:
         """Set by ``resign()`` for good: a stopped reporter thread cannot take the lock back."""
         self.refused = 0
         """Windows refused because their merged result is gone (older than ``keep_s``): never sent alone."""
+        self._failing: set[str] = set()
+        """Operations whose error is logged and not cleared yet: logged once while they last."""
 
     def instance(self, host: str) -> str:
         """``<host>-<id>``: the id is made once per journal (``instance.id``), so every process of the host
@@ -170,8 +172,10 @@ class HostJournal:
                     )
                 _write_json(folder / name, [w.to_dict() for w in group])
             except (OSError, ValueError, StopIteration) as exc:
-                log.error("langflow-cms: cannot write to the host journal %s: %s", folder, exc)
+                self._error_once("write", "cannot write to the host journal %s: %s", folder, exc)
                 failed += group
+        if not failed:
+            self._failing.discard("write")
         return failed
 
     # --- the sender -----------------------------------------------------------------------------------
@@ -193,9 +197,10 @@ class HostJournal:
                 except BlockingIOError:
                     pass  # another process sends; try again after a pause
                 except OSError as exc:
-                    log.error("langflow-cms: cannot take the host sender lock: %s", exc)
+                    self._error_once("lock", "cannot take the host sender lock: %s", exc)
                     return False
                 else:
+                    self._failing.discard("lock")
                     self._elected = True
                     with contextlib.suppress(OSError):
                         os.ftruncate(self._fd, 0)
@@ -204,6 +209,13 @@ class HostJournal:
             if time.monotonic() >= give_up:
                 return False
             time.sleep(0.05)
+
+    def _error_once(self, what: str, message: str, *args: object) -> None:
+        """Log an error the first time, then at debug level until the operation succeeds again (the
+        reporter thread retries every cycle)."""
+        level = logging.DEBUG if what in self._failing else logging.ERROR
+        self._failing.add(what)
+        log.log(level, "langflow-cms: " + message, *args)
 
     def resign(self) -> None:
         """Stop being the sender for good (at close): another process takes over at its next cycle."""
@@ -233,8 +245,9 @@ class HostJournal:
         try:
             folders = sorted(self.directory.iterdir())
         except OSError as exc:
-            log.error("langflow-cms: cannot read the host journal %s: %s", self.directory, exc)
+            self._error_once("read", "cannot read the host journal %s: %s", self.directory, exc)
             return []
+        self._failing.discard("read")
         for folder in folders:
             period, dash, start = folder.name.partition("-")
             if not (dash and period.isdigit() and start.isdigit()):

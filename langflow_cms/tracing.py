@@ -55,11 +55,6 @@ MAX_DEFERRED = 1_000
 """Observations a run keeps while it waits for its CMS Metric node to bind the node's own AccessKey."""
 STALE_RUN_S = 6 * 3600
 """A run still open after this long was abandoned (cancelled, crashed task); it is dropped, not reported."""
-NODE_BATCH = 256
-"""A run's node builds are recorded together when the run ends, or every this many builds (a long loop)."""
-NODE_HOLD_S = 5.0
-"""Past this many seconds into a run, its node builds are recorded as they finish: a long run's nodes land in
-the window they finished in, at most this late."""
 
 
 class Recorder(Protocol):
@@ -111,19 +106,12 @@ class RunState:
     """A run slower than this continues the flow's slow streak (``LANGFLOW_CMS_SLOW_RUN_MS`` or the node)."""
     graph_key: int | None = None
     """``id()`` of the graph that started the run, to find the run when the graph changes its run id."""
-    nodes: list[tuple[Any, Any, str, float]] = field(default_factory=list)
-    """Node builds not recorded yet: (graph, component, status, milliseconds). Recorded in one pass when the
-    run ends: one warm loop costs the flow a fraction of a cold call per node (docs/performance.md)."""
 
 
 _current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("langflow_cms_run", default=None)
 _current_node: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "langflow_cms_node", default=None
 )
-
-
-def _node_id(component: Any) -> str:
-    return str(getattr(component, "_id", None) or getattr(component, "get_id", lambda: "?")())
 
 
 def _component_type(component: Any) -> str:
@@ -208,13 +196,10 @@ class FlowMonitor:
             graph_key=id(graph) if graph is not None else None,
         )
         with self._lock:
-            dropped = self._drop_stale()
+            self._drop_stale()
             self._runs[run_id] = state
             if state.graph_key is not None:
                 self._graph_runs[state.graph_key] = run_id
-        for old in dropped:
-            if old.monitored and old.nodes:
-                self.record_nodes(old)
         return state
 
     def run(self, run_id: str | None) -> RunState | None:
@@ -234,7 +219,6 @@ class FlowMonitor:
         if state is None:
             return False
         if state.monitored:
-            self.record_nodes(state)
             elapsed_ms = (time.perf_counter() - state.started) * 1000.0
             status = ERROR if error is not None else OK
             dims = {"flow": state.flow, "status": status, **state.dimensions}
@@ -267,17 +251,15 @@ class FlowMonitor:
         with self._lock:
             return list(self._runs)
 
-    def _drop_stale(self) -> list[RunState]:
-        """Forget abandoned runs (and the oldest past ``MAX_OPEN_RUNS``); returns them, so the node builds
-        they noted can still be recorded (outside the lock)."""
+    def _drop_stale(self) -> None:
         now = time.monotonic()
         stale = [rid for rid, st in self._runs.items() if now - st.opened_at > STALE_RUN_S]
-        dropped = [self._runs.pop(rid) for rid in stale]
+        for rid in stale:
+            del self._runs[rid]
         while len(self._runs) >= MAX_OPEN_RUNS:
-            dropped.append(self._runs.pop(next(iter(self._runs))))
+            self._runs.pop(next(iter(self._runs)))
         if len(self._graph_runs) > len(self._runs):
             self._graph_runs = {key: rid for key, rid in self._graph_runs.items() if rid in self._runs}
-        return dropped
 
     def end_all(self) -> int:
         """Safety net: a run still open when the process ends did not complete, so it is an error."""
@@ -287,12 +269,12 @@ class FlowMonitor:
         return ended
 
     # --- nodes --------------------------------------------------------------------------------------
-    def node_context(self, component: Any) -> tuple[str | None, str, RunState | None, Any]:
-        """(run id, node id, run state, graph) of a component being built."""
+    def node_context(self, component: Any) -> tuple[str | None, str, str, RunState | None, Any]:
+        """(run id, node id, component type, run state, graph) of a component being built."""
         graph = getattr(component, "graph", None)
         run_id = getattr(graph, "_run_id", None)
         run_id = str(run_id) if run_id else None
-        node_id = _node_id(component)
+        node_id = str(getattr(component, "_id", None) or getattr(component, "get_id", lambda: "?")())
         state = self.run(run_id)
         if state is None and graph is not None:  # the graph took a new run id after the run started
             with self._lock:
@@ -304,48 +286,31 @@ class FlowMonitor:
                 graph, state.stem
             )
             state.described = True
-        return run_id, node_id, state, graph
+        return run_id, node_id, _component_type(component), state, graph
 
     def node_finished(
         self, component: Any, started: float, error: BaseException | None, context: tuple | None = None
     ) -> None:
-        """Note a node build; it is recorded with its run (``record_nodes``). A failed node ends its run as
-        ``error``: no later node of it will run.
+        """Record a node build. A failed node ends its run as ``error``: no later node of it will run.
 
         ``context`` is ``node_context(component)`` taken when the build started (computed once per node).
         """
-        run_id, node_id, state, graph = context or self.node_context(component)
-        status = OK if error is None else ERROR
+        run_id, node_id, component_type, state, graph = context or self.node_context(component)
         if state is None:  # A run we never saw start (e.g. a subgraph): label it from its own graph.
             label, monitored, dims, own_credentials, _ = self._describe(graph)
             state = RunState("", 0.0, label, monitored and not own_credentials, dims)
-            if state.monitored:
-                state.nodes.append((graph, component, status, (time.perf_counter() - started) * 1000.0))
-                self.record_nodes(state)
-        elif state.monitored:
-            now, nodes = time.perf_counter(), state.nodes
-            nodes.append((graph, component, status, (now - started) * 1000.0))
-            if len(nodes) >= NODE_BATCH or now - state.started > NODE_HOLD_S:
-                self.record_nodes(state)
+        if state.monitored:
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            status = ERROR if error is not None else OK
+            node = flow_settings.node_label(graph, node_id)  # readable: the display name (+ a short tail)
+            self._record_node(state, node, component_type, status, elapsed_ms)
+            if _fleet_nodes():
+                dims = {"flow": state.flow, "node": node, "status": status, **state.dimensions}
+                self._fleet(state, [(contract.FLEET_NODE_METRIC, dims, elapsed_ms)])
         if error is not None and state is not None:
             if state.failure is None and state.run_id:
-                label = flow_settings.node_label(graph, node_id)
-                state.failure = (label, _component_type(component), error)
+                state.failure = (flow_settings.node_label(graph, node_id), component_type, error)
             self.end_run(run_id, error)
-
-    def record_nodes(self, state: RunState) -> None:
-        """Record the run's noted node builds. Never raises."""
-        nodes, state.nodes = state.nodes, []
-        fleet = _fleet_nodes()
-        for graph, component, status, ms in nodes:
-            try:
-                node = flow_settings.node_label(graph, _node_id(component))  # the display name (+ a tail)
-                self._record_node(state, node, _component_type(component), status, ms)
-                if fleet:
-                    dims = {"flow": state.flow, "node": node, "status": status, **state.dimensions}
-                    self._fleet(state, [(contract.FLEET_NODE_METRIC, dims, ms)])
-            except Exception:
-                continue
 
     def _record_node(
         self, state: RunState, node_id: str, component_type: str, status: str, ms: float
@@ -483,7 +448,7 @@ class FlowMonitor:
             deferred, state.deferred = state.deferred, []
             state.scope, state.pending = scope, False
         if scope is None:
-            state.monitored, state.nodes = False, []
+            state.monitored = False
             return False
         for name, value, dims in deferred:
             self.record_for(state, name, value, dims)
@@ -655,7 +620,7 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
             context = self.monitor.node_context(component)
             token = _current_node.set((context[0] or "", context[1]))
             text = inputs.get("input_value") if isinstance(inputs, dict) else None
-            state = context[2]
+            state = context[3]
             if isinstance(text, str) and len(text) >= 8 and state is not None and len(state.inputs) < 3:
                 state.inputs.append(text)
         except Exception:

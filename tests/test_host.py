@@ -6,6 +6,7 @@ emulator over HTTP with CMS's last-write-wins storage, a real SIGKILL.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import signal
@@ -333,16 +334,26 @@ def test_a_fork_while_another_thread_elects_leaves_no_sender_lock_in_the_child(t
     assert HostJournal(tmp_path, "2.b").elect()  # nothing else holds it
 
 
-def test_a_sender_lock_that_cannot_be_opened_is_logged_once_not_every_cycle(tmp_path, caplog):
+def test_a_sender_lock_that_cannot_be_opened_is_logged_once_not_every_cycle(tmp_path, caplog, monkeypatch):
     """A read-only or broken spool volume: the reporter thread tries to elect every cycle (each second);
-    the error is logged once while it lasts, and again only if it comes back after it cleared."""
+    an error is logged once while it lasts, a different error of the same step is logged too, and the
+    step works again once the cause is gone."""
+    from langflow_cms.delivery import journal as journal_module
+
     journal = HostJournal(tmp_path / "host", owner="w1")
     (tmp_path / "host" / "sender.lock").mkdir()  # opening it for writing fails (IsADirectoryError)
     with caplog.at_level("DEBUG", logger="langflow_cms"):
         assert [journal.elect() for _ in range(5)] == [False] * 5
         assert [journal.ready(time.time()) for _ in range(3)] == [[], [], []]
-    errors = [r for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1, [r.getMessage() for r in errors]
-    assert "sender lock" in errors[0].getMessage() and "sender.lock" in errors[0].getMessage()
-    (tmp_path / "host" / "sender.lock").rmdir()
+        (tmp_path / "host" / "sender.lock").rmdir()
+
+        def no_locks(fd: int, operation: int) -> None:
+            raise OSError(errno.ENOLCK, "No locks available")
+
+        monkeypatch.setattr(journal_module.fcntl, "flock", no_locks)
+        assert [journal.elect() for _ in range(5)] == [False] * 5
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2, errors
+    assert "sender lock" in errors[0] and "sender.lock" in errors[0] and "No locks available" in errors[1]
+    monkeypatch.undo()
     assert journal.elect() is True

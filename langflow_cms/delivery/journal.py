@@ -115,8 +115,8 @@ class HostJournal:
         """Set by ``resign()`` for good: a stopped reporter thread cannot take the lock back."""
         self.refused = 0
         """Windows refused because their merged result is gone (older than ``keep_s``): never sent alone."""
-        self._failing: set[str] = set()
-        """Operations whose error is logged and not cleared yet: logged once while they last."""
+        self._failing: set[tuple[str, str, int | None]] = set()
+        """(operation, error type, errno) logged and not cleared yet: logged once while they last."""
 
     def instance(self, host: str) -> str:
         """``<host>-<id>``: the id is made once per journal (``instance.id``), so every process of the host
@@ -175,7 +175,7 @@ class HostJournal:
                 self._error_once("write", "cannot write to the host journal %s: %s", folder, exc)
                 failed += group
         if not failed:
-            self._failing.discard("write")
+            self._cleared("write")
         return failed
 
     # --- the sender -----------------------------------------------------------------------------------
@@ -195,12 +195,12 @@ class HostJournal:
                         self._fd = os.open(self.directory / "sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    pass  # another process sends; try again after a pause
+                    self._cleared("lock")  # another process sends; try again after a pause
                 except OSError as exc:
                     self._error_once("lock", "cannot take the host sender lock: %s", exc)
                     return False
                 else:
-                    self._failing.discard("lock")
+                    self._cleared("lock")
                     self._elected = True
                     with contextlib.suppress(OSError):
                         os.ftruncate(self._fd, 0)
@@ -211,11 +211,18 @@ class HostJournal:
             time.sleep(0.05)
 
     def _error_once(self, what: str, message: str, *args: object) -> None:
-        """Log an error the first time, then at debug level until the operation succeeds again (the
-        reporter thread retries every cycle)."""
-        level = logging.DEBUG if what in self._failing else logging.ERROR
-        self._failing.add(what)
+        """Log an error at ERROR the first time, then at DEBUG while the same error of the same operation
+        goes on (the reporter thread retries every cycle); a different error is logged again, and so is the
+        same one after the operation succeeded (``_cleared``)."""
+        exc = args[-1] if args and isinstance(args[-1], BaseException) else None
+        key = (what, type(exc).__name__, getattr(exc, "errno", None))
+        level = logging.DEBUG if key in self._failing else logging.ERROR
+        self._failing.add(key)
         log.log(level, "langflow-cms: " + message, *args)
+
+    def _cleared(self, what: str) -> None:
+        if self._failing:
+            self._failing = {key for key in self._failing if key[0] != what}
 
     def resign(self) -> None:
         """Stop being the sender for good (at close): another process takes over at its next cycle."""
@@ -232,6 +239,7 @@ class HostJournal:
         """In a forked child: drop the parent's descriptor without unlocking (the lock stays the parent's)."""
         self._electing = threading.Lock()  # a thread of the parent may have held it at the fork
         self._elected = False
+        self._failing = set()  # the child logs its own errors
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -247,7 +255,7 @@ class HostJournal:
         except OSError as exc:
             self._error_once("read", "cannot read the host journal %s: %s", self.directory, exc)
             return []
-        self._failing.discard("read")
+        self._cleared("read")
         for folder in folders:
             period, dash, start = folder.name.partition("-")
             if not (dash and period.isdigit() and start.isdigit()):

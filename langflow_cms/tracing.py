@@ -23,6 +23,7 @@ import contextvars
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -106,6 +107,8 @@ class RunState:
     """A run slower than this continues the flow's slow streak (``LANGFLOW_CMS_SLOW_RUN_MS`` or the node)."""
     graph_key: int | None = None
     """``id()`` of the graph that started the run, to find the run when the graph changes its run id."""
+    graph_ref: Any = None
+    """A weak reference to that graph: a loop body's nodes are labelled as in the whole flow."""
 
 
 _current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("langflow_cms_run", default=None)
@@ -195,6 +198,8 @@ class FlowMonitor:
             slow_ms=slow_ms,
             graph_key=id(graph) if graph is not None else None,
         )
+        with suppress(TypeError):  # not weak-referenceable: a loop body is labelled from its own nodes
+            state.graph_ref = weakref.ref(graph) if graph is not None else None
         with self._lock:
             self._drop_stale()
             self._runs[run_id] = state
@@ -279,6 +284,9 @@ class FlowMonitor:
         if state is None and graph is not None:  # the graph took a new run id after the run started
             with self._lock:
                 alias = self._graph_runs.get(id(graph))
+            if alias is None and getattr(graph, "_is_subgraph", False) is True:
+                enclosing = _current_node.get()  # a Loop's body is built inside the Loop node's build
+                alias = enclosing[0] if enclosing and enclosing[0] else None
             if alias is not None and (state := self.run(alias)) is not None:
                 run_id = alias
         if state is not None and not state.described and graph is not None:
@@ -302,6 +310,8 @@ class FlowMonitor:
         if state.monitored:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             status = ERROR if error is not None else OK
+            if getattr(graph, "_is_subgraph", False) is True and state.graph_ref is not None:
+                graph = state.graph_ref() or graph  # a loop body: its node's label in the whole flow
             node = flow_settings.node_label(graph, node_id)  # readable: the display name (+ a short tail)
             self._record_node(state, node, component_type, status, elapsed_ms)
             if _fleet_nodes():
@@ -591,6 +601,8 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
         try:
             chain_sigterm_flush(_settle_runs)
             graph = _graph_from_stack()
+            if getattr(graph, "_is_subgraph", False) is True:
+                return  # a Loop's iteration (``Graph.create_subgraph``, never ended): part of the open run
             stem = None
             if graph is None or not (getattr(graph, "flow_name", None) or getattr(graph, "flow_id", None)):
                 stem = flow_settings.source_stem_from_stack()

@@ -100,19 +100,10 @@ def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
-def series(emu: Emulator, subgraph: str = "subgraph") -> set[tuple[str, frozenset]]:
-    """The emulator's series without ``instance``; a loop body's ``flow`` dimension is renamed ``subgraph``.
-
-    lfx runs a loop's body as a subgraph named ``<flow_name>_subgraph``: the script's graph has a flow name,
-    the JSON's has none (the plugin labels that run with the file's stem), so `lfx run FLOW.json` reports
-    the body as flow ``subgraph`` and the script as ``<flow>_subgraph`` (docs/export.md).
-    """
-
-    def dimension(key: str, value: str) -> tuple[str, str]:
-        return (key, "subgraph" if key == "flow" and value == subgraph else value)
-
+def series(emu: Emulator) -> set[tuple[str, frozenset]]:
+    """The emulator's 60 s series without ``instance``."""
     return {
-        (e["name"], frozenset(dimension(k, v) for k, v in e["dimensions"].items() if k != "instance"))
+        (e["name"], frozenset((k, v) for k, v in e["dimensions"].items() if k != "instance"))
         for e in emu.entries()
         if e["period"] == 60
     }
@@ -131,7 +122,7 @@ def round_trip(emulator: Emulator, env: dict[str, str], flow: Path, text: str) -
     done = run([sys.executable, str(script), text], env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.rstrip("\n") == result["result"]
-    assert series(emulator, subgraph=f"{flow.stem}_subgraph") == expected
+    assert series(emulator) == expected
     return result["result"], script
 
 
@@ -142,6 +133,18 @@ def test_loop_flow_runs_its_body_per_item_like_lfx(emulator, env, tmp_path):
     flow = build(tmp_path, env, "loop", LOOP)
     output, script = round_trip(emulator, env, flow, "red green blue")
     assert output == "<red> <green> <blue>"
+    # lfx runs each iteration as a subgraph of the same run: the body's node is the flow's own, once per
+    # item, and the flow is recorded once (not as a flow of its own named ``loop_subgraph``)
+    entries = [e for e in emulator.entries() if e["period"] == 60]
+    assert {e["dimensions"]["flow"] for e in entries} == {"loop"}
+    flows = [e for e in entries if e["name"] == "langflow_flow_duration_ms"]
+    assert [e["dimensions"]["status"] for e in flows] == ["ok"]
+    body = [
+        e
+        for e in entries
+        if e["name"] == "langflow_node_duration_ms" and e["dimensions"]["node"] == "Parser_Parser-loop1"
+    ]
+    assert sum(e["values"]["SampleCount"] for e in body) == 3, entries
     text = script.read_text()
     assert "loop_loop1.set(item=parser_loop1.parse_combined_text)" in text
     # the Loop is defined before its body; the body's last node closes the loop

@@ -330,3 +330,54 @@ def test_node_labels_are_cached_by_identity_and_never_hash_the_graph(monkeypatch
     renamed.display_name = "Renamed Step"
     assert flow_settings.node_label(second, renamed.id) == "Renamed_Step"
     assert flow_settings.node_label(first, renamed.id) == labels[renamed.id]
+
+
+@pytest.mark.parametrize("ui_build", [False, True], ids=["lfx-run", "ui-build-job-id"])
+def test_a_loop_body_subgraph_extends_its_parent_run(recorder, monkeypatch, ui_build):
+    """lfx runs each Loop iteration as a subgraph (``Graph.create_subgraph``: same run id, ``_is_subgraph``,
+    flow name ``<flow>_subgraph``) that starts the tracers again but never ends them. The iterations belong
+    to the parent's run: its flow series is recorded once, timed from the parent's start, with the parent's
+    label, and the body's nodes are the flow's nodes, once per iteration. The UI build gives the graph the
+    job id as its run id after the tracers started, so its loop body carries an id no run started with."""
+    set_mode(monkeypatch, "annotated")  # the CMS Metric node is in the parent, outside the loop body
+    svc = service()
+
+    class Graph(SimpleNamespace):  # weak-referenceable, as lfx's Graph is
+        pass
+
+    parent = Graph(**vars(make_graph("poem", annotated=True)))
+    parent.vertices.append(SimpleNamespace(id="Parser-b", display_name="Parser", vertex_type="Parser"))
+    parent.vertices.append(SimpleNamespace(id="Join-c", display_name="Parser", vertex_type="Parser"))
+    starting = {"graph": parent}
+    monkeypatch.setattr(tracing, "_graph_from_stack", lambda: starting["graph"])
+
+    async def run() -> None:
+        await svc.start_tracers(uuid.UUID(parent._run_id), "run", None, None)
+        if ui_build:
+            parent._run_id = str(uuid.uuid4())  # build.py: graph.set_run_id(job_id)
+        async with svc.trace_component(make_component(parent, "Loop-a", "LoopComponent"), "Loop-a", {}):
+            await asyncio.sleep(0.02)  # before the iterations: part of the run's duration
+            for _ in range(3):
+                body = SimpleNamespace(
+                    flow_name="poem_subgraph",
+                    flow_id=None,
+                    vertices=[SimpleNamespace(id="Parser-b", display_name="Parser", vertex_type="Parser")],
+                    _run_id=parent._run_id,
+                    _is_subgraph=True,
+                )
+                starting["graph"] = body
+                await svc.start_tracers(uuid.UUID(parent._run_id), "run", None, None)
+                async with svc.trace_component(make_component(body, "Parser-b", "Parser"), "Parser-b", {}):
+                    pass
+        async with svc.trace_component(make_component(parent, "Join-c", "Parser"), "Join-c", {}):
+            pass
+        await svc.end_tracers({}, None)
+
+    asyncio.run(run())
+    flows = recorder.named(tracing.FLOW_METRIC)
+    assert [dims for _, dims in flows] == [{"flow": "poem", "status": "ok"}]
+    assert flows[0][0] >= 20.0  # from the parent's start, not from the last iteration's
+    nodes = [(dims["flow"], dims["node"]) for _, dims in recorder.named(tracing.NODE_METRIC)]
+    # the body's node keeps the label it has in the whole flow (two nodes named Parser: with their ids' tails)
+    assert nodes == [("poem", "Parser_b")] * 3 + [("poem", "Loop-a"), ("poem", "Parser_c")]
+    assert svc.monitor.open_runs() == []

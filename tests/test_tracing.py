@@ -7,6 +7,7 @@ record per run however many ends arrive, failures recorded as errors, the monito
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from types import SimpleNamespace
 
@@ -381,3 +382,48 @@ def test_a_loop_body_subgraph_extends_its_parent_run(recorder, monkeypatch, ui_b
     # the body's node keeps the label it has in the whole flow (two nodes named Parser: with their ids' tails)
     assert nodes == [("poem", "Parser_b")] * 3 + [("poem", "Loop-a"), ("poem", "Parser_c")]
     assert svc.monitor.open_runs() == []
+
+
+def test_a_loop_body_never_joins_a_dead_run_whose_graph_id_was_reused(recorder, monkeypatch):
+    """Review: a run stopped from the UI (CancelledError: never ended) keeps its graph-id alias for hours;
+    when a new run's loop body gets the freed graph's address, its nodes and its failure went to the dead
+    run. A body joins the run of the Loop node it is built in."""
+    import builtins
+
+    svc = service()
+    reused: dict[int, int] = {}
+    monkeypatch.setattr(tracing, "id", lambda o: reused.get(builtins.id(o), builtins.id(o)), raising=False)
+    starting: dict[str, object] = {}
+    monkeypatch.setattr(tracing, "_graph_from_stack", lambda: starting.get("graph"))
+
+    class Graph(SimpleNamespace):
+        pass
+
+    def graph(name: str, **extra) -> Graph:
+        return Graph(flow_name=name, flow_id=None, vertices=[], _run_id=str(uuid.uuid4()), **extra)
+
+    async def run() -> None:
+        stopped = starting["graph"] = graph("stopped")
+        await svc.start_tracers(uuid.UUID(stopped._run_id), "run", None, None)
+        stopped._run_id = str(uuid.uuid4())  # the UI build's job id
+        with contextlib.suppress(asyncio.CancelledError):
+            async with svc.trace_component(make_component(stopped, "Loop-a", "Loop"), "Loop-a", {}):
+                raise asyncio.CancelledError  # Stop: the run never ends
+        dead_id = builtins.id(stopped)
+        live = starting["graph"] = graph("live")
+        await svc.start_tracers(uuid.UUID(live._run_id), "run", None, None)
+        live._run_id = str(uuid.uuid4())
+        async with svc.trace_component(make_component(live, "Loop-a", "Loop"), "Loop-a", {}):
+            body = starting["graph"] = graph("live_subgraph", _is_subgraph=True)
+            body._run_id = live._run_id
+            reused[builtins.id(body)] = dead_id  # the body got the stopped graph's address
+            await svc.start_tracers(uuid.UUID(body._run_id), "run", None, None)
+            async with svc.trace_component(make_component(body, "Body-b", "Parser"), "Body-b", {}):
+                pass
+        starting["graph"] = live
+        await svc.end_tracers({}, None)
+
+    asyncio.run(run())
+    nodes = [(dims["flow"], dims["node"]) for _, dims in recorder.named(tracing.NODE_METRIC)]
+    assert nodes == [("live", "Body-b"), ("live", "Loop-a")]
+    assert [dims for _, dims in recorder.named(tracing.FLOW_METRIC)] == [{"flow": "live", "status": "ok"}]

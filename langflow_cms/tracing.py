@@ -282,16 +282,17 @@ class FlowMonitor:
         node_id = str(getattr(component, "_id", None) or getattr(component, "get_id", lambda: "?")())
         state = self.run(run_id)
         if state is None and graph is not None:  # the graph took a new run id after the run started
-            if getattr(graph, "_is_subgraph", False) is True:
-                enclosing = _current_node.get()  # a Loop's body is built inside the Loop node's build
+            subgraph = getattr(graph, "_is_subgraph", False) is True
+            if subgraph:  # a Loop's body is built inside the Loop node's build: that node's run
+                enclosing = _current_node.get()
                 alias = enclosing[0] if enclosing and enclosing[0] else None
             else:
                 with self._lock:
                     alias = self._graph_runs.get(id(graph))
-            if alias is not None and (found := self.run(alias)) is not None:
-                same = found.graph_ref is None or getattr(graph, "_is_subgraph", False) is True
-                if same or found.graph_ref() is graph:  # not a dead run's graph whose id was reused
-                    state, run_id = found, alias
+            found = self.run(alias)
+            # an id alias counts only for the run's own graph (not a dead run's graph whose id was reused)
+            if found is not None and (subgraph or found.graph_ref is None or found.graph_ref() is graph):
+                state, run_id = found, alias
         if state is not None and not state.described and graph is not None:
             state.flow, state.monitored, state.dimensions, state.pending, state.slow_ms = self._describe(
                 graph, state.stem

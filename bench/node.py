@@ -7,7 +7,7 @@ with a trivial pass-through node in its place. The comparison ran in one process
 Three flows from ``bench/flowgen.py``, all Chat Input → 8 × Bench Step → X → Chat Output, with X =
 
 * ``cms``: the CMS Metric node (``components/cms_monitor/cms_metric.py``, defaults: no business metric);
-* ``shape``: a node with the CMS Metric node's ten inputs and a pass-through body (lfx's cost of the inputs);
+* ``shape``: a node with the CMS Metric node's inputs and a pass-through body (lfx's cost of the inputs);
 * ``pass``: a trivial pass-through node (one input, one output).
 
 No ``LANGFLOW_CMS_MONITOR``: the default mode (``annotated``), so the CMS Metric flow is monitored (its 11
@@ -17,8 +17,9 @@ one process, one event loop, the reporter pointed at an in-process emulator.
 
 Then two profiling passes: ``perf_counter_ns`` timers on our entry points (tracing, ``nodes.*``, the
 node's method and its whole vertex build) for the CMS Metric flow and the trivial one, and ``cProfile`` of
-the node's vertex build (event-loop side) and of its method (lfx runs a sync component method in a worker
-thread, ``asyncio.to_thread``), against the same-shape node's, to say where the node's time goes.
+the node's vertex build (event-loop side) and of its method (the CMS Metric node's is async and runs on the
+event loop; lfx runs a sync method, the stand-ins', in a worker thread, ``asyncio.to_thread``), against the
+same-shape node's, to say where the node's time goes.
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ from bench.flow import (
     runner,
     timed_calls,
 )
-from bench.flowgen import NODE_FLOW_PATHS, cms_flow_is_current, write_all, write_flow
+from bench.flowgen import NODE_FLOW_PATHS, cms_flow_is_current, cms_metric_class, write_all, write_flow
 
 GOAL = 0.01
+N_INPUTS = len(cms_metric_class().inputs)
 NODE_PREFIX = {"cms": "CmsMetric-", "shape": "BenchSameShape-", "pass": "BenchPassThrough-"}
 NODE_FUNCTIONS = ("metric_node", "use_credentials", "record_metric", "reporter_status", "monitoring_line")
 """The ``nodes.*`` functions timed when they exist (the node's code decides which it calls)."""
 BUILD = "node vertex build (lfx + ours)"
-METHOD = "node method `pass_through` (worker thread)"
+METHOD = "node method `pass_through`"
 TOP = 15
 LOOP_MACHINERY = ("base_events.py", "selectors.py", "events.py", "<method", "{")
 """The event loop running other tasks while the profiled build is suspended: not the build's work."""
@@ -69,9 +71,7 @@ def node_timers(graph, kind: str) -> tuple[tuple[object, str, str], ...]:
 
     vertex = node_vertex(graph, kind)
     timers: list[tuple[object, str, str]] = [(vertex, "build", "node vertex build (lfx + ours)")]
-    timers.append(
-        (type(vertex.custom_component), "pass_through", "node method `pass_through` (worker thread)")
-    )
+    timers.append((type(vertex.custom_component), "pass_through", METHOD))
     if kind == "cms":
         timers += [(nodes, name, f"nodes.{name}") for name in NODE_FUNCTIONS if hasattr(nodes, name)]
     return tuple(timers)
@@ -79,7 +79,7 @@ def node_timers(graph, kind: str) -> tuple[tuple[object, str, str], ...]:
 
 @contextmanager
 def profiled_node(graph, kind: str) -> Iterator[tuple[cProfile.Profile, cProfile.Profile]]:
-    """cProfile the node's vertex build on the event loop and its method in lfx's worker thread."""
+    """cProfile the node's vertex build on the event loop and its method (in lfx's worker thread if sync)."""
     vertex = node_vertex(graph, kind)
     cls = type(vertex.custom_component)
     loop_side, worker_side = cProfile.Profile(), cProfile.Profile()
@@ -99,8 +99,17 @@ def profiled_node(graph, kind: str) -> Iterator[tuple[cProfile.Profile, cProfile
         finally:
             worker_side.disable()
 
+    async def profiled_async_method(self):  # the CMS Metric node's method runs on the event loop
+        loop_side.disable()  # counted once, on the method's side
+        worker_side.enable()
+        try:
+            return await method(self)
+        finally:
+            worker_side.disable()
+            loop_side.enable()
+
     vertex.build = profiled_build
-    cls.pass_through = profiled_method
+    cls.pass_through = profiled_async_method if asyncio.iscoroutinefunction(method) else profiled_method
     try:
         yield loop_side, worker_side
     finally:
@@ -188,7 +197,7 @@ def run(scale: float = 1.0, rounds: int = 50) -> Section:
             main.extra <= GOAL,
         ),
         Row(
-            "11b. … of which our code: CMS Metric vs a pass-through with its 10 inputs",
+            f"11b. … of which our code: CMS Metric vs a pass-through with its {N_INPUTS} inputs",
             f"{ours.a_ms:.2f} ms/run",
             f"{ours.b_ms:.2f} ms/run",
             ours.figure,
@@ -196,7 +205,7 @@ def run(scale: float = 1.0, rounds: int = 50) -> Section:
             None,
         ),
         Row(
-            "11c. … of which lfx's cost of the 10 inputs: same-shape vs trivial pass-through",
+            f"11c. … of which lfx's cost of the {N_INPUTS} inputs: same-shape vs trivial pass-through",
             f"{lfx.a_ms:.2f} ms/run",
             f"{lfx.b_ms:.2f} ms/run",
             lfx.figure,
@@ -207,7 +216,8 @@ def run(scale: float = 1.0, rounds: int = 50) -> Section:
     details = [
         f"**Default path (CMS Metric node).** {rounds} rounds × {runs} runs per flow = {main.runs:,} runs "
         "each of three flows (Chat Input → 8 trivial steps → X → Chat Output; X = the CMS Metric node with "
-        "its defaults, a pass-through with the CMS Metric node's ten inputs, a trivial pass-through), "
+        f"its defaults, a pass-through with the CMS Metric node's {N_INPUTS} inputs, a trivial "
+        "pass-through), "
         "alternating run by run in rotation in one process and one event loop by the flow-overhead row's "
         "code, default mode (`annotated`: only the CMS Metric flow is monitored). Figure = median over "
         "rounds of median(A)/median(B) − 1; interquartile range over rounds: "
@@ -216,7 +226,7 @@ def run(scale: float = 1.0, rounds: int = 50) -> Section:
         "nodes and the flow (which row 2 measures alone).",
         f"Where the CMS Metric flow's extra time goes — {profile_runs} runs of each flow with "
         "`perf_counter_ns` timers on the plugin's entry points, the `nodes.*` functions the node calls, the "
-        "node's method (run by lfx in a worker thread) and the node's whole vertex build (lfx's work "
+        "node's method (async, on the event loop) and the node's whole vertex build (lfx's work "
         "included, so it is not added to the plugin total):\n\n"
         + profile_table(
             timers,
@@ -225,7 +235,7 @@ def run(scale: float = 1.0, rounds: int = 50) -> Section:
             outside=(BUILD, METHOD, *(f"nodes.{name}" for name in NODE_FUNCTIONS)),
         ),
         f"Inside the node's build — `cProfile` of {profile_runs} builds of the CMS Metric node (the vertex "
-        "build on the event loop plus the node's method in lfx's worker thread), top functions by "
+        "build on the event loop plus the node's method), top functions by "
         "cumulative time, then the rest of ours; the last column is the same function in the same-shape "
         "pass-through node's build. cProfile's own cost inflates every figure (read the ratios, not the "
         "µs):\n\n" + cprofile_table(profiles["cms"], profiles["shape"]),
@@ -255,7 +265,7 @@ def node_findings(main, ours, lfx, timers, profiles) -> str:
     budget = main.b_ms * 1000 * GOAL
     parts = {
         "monitoring the run (tracing)": tracing,
-        "lfx's work for the node's ten inputs": lfx.extra_us,
+        f"lfx's work for the node's {N_INPUTS} inputs": lfx.extra_us,
         "the node's method": method,
     }
     return (
@@ -265,11 +275,12 @@ def node_findings(main, ours, lfx, timers, profiles) -> str:
         "µs per run, CMS Metric flow minus trivial flow):\n\n"
         f"* **Monitoring the run** (the flow has a CMS Metric node, so all 11 nodes and the flow are "
         f"recorded; the tracing entry points): {tracing:+.0f} µs — what row 2 measures on its own.\n"
-        f"* **The node's method** (`pass_through`, in lfx's worker thread): {method:+.0f} µs; timed "
+        f"* **The node's method** (`pass_through`, async): {method:+.0f} µs; timed "
         "inside it (nested calls overlap): "
         + ", ".join(f"`nodes.{name}` {us:.0f} µs" for name, us in ranked)
         + ".\n"
-        f"* **lfx's own work for a node with ten inputs** (row 11c, same-shape vs trivial pass-through): "
+        f"* **lfx's own work for a node with {N_INPUTS} inputs** (row 11c, same-shape vs trivial "
+        "pass-through): "
         f"{lfx.extra_us:+.0f} µs; the node's whole vertex build is {build:+.0f} µs longer than the trivial "
         "node's, which includes its method and the inputs.\n\n"
         "Heaviest of our functions inside the node's build (cProfile, inflated; for ranking): "

@@ -5,6 +5,7 @@ Their run inside real flows (and the data reaching the emulator) is covered by t
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -38,6 +39,11 @@ Timer = load_component("timer.py", "CmsTimerComponent")
 TimerStart = load_component("timer_start.py", "CmsTimerStartComponent")
 TimerStop = load_component("timer_stop.py", "CmsTimerStopComponent")
 CmsMetric = load_component("cms_metric.py", "CmsMetricComponent")
+
+
+def run_node(component):
+    """The node's output method as lfx calls it: awaited (the nodes' methods are async, on the event loop)."""
+    return asyncio.run(component.pass_through())
 
 
 def set_mode(monkeypatch, mode: str) -> None:
@@ -79,7 +85,7 @@ def recorder(monkeypatch):
 def test_timer_stop_without_start_says_so_and_passes_through(recorder):
     message = Message(text="hello")
     timer = Timer(input_value=message, span_name="llm", action="stop")
-    assert timer.pass_through() is message
+    assert run_node(timer) is message
     assert "Stop without start" in timer.status and "'llm'" in timer.status
     assert recorder.records == []
 
@@ -87,7 +93,7 @@ def test_timer_stop_without_start_says_so_and_passes_through(recorder):
 def test_timer_start_passes_any_type_through(recorder):
     data = Data(data={"a": 1})
     start = Timer(input_value=data, span_name="llm", action="start")
-    assert start.pass_through() is data
+    assert run_node(start) is data
     assert "Started span 'llm'" in start.status
 
 
@@ -113,7 +119,7 @@ def test_cms_metric_records_a_business_metric_with_dimensions_from_the_input(rec
         value="2",
         dimensions={"topic": "{text}", "channel": "web"},
     )
-    out = metric.pass_through()
+    out = run_node(metric)
     assert out.text == "the sea"
     ((name, value, dims),) = recorder.records
     assert (name, value) == ("poem_requests", 2.0)
@@ -128,32 +134,34 @@ def test_cms_metric_value_from_an_input_field(recorder):
         metric_name="tokens_billed",
         value="{usage.total}",
     )
-    metric.pass_through()
+    run_node(metric)
     assert recorder.records[0][1] == 42.0
 
 
 def test_cms_metric_without_a_number_records_nothing_and_explains(recorder):
     metric = CmsMetric(input_value=Message(text="not a number"), metric_name="m", value="{text}")
-    metric.pass_through()
+    run_node(metric)
     assert recorder.records == []
     assert "Not recorded" in metric.status
 
 
 def test_cms_metric_rejects_invalid_names(recorder):
     metric = CmsMetric(input_value=Message(text="x"), metric_name="9-bad name")
-    metric.pass_through()
+    run_node(metric)
     assert recorder.records == [] and "not a valid CMS metric name" in metric.status
     assert metric.status.splitlines()[0].startswith("Not recorded: '9-bad name'")
 
 
 def test_cardinality_guard_folds_excess_values_into_other(recorder):
     for i in range(5):
-        CmsMetric(
-            input_value=Message(text=f"topic {i}"),
-            metric_name="m",
-            dimensions={"topic": "{text}"},
-            max_values=3,
-        ).pass_through()
+        run_node(
+            CmsMetric(
+                input_value=Message(text=f"topic {i}"),
+                metric_name="m",
+                dimensions={"topic": "{text}"},
+                max_values=3,
+            )
+        )
     topics = [dims["topic"] for _, _, dims in recorder.records]
     assert topics == ["topic_0", "topic_1", "topic_2", "other", "other"]
 
@@ -165,7 +173,7 @@ def test_secrets_never_appear_in_status_or_metrics(recorder):
         access_key_id="LTAI5tExampleKeyId",
         access_key_secret=SECRET,
     )
-    metric.pass_through()
+    run_node(metric)
     assert recorder.credentials.access_key_secret == SECRET
     assert SECRET not in metric.status and "LTAI5tExampleKeyId" not in metric.status
     assert SECRET not in repr(recorder.credentials)
@@ -178,7 +186,7 @@ def test_a_failing_credential_hand_off_does_not_leak_the_secret(recorder, monkey
 
     monkeypatch.setattr(recorder, "scope_for", boom)
     metric = CmsMetric(input_value=Message(text="x"), access_key_id="id-123456789", access_key_secret=SECRET)
-    metric.pass_through()
+    run_node(metric)
     assert "AccessKey was not applied (ValueError)" in metric.status
     assert SECRET not in metric.status
 
@@ -186,9 +194,9 @@ def test_a_failing_credential_hand_off_does_not_leak_the_secret(recorder, monkey
 def test_monitoring_off_records_nothing(recorder, monkeypatch):
     set_mode(monkeypatch, "off")
     metric = CmsMetric(input_value=Message(text="x"), metric_name="m")
-    metric.pass_through()
+    run_node(metric)
     timer = Timer(input_value=Message(text="x"), span_name="s", action="start")
-    timer.pass_through()
+    run_node(timer)
     assert recorder.records == []
     assert "off" in metric.status and "off" in timer.status
 
@@ -200,7 +208,7 @@ def test_a_broken_reporter_never_breaks_the_nodes(monkeypatch):
     monkeypatch.setattr(tracing, "get_recorder", broken)
     monkeypatch.setattr(nodes, "get_recorder", broken)
     metric = CmsMetric(input_value=Message(text="x"), metric_name="m")
-    assert metric.pass_through().text == "x"
+    assert run_node(metric).text == "x"
     assert "reporter unavailable" in metric.status
 
 
@@ -258,7 +266,7 @@ def test_value_field_takes_a_number_text_or_a_field():
 def test_a_bad_value_is_reported_and_counted(recorder):
     storage = counting(recorder)
     metric = CmsMetric(input_value=Message(text="x"), metric_name="m", value="lots")
-    assert metric.pass_through().text == "x"
+    assert run_node(metric).text == "x"
     assert recorder.records == []
     assert metric.status.splitlines()[0] == (
         "Not recorded: Value 'lots' is not a number, {text} (the input message as a number) "
@@ -269,13 +277,13 @@ def test_a_bad_value_is_reported_and_counted(recorder):
 
 def test_a_bad_metric_name_is_counted_in_langflow_cms_invalid(recorder):
     storage = counting(recorder)
-    CmsMetric(input_value=Message(text="x"), metric_name="bad name!").pass_through()
+    run_node(CmsMetric(input_value=Message(text="x"), metric_name="bad name!"))
     assert storage.rejected == [("bad name!", "not a valid CMS metric name")]
 
 
 def test_status_says_whether_the_flow_is_monitored_and_the_reporter_health(recorder):
     metric = CmsMetric(input_value=Message(text="x"), metric_name="runs")
-    metric.pass_through()
+    run_node(metric)
     first, *rest = metric.status.splitlines()
     assert first.startswith("Recorded runs = 1 {flow=")
     assert any(line.startswith("Monitoring on: flow ") for line in rest)
@@ -316,13 +324,15 @@ def test_the_same_accesskey_is_resolved_once_and_bound_every_run(recorder, monke
     assert nodes.use_credentials("", "", None) is None
 
 
-def test_metric_name_shows_value_and_dimensions_only_when_set():
+def test_metric_name_shows_value_dimensions_and_max_values_only_when_set():
     component = CmsMetric()
-    config = {name: {"show": False, "value": ""} for name in ("metric_name", "value", "dimensions")}
+    fields = ("value", "dimensions", "max_values")
+    assert all(not f.show for f in CmsMetric.inputs if f.name in fields)  # a new node: lfx skips them too
+    config = {name: {"show": False, "value": ""} for name in ("metric_name", *fields)}
     config = component.update_build_config(config, "poem_requests", "metric_name")
-    assert config["value"]["show"] and config["dimensions"]["show"]
+    assert all(config[name]["show"] for name in fields)
     config = component.update_build_config(config, " ", "metric_name")
-    assert not config["value"]["show"] and not config["dimensions"]["show"]
+    assert not any(config[name]["show"] for name in fields)
 
 
 def test_every_input_says_what_happens_in_cms_and_the_default_node_is_compact():
@@ -367,7 +377,7 @@ def test_a_stop_without_a_start_is_flagged_and_counted(recorder):
     graph = flow_graph([vertex("ChatInput-1", "Chat Input"), stop], [("ChatInput-1", stop.id)])
     component = TimerStop(input_value=Message(text="x"))
     assert nodes.timer_stop(graph, stop.id).startswith("Stop without start: no Timer Start runs before")
-    assert component.pass_through().text == "x" and component.status.startswith("Stop without start")
+    assert run_node(component).text == "x" and component.status.startswith("Stop without start")
     assert recorder.records == []
     assert storage.rejected == [("langflow_span_duration_ms", "timer stop without start")] * 2
 
@@ -375,7 +385,7 @@ def test_a_stop_without_a_start_is_flagged_and_counted(recorder):
 def test_a_named_stop_without_its_start_is_flagged_and_counted(recorder):
     storage = counting(recorder)
     timer = Timer(input_value=Message(text="x"), span_name="nope", action="stop")
-    timer.pass_through()
+    run_node(timer)
     assert "Stop without start" in timer.status and "langflow_cms_invalid" in timer.status
     assert storage.rejected == [("langflow_span_duration_ms", "timer stop without start")]
 
@@ -486,3 +496,74 @@ def test_bundle_is_found_installed_and_through_langflow_components_path(componen
     }
     assert len(found) == len(by_class), found  # once each
     assert all(description for *_, description in found.values())
+
+
+# --- what the nodes cost lfx per build (bench row 11) ---------------------------------------------------
+def test_lfxs_lookups_of_input_flags_find_them_without_an_exception_and_the_template_is_unchanged(recorder):
+    """lfx reads ``password``, ``trace_as_input``, ``trace_as_metadata`` and ``tool_mode`` on every input of a
+    node, several times a build, with False as the default. On an input class without the field pydantic
+    raised and lfx caught an AttributeError each time (about 5 µs): some 30 a run for the CMS Metric node."""
+    from lfx.inputs.input_mixin import BaseInputMixin
+    from pydantic import BaseModel
+
+    misses = []
+    original = BaseModel.__getattr__
+
+    def counting(self, name):
+        try:
+            return original(self, name)
+        except AttributeError:
+            if isinstance(self, BaseInputMixin):
+                misses.append((type(self).__name__, name))
+            raise
+
+    for cls in (CmsMetric, TimerStart, TimerStop, Timer):
+        component = cls(input_value=Message(text="x"))
+        BaseModel.__getattr__ = counting
+        try:
+            component.set_attributes({"input_value": Message(text="x")})
+            traced = component.get_trace_as_inputs(), component.get_trace_as_metadata()
+            tool_inputs = [i.name for i in component.inputs if getattr(i, "tool_mode", False)]
+        finally:
+            BaseModel.__getattr__ = original
+        assert misses == [], f"{cls.__name__}: {misses}"
+        assert tool_inputs == [] and "input_value" in traced[0] | traced[1]
+        for input_ in cls.inputs:  # the saved template and the canvas see the same fields as before
+            added = [flag for flag in nodes.ABSENT_INPUT_FLAGS if flag not in type(input_).model_fields]
+            assert not set(added) & set(input_.model_dump()), input_.name
+            assert all(getattr(input_, flag) is False for flag in added)
+    assert CmsMetric(access_key_secret=SECRET).get_trace_as_inputs().get("access_key_secret") != SECRET
+
+
+def test_the_nodes_run_on_the_event_loop_and_a_new_accesskey_is_set_up_in_a_thread(recorder, monkeypatch):
+    """A sync output method costs a worker thread per build (lfx: ``asyncio.to_thread``), more than the node's
+    own work; the one step that may touch the disk, a node AccessKey's first delivery path, stays off the
+    loop."""
+    import threading
+
+    where = {}
+    monkeypatch.setattr(nodes, "_scopes", {})
+    original_status = nodes.monitoring_line
+    monkeypatch.setattr(
+        nodes,
+        "monitoring_line",
+        lambda graph: where.setdefault("node", threading.get_ident()) and original_status(graph),
+    )
+    monkeypatch.setattr(
+        recorder,
+        "scope_for",
+        lambda credential: where.setdefault("scope", threading.get_ident()) and recorder,
+    )
+
+    async def build():
+        where["loop"] = threading.get_ident()
+        metric = CmsMetric(input_value=Message(text="x"), access_key_id="LTAI-node", access_key_secret=SECRET)
+        await metric.pass_through()
+        return metric.status
+
+    status = asyncio.run(build())
+    assert "using the node's AccessKey for this flow only" in status and SECRET not in status
+    assert where["node"] == where["loop"] != where["scope"]
+    assert all(
+        asyncio.iscoroutinefunction(cls.pass_through) for cls in (CmsMetric, TimerStart, TimerStop, Timer)
+    )

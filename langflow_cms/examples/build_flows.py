@@ -99,6 +99,7 @@ def poem_flow(registry: dict[str, dict]) -> dict:
         metric_name="poem_requests",
         value="1",
         dimensions={"topic": "{text}"},
+        max_values=20,  # shown with a Metric Name, as on the canvas
         flow_dimensions={"version": "v1"},
     )
     draft.add(TIMER_START, "TimerStart-poem1", span_name="write")

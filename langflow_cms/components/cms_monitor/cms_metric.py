@@ -14,8 +14,8 @@ from lfx.schema.message import Message
 
 from langflow_cms import nodes
 
-METRIC_FIELDS = ("value", "dimensions")
-"""Shown only when a Metric Name is set."""
+METRIC_FIELDS = ("value", "dimensions", "max_values")
+"""Shown only when a Metric Name is set (lfx also skips hidden fields when it builds the node)."""
 
 
 class CmsMetricComponent(Component):
@@ -81,7 +81,9 @@ class CmsMetricComponent(Component):
             display_name="Max Values per Dimension",
             value=20,
             advanced=True,
-            info="Distinct values a dimension may take in CMS before further values are sent as 'other'.",
+            show=False,
+            info="Distinct values a dimension of the business metric may take in CMS before further values "
+            "are sent as 'other'.",
         ),
         SecretStrInput(
             name="access_key_id",
@@ -99,6 +101,7 @@ class CmsMetricComponent(Component):
             info="The secret of the AccessKey above; never shown or logged.",
         ),
     ]
+    nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
     outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
 
@@ -112,6 +115,6 @@ class CmsMetricComponent(Component):
                     build_config[name]["show"] = bool(str(metric or "").strip())
         return build_config
 
-    def pass_through(self) -> Message | Data | DataFrame:
-        self.status = nodes.metric_node(self)
+    async def pass_through(self) -> Message | Data | DataFrame:
+        self.status = await nodes.ametric_node(self)
         return self.input_value if self.input_value is not None else Message(text="")

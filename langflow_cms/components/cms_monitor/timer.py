@@ -47,9 +47,10 @@ class CmsTimerComponent(Component):
             info="start opens the span; stop reports its duration as langflow_span_duration_ms.",
         ),
     ]
+    nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
     outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
 
-    def pass_through(self) -> Message | Data | DataFrame:
+    async def pass_through(self) -> Message | Data | DataFrame:
         self.status = nodes.timer_step(self.graph, self.span_name, self.action)
         return self.input_value

@@ -40,9 +40,10 @@ class CmsTimerStartComponent(Component):
             "Timer Stop downstream picks up by itself.",
         ),
     ]
+    nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
     outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
 
-    def pass_through(self) -> Message | Data | DataFrame:
+    async def pass_through(self) -> Message | Data | DataFrame:
         self.status = nodes.timer_start_node(self)
         return self.input_value

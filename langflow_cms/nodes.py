@@ -28,6 +28,8 @@ MAX_CUSTOM_DIMENSIONS = 4
 OVERFLOW_VALUE = "other"
 MAX_SPANS = 10_000
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.]*)\}")
+_UNRESOLVED: Any = object()
+"""``use_credentials`` without a scope looked up beforehand."""
 
 
 # --- reading the input -----------------------------------------------------------------------------
@@ -143,13 +145,16 @@ def _reporter_line(recorder: Any) -> str:
     return f"reporter {state}: sent {sent}, queued {queued}, failed {failed}, dropped {dropped}"
 
 
-def use_credentials(access_key_id: Any, access_key_secret: Any, graph: Any = None) -> str | None:
+def use_credentials(
+    access_key_id: Any, access_key_secret: Any, graph: Any = None, resolved: Any = _UNRESOLVED
+) -> str | None:
     """Deliver this flow's metrics with the node's AccessKey, and only this flow's.
 
     The key gets a delivery path of its own (``Reporter.scope_for``); the run's metrics recorded so far
     waited for it and go there now. Other flows and the process's credentials are untouched. Returns a
     status note that never shows the key. ``graph`` defaults to the run of the node being built (flows
-    saved before this argument existed call it without).
+    saved before this argument existed call it without). ``resolved``: the key's scope, already looked up
+    (off the event loop, by ``ametric_node``).
     """
     key_id = _secret_text(access_key_id)
     secret = _secret_text(access_key_secret)
@@ -159,12 +164,14 @@ def use_credentials(access_key_id: Any, access_key_secret: Any, graph: Any = Non
         _bind(graph, None)
         return "Not monitored: the node's AccessKey needs both the id and the secret"
     try:
-        scope = _scope_for(key_id, secret)
+        scope = _scope_for(key_id, secret) if resolved is _UNRESOLVED else resolved
     except Exception as exc:
         _bind(graph, None)
         return f"Not monitored: the node's AccessKey was not applied ({type(exc).__name__})"
     _bind(graph, scope)
     if scope is None:
+        if getattr(get_recorder(), "storage", None) is None:  # reporting is off: the status says why
+            return "Not monitored: the reporter is not running"
         return "Not monitored: too many different AccessKeys in this process (see the log)"
     return "using the node's AccessKey for this flow only"
 
@@ -387,8 +394,7 @@ def monitoring_line(graph: Any) -> str:
         mode = flow_settings.monitor_mode()
         if mode == "off":
             return f"Monitoring {off_reason()}"
-        run_id = getattr(graph, "_run_id", None)
-        state = MONITOR.run(str(run_id)) if run_id else None
+        state = MONITOR.run_of_graph(graph)
         if state is not None:
             if not state.monitored:
                 return f"Monitoring off for flow '{state.flow}'"
@@ -451,6 +457,10 @@ MONITOR.on_run_failed(_spans_of_failed_run)
 
 
 def _run_key(graph: Any) -> str:
+    """The run a span belongs to: its run's id (so a failed run finds its open spans), else the graph's."""
+    state = MONITOR.run_of_graph(graph)
+    if state is not None and state.run_id:
+        return state.run_id
     run_id = getattr(graph, "_run_id", None)
     return str(run_id) if run_id else f"graph-{id(graph)}"
 
@@ -637,7 +647,27 @@ def _inputs(component: Any) -> Any:
     return lambda name, default=None: getattr(component, name, default)
 
 
-def metric_node(component: Any) -> str:
+def _metric_fields(component: Any, value_of: Any) -> Any:
+    """A reader of the fields the node shows only with a Metric Name (Value, Dimensions, Max Values).
+
+    The canvas shows them when the name is typed in. A name set any other way (an API tweak, an edited or
+    generated JSON) leaves them hidden, and lfx skips hidden fields and passes their defaults. So a hidden
+    field's saved value is read from the node's template."""
+    try:
+        template = component._vertex.data["node"]["template"]
+    except Exception:
+        template = None
+
+    def read(name: str, default: Any = None) -> Any:
+        field = template.get(name) if isinstance(template, dict) else None
+        if isinstance(field, dict) and field.get("show") is False and "value" in field:
+            return default if field["value"] in (None, "") else field["value"]
+        return value_of(name, default)
+
+    return read
+
+
+def metric_node(component: Any, resolved: Any = _UNRESOLVED) -> str:
     """The CMS Metric node's run: its AccessKey (if any), its business metric (if any), and one status text
     saying what was recorded or why not, whether the flow is monitored and how the reporter is doing."""
     graph = _graph(component)
@@ -646,17 +676,18 @@ def metric_node(component: Any) -> str:
         value_of = _inputs(component)
         key_id, secret = value_of("access_key_id"), value_of("access_key_secret")
         if key_id or secret:
-            lines.append(use_credentials(key_id, secret, graph))
+            lines.append(use_credentials(key_id, secret, graph, resolved))
         name = value_of("metric_name")
         if name and str(name).strip():
+            field = _metric_fields(component, value_of)
             lines.append(
                 record_metric(
                     graph,
                     metric_name=str(name),
-                    value=value_of("value", "1"),
-                    dimensions=value_of("dimensions"),
+                    value=field("value", "1"),
+                    dimensions=field("dimensions"),
                     input_value=value_of("input_value"),
-                    max_values=_int(value_of("max_values", 20), 20),
+                    max_values=_int(field("max_values", 20), 20),
                 )
             )
         lines.append(monitoring_line(graph))
@@ -671,14 +702,15 @@ async def ametric_node(component: Any) -> str:
     far less than the worker thread lfx hands a sync method to (``asyncio.to_thread``; ``bench`` row 11).
     The one step that can touch the disk or build an SDK client, the delivery path of a node AccessKey this
     process has not seen yet (``Reporter.scope_for``), runs in a thread first. Never raises."""
+    resolved = _UNRESOLVED
     try:
         value_of = _inputs(component)
         key_id, secret = _secret_text(value_of("access_key_id")), _secret_text(value_of("access_key_secret"))
         if key_id and secret and not _scope_cached(key_id, secret):
-            await asyncio.to_thread(_scope_for, key_id, secret)
-    except Exception:  # metric_node says why; a failure here must not cost the run
-        pass
-    return metric_node(component)
+            resolved = await asyncio.to_thread(_scope_for, key_id, secret)
+    except Exception:  # metric_node looks again and says why; a failure here must not cost the run
+        resolved = _UNRESOLVED
+    return metric_node(component, resolved)
 
 
 def _int(value: Any, default: int) -> int:

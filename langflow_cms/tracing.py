@@ -439,10 +439,21 @@ class FlowMonitor:
         except Exception:
             return
 
-    def record_for_graph(self, graph: Any, name: str, value: float, dims: dict[str, str]) -> None:
-        """``record_for`` the run of ``graph`` (Timer spans, the CMS Metric node's business metric)."""
+    def run_of_graph(self, graph: Any) -> RunState | None:
+        """The run a node of ``graph`` belongs to, asked from inside the node's build (Timer spans, the CMS
+        Metric node's metric, AccessKey and status): by the graph's run id, else the run ``node_context``
+        resolved for the node being built. The two differ in Langflow's UI build, whose graph takes the
+        job id as its run id after the run started, and in a Loop's body (a subgraph)."""
         run_id = getattr(graph, "_run_id", None)
         state = self.run(str(run_id)) if run_id else None
+        if state is None:
+            current = _current_node.get()
+            state = self.run(current[0]) if current and current[0] else None
+        return state
+
+    def record_for_graph(self, graph: Any, name: str, value: float, dims: dict[str, str]) -> None:
+        """``record_for`` the run of ``graph`` (Timer spans, the CMS Metric node's business metric)."""
+        state = self.run_of_graph(graph)
         if state is None:
             own_credentials = self._describe(graph)[3]
             if own_credentials:
@@ -454,8 +465,7 @@ class FlowMonitor:
     def bind_scope(self, graph: Any, scope: Any) -> bool:
         """The CMS Metric node of ``graph``'s run resolved its own AccessKey to ``scope`` (None: refused,
         e.g. too many keys): the run's kept observations go there now, and so do later ones."""
-        run_id = getattr(graph, "_run_id", None)
-        state = self.run(str(run_id)) if run_id else None
+        state = self.run_of_graph(graph)
         if state is None:
             return False
         with self._lock:
@@ -470,8 +480,7 @@ class FlowMonitor:
 
     def flow_dimensions_for(self, graph: Any) -> tuple[str, dict[str, str]]:
         """(flow label, extra dimensions) for metrics recorded by nodes (Timer spans, custom metrics)."""
-        run_id = getattr(graph, "_run_id", None)
-        state = self.run(str(run_id)) if run_id else None
+        state = self.run_of_graph(graph)
         if state is not None:
             return state.flow, dict(state.dimensions)
         label, _, dims = self.describe(graph)

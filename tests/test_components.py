@@ -567,3 +567,103 @@ def test_the_nodes_run_on_the_event_loop_and_a_new_accesskey_is_set_up_in_a_thre
     assert all(
         asyncio.iscoroutinefunction(cls.pass_through) for cls in (CmsMetric, TimerStart, TimerStop, Timer)
     )
+
+
+def test_in_the_ui_build_a_node_accesskey_and_a_timer_span_find_their_run(recorder, monkeypatch):
+    """Langflow's UI build starts the run, then gives the graph the job id as its run id (build.py:
+    ``graph.set_run_id(job_id)``). The node's AccessKey looked its run up by that id and found none: the
+    run kept waiting for its key, and at its end every metric of it was dropped ('put the node first').
+    A span open when the run failed was keyed by the job id too, so it was neither reported nor closed."""
+    import uuid
+
+    params = {"access_key_id": "LTAI-node-ui", "access_key_secret": SECRET}
+    metric_vertex = SimpleNamespace(
+        id="CmsMetric-ui1",
+        display_name="CMS Metric",
+        vertex_type="ext:cms_monitor:CmsMetricComponent@official",
+        custom_component=None,
+        params=params,
+        raw_params=params,
+    )
+    graph = SimpleNamespace(
+        flow_name="poem", flow_id=None, vertices=[metric_vertex], _run_id=str(uuid.uuid4())
+    )
+    monkeypatch.setattr(tracing, "_graph_from_stack", lambda: graph)
+    service = tracing.CmsTracingService()
+
+    def node(node_id: str, vertex_type: str):
+        return SimpleNamespace(graph=graph, _id=node_id, _vertex=SimpleNamespace(vertex_type=vertex_type))
+
+    async def build() -> str:
+        await service.start_tracers(uuid.UUID(graph._run_id), "run", None, None)
+        graph._run_id = str(uuid.uuid4())  # the job id
+        async with service.trace_component(node("CmsMetric-ui1", "CmsMetricComponent"), "m", {}):
+            status = nodes.use_credentials("LTAI-node-ui", SECRET, graph)
+        async with service.trace_component(node("TimerStart-ui1", "CmsTimerStartComponent"), "t", {}):
+            nodes.timer_start(graph, "TimerStart-ui1", "write")
+        with pytest.raises(ValueError):
+            async with service.trace_component(node("Poet-ui1", "OfflinePoet"), "p", {}):
+                raise ValueError("the model failed")
+        return status
+
+    assert asyncio.run(build()) == "using the node's AccessKey for this flow only"
+    assert recorder.credentials is not None and recorder.credentials.access_key_id == "LTAI-node-ui"
+    flows = [dims for name, _, dims in recorder.records if name == tracing.FLOW_METRIC]
+    assert flows == [{"flow": "poem", "status": "error"}]
+    spans = [dims for name, _, dims in recorder.records if name == tracing.SPAN_METRIC]
+    assert spans == [{"flow": "poem", "span": "write", "status": "error"}]
+    assert nodes.CLOCK.abandon(graph._run_id) == []
+
+
+def test_a_refused_node_accesskey_is_looked_up_once_per_run_and_off_the_loop(recorder, monkeypatch):
+    """Past the cap of keys (or with reporting off) the lookup gives no scope: once per run, in a thread
+    (the first, refused lookup must not be repeated on the event loop, where it counted the drop twice)."""
+    import threading
+
+    calls = []
+    monkeypatch.setattr(nodes, "_scopes", {})
+    monkeypatch.setattr(recorder, "scope_for", lambda credential: calls.append(threading.get_ident()))
+    monkeypatch.setattr(recorder, "storage", object(), raising=False)  # a running reporter, at its cap
+
+    async def build() -> tuple[int, str]:
+        metric = CmsMetric(
+            input_value=Message(text="x"), access_key_id="LTAI-capped", access_key_secret=SECRET
+        )
+        await metric.pass_through()
+        return threading.get_ident(), metric.status
+
+    loop, status = asyncio.run(build())
+    assert len(calls) == 1 and calls[0] != loop
+    assert status.startswith("Not monitored: too many different AccessKeys in this process")
+    monkeypatch.delattr(recorder, "storage")  # reporting off: the status does not blame the keys
+    status = asyncio.run(build())[1]
+    assert status.startswith("Not monitored: the reporter is not running") and SECRET not in status
+
+
+def test_a_metric_name_set_without_the_canvas_keeps_the_saved_value_dimensions_and_max_values(recorder):
+    """Value, Dimensions and Max Values are hidden until a Metric Name is typed on the canvas. A name set by
+    an API tweak or in the JSON leaves them hidden, and lfx passes a hidden field's default, not its saved
+    value: a cap of 2 was silently 20, and the saved dimensions were none."""
+    from lfx.graph import Graph
+
+    flow = json.loads((REPO / "examples" / "flows" / "poem.json").read_text())
+    for node in flow["data"]["nodes"]:
+        template = node["data"]["node"]["template"]
+        if "max_values" in template:
+            template["metric_name"].update(value="signups")
+            template["value"].update(value="3", show=False)
+            template["dimensions"].update(value={"topic": "{text}"}, show=False)
+            template["max_values"].update(value=2, show=False)
+
+    async def run(text: str) -> None:
+        for node in flow["data"]["nodes"]:
+            if node["data"]["id"].startswith("ChatInput"):
+                node["data"]["node"]["template"]["input_value"]["value"] = text
+        graph = Graph.from_payload(json.loads(json.dumps(flow["data"])), flow_name="poem")
+        async for _ in graph.async_start():
+            pass
+
+    for text in ("sea", "sky", "moon", "sun"):
+        asyncio.run(run(text))
+    signups = [(value, dims["topic"]) for name, value, dims in recorder.records if name == "signups"]
+    assert signups == [(3.0, "sea"), (3.0, "sky"), (3.0, "other"), (3.0, "other")]

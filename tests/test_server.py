@@ -113,3 +113,53 @@ def test_graceful_stop_delivers_the_last_window(server, emulator):
     assert support.minute_entries(emulator, support.FLOW_METRIC, "cms-shutdown"), (
         "nothing was delivered at shutdown"
     )
+
+
+NODE_KEY_ID, NODE_KEY_SECRET = "LTAIserverNodeKey0001", "node-key-secret-on-the-server-01"
+
+
+def create_flow_with_node_key(server: support.LangflowServer, name: str) -> str:
+    """The server's Chat Input -> CMS Metric -> Chat Output, with an AccessKey typed into the node."""
+    from lfx.graph.flow_builder import add_component, add_connection, empty_flow, layout_flow
+
+    registry = server.registry()
+    flow = empty_flow(name, "langflow-cms node AccessKey on the server")
+    add_component(flow, "ChatInput", registry, component_id="ChatInput-key1")
+    add_component(flow, support.METRIC_TYPE, registry, component_id="CmsMetric-key1")
+    add_component(flow, "ChatOutput", registry, component_id="ChatOutput-key1")
+    add_connection(flow, "ChatInput-key1", "message", "CmsMetric-key1", "input_value")
+    add_connection(flow, "CmsMetric-key1", "output", "ChatOutput-key1", "input_value")
+    layout_flow(flow)
+    for node in flow["data"]["nodes"]:
+        template = node["data"]["node"]["template"]
+        if "access_key_id" in template:
+            template["access_key_id"].update(value=NODE_KEY_ID, load_from_db=False)
+            template["access_key_secret"].update(value=NODE_KEY_SECRET, load_from_db=False)
+    return server.api("POST", "/api/v1/flows/", {"name": name, "description": "", "data": flow["data"]})["id"]
+
+
+def test_a_node_accesskey_carries_its_flows_metrics_on_both_server_run_paths(emulator):
+    """The Playground's build gives the graph the job id as its run id after the run started: the node's
+    AccessKey must still bind to that run (else every metric of the run waited for it and was dropped at
+    the end, 'put the node first'), and the run's metrics go with the node's key only."""
+    server = support.shared_server()  # (re)started: the graceful-stop test stops the module's server
+    emulator.add_key(NODE_KEY_ID, NODE_KEY_SECRET)
+    by_path = {"run": "cms-node-key-run", "build": "cms-node-key-build"}
+    for path, name in by_path.items():
+        flow_id = create_flow_with_node_key(server, name)
+        if path == "run":
+            server.api(
+                "POST",
+                f"/api/v1/run/{flow_id}?stream=false",
+                {"input_value": "hello", "input_type": "chat", "output_type": "chat"},
+            )
+        else:
+            events = support.build_events(server, flow_id, "hello")
+            assert events[-1]["event"] == "end", events[-1]
+    for name in by_path.values():
+        flows, _ = support.wait_for_flow(emulator, name, FLOW_COMPONENTS)
+        assert support.sample_count(flows) == 1, (name, flows)
+        keys = {e["access_key_id"] for e in emulator.entries() if e["dimensions"].get("flow") == name}
+        assert keys == {NODE_KEY_ID}, (name, keys)
+    log = server.log_path.read_text(errors="replace")
+    assert "put the node first" not in log and NODE_KEY_SECRET not in log

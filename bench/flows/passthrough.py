@@ -5,7 +5,8 @@
 * ``BenchSameShape`` — the CMS Metric node's inputs (the very declarations of
   ``components/cms_monitor/cms_metric.py``, so it cannot drift from the node) and output, with the trivial
   node's body. Comparing it with ``BenchPassThrough`` isolates what lfx itself spends on the node's inputs;
-  comparing the CMS Metric flow with it isolates our code (the node's method and monitoring the run).
+  comparing the CMS Metric flow with it gives the rest: our code (the node's method and monitoring the run)
+  less the worker-thread hand-off below, which the CMS Metric node's async method skips.
 
 Both bodies are sync, the common case, which lfx runs in a worker thread (``asyncio.to_thread``).
 """

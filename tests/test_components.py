@@ -667,3 +667,45 @@ def test_a_metric_name_set_without_the_canvas_keeps_the_saved_value_dimensions_a
         asyncio.run(run(text))
     signups = [(value, dims["topic"]) for name, value, dims in recorder.records if name == "signups"]
     assert signups == [(3.0, "sea"), (3.0, "sky"), (3.0, "other"), (3.0, "other")]
+
+
+def test_a_timer_pair_inside_a_loop_body_reports_under_the_flow_in_the_ui_build(recorder, monkeypatch):
+    """A Loop's body runs as a subgraph named ``<flow>_subgraph``; in the UI build it carries the job id,
+    which no run started with, so a span inside the body went out as flow ``poem_subgraph``."""
+    import uuid
+
+    class Graph(SimpleNamespace):  # weak-referenceable, as lfx's Graph is
+        pass
+
+    metric_vertex = SimpleNamespace(
+        id="CmsMetric-l1", vertex_type="ext:cms_monitor:CmsMetricComponent@official", params={}, raw_params={}
+    )
+    parent = Graph(flow_name="poem", flow_id=None, vertices=[metric_vertex], _run_id=str(uuid.uuid4()))
+    starting = {"graph": parent}
+    monkeypatch.setattr(tracing, "_graph_from_stack", lambda: starting["graph"])
+    service = tracing.CmsTracingService()
+
+    def node(graph, node_id: str, vertex_type: str):
+        return SimpleNamespace(graph=graph, _id=node_id, _vertex=SimpleNamespace(vertex_type=vertex_type))
+
+    async def build() -> list[str]:
+        await service.start_tracers(uuid.UUID(parent._run_id), "run", None, None)
+        parent._run_id = str(uuid.uuid4())  # the job id
+        statuses = []
+        async with service.trace_component(node(parent, "Loop-l1", "LoopComponent"), "l", {}):
+            for _ in range(2):
+                body = Graph(flow_name="poem_subgraph", flow_id=None, vertices=[], _is_subgraph=True)
+                body._run_id = parent._run_id
+                starting["graph"] = body
+                await service.start_tracers(uuid.UUID(parent._run_id), "run", None, None)
+                async with service.trace_component(node(body, "TimerStart-l1", "CmsTimerStart"), "s", {}):
+                    statuses.append(nodes.timer_start(body, "TimerStart-l1", "item"))
+                async with service.trace_component(node(body, "TimerStop-l1", "CmsTimerStop"), "t", {}):
+                    statuses.append(nodes.timer_stop(body, "TimerStop-l1", "item"))
+        await service.end_tracers({}, None)
+        return statuses
+
+    statuses = asyncio.run(build())
+    assert all(not status.startswith(("Stop without start", "Span not")) for status in statuses), statuses
+    spans = [dims for name, _, dims in recorder.records if name == tracing.SPAN_METRIC]
+    assert spans == [{"flow": "poem", "span": "item", "status": "ok"}] * 2

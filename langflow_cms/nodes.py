@@ -153,8 +153,8 @@ def use_credentials(
     The key gets a delivery path of its own (``Reporter.scope_for``); the run's metrics recorded so far
     waited for it and go there now. Other flows and the process's credentials are untouched. Returns a
     status note that never shows the key. ``graph`` defaults to the run of the node being built (flows
-    saved before this argument existed call it without). ``resolved``: the key's scope, already looked up
-    (off the event loop, by ``ametric_node``).
+    saved before this argument existed call it without). ``resolved``: the key's scope, or the error of
+    its lookup, already looked up off the event loop by ``ametric_node``.
     """
     key_id = _secret_text(access_key_id)
     secret = _secret_text(access_key_secret)
@@ -164,6 +164,8 @@ def use_credentials(
         _bind(graph, None)
         return "Not monitored: the node's AccessKey needs both the id and the secret"
     try:
+        if isinstance(resolved, Exception):
+            raise resolved
         scope = _scope_for(key_id, secret) if resolved is _UNRESOLVED else resolved
     except Exception as exc:
         _bind(graph, None)
@@ -260,6 +262,8 @@ def _dimension_items(dimensions: Any) -> tuple[tuple[str, str], ...] | None:
     if isinstance(dimensions, dict):
         pairs = [(str(k), str(v)) for k, v in dimensions.items() if v not in (None, "")]
     elif isinstance(dimensions, list):
+        if dimensions and all(isinstance(i, dict) and {"key", "value"} <= set(i) for i in dimensions):
+            dimensions = [{item["key"]: item["value"]} for item in dimensions]  # lfx's key/value pairs
         for item in dimensions:
             if not isinstance(item, dict):
                 return None
@@ -654,13 +658,21 @@ def _metric_fields(component: Any, value_of: Any) -> Any:
     generated JSON) leaves them hidden, and lfx skips hidden fields and passes their defaults. So a hidden
     field's saved value is read from the node's template."""
     try:
-        template = component._vertex.data["node"]["template"]
+        vertex = component._vertex
+        template, passed = vertex.data["node"]["template"], vertex.params
     except Exception:
-        template = None
+        template = passed = None
 
     def read(name: str, default: Any = None) -> Any:
         field = template.get(name) if isinstance(template, dict) else None
-        if isinstance(field, dict) and field.get("show") is False and "value" in field:
+        if (
+            isinstance(field, dict)
+            and field.get("show") is False
+            and not field.get("load_from_db")  # a global variable's name, not its value
+            and "value" in field
+            and isinstance(passed, dict)
+            and name not in passed  # a tweak on the graph (process_tweaks_on_graph) passes it: lfx's wins
+        ):
             return default if field["value"] in (None, "") else field["value"]
         return value_of(name, default)
 
@@ -708,8 +720,8 @@ async def ametric_node(component: Any) -> str:
         key_id, secret = _secret_text(value_of("access_key_id")), _secret_text(value_of("access_key_secret"))
         if key_id and secret and not _scope_cached(key_id, secret):
             resolved = await asyncio.to_thread(_scope_for, key_id, secret)
-    except Exception:  # metric_node looks again and says why; a failure here must not cost the run
-        resolved = _UNRESOLVED
+    except Exception as exc:  # the node's status says why; it is not looked up again on the loop
+        resolved = exc
     return metric_node(component, resolved)
 
 

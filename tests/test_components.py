@@ -639,34 +639,67 @@ def test_a_refused_node_accesskey_is_looked_up_once_per_run_and_off_the_loop(rec
     status = asyncio.run(build())[1]
     assert status.startswith("Not monitored: the reporter is not running") and SECRET not in status
 
+    def unwritable(credential):  # e.g. the key's spool folder cannot be made: not retried on the loop
+        calls.append(threading.get_ident())
+        raise PermissionError(13, "Permission denied", f"/spool/{SECRET}")
+
+    calls.clear()
+    monkeypatch.setattr(recorder, "scope_for", unwritable)
+    loop, status = asyncio.run(build())
+    assert len(calls) == 1 and calls[0] != loop
+    assert status.startswith("Not monitored: the node's AccessKey was not applied (PermissionError)")
+    assert SECRET not in status
+
 
 def test_a_metric_name_set_without_the_canvas_keeps_the_saved_value_dimensions_and_max_values(recorder):
     """Value, Dimensions and Max Values are hidden until a Metric Name is typed on the canvas. A name set by
     an API tweak or in the JSON leaves them hidden, and lfx passes a hidden field's default, not its saved
-    value: a cap of 2 was silently 20, and the saved dimensions were none."""
+    value: a cap of 2 was silently 20, and the saved dimensions were none. Tweaks on the graph
+    (``process_tweaks_on_graph``: the streaming and background runs, Run Flow) reach lfx's params and win;
+    tweaks in the template (``process_tweaks``: the sync ``/api/v1/run``) are the saved values."""
     from lfx.graph import Graph
+    from lfx.processing.process import process_tweaks, process_tweaks_on_graph
 
-    flow = json.loads((REPO / "examples" / "flows" / "poem.json").read_text())
-    for node in flow["data"]["nodes"]:
+    saved = json.loads((REPO / "examples" / "flows" / "poem.json").read_text())["data"]
+    metric_id = next(n["data"]["id"] for n in saved["nodes"] if n["data"]["id"].startswith("CmsMetric"))
+    for node in saved["nodes"]:
         template = node["data"]["node"]["template"]
-        if "max_values" in template:
-            template["metric_name"].update(value="signups")
+        if node["data"]["id"] == metric_id:  # Metric Name cleared on the canvas: the fields hidden, kept
+            template["metric_name"].update(value="")
             template["value"].update(value="3", show=False)
-            template["dimensions"].update(value={"topic": "{text}"}, show=False)
+            template["dimensions"].update(value=[{"key": "topic", "value": "{text}"}], show=False)
             template["max_values"].update(value=2, show=False)
 
-    async def run(text: str) -> None:
-        for node in flow["data"]["nodes"]:
+    def run(text: str, how: str, tweaks: dict) -> None:
+        data = json.loads(json.dumps(saved))
+        for node in data["nodes"]:
             if node["data"]["id"].startswith("ChatInput"):
                 node["data"]["node"]["template"]["input_value"]["value"] = text
-        graph = Graph.from_payload(json.loads(json.dumps(flow["data"])), flow_name="poem")
-        async for _ in graph.async_start():
-            pass
+        if how == "template":
+            data = process_tweaks(data, {metric_id: tweaks})
+        graph = Graph.from_payload(data, flow_name="poem")
+        if how == "graph":
+            process_tweaks_on_graph(graph, {metric_id: tweaks})
+
+        async def start() -> None:
+            async for _ in graph.async_start():
+                pass
+
+        asyncio.run(start())
 
     for text in ("sea", "sky", "moon", "sun"):
-        asyncio.run(run(text))
+        run(text, "template", {"metric_name": "signups"})
     signups = [(value, dims["topic"]) for name, value, dims in recorder.records if name == "signups"]
     assert signups == [(3.0, "sea"), (3.0, "sky"), (3.0, "other"), (3.0, "other")]
+    tweaks = {"metric_name": "orders", "value": "7", "dimensions": {"channel": "api"}, "max_values": 5}
+    for how in ("template", "graph"):
+        run("sea", how, tweaks)
+    orders = [
+        (value, dims.get("channel"), "topic" in dims)
+        for name, value, dims in recorder.records
+        if name == "orders"
+    ]
+    assert orders == [(7.0, "api", False)] * 2
 
 
 def test_a_timer_pair_inside_a_loop_body_reports_under_the_flow_in_the_ui_build(recorder, monkeypatch):

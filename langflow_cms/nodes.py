@@ -182,20 +182,24 @@ _scopes: dict[tuple[int, str, str], Any] = {}
 MAX_CACHED_SCOPES = 64
 
 
-def _scope_cached(key_id: str, secret: str) -> bool:
-    reporter = get_recorder()
+def _cached_scope(reporter: Any, key_id: str, secret: str) -> tuple[Any, Any] | None:
+    """(reporter, scope) when this reporter already resolved this key, else None."""
     cached = _scopes.get((id(reporter), key_id, secret))
-    return cached is not None and cached[0] is reporter
+    return cached if cached is not None and cached[0] is reporter else None
+
+
+def _scope_cached(key_id: str, secret: str) -> bool:
+    return _cached_scope(get_recorder(), key_id, secret) is not None
 
 
 def _scope_for(key_id: str, secret: str) -> Any:
     """The reporter's scope for this AccessKey, resolved once per (reporter, key): later runs with the same
     key only bind it to their run."""
     reporter = get_recorder()
-    cache_key = (id(reporter), key_id, secret)
-    cached = _scopes.get(cache_key)
-    if cached is not None and cached[0] is reporter:
+    cached = _cached_scope(reporter, key_id, secret)
+    if cached is not None:
         return cached[1]
+    cache_key = (id(reporter), key_id, secret)
     from langflow_cms.credentials import Credential
 
     scope_for = getattr(reporter, "scope_for", None)

@@ -1,8 +1,9 @@
 """``python -m bench [--quick] [--scale X] [--out PATH] [--only N,...]``: run, print and write the table.
 
-Full run: under 10 minutes on an idle 2-core machine (the one-shot ``lfx run`` rows alone take 13 runs
-of the CLI). ``--quick`` shrinks every workload about tenfold (a few minutes) for a sanity check; its
-figures are noisier, not different in kind.
+Full run: about 15 minutes on an idle 2-core machine. The two flow rows (2 and 11) alternate about 10,000
+runs each, so that round-to-round noise moves their figures by about ±0.5 % rather than ±1 %; the one-shot
+``lfx run`` rows take 13 runs of the CLI. ``--quick`` shrinks every workload about tenfold (a few minutes)
+for a sanity check; its figures are noisier, not different in kind.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
     def flow() -> Section:
         from bench import flow
 
-        return flow.run(scale, rounds=rounds or (15 if quick else 41))
+        return flow.run(scale, rounds=rounds or (15 if quick else 121))
 
     def api() -> Section:
         from bench import api_calls
@@ -83,7 +84,7 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
     def node() -> Section:
         from bench import node
 
-        return node.run(scale, rounds=rounds or (15 if quick else 50))
+        return node.run(scale, rounds=rounds or (15 if quick else 120))
 
     return {
         "1": hot,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import random
 import statistics
 import time
 import uuid
@@ -162,6 +163,10 @@ class Comparison:
     a_ms: float
     b_ms: float
     runs: int
+    ci_low: float
+    ci_high: float
+    """A 95 % interval of ``extra``: the 2.5th and 97.5th percentiles of the median over rounds resampled
+    with replacement (bootstrap), i.e. how far this figure could move on a rerun from round-to-round noise."""
 
     @property
     def extra_us(self) -> float:
@@ -175,11 +180,23 @@ class Comparison:
     def quartiles(self) -> str:
         return f"{self.q1 * 100:+.2f} % to {self.q3 * 100:+.2f} %"
 
+    @property
+    def interval(self) -> str:
+        return f"{self.ci_low * 100:+.2f} % to {self.ci_high * 100:+.2f} %"
+
+
+def bootstrap_median(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the median of ``values``."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
 
 def compare(per_round: dict[str, list[float]], every: dict[str, list[float]], a: str, b: str) -> Comparison:
     extra = median_ratio(per_round[a], per_round[b]) - 1.0
     round_extras = sorted(x / y - 1 for x, y in zip(per_round[a], per_round[b], strict=True))
     q1, _, q3 = statistics.quantiles(round_extras, n=4) if len(round_extras) > 1 else (extra, extra, extra)
+    low, high = bootstrap_median(round_extras)
     return Comparison(
         extra,
         q1,
@@ -187,6 +204,8 @@ def compare(per_round: dict[str, list[float]], every: dict[str, list[float]], a:
         statistics.median(every[a]) * 1000,
         statistics.median(every[b]) * 1000,
         len(every[a]),
+        low,
+        high,
     )
 
 
@@ -333,8 +352,8 @@ def run(scale: float = 1.0, rounds: int = 31) -> Section:
         "loop, the mode switched by swapping the reporter's configuration (`monitor` = `all` / `off`; the "
         "mode is read once per process with the configuration); figure = median over rounds of "
         "median(on)/median(off) − 1 (interquartile range over "
-        f"rounds: {c.quartiles}; separate runs of this benchmark on this machine have landed on either "
-        "side of 1 %, so read the goal as met at the margin). On runs keep "
+        f"rounds: {c.quartiles}; 95 % bootstrap interval of the figure: {c.interval}, the spread a rerun "
+        "can show from round-to-round noise alone). On runs keep "
         f"{series} series (10 nodes + the flow). Times are per `run_graph` "
         "call of an already-loaded graph, which makes the flow as cheap as lfx allows; a real flow (an LLM "
         "call takes 100 ms–10 s) makes the same absolute overhead a far smaller share.",

@@ -175,7 +175,7 @@ async def _measure(rounds: int, runs: int, profile_runs: int):
     return per_round, every, timers, profiles
 
 
-def run(scale: float = 1.0, rounds: int = 50) -> Section:
+def run(scale: float = 1.0, rounds: int = 120) -> Section:
     if not all(path.exists() for path in NODE_FLOW_PATHS.values()):
         write_all()
     elif not cms_flow_is_current():
@@ -223,8 +223,9 @@ def run(scale: float = 1.0, rounds: int = 50) -> Section:
         "code, default mode (`annotated`: only the CMS Metric flow is monitored). Figure = median over "
         "rounds of median(A)/median(B) − 1; interquartile range over rounds: "
         f"CMS Metric vs trivial {main.quartiles}, vs same shape {ours.quartiles}, same shape vs trivial "
-        f"{lfx.quartiles}. The CMS Metric flow's extra time is the node itself plus monitoring all 11 "
-        "nodes and the flow (which row 2 measures alone).",
+        f"{lfx.quartiles}; 95 % bootstrap interval of the row's figure: {main.interval}, the spread a rerun "
+        "can show from round-to-round noise alone. The CMS Metric flow's extra time is the node itself "
+        "plus monitoring all 11 nodes and the flow (which row 2 measures alone).",
         f"Where the CMS Metric flow's extra time goes — {profile_runs} runs of each flow with "
         "`perf_counter_ns` timers on the plugin's entry points, the `nodes.*` functions the node calls, the "
         "node's method (async, on the event loop) and the node's whole vertex build (lfx's work "

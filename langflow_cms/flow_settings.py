@@ -193,26 +193,38 @@ def flow_label(graph: Any, stem: str | None = None) -> str:
 
 # --- the ``node`` dimension ---------------------------------------------------------------------------
 NODE_SUFFIX_CHARS = 5
-_node_labels: dict[int, tuple[weakref.ref, dict[str, str]]] = {}
-"""Labels by ``id(graph)``, with a weak reference that proves the identity. Not a WeakKeyDictionary: that
-hashes and compares its keys, and lfx's ``Graph`` hashes and compares by rendering itself whole (``repr``),
-tens of µs per lookup, for every node build."""
 
 
-def _cached_labels(graph: Any) -> dict[str, str] | None:
-    entry = _node_labels.get(id(graph))
-    return entry[1] if entry is not None and entry[0]() is graph else None
+class GraphCache:
+    """One value per live graph object, forgotten with the graph.
+
+    Keyed by ``id(graph)``, with a weak reference that proves the identity. Not a WeakKeyDictionary: that
+    hashes and compares its keys, and lfx's ``Graph`` hashes and compares by rendering itself whole
+    (``repr``), tens of µs per lookup, for every node build. A graph that cannot be weakly referenced is not
+    cached (``get`` keeps answering None)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ref, Any]] = {}
+
+    def get(self, graph: Any) -> Any:
+        entry = self._entries.get(id(graph))
+        return entry[1] if entry is not None and entry[0]() is graph else None
+
+    def put(self, graph: Any, value: Any) -> None:
+        key, entries = id(graph), self._entries
+
+        def forget(ref: weakref.ref) -> None:  # the graph is gone: its id is free
+            if entries.get(key, (None,))[0] is ref:
+                entries.pop(key, None)
+
+        with suppress(TypeError):
+            entries[key] = (weakref.ref(graph, forget), value)
+
+    def pop(self, graph: Any) -> None:
+        self._entries.pop(id(graph), None)
 
 
-def _cache_labels(graph: Any, labels: dict[str, str]) -> None:
-    key = id(graph)
-
-    def forget(ref: weakref.ref, cache: dict = _node_labels) -> None:  # the graph is gone: its id is free
-        if cache.get(key, (None,))[0] is ref:
-            cache.pop(key, None)
-
-    with suppress(TypeError):  # not weak-referenceable: computed each time
-        _node_labels[key] = (weakref.ref(graph, forget), labels)
+_node_labels = GraphCache()
 
 
 def _id_suffix(vertex_id: str) -> str:
@@ -227,7 +239,7 @@ def node_labels(graph: Any) -> dict[str, str]:
     """``node`` dimension of every vertex of ``graph``: its display name, cleaned (``Chat Input`` →
     ``Chat_Input``), plus ``_`` and the id's short stable suffix when another node of the flow has the same
     display name (``Timer_Start_gw8tY``). Computed once per graph object."""
-    cached = _cached_labels(graph)
+    cached = _node_labels.get(graph)
     if cached is not None:
         return cached
     names: dict[str, str] = {}
@@ -251,7 +263,7 @@ def node_labels(graph: Any) -> dict[str, str]:
         for vertex_id, label in labels.items():
             if seen[label] > 1:
                 labels[vertex_id] = f"{names[vertex_id]}_{clean_dimension(vertex_id)}"
-    _cache_labels(graph, labels)
+    _node_labels.put(graph, labels)
     return labels
 
 
@@ -263,6 +275,6 @@ def node_label(graph: Any, vertex_id: str) -> str:
         return clean_dimension(vertex_id)
     label = node_labels(graph).get(vertex_id)
     if label is None:  # the graph grew since its labels were computed
-        _node_labels.pop(id(graph), None)
+        _node_labels.pop(graph)
         label = node_labels(graph).get(vertex_id)
     return label or clean_dimension(vertex_id)

@@ -79,6 +79,17 @@ def record(name: str, value: float, dimensions: Mapping[str, str]) -> None:
         return
 
 
+@dataclass(frozen=True)
+class NodeSeries:
+    """One node's series for one status, bound to the recorder it was resolved with."""
+
+    recorder: Any
+    series: Any
+    """``recorder.series(NODE_METRIC, dims)``; None when the recorder cannot bind (then ``record`` it)."""
+    dims: dict[str, str]
+    fleet_dims: dict[str, str]
+
+
 @dataclass
 class RunState:
     """One flow run, from ``start_tracers`` to its first end."""
@@ -109,12 +120,25 @@ class RunState:
     """``id()`` of the graph that started the run, to find the run when the graph changes its run id."""
     graph_ref: Any = None
     """A weak reference to that graph: a loop body's nodes are labelled as in the whole flow."""
+    nodes: dict[tuple[str, str], NodeSeries] = field(default_factory=dict)
+    """The run's node series by (node id, status), shared by every run of the same graph object and flow
+    labels (``FlowMonitor._attach_node_series``): a node's label, dimensions and bound series are worked out
+    once, not at every build."""
+    fleet_nodes: bool = False
+    """Raw fleet points per node too (``LANGFLOW_CMS_FLEET_NODES``), read once per run."""
+    recorder: Any = None
+    """The process's reporter (``get_recorder()``) when the run started: its nodes record there unless the
+    run has a ``scope``."""
 
 
 _current_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("langflow_cms_run", default=None)
 _current_node: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "langflow_cms_node", default=None
 )
+
+
+MAX_NODE_SERIES = 2_000
+"""Node series kept per graph object (two statuses per node); past it, nodes are worked out at each build."""
 
 
 def _component_type(component: Any) -> str:
@@ -143,10 +167,6 @@ def _graph_from_stack(max_depth: int = 6) -> Any:
     return None
 
 
-MAX_BOUND_SERIES = 10_000
-"""Bound node series kept by the monitor; cleared when full (the reporter caps series per metric anyway)."""
-
-
 class FlowMonitor:
     """Per-run bookkeeping and recording, independent of Langflow's service classes (unit-testable)."""
 
@@ -157,7 +177,8 @@ class FlowMonitor:
         """Run id by ``id(graph)``: Langflow's UI build starts the tracers, then sets the job id as the
         graph's run id, so its nodes carry an id the run did not start with."""
         self._failure_hooks: list[Callable[[RunState], None]] = []
-        self._bound: dict[tuple, tuple[Any, Any]] = {}
+        self._node_series = flow_settings.GraphCache()
+        """Per graph object: ((flow, flow dimensions), {(node id, status): NodeSeries})."""
 
     def on_run_failed(self, hook: Callable[[RunState], None]) -> None:
         """Call ``hook(run_state)`` when a run ends with an error (record through ``record_for``)."""
@@ -200,6 +221,7 @@ class FlowMonitor:
         )
         with suppress(TypeError):  # not weak-referenceable: a loop body is labelled from its own nodes
             state.graph_ref = weakref.ref(graph) if graph is not None else None
+        self._attach_node_series(state, graph)
         with self._lock:
             self._drop_stale()
             self._runs[run_id] = state
@@ -298,7 +320,23 @@ class FlowMonitor:
                 graph, state.stem
             )
             state.described = True
+            self._attach_node_series(state, graph)
         return run_id, node_id, _component_type(component), state, graph
+
+    def _attach_node_series(self, state: RunState, graph: Any) -> None:
+        """Give the run the node series of its graph object (new ones if its flow label or dimensions
+        changed since the last run of that graph), and read once per run the reporter and whether nodes
+        send fleet points."""
+        state.recorder = get_recorder()
+        state.fleet_nodes = _fleet_nodes()
+        if graph is None or not state.monitored:
+            return
+        labels = (state.flow, tuple(state.dimensions.items()))
+        cached = self._node_series.get(graph)
+        if cached is not None and cached[0] == labels:
+            state.nodes = cached[1]
+        else:
+            self._node_series.put(graph, (labels, state.nodes))
 
     def node_finished(
         self, component: Any, started: float, error: BaseException | None, context: tuple | None = None
@@ -306,59 +344,65 @@ class FlowMonitor:
         """Record a node build. A failed node ends its run as ``error``: no later node of it will run.
 
         ``context`` is ``node_context(component)`` taken when the build started (computed once per node).
+        This is the per-node cost inside a flow that the 1 % overhead goal is about (docs/performance.md):
+        after a graph's first run it is one dict lookup and one ``observe``.
         """
         run_id, node_id, component_type, state, graph = context or self.node_context(component)
         if state is None:  # A run we never saw start (e.g. a subgraph): label it from its own graph.
             label, monitored, dims, own_credentials, _ = self._describe(graph)
             state = RunState("", 0.0, label, monitored and not own_credentials, dims)
+            self._attach_node_series(state, None)
         if state.monitored:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
-            status = ERROR if error is not None else OK
-            if getattr(graph, "_is_subgraph", False) is True and state.graph_ref is not None:
-                graph = state.graph_ref() or graph  # a loop body: its node's label in the whole flow
-            node = flow_settings.node_label(graph, node_id)  # readable: the display name (+ a short tail)
-            self._record_node(state, node, component_type, status, elapsed_ms)
-            if _fleet_nodes():
-                dims = {"flow": state.flow, "node": node, "status": status, **state.dimensions}
-                self._fleet(state, [(contract.FLEET_NODE_METRIC, dims, elapsed_ms)])
-        if error is not None and state is not None:
+            status = OK if error is None else ERROR
+            self._record_node(state, graph, node_id, component_type, status, elapsed_ms)
+        if error is not None:
             if state.failure is None and state.run_id:
                 state.failure = (flow_settings.node_label(graph, node_id), component_type, error)
             self.end_run(run_id, error)
 
     def _record_node(
-        self, state: RunState, node_id: str, component_type: str, status: str, ms: float
+        self, state: RunState, graph: Any, node_id: str, component_type: str, status: str, ms: float
     ) -> None:
-        """One node observation, through a cached bound series: the per-node cost inside a flow is what
-        the 1 % overhead goal is about (docs/performance.md). Never raises."""
+        """One node observation (and its fleet point), through the run's ``NodeSeries``. Never raises."""
         try:
-            dims = None
-            recorder = state.scope if state.scope is not None else get_recorder()
-            if recorder is None or state.pending or not hasattr(recorder, "observe"):
-                dims = self._node_dims(state, node_id, component_type, status)
-                self.record_for(state, NODE_METRIC, ms, dims)
-                return
-            key = (state.flow, node_id, component_type, status, *state.dimensions.items())
-            bound = self._bound.get(key)
-            if bound is None or bound[0] is not recorder:
-                dims = self._node_dims(state, node_id, component_type, status)
-                if len(self._bound) >= MAX_BOUND_SERIES:
-                    self._bound.clear()
-                bound = self._bound[key] = (recorder, recorder.series(NODE_METRIC, dims))
-            if bound[1] is not None:
-                recorder.observe(bound[1], ms)
+            recorder = state.scope if state.scope is not None else state.recorder
+            if recorder is None:
+                recorder = get_recorder()
+            node = state.nodes.get((node_id, status))
+            if node is None or node.recorder is not recorder:
+                node = self._node_series_for(state, graph, node_id, component_type, status, recorder)
+            if node.series is not None and not state.pending:
+                recorder.observe(node.series, ms)
+            else:
+                self.record_for(state, NODE_METRIC, ms, node.dims)
+            if state.fleet_nodes:
+                self._fleet(state, [(contract.FLEET_NODE_METRIC, node.fleet_dims, ms)])
         except Exception:
             return
 
-    @staticmethod
-    def _node_dims(state: RunState, node_id: str, component_type: str, status: str) -> dict[str, str]:
-        return {
+    def _node_series_for(
+        self, state: RunState, graph: Any, node_id: str, component_type: str, status: str, recorder: Any
+    ) -> NodeSeries:
+        """Work out a node's label and dimensions, and bind its series (not while the run's own key is
+        unbound: those observations wait in ``record_for``)."""
+        if getattr(graph, "_is_subgraph", False) is True and state.graph_ref is not None:
+            graph = state.graph_ref() or graph  # a loop body: its node's label in the whole flow
+        label = flow_settings.node_label(graph, node_id)  # readable: the display name (+ a short tail)
+        fleet_dims = {"flow": state.flow, "node": label, "status": status, **state.dimensions}
+        dims = {
             "flow": state.flow,
-            "node": clean_dimension(node_id),
+            "node": clean_dimension(label),
             "component": clean_dimension(component_type),
             "status": status,
             **state.dimensions,
         }
+        if state.pending or recorder is None or not hasattr(recorder, "series"):
+            return NodeSeries(recorder, None, dims, fleet_dims)
+        node = NodeSeries(recorder, recorder.series(NODE_METRIC, dims), dims, fleet_dims)
+        if len(state.nodes) < MAX_NODE_SERIES:
+            state.nodes[(node_id, status)] = node
+        return node
 
     def _streak(self, state: RunState, elapsed_ms: float) -> None:
         try:

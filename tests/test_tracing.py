@@ -427,3 +427,67 @@ def test_a_loop_body_never_joins_a_dead_run_whose_graph_id_was_reused(recorder, 
     nodes = [(dims["flow"], dims["node"]) for _, dims in recorder.named(tracing.NODE_METRIC)]
     assert nodes == [("live", "Body-b"), ("live", "Loop-a")]
     assert [dims for _, dims in recorder.named(tracing.FLOW_METRIC)] == [{"flow": "live", "status": "ok"}]
+
+
+class WeakGraph:
+    """A stand-in graph that, like lfx's ``Graph``, can be weakly referenced (so its node series are kept)."""
+
+    def __init__(self, template) -> None:
+        self.__dict__.update(vars(template))
+
+
+def node_windows(reporter) -> dict[tuple[str, str], int]:
+    """(node, version) → values in the 60 s windows of the node metric, as delivery would send them."""
+    counts: dict[tuple[str, str], int] = {}
+    for window in reporter.storage.collect(force=True):
+        if window.name == tracing.NODE_METRIC and window.period == 60:
+            dims = dict(window.dimensions)
+            key = (dims["node"], dims.get("version", ""))
+            counts[key] = counts.get(key, 0) + window.count
+    return counts
+
+
+def test_runs_of_one_graph_object_reuse_node_series_yet_follow_a_new_flow_dimension_and_reporter(
+    make_reporter, monkeypatch
+):
+    """A node's label, dimensions and bound series are worked out once per graph object (bench row 2: the
+    per-node cost), but never outlive what they were made from: the same graph re-run with another flow
+    dimension (a tweak) reports under the new one, and a new reporter gets the next run's values."""
+    set_mode(monkeypatch, "annotated")
+    first, second = make_reporter(), make_reporter()
+    current = [first]
+    monkeypatch.setattr(tracing, "get_recorder", lambda: current[0])
+    svc = service()
+    graph = WeakGraph(make_graph(annotated=True, dims={"version": "v1"}))
+    asyncio.run(run_flow(svc, graph, ["A-1", "B-2"]))
+    graph._run_id = str(uuid.uuid4())
+    asyncio.run(run_flow(svc, graph, ["A-1", "B-2"]))
+    graph.vertices[1].params["flow_dimensions"] = {"version": "v2"}
+    graph._run_id = str(uuid.uuid4())
+    asyncio.run(run_flow(svc, graph, ["A-1", "B-2"]))
+    current[0] = second
+    graph._run_id = str(uuid.uuid4())
+    asyncio.run(run_flow(svc, graph, ["A-1", "B-2"]))
+    assert node_windows(first) == {("A-1", "v1"): 2, ("B-2", "v1"): 2, ("A-1", "v2"): 1, ("B-2", "v2"): 1}
+    assert node_windows(second) == {("A-1", "v2"): 1, ("B-2", "v2"): 1}
+
+
+def test_node_series_are_kept_no_longer_than_their_graph(make_reporter, monkeypatch):
+    """A server builds a new graph per request: what the monitor keeps for a graph goes with it."""
+    import gc
+    import weakref
+
+    set_mode(monkeypatch, "all")
+    reporter = make_reporter()
+    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
+    svc = service()
+    alive = []
+    for _ in range(20):
+        graph = WeakGraph(make_graph())
+        asyncio.run(run_flow(svc, graph, ["A-1", "B-2"]))
+        alive.append(weakref.ref(graph))
+        del graph
+    gc.collect()
+    assert [ref for ref in alive if ref() is not None] == []
+    assert svc.monitor._node_series.get(WeakGraph(make_graph())) is None
+    assert sum(node_windows(reporter).values()) == 40

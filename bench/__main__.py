@@ -1,9 +1,9 @@
 """``python -m bench [--quick] [--scale X] [--out PATH] [--only N,...]``: run, print and write the table.
 
-Full run: about 15 minutes on an idle 2-core machine. The two flow rows (2 and 11) alternate about 10,000
-runs each, so that round-to-round noise moves their figures by about ±0.5 % rather than ±1 %; the one-shot
-``lfx run`` rows take 13 runs of the CLI. ``--quick`` shrinks every workload about tenfold (a few minutes)
-for a sanity check; its figures are noisier, not different in kind.
+Full run: about 15 minutes on an idle 2-core machine. The two flow rows (2 and 11) time about 4,800 runs
+per flow, three times as many rounds as before, so round-to-round noise moves their figures about 0.6
+times as far (1/√3); the one-shot ``lfx run`` rows take 13 runs of the CLI. ``--quick`` shrinks every
+workload about tenfold (a few minutes) for a sanity check; its figures are noisier, not different in kind.
 """
 
 from __future__ import annotations

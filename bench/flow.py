@@ -326,7 +326,7 @@ async def _measure(rounds: int, runs: int):
     return per_round, every, service, profile
 
 
-def run(scale: float = 1.0, rounds: int = 31) -> Section:
+def run(scale: float = 1.0, rounds: int = 121) -> Section:
     if not FLOW_PATH.exists():
         write_flow()
     runs = max(int(40 * scale), 4)
@@ -352,8 +352,10 @@ def run(scale: float = 1.0, rounds: int = 31) -> Section:
         "loop, the mode switched by swapping the reporter's configuration (`monitor` = `all` / `off`; the "
         "mode is read once per process with the configuration); figure = median over rounds of "
         "median(on)/median(off) − 1 (interquartile range over "
-        f"rounds: {c.quartiles}; 95 % bootstrap interval of the figure: {c.interval}, the spread a rerun "
-        "can show from round-to-round noise alone). On runs keep "
+        f"rounds: {c.quartiles}; 95 % bootstrap interval of the figure over rounds: {c.interval}. The "
+        "interval treats rounds as independent, so it understates a rerun's spread: two reruns differ "
+        "by up to about 1.4 times its half-width, more when the machine's load changes in between). On "
+        "runs keep "
         f"{series} series (10 nodes + the flow). Times are per `run_graph` "
         "call of an already-loaded graph, which makes the flow as cheap as lfx allows; a real flow (an LLM "
         "call takes 100 ms–10 s) makes the same absolute overhead a far smaller share.",

@@ -223,8 +223,8 @@ def run(scale: float = 1.0, rounds: int = 120) -> Section:
         "code, default mode (`annotated`: only the CMS Metric flow is monitored). Figure = median over "
         "rounds of median(A)/median(B) − 1; interquartile range over rounds: "
         f"CMS Metric vs trivial {main.quartiles}, vs same shape {ours.quartiles}, same shape vs trivial "
-        f"{lfx.quartiles}; 95 % bootstrap interval of the row's figure: {main.interval}, the spread a rerun "
-        "can show from round-to-round noise alone. The CMS Metric flow's extra time is the node itself "
+        f"{lfx.quartiles}; 95 % bootstrap interval of the row's figure over rounds: {main.interval} (as "
+        "in row 2, it understates a rerun's spread). The CMS Metric flow's extra time is the node itself "
         "plus monitoring all 11 nodes and the flow (which row 2 measures alone).",
         f"Where the CMS Metric flow's extra time goes — {profile_runs} runs of each flow with "
         "`perf_counter_ns` timers on the plugin's entry points, the `nodes.*` functions the node calls, the "

@@ -238,12 +238,14 @@ def _id_suffix(vertex_id: str) -> str:
 def node_labels(graph: Any) -> dict[str, str]:
     """``node`` dimension of every vertex of ``graph``: its display name, cleaned (``Chat Input`` →
     ``Chat_Input``), plus ``_`` and the id's short stable suffix when another node of the flow has the same
-    display name (``Timer_Start_gw8tY``). Computed once per graph object."""
+    display name (``Timer_Start_gw8tY``). Computed once per graph object, and again when it has gained or
+    lost vertices (an added "Prompt" renames the first one ``Prompt_<tail>``)."""
+    vertices = list(getattr(graph, "vertices", None) or [])
     cached = _node_labels.get(graph)
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] == len(vertices):
+        return cached[1]
     names: dict[str, str] = {}
-    for vertex in list(getattr(graph, "vertices", None) or []):
+    for vertex in vertices:
         vertex_id = str(getattr(vertex, "id", "") or "")
         if not vertex_id:
             continue
@@ -263,7 +265,7 @@ def node_labels(graph: Any) -> dict[str, str]:
         for vertex_id, label in labels.items():
             if seen[label] > 1:
                 labels[vertex_id] = f"{names[vertex_id]}_{clean_dimension(vertex_id)}"
-    _node_labels.put(graph, labels)
+    _node_labels.put(graph, (len(vertices), labels))
     return labels
 
 

@@ -69,6 +69,13 @@ def get_recorder() -> Recorder | None:
     return get_reporter()
 
 
+def _recorder_of(state: RunState) -> Any:
+    """Where a run's observations go: its CMS Metric node's own scope, else the reporter of its start."""
+    if state.scope is not None:
+        return state.scope
+    return state.recorder if state.recorder is not None else get_recorder()
+
+
 def record(name: str, value: float, dimensions: Mapping[str, str]) -> None:
     """Record one value; never raises (a broken metric must never break a flow)."""
     try:
@@ -138,7 +145,9 @@ _current_node: contextvars.ContextVar[tuple[str, str] | None] = contextvars.Cont
 
 
 MAX_NODE_SERIES = 2_000
-"""Node series kept per graph object (two statuses per node); past it, nodes are worked out at each build."""
+"""Node series kept per graph object (two statuses per node); past it, nodes are looked up at each build."""
+MAX_KNOWN_SERIES = 10_000
+"""Node series kept by the monitor across graphs; cleared when full (the reporter caps series anyway)."""
 
 
 def _component_type(component: Any) -> str:
@@ -178,7 +187,10 @@ class FlowMonitor:
         graph's run id, so its nodes carry an id the run did not start with."""
         self._failure_hooks: list[Callable[[RunState], None]] = []
         self._node_series = flow_settings.GraphCache()
-        """Per graph object: ((flow, flow dimensions), {(node id, status): NodeSeries})."""
+        """Per graph object: ((flow, flow dimensions, labels), {(node id, status): NodeSeries})."""
+        self._known: dict[tuple, NodeSeries] = {}
+        """Every NodeSeries by (flow, node label, component, status, *flow dimensions), for new graph
+        objects of a flow already seen."""
 
     def on_run_failed(self, hook: Callable[[RunState], None]) -> None:
         """Call ``hook(run_state)`` when a run ends with an error (record through ``record_for``)."""
@@ -324,19 +336,19 @@ class FlowMonitor:
         return run_id, node_id, _component_type(component), state, graph
 
     def _attach_node_series(self, state: RunState, graph: Any) -> None:
-        """Give the run the node series of its graph object (new ones if its flow label or dimensions
-        changed since the last run of that graph), and read once per run the reporter and whether nodes
-        send fleet points."""
+        """Give the run the node series of its graph object (new ones if its flow label, flow dimensions or
+        node labels changed since the last run of that graph), and read once per run the reporter and
+        whether nodes send fleet points."""
         state.recorder = get_recorder()
         state.fleet_nodes = _fleet_nodes()
         if graph is None or not state.monitored:
             return
-        labels = (state.flow, tuple(state.dimensions.items()))
+        made_for = (state.flow, tuple(state.dimensions.items()), flow_settings.node_labels(graph))
         cached = self._node_series.get(graph)
-        if cached is not None and cached[0] == labels:
+        if cached is not None and cached[0] == made_for:
             state.nodes = cached[1]
         else:
-            self._node_series.put(graph, (labels, state.nodes))
+            self._node_series.put(graph, (made_for, state.nodes))
 
     def node_finished(
         self, component: Any, started: float, error: BaseException | None, context: tuple | None = None
@@ -345,8 +357,8 @@ class FlowMonitor:
 
         ``context`` is ``node_context(component)`` taken when the build started (computed once per node).
         This is the per-node cost inside a flow that the 1 % overhead goal is about (docs/performance.md):
-        after a graph's first run it is one dict lookup and one ``observe``.
-        """
+        one dict lookup and one ``observe`` when the graph object ran before; a new graph object of a flow
+        already seen (a server builds one per request) adds the node's label and one more lookup."""
         run_id, node_id, component_type, state, graph = context or self.node_context(component)
         if state is None:  # A run we never saw start (e.g. a subgraph): label it from its own graph.
             label, monitored, dims, own_credentials, _ = self._describe(graph)
@@ -366,9 +378,7 @@ class FlowMonitor:
     ) -> None:
         """One node observation (and its fleet point), through the run's ``NodeSeries``. Never raises."""
         try:
-            recorder = state.scope if state.scope is not None else state.recorder
-            if recorder is None:
-                recorder = get_recorder()
+            recorder = _recorder_of(state)
             node = state.nodes.get((node_id, status))
             if node is None or node.recorder is not recorder:
                 node = self._node_series_for(state, graph, node_id, component_type, status, recorder)
@@ -384,22 +394,29 @@ class FlowMonitor:
     def _node_series_for(
         self, state: RunState, graph: Any, node_id: str, component_type: str, status: str, recorder: Any
     ) -> NodeSeries:
-        """Work out a node's label and dimensions, and bind its series (not while the run's own key is
-        unbound: those observations wait in ``record_for``)."""
+        """A node's label, dimensions and bound series: from ``_known`` when another graph object of the
+        same flow made them (a server builds a new graph per request), else worked out and bound (not
+        while the run's own key is unbound: those observations wait in ``record_for``)."""
         if getattr(graph, "_is_subgraph", False) is True and state.graph_ref is not None:
             graph = state.graph_ref() or graph  # a loop body: its node's label in the whole flow
         label = flow_settings.node_label(graph, node_id)  # readable: the display name (+ a short tail)
-        fleet_dims = {"flow": state.flow, "node": label, "status": status, **state.dimensions}
-        dims = {
-            "flow": state.flow,
-            "node": clean_dimension(label),
-            "component": clean_dimension(component_type),
-            "status": status,
-            **state.dimensions,
-        }
-        if state.pending or recorder is None or not hasattr(recorder, "series"):
-            return NodeSeries(recorder, None, dims, fleet_dims)
-        node = NodeSeries(recorder, recorder.series(NODE_METRIC, dims), dims, fleet_dims)
+        key = (state.flow, label, component_type, status, *state.dimensions.items())
+        node = self._known.get(key)
+        if node is None or node.recorder is not recorder:
+            fleet_dims = {"flow": state.flow, "node": label, "status": status, **state.dimensions}
+            dims = {
+                "flow": state.flow,
+                "node": clean_dimension(label),
+                "component": clean_dimension(component_type),
+                "status": status,
+                **state.dimensions,
+            }
+            if state.pending or recorder is None or not hasattr(recorder, "series"):
+                return NodeSeries(recorder, None, dims, fleet_dims)
+            node = NodeSeries(recorder, recorder.series(NODE_METRIC, dims), dims, fleet_dims)
+            if len(self._known) >= MAX_KNOWN_SERIES:
+                self._known.clear()
+            self._known[key] = node
         if len(state.nodes) < MAX_NODE_SERIES:
             state.nodes[(node_id, status)] = node
         return node
@@ -408,7 +425,7 @@ class FlowMonitor:
         try:
             if state.pending:
                 return
-            recorder = state.scope if state.scope is not None else get_recorder()
+            recorder = _recorder_of(state)
             streaks = getattr(recorder, "streaks", None)
             if streaks is not None:
                 streaks.observe({"flow": state.flow, **state.dimensions}, state.slow_ms, elapsed_ms)
@@ -421,7 +438,7 @@ class FlowMonitor:
         try:
             if state.pending:
                 return  # the flow's own key is not bound: nothing of it may leave with another key
-            recorder = state.scope if state.scope is not None else get_recorder()
+            recorder = _recorder_of(state)
             stream = getattr(recorder, "events", None)
             config = getattr(get_recorder(), "config", None)
             if stream is None or config is None:
@@ -462,7 +479,7 @@ class FlowMonitor:
         try:
             if state.pending:
                 return
-            recorder = state.scope if state.scope is not None else get_recorder()
+            recorder = _recorder_of(state)
             fleet = getattr(recorder, "fleet", None)
             if fleet is not None:
                 fleet.offer(points)
@@ -477,7 +494,7 @@ class FlowMonitor:
                 if len(state.deferred) < MAX_DEFERRED:
                     state.deferred.append((name, value, dims))
                 return
-            recorder = state.scope if state.scope is not None else get_recorder()
+            recorder = _recorder_of(state)
             if recorder is not None:
                 recorder.record(name, value, dims)
         except Exception:

@@ -289,6 +289,23 @@ def test_bound_series_observe_and_stale_handles_re_resolve(emulator, make_report
     assert first.health()["invalid"] == 2  # the bad name and the NaN
 
 
+def test_asking_for_the_same_bound_series_again_and_again_keeps_memory_flat(make_reporter):
+    """Like prometheus_client's ``labels()``, ``series()`` may be called at every use: the 100,000th call
+    costs no more memory than the first (each call once kept one more lookup key on the series)."""
+    import tracemalloc
+
+    reporter = make_reporter()
+    dims = {"flow": "poem", "node": "Prompt-1"}
+    handle = reporter.series("bound", dims)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(100_000):
+        assert reporter.series("bound", dict(dims)) is handle
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 64_000, f"{grown:,} bytes kept by 100,000 series() calls"
+
+
 def test_exit_delivers_with_credentials_from_the_default_chain(emulator, tmp_path):
     """The chain (here a credentials URI serving STS keys) is resolved when the reporter starts, so the
     exit flush can sign with it: Python refuses new thread machinery once shutdown has begun."""

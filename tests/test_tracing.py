@@ -491,3 +491,42 @@ def test_node_series_are_kept_no_longer_than_their_graph(make_reporter, monkeypa
     assert [ref for ref in alive if ref() is not None] == []
     assert svc.monitor._node_series.get(WeakGraph(make_graph())) is None
     assert sum(node_windows(reporter).values()) == 40
+
+
+def test_a_new_graph_object_per_run_binds_each_node_series_once(make_reporter, monkeypatch):
+    """A server builds a new graph for every request (``lfx serve`` deep-copies it, Langflow rebuilds it):
+    its nodes find the series earlier graphs of the flow bound, rather than validating and binding them
+    again at every build."""
+    set_mode(monkeypatch, "all")
+    reporter = make_reporter()
+    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
+    bound = []
+    series = reporter.series
+    monkeypatch.setattr(reporter, "series", lambda *a, **k: bound.append(a) or series(*a, **k))
+    svc = service()
+    for _ in range(30):
+        asyncio.run(run_flow(svc, WeakGraph(make_graph()), ["A-1", "B-2"]))
+    assert len(bound) == 2
+    assert node_windows(reporter) == {("A-1", ""): 30, ("B-2", ""): 30}
+
+
+def test_a_node_added_with_the_same_name_gets_its_new_label_on_the_graphs_next_run(
+    make_reporter, monkeypatch
+):
+    """Labels are the display name plus a tail only when two nodes share it: a graph object that grows a
+    second "Prompt" renames the first (Prompt → Prompt_aaaaa) from its next run on."""
+    set_mode(monkeypatch, "all")
+    reporter = make_reporter()
+    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
+    svc = service()
+    graph = WeakGraph(make_graph())
+    graph.vertices = [
+        SimpleNamespace(id="Prompt-aaaaa", display_name="Prompt", vertex_type="Prompt", params={})
+    ]
+    asyncio.run(run_flow(svc, graph, ["Prompt-aaaaa"]))
+    graph.vertices.append(
+        SimpleNamespace(id="Prompt-bbbbb", display_name="Prompt", vertex_type="Prompt", params={})
+    )
+    graph._run_id = str(uuid.uuid4())
+    asyncio.run(run_flow(svc, graph, ["Prompt-aaaaa", "Prompt-bbbbb"]))
+    assert node_windows(reporter) == {("Prompt", ""): 1, ("Prompt_aaaaa", ""): 1, ("Prompt_bbbbb", ""): 1}

@@ -162,8 +162,9 @@ class Scope:
                 not dimensions or all(type(v) is str for v in dimensions.values())
             ):
                 key = (name, *dimensions.items()) if dimensions else name
-                self._cache[key] = series
-                series.cache_keys.append(key)
+                if self._cache.get(key) is not series:  # series() again and again must not grow anything
+                    self._cache[key] = series
+                    series.cache_keys.append(key)
         except TypeError:
             pass  # an unhashable dimension value: correct, just not cached
         return series

@@ -249,17 +249,19 @@ def test_record_and_observe_leave_nothing_for_the_garbage_collector(make_reporte
     dims = {"flow": "poem", "node": "Prompt", "status": "ok"}
     handle = reporter.series("gc_free", dims)
     reporter.record("gc_free", 1.0, dims)  # the series exists: what follows is the hot path
-    gc.disable()
-    try:
-        before = gc.get_count()[0]
-        for i in range(10_000):
-            reporter.record("gc_free", float(i), dims)
-            reporter.observe(handle, float(i))
-        grown = gc.get_count()[0] - before
-    finally:
-        gc.enable()
-    assert reporter.storage.waiting() == 20_001
-    assert grown < 100, f"{grown} tracked objects left per 20,000 observations"
+    counts = []
+    for _ in range(3):  # the count is the process's: the fewest of three ignores another thread's moment
+        gc.disable()
+        try:
+            before = gc.get_count()[0]
+            for i in range(10_000):
+                reporter.record("gc_free", float(i), dims)
+                reporter.observe(handle, float(i))
+            counts.append(gc.get_count()[0] - before)
+        finally:
+            gc.enable()
+    assert reporter.storage.waiting() == 60_001
+    assert min(counts) < 100, f"{counts} tracked objects left per 20,000 observations"
 
 
 def test_a_drain_interrupted_between_two_pops_costs_one_observation_not_the_inbox(make_reporter):

@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from langflow_cms.events import EventStream
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.raw import RawScope
 from langflow_cms.pipeline.storage import Scope, Series, Storage
-from langflow_cms.pipeline.window import Window
+from langflow_cms.pipeline.window import BASE_PERIOD, Window
 from langflow_cms.redact import mask_key_id, register_secret
 
 log = logging.getLogger("langflow_cms")
@@ -254,16 +254,22 @@ class Reporter:
                 self.storage.reject(window.name, f"window could not be encoded: {exc}")
         for scope_id, entries in by_scope.items():
             exporter = self._exporters.get(scope_id)
-            if exporter is not None:
+            if exporter is not None and not exporter.persist(entries):  # with a spool: on disk at once
                 exporter.enqueue(entries)
 
-    def _snapshot(self) -> None:
-        """With a spool: the open 300 s windows on disk, so a SIGKILL loses no sealed minute of them."""
+    def _snapshot(self, released: Sequence[Window] = ()) -> None:
+        """With a spool: the open 300 s windows on disk, so a SIGKILL loses no sealed minute of them.
+
+        Taken twice a cycle: before the sealed windows are handed on (with the 300 s ones just released),
+        so a kill during the hand-off finds every sealed minute in the snapshot, and after it, without
+        them. A dead process's snapshot of a window it also handed on is never counted twice (the host
+        journal skips it; without one, the resend carries the same values for the same key)."""
         spool = self._exporters[""].spool
         if spool is None:
             return
+        windows = self.storage.open_rollups() + [w for w in released if w.period > BASE_PERIOD]
         try:
-            spool.save_rollup([w.to_dict() for w in self.storage.open_rollups() if w.scope == ""])
+            spool.save_rollup([w.to_dict() for w in windows if w.scope == ""])
         except (OSError, ValueError) as exc:
             self.storage.warn_once("snapshot", f"could not save the 300 s roll-up snapshot: {exc}")
 
@@ -323,7 +329,9 @@ class Reporter:
         """The minute's work (reader thread): health metrics, collect, encode, snapshot, send."""
         with self._cycle_lock:
             self._record_health()
-            self._export(self.storage.collect())
+            sealed = self.storage.collect()
+            self._snapshot(sealed)
+            self._export(sealed)
             self._send_host()
             self._flush_events()
             self._snapshot()
@@ -379,7 +387,9 @@ class Reporter:
         """Deliver every window that has ended; True when nothing is left undelivered. Any thread."""
         deadline = time.monotonic() + timeout
         with self._cycle_lock:
-            self._export(self.storage.collect())
+            sealed = self.storage.collect()
+            self._snapshot(sealed)
+            self._export(sealed)
             self._send_host(force=True)  # what is known now; a later merge resends the complete windows
             self._flush_events()
             self._snapshot()
@@ -398,7 +408,9 @@ class Reporter:
         self.storage.close()
         self._reader.stop()
         with self._cycle_lock:
-            self._export(self.storage.collect(force=True))
+            sealed = self.storage.collect(force=True)
+            self._snapshot(sealed)
+            self._export(sealed)
             # the last process of the host to close sends everything: it waits its turn as the sender
             self._send_host(force=True, wait=max(deadline - time.monotonic(), 0.0) * 0.6)
             self._flush_events(force=True)

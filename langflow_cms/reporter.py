@@ -47,7 +47,7 @@ from langflow_cms.events import EventStream
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.raw import RawScope
 from langflow_cms.pipeline.storage import Scope, Series, Storage
-from langflow_cms.pipeline.window import BASE_PERIOD, Window
+from langflow_cms.pipeline.window import Window
 from langflow_cms.redact import mask_key_id, register_secret
 
 log = logging.getLogger("langflow_cms")
@@ -257,24 +257,26 @@ class Reporter:
             if exporter is not None and not exporter.persist(entries):  # with a spool: on disk at once
                 exporter.enqueue(entries)
 
-    def _snapshot(self, released: Sequence[Window] = ()) -> None:
+    def _snapshot(self, handing: Sequence[Window] = ()) -> None:
         """With a spool: the open 300 s windows on disk, so a SIGKILL loses no sealed minute of them.
 
-        Taken twice a cycle: before the sealed windows are handed on (with the 300 s ones just released),
-        so a kill during the hand-off finds every sealed minute in the snapshot, and after it, without
-        them. A dead process's snapshot of a window it also handed on is never counted twice (the host
-        journal skips it; without one, the resend carries the same values for the same key)."""
+        Taken twice a cycle: before the sealed windows are handed on, with them (``handing``), so a kill
+        during the hand-off finds them here; and after it, without them. Windows the host journal could
+        not take yet are in both. A dead process's snapshot of a window it also handed on is never
+        counted twice: the host journal skips it by its owner's name; without a journal, the resend
+        carries the same values for the same key."""
         spool = self._exporters[""].spool
         if spool is None:
             return
-        windows = self.storage.open_rollups() + [w for w in released if w.period > BASE_PERIOD]
+        windows = self.storage.open_rollups() + self._unwritten + list(handing)
         try:
             spool.save_rollup([w.to_dict() for w in windows if w.scope == ""])
         except (OSError, ValueError) as exc:
             self.storage.warn_once("snapshot", f"could not save the 300 s roll-up snapshot: {exc}")
 
     def _adopt_orphans(self) -> None:
-        """Send the 300 s windows of processes that died (their snapshots): they can add nothing more."""
+        """Send the windows of processes that died (their snapshots: open 300 s windows, and the sealed
+        ones of a hand-off the kill interrupted): they can add nothing more."""
         spool = self._exporters[""].spool
         if spool is None:
             return
@@ -330,7 +332,8 @@ class Reporter:
         with self._cycle_lock:
             self._record_health()
             sealed = self.storage.collect()
-            self._snapshot(sealed)
+            if sealed:
+                self._snapshot(sealed)
             self._export(sealed)
             self._send_host()
             self._flush_events()
@@ -388,7 +391,8 @@ class Reporter:
         deadline = time.monotonic() + timeout
         with self._cycle_lock:
             sealed = self.storage.collect()
-            self._snapshot(sealed)
+            if sealed:
+                self._snapshot(sealed)
             self._export(sealed)
             self._send_host(force=True)  # what is known now; a later merge resends the complete windows
             self._flush_events()
@@ -409,7 +413,8 @@ class Reporter:
         self._reader.stop()
         with self._cycle_lock:
             sealed = self.storage.collect(force=True)
-            self._snapshot(sealed)
+            if sealed:
+                self._snapshot(sealed)
             self._export(sealed)
             # the last process of the host to close sends everything: it waits its turn as the sender
             self._send_host(force=True, wait=max(deadline - time.monotonic(), 0.0) * 0.6)

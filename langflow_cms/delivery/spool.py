@@ -118,7 +118,8 @@ class Spool:
 
     # --- the 300 s roll-up snapshot -----------------------------------------------------------------------
     def save_rollup(self, windows: list[dict[str, Any]]) -> None:
-        """Replace this owner's snapshot of open 300 s windows (atomically); none left removes it."""
+        """Replace this owner's snapshot of open 300 s windows, and of the sealed ones it is handing on
+        (atomically); none left removes it."""
         path = self.directory / f"rollup-{self.owner}.json"
         if windows:
             self._write(path, windows)  # type: ignore[arg-type]

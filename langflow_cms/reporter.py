@@ -207,6 +207,12 @@ class Reporter:
             return self._make_scope(identity)
 
     # ------------------------------------------------------------------ the cycle
+    def _hand_off(self, sealed: list[Window]) -> None:
+        """Sealed windows to delivery, the snapshot with them first: a kill during the hand-off loses none."""
+        if sealed:
+            self._snapshot(sealed)
+        self._export(sealed)
+
     def _export(self, windows: list[Window]) -> None:
         """Encode sealed windows into entries of their scope's exporter; one bad window costs nothing else.
         Merging per host, the process's own windows go to the host journal instead (its sender sends them)."""
@@ -328,13 +334,10 @@ class Reporter:
                     stream.flush(force=force)
 
     def cycle(self) -> None:
-        """The minute's work (reader thread): health metrics, collect, encode, snapshot, send."""
+        """The minute's work (reader thread): health metrics, collect, hand off, snapshot, send."""
         with self._cycle_lock:
             self._record_health()
-            sealed = self.storage.collect()
-            if sealed:
-                self._snapshot(sealed)
-            self._export(sealed)
+            self._hand_off(self.storage.collect())
             self._send_host()
             self._flush_events()
             self._snapshot()
@@ -390,10 +393,7 @@ class Reporter:
         """Deliver every window that has ended; True when nothing is left undelivered. Any thread."""
         deadline = time.monotonic() + timeout
         with self._cycle_lock:
-            sealed = self.storage.collect()
-            if sealed:
-                self._snapshot(sealed)
-            self._export(sealed)
+            self._hand_off(self.storage.collect())
             self._send_host(force=True)  # what is known now; a later merge resends the complete windows
             self._flush_events()
             self._snapshot()
@@ -412,10 +412,7 @@ class Reporter:
         self.storage.close()
         self._reader.stop()
         with self._cycle_lock:
-            sealed = self.storage.collect(force=True)
-            if sealed:
-                self._snapshot(sealed)
-            self._export(sealed)
+            self._hand_off(self.storage.collect(force=True))
             # the last process of the host to close sends everything: it waits its turn as the sender
             self._send_host(force=True, wait=max(deadline - time.monotonic(), 0.0) * 0.6)
             self._flush_events(force=True)

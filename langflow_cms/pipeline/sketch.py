@@ -40,6 +40,13 @@ def value_of(key: int) -> float:
         return math.inf
 
 
+def rank(q: float, count: int) -> int:
+    """The nearest rank (1-based) of quantile ``q`` among ``count`` values: the smallest value with at least
+    ``q`` of the values at or below it, ``ceil(q * count)``. So the P99 of fewer than 100 values is their
+    maximum. The rule of CloudMonitor's raw-data percentiles as the emulator has them (docs/metrics.md)."""
+    return min(max(1, math.ceil(q * count)), count)
+
+
 class Store:
     """Counts per bin key for one sign, as a dense array starting at ``offset``, at most MAX_BINS long.
 
@@ -126,7 +133,7 @@ class Sketch:
         self.zeros += other.zeros
 
     def quantiles(self, qs: tuple[float, ...], count: int) -> list[float]:
-        """Values at the ranks ``q * (count - 1)`` (lower rank, as DDSketch), for ascending ``qs``."""
+        """Values at the nearest ranks ``rank(q, count)`` (1-based), for ascending ``qs``."""
         bins = [(-value_of(k), n) for k, n in reversed(self.negative.items())]
         if self.zeros:
             bins.append((0.0, self.zeros))
@@ -135,8 +142,8 @@ class Sketch:
         seen, it = 0, iter(bins)
         value = 0.0
         for q in qs:
-            rank = q * (count - 1)
-            while seen <= rank:
+            target = rank(q, count)
+            while seen < target:
                 value, n = next(it)
                 seen += n
             out.append(value)

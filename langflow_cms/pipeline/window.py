@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from langflow_cms.pipeline.sketch import Sketch
+from langflow_cms.pipeline.sketch import Sketch, rank
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 _FLOAT_MAX = sys.float_info.max
@@ -68,10 +68,19 @@ class Window:
             "Maximum": self.high,
             "Average": _finite(self.total / self.count),
         }
-        for key, value in zip(QUANTILE_KEYS, self.sketch.quantiles(QUANTILES, self.count), strict=True):
-            # rounded to 6 significant digits (the URL is the payload), then clamped again, so rounding can
-            # never push P99 above Maximum or P50 below Minimum
-            stats[key] = min(max(float(f"{value:.6g}"), self.low), self.high)
+        for q, key, value in zip(
+            QUANTILES, QUANTILE_KEYS, self.sketch.quantiles(QUANTILES, self.count), strict=True
+        ):
+            # the first and last ranks are the exact min and max (P99 of fewer than 100 values is the slowest
+            # run itself); otherwise rounded to 6 significant digits (the URL is the payload), then clamped
+            # again, so rounding can never push P99 above Maximum or P50 below Minimum
+            at = rank(q, self.count)
+            if at == self.count:
+                stats[key] = self.high
+            elif at == 1:
+                stats[key] = self.low
+            else:
+                stats[key] = min(max(float(f"{value:.6g}"), self.low), self.high)
         return stats
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ a ``version`` for A/B comparison) are saved in the flow JSON, so they reach ever
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 import weakref
 from contextlib import suppress
@@ -144,12 +145,14 @@ def should_monitor(settings: FlowSettings, mode: str | None = None) -> bool:
 
 
 _PATH_LOCALS = ("script_path", "flow_path", "flow")
-"""The locals that hold the flow file in lfx's run paths, in order (see ``source_stem_from_stack``)."""
+"""The locals that hold the flow file in lfx's run paths, in order (see ``source_name_from_stack``)."""
 _PATH_NAMES = frozenset(_PATH_LOCALS)
 
 
-def source_stem_from_stack(max_depth: int = 80) -> str | None:
-    """The stem of the flow file being run, found on the caller's stack.
+def source_name_from_stack(max_depth: int = 80) -> str | None:
+    """The name of the flow being run from a file or a JSON dict, found on the caller's stack: the flow
+    JSON's own ``"name"``, else the file's stem (``lfx run poem_slow.json`` of a flow named "poem" is
+    ``poem``; a ``.py`` graph or a JSON without a name is its stem).
 
     ``lfx run flow.json`` and ``run_flow_from_json("flow.json")`` build the graph with neither a name nor an
     id, and lfx keeps the path only as a local of the running call (``script_path`` in
@@ -172,16 +175,43 @@ def source_stem_from_stack(max_depth: int = 80) -> str | None:
             local_vars = frame.f_locals
             for name in _PATH_LOCALS:
                 candidate = local_vars.get(name)
+                if isinstance(candidate, dict) and isinstance(candidate.get("data"), dict):
+                    own = candidate.get("name")  # a flow passed as its JSON dict
+                    if isinstance(own, str) and own.strip():
+                        return own
                 if isinstance(candidate, str | Path) and str(candidate).lower().endswith((".json", ".py")):
-                    return Path(candidate).stem
+                    path = Path(candidate)
+                    return (_json_flow_name(path) if path.suffix.lower() == ".json" else None) or path.stem
         frame = frame.f_back
         depth += 1
     return None
 
 
+_JSON_NAMES: dict[tuple[str, int, int], str | None] = {}
+"""The ``"name"`` of flow files already read, by (path, mtime, size): a loop of ``run_flow_from_json``
+reads its file once."""
+
+
+def _json_flow_name(path: Path) -> str | None:
+    """The flow JSON's own ``"name"`` (None when it has none or the file cannot be read)."""
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in _JSON_NAMES:
+            if len(_JSON_NAMES) > 256:
+                _JSON_NAMES.clear()
+            data = json.loads(path.read_text(encoding="utf-8"))
+            name = data.get("name") if isinstance(data, dict) else None
+            _JSON_NAMES[key] = name.strip() if isinstance(name, str) and name.strip() else None
+        return _JSON_NAMES[key]
+    except (OSError, ValueError):
+        return None
+
+
 def flow_label(graph: Any, stem: str | None = None) -> str:
     """The ``flow`` dimension: the CMS Metric node's Flow Name if set, else the flow's name, else its id,
-    else the file's stem, else ``unnamed`` — cleaned readably (``New Flow (1)`` → ``New_Flow_1``)."""
+    else ``source`` (the name in the flow file being run, else its stem: ``source_name_from_stack``), else
+    ``unnamed`` — cleaned readably (``New Flow (1)`` → ``New_Flow_1``)."""
     explicit = explicit_flow_name(graph) if graph is not None else ""
     if explicit:
         return explicit

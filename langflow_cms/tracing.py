@@ -679,7 +679,7 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
                 return  # a Loop's iteration (``Graph.create_subgraph``, never ended): part of the open run
             stem = None
             if graph is None or not (getattr(graph, "flow_name", None) or getattr(graph, "flow_id", None)):
-                stem = flow_settings.source_stem_from_stack()
+                stem = flow_settings.source_name_from_stack()
             self.monitor.start_run(str(run_id), graph, stem, session_id)
             _current_run.set(str(run_id))
         except Exception:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from langflow_cms import contract
 from langflow_cms.emulator import Emulator
 
 pytestmark = pytest.mark.slow
@@ -124,6 +125,19 @@ def test_lfx_run_json_poem_success(emulator, env):
     assert count(emulator, "poem_requests", flow="poem", topic="the_sea", version="v1") == 1
     entry = samples(emulator, FLOW, flow="poem")[0]
     assert {"instance", "env"} <= set(entry["dimensions"])
+
+
+def test_a_renamed_copy_of_a_flow_reports_under_the_flows_own_name(emulator, env, tmp_path):
+    """#25: `lfx run poem_slow.json` of a flow named "poem" is flow=poem (its JSON's name comes before the
+    file's stem, docs/metrics.md), so `compare --flow poem` and the flow=poem alarms find its runs."""
+    copy = tmp_path / "poem_slow.json"
+    copy.write_text((FLOWS / "poem.json").read_text(encoding="utf-8"), encoding="utf-8")
+    out = lfx_run(env, copy, "the sea")
+    assert out["success"] is True
+    assert count(emulator, FLOW, flow="poem", status="ok") == 1
+    assert samples(emulator, FLOW, flow="poem_slow") == []
+    fleet = emulator.entries(name=contract.FLEET_FLOW_METRIC)
+    assert fleet and {p["dimensions"]["flow"] for p in fleet} == {"poem"}
 
 
 def test_lfx_run_json_failure_is_reported_as_error(emulator, env):

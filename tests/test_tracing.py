@@ -223,9 +223,9 @@ def test_flow_label_fallbacks():
     assert flow_settings.flow_label(SimpleNamespace(flow_name="a=b,c&d", flow_id=None)) == "a_b_c_d"
 
 
-def test_source_stem_is_found_on_the_stack():
+def test_source_name_is_found_on_the_stack():
     def run_flow(script_path):  # the shape of lfx.run.base.run_flow
-        return flow_settings.source_stem_from_stack()
+        return flow_settings.source_name_from_stack()
 
     from pathlib import Path
 
@@ -237,19 +237,41 @@ def test_source_stem_is_found_on_the_stack():
         def later() -> str:
             return flow
 
-        return flow_settings.source_stem_from_stack() if later() else None
+        return flow_settings.source_name_from_stack() if later() else None
 
     assert load() == "haiku"
 
     def loader():  # the path a free variable of a closure that runs after its maker returned
         flow = "/x/examples/limerick.json"
-        return lambda: (flow, flow_settings.source_stem_from_stack())[1]
+        return lambda: (flow, flow_settings.source_name_from_stack())[1]
 
     assert loader()() == "limerick"
-    script = "flow = '/x/examples/sonnet.json'\nstem = flow_settings.source_stem_from_stack()\n"
+    script = "flow = '/x/examples/sonnet.json'\nstem = flow_settings.source_name_from_stack()\n"
     namespace = {"flow_settings": flow_settings}
     exec(compile(script, "run_my_flow.py", "exec"), namespace)  # a module-level script: flow = ...; run
     assert namespace["stem"] == "sonnet"
+
+
+def test_a_flow_files_own_name_comes_before_its_stem(tmp_path):
+    """#25: node Flow Name, then the flow JSON's "name", then the file stem only when the flow has none."""
+    import json
+
+    named, unnamed = tmp_path / "poem_slow.json", tmp_path / "haiku_copy.json"
+    named.write_text(json.dumps({"name": "poem", "data": {"nodes": [], "edges": []}}), encoding="utf-8")
+    unnamed.write_text(json.dumps({"data": {"nodes": [], "edges": []}}), encoding="utf-8")
+
+    def run_flow(script_path):  # the shape of lfx.run.base.run_flow
+        return flow_settings.source_name_from_stack()
+
+    assert run_flow(named) == "poem"
+    assert run_flow(str(unnamed)) == "haiku_copy"
+
+    def arun_flow_from_json(flow):  # a flow passed as its JSON dict
+        return flow_settings.source_name_from_stack()
+
+    assert arun_flow_from_json({"name": "sonnet", "data": {}}) == "sonnet"
+    graph = SimpleNamespace(flow_name=None, flow_id=None, vertices=[])
+    assert flow_settings.flow_label(graph, run_flow(named)) == "poem"
 
 
 def test_flow_dimensions_are_cleaned_capped_and_cannot_shadow_ours():

@@ -34,6 +34,7 @@ from langflow_cms.readback import (
     count,
     fleet_range,
     group_by,
+    no_runs_note,
     percentiles,
     read,
 )
@@ -183,11 +184,15 @@ def collect(
         return row
 
     node_names = sorted(set(sides["a"]["nodes"]) | set(sides["b"]["nodes"]))
-    notes = [
-        f"no runs of {flow} with {_label(dims)} in this range"
-        for label, dims in (("a", a), ("b", b))
-        if not sides[label]["flow"]["runs"]
-    ]
+    no_runs = not any(sides[label]["flow"]["runs"] for label in sides)
+    if no_runs and not read(reader, contract.FLOW_METRIC, base, **window):
+        notes = [no_runs_note(reader, flow, **window)]
+    else:
+        notes = [
+            f"no runs of {flow} with {_label(dims)} in this range"
+            for label, dims in (("a", a), ("b", b))
+            if not sides[label]["flow"]["runs"]
+        ]
     return {
         "flow": flow,
         "a": dict(a),

@@ -226,6 +226,19 @@ def read(
     return [p for p in points if start_ms < int(p["time"]) <= end_ms]
 
 
+def no_runs_note(reader: Any, flow: str, *, period: int, start_ms: int, end_ms: int) -> str:
+    """What to say when ``flow`` has no runs in the range: which flow names do (a renamed or copied flow,
+    ``poem_slow`` for ``poem``, is found at once): "no runs of 'poem'; flows seen: poem_slow, summarize"."""
+    seen = sorted(
+        {
+            p["dimensions"][contract.FLOW]
+            for p in read(reader, contract.FLOW_METRIC, {}, period=period, start_ms=start_ms, end_ms=end_ms)
+            if contract.FLOW in p["dimensions"]
+        }
+    )
+    return f"no runs of {flow!r} in this range; flows seen: {', '.join(seen) if seen else 'none'}"
+
+
 def fleet_range(start_ms: int, end_ms: int) -> dict[str, int]:
     """Where the fleet stream's percentiles are read (keyword arguments of :func:`read`): its 300 s
     windows whose timestamp lies in the range, widened to at least 300 s so it always holds one window.

@@ -29,6 +29,7 @@ from langflow_cms.readback import (
     count,
     fleet_range,
     group_by,
+    no_runs_note,
     percentiles,
     read,
     total,
@@ -92,6 +93,8 @@ def collect(
         tokens.append({**dict(zip(token_key, key, strict=True)), "tokens": total(group)})
 
     notes = []
+    if flow is not None and not flow_points:
+        notes.append(no_runs_note(reader, flow, **window))
     if not fleet_flows and flow_points:
         notes.append(
             f"no fleet stream ({contract.FLEET_FLOW_METRIC}) in this range: flow percentiles are "
@@ -194,8 +197,10 @@ def render(report: Mapping[str, Any], console: Any, *, by: Sequence[str] = (), b
     else:
         for row in report["flows"]:
             add(row, first)
-    if not report["flows"] and not report["nodes"]:
+    if not report["flows"] and not report["nodes"] and not flow:
         console.print(f"no flow runs in the last {report['range']['minutes']:g} minutes")
+    elif not report["flows"] and not report["nodes"]:
+        pass  # the note names the flows that did run
     else:
         console.print(table)
     if report["tokens"]:

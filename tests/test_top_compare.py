@@ -256,6 +256,19 @@ def test_compare_says_when_a_side_has_no_runs(cli):
     assert report["whole_flow"]["change"]["p50"]["verdict"] == "unknown"
 
 
+def test_top_and_compare_name_the_flows_seen_when_the_flow_has_no_runs(cli):
+    """#25: a flow renamed or copied (poem -> poem_slow) must not silently show nothing."""
+    expected = "no runs of 'poem_slow' in this range; flows seen: poem, summarize"
+    report = json.loads(cli("compare", "--flow", "poem_slow", "version=v1", "version=v2", "--json").stdout)
+    assert report["notes"] == [expected]
+    assert expected in " ".join(
+        cli("compare", "--flow", "poem_slow", "version=v1", "version=v2").stdout.split()
+    )
+    top = json.loads(cli("top", "--flow", "poem_slow", "--json").stdout)
+    assert top["flows"] == [] and expected in top["notes"]
+    assert expected in " ".join(cli("top", "--flow", "poem_slow").stdout.split())
+
+
 def test_compare_noise_is_not_significant(cli):
     report = json.loads(cli("compare", "--flow", "poem", "version=v1", "version=v3", "--json").stdout)
     change = report["whole_flow"]["change"]["p50"]

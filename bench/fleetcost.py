@@ -2,8 +2,9 @@
 
 The real ``FleetStream`` (the default budget, ``LANGFLOW_CMS_FLEET_BUDGET``) is offered every run of three
 simulated minutes on its own clock, spread evenly over each minute; the third minute is the steady state
-(the sample rate adapts from the minute before). Its sink is the real encoder, and the points it hands over
-are split into calls by the real ``batches`` (21 raw entries a call at most), as the exporter sends them.
+(each minute's sample waits in a reservoir until the minute ends). Its sink is the real encoder, and the
+points it hands over are split into calls by the real ``batches`` (21 raw entries a call at most), as the
+exporter sends them.
 Raw points are billed; aggregated entries are not (docs/metrics.md, "The cost").
 """
 
@@ -36,14 +37,14 @@ def points_for(runs_per_minute: int) -> tuple[int, int, float]:
     run = [(contract.FLEET_FLOW_METRIC, dims, 812.0), (contract.FLEET_ERROR_METRIC, {"flow": "poem"}, 0.0)]
     for minute in range(MINUTES):
         if minute == MINUTES - 1:
+            now[0] = minute * 60.0  # the earlier minutes are over: their samples leave now
             stream.flush()
             sent.clear()
         for i in range(runs_per_minute):
             now[0] = minute * 60.0 + i * step
             stream.offer(run)
+    now[0] = MINUTES * 60.0  # the last minute is over: its sample leaves, its rate is known
     stream.flush()
-    now[0] = MINUTES * 60.0  # roll over: the last minute's effective rate
-    stream.offer([])
     entries = [entry for group in sent for entry in group]
     return len(entries), len(list(batches(entries))), stream.effective_rate
 
@@ -71,8 +72,9 @@ def run(scale: float = 1.0) -> Section:
         f"**Fleet stream cost.** The real `FleetStream` with the default budget of {budget} raw points per "
         f"minute per process, offered every run of {MINUTES} simulated minutes (two points a run: duration "
         "and error), counted in the steady third minute; calls are the real `batches` split (21 entries a "
-        f"call). Above {budget // 2} runs a minute the runs are sampled, so the points, the calls and the "
-        "bill stop growing with traffic; the effective rate is reported as `langflow_cms_fleet_sample_rate` "
-        "and exact counts come from the aggregates."
+        f"call). Above {budget // 2} runs a minute the process lowers its rate for the minute (a uniform "
+        "sample of it), so the points, the calls and the bill stop growing with traffic; the rate applied is "
+        "reported as `langflow_cms_fleet_sample_rate` and exact counts come from the aggregates. Several "
+        "processes: measurement 13."
     )
     return Section(rows, details)

@@ -307,9 +307,21 @@ VARIABLES: tuple[Variable, ...] = (
         _number(int, 2, 1_000_000),
         "600",
         "an integer from 2 to 1000000 (raw points per minute per process)",
-        "Raw points a process sends per minute at most (2 per flow run). Above it runs are sampled; the "
-        "effective rate is reported as langflow_cms_fleet_sample_rate. 600 a minute is under one call a "
-        "second (21 points a call), far below the 50-200 calls a second an account may make.",
+        "Raw points a process sends per minute at most (2 per flow run). Above it the process lowers its "
+        "own rate for the minute (a uniform sample of the minute, but its runs then weigh less in the "
+        "fleet's figures: logged once, and langflow_cms_fleet_sample_rate shows the rate applied). 600 a "
+        "minute is under one call a second (21 points a call), far below the 50-200 calls a second an "
+        "account may make.",
+    ),
+    Variable(
+        "LANGFLOW_CMS_FLEET_RATE",
+        "fleet_rate",
+        _number(float, 0.0, 1.0, low_open=True),
+        "1.0",
+        "a number in (0, 1]",
+        "Fraction of flow runs in the fleet stream, the same on every process (chosen by a hash of the run "
+        "id, so every process agrees and the sample stays uniform across the fleet). Set it so the busiest "
+        "process stays under LANGFLOW_CMS_FLEET_BUDGET: rate <= budget / (2 x its runs per minute).",
     ),
     Variable(
         "LANGFLOW_CMS_EVENTS",
@@ -515,6 +527,7 @@ class Config:
     fleet: bool = True
     fleet_nodes: bool = False
     fleet_budget: int = 600
+    fleet_rate: float = 1.0
     max_metrics: int = 200
     queue_size: int = 10000
     max_qps: float = 10.0

@@ -152,6 +152,7 @@ class Reporter:
         if self.config.fleet:
             scope.fleet = FleetStream(
                 budget_per_minute=self.config.fleet_budget,
+                rate=self.config.fleet_rate,
                 group_id=self.config.group_id,
                 common={k: v for k, v in self.common.items() if k != contract.INSTANCE},
                 sink=self._exporters[scope_id].enqueue,

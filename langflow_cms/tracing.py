@@ -482,7 +482,7 @@ class FlowMonitor:
             recorder = _recorder_of(state)
             fleet = getattr(recorder, "fleet", None)
             if fleet is not None:
-                fleet.offer(points)
+                fleet.offer(points, state.run_id)  # by run id: a run's flow and node points go together
         except Exception:
             return
 

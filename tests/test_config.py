@@ -42,6 +42,7 @@ GOOD: dict[str, list[tuple[str, object]]] = {
     "LANGFLOW_CMS_SLS_LOGSTORE": [("flow_runs", "flow_runs")],
     "LANGFLOW_CMS_FLEET_NODES": [("yes", True)],
     "LANGFLOW_CMS_FLEET_BUDGET": [("2", 2), ("10000", 10000)],
+    "LANGFLOW_CMS_FLEET_RATE": [("0.1", 0.1), ("1", 1.0)],
     "LANGFLOW_CMS_EXIT_TIMEOUT": [("0", 0.0), ("2.5", 2.5)],
     "LANGFLOW_CMS_QUEUE_SIZE": [("1", 1), ("200000", 200000)],
     "LANGFLOW_CMS_MAX_QPS": [("0.5", 0.5), ("200", 200.0)],
@@ -90,6 +91,7 @@ BAD: dict[str, list[str]] = {
     "LANGFLOW_CMS_SLS_LOGSTORE": ["Has Space"],
     "LANGFLOW_CMS_FLEET_NODES": ["2"],
     "LANGFLOW_CMS_FLEET_BUDGET": ["1", "-5", "lots"],
+    "LANGFLOW_CMS_FLEET_RATE": ["0", "1.5", "half"],
     "LANGFLOW_CMS_EXIT_TIMEOUT": ["-1", "60", "soon"],
 }
 _FIELD = {v.name: v.field for v in VARIABLES}

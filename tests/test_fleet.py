@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy
 import pytest
 from aliyunsdkcore.client import AcsClient
 
@@ -36,25 +39,61 @@ RUN_POEM = textwrap.dedent(
 )
 
 
-def test_the_budget_caps_points_per_minute_and_sampling_follows_the_load():
+def _place(run_id: str) -> float:
+    """A run's place in [0, 1), computed here: blake2b-64 of the run id (docs/metrics.md)."""
+    return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=8).digest(), "big") / 2.0**64
+
+
+def _stream(sent: list, now: list, **kw):
+    return FleetStream(group_id="0", common={}, sink=sent.extend, clock=lambda: now[0], **kw)
+
+
+def test_the_budget_lowers_the_rate_for_the_minute_instead_of_cutting_its_tail(caplog):
+    """#25: a burst minute whose latency climbs: the budget keeps a uniform sample of the whole minute (the
+    runs with the smallest hashes), not its first runs, says so once, and never sends more than the budget."""
     sent: list[dict] = []
     now = [1_800_000_000.0]
-    fleet = FleetStream(
-        budget_per_minute=100, group_id="0", common={}, sink=sent.extend, clock=lambda: now[0]
-    )
-    point = [("m", {"flow": "f"}, 1.0), ("e", {"flow": "f"}, 0.0)]
-    assert sum(fleet.offer(point) for _ in range(1000)) == 50  # a burst: the first 50 runs fit the budget
-    assert sent == []  # encoded by the reporter thread, not on the flow's path
-    fleet.flush()
-    assert len(sent) == 100
-    now[0] += 60
-    taken = sum(fleet.offer(point) for _ in range(1000))  # as busy as the last minute: ~5 % of runs
-    fleet.flush()
-    assert fleet.effective_rate == 0.05  # the finished minute: 100 of 2,000 points offered
-    assert 20 <= taken <= 50 and len(sent) == 100 + 2 * taken  # never past the budget
-    now[0] += 60
-    fleet.offer(point)
-    assert fleet.rate == 0.05  # what fits 100 points a minute at 2,000 offered
+    fleet = _stream(sent, now, budget_per_minute=100)
+    ids = [f"run-{i}" for i in range(1000)]
+    with caplog.at_level(logging.WARNING, logger="langflow_cms"):
+        for i, run_id in enumerate(ids):
+            now[0] = 1_800_000_000.0 + i * 0.05  # 1,000 runs in 50 s, each slower than the one before
+            fleet.offer([("m", {"flow": "f"}, 100.0 + 2 * i), ("e", {"flow": "f"}, 0.0)], run_id)
+        fleet.flush()
+        assert sent == []  # the minute is not over: its sample is not final yet
+        now[0] += 60
+        fleet.flush()
+        for minute in range(2):  # shedding again: still one log line
+            for run_id in ids:
+                fleet.offer([("m", {"flow": "f"}, 1.0), ("e", {"flow": "f"}, 0.0)], f"{minute}{run_id}")
+            now[0] += 60
+            fleet.flush()
+    first = [json.loads(e["Values"])["value"] for e in sent[:100] if e["MetricName"] == "m"]
+    expected = sorted(ids, key=_place)[:50]
+    assert sorted(first) == sorted(100.0 + 2 * ids.index(r) for r in expected)
+    assert max(first) > 1900 and numpy.median(first) > 600  # the whole minute (first-come: all < 200)
+    assert fleet.effective_rate == pytest.approx(sorted(_place(r) for r in ids)[50], rel=0.2)
+    assert all(len(sent[i : i + 100]) <= 100 for i in range(0, len(sent), 100)) and len(sent) == 300
+    shed = [r for r in caplog.records if "over its budget" in r.getMessage()]
+    assert len(shed) == 1 and "LANGFLOW_CMS_FLEET_RATE" in shed[0].getMessage()
+
+
+def test_every_process_samples_the_same_runs_at_the_fleet_rate():
+    """The choice depends on the run id only: two processes (any order, any load under the budget) keep
+    exactly the runs whose place is below the rate, so their pooled points are a uniform sample."""
+    ids = [f"r{i}" for i in range(2000)]
+    kept = []
+    for order in (ids, ids[::-1]):
+        sent: list[dict] = []
+        now = [1_800_000_000.0]
+        fleet = _stream(sent, now, budget_per_minute=10_000, rate=0.1)
+        for run_id in order:
+            fleet.offer([("m", {"run": run_id}, 1.0)], run_id)
+        fleet.flush(force=True)
+        kept.append({json.loads(e["Dimensions"])["run"] for e in sent})
+        assert fleet.effective_rate == 0.1
+    assert kept[0] == kept[1] == {r for r in ids if _place(r) < 0.1}
+    assert 150 < len(kept[0]) < 250
 
 
 @pytest.mark.slow

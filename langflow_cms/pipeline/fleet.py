@@ -2,16 +2,28 @@
 fleet-wide P50…P99, error rate and run count per flow, across every worker, pod and restart.
 
 Each flow run becomes two raw (``Type=0``) points: its duration on ``langflow_fleet_flow_duration_ms``
-(dimensions ``flow``, ``status``, the flow's own dimensions, ``env``) and 0/1 on ``langflow_fleet_flow_error``
-(whose CMS ``Average`` is the error rate). Raw points are billed, so each process keeps to a budget of
-points per minute (``LANGFLOW_CMS_FLEET_BUDGET``): below it every run is sent; above it runs are sampled at
-the rate that fits the budget, estimated from the previous minute, and never more than the budget is sent.
-The effective rate is reported as ``langflow_cms_fleet_sample_rate``; exact counts come from the per-host
-aggregates. Percentiles and the error rate of a uniform sample are unbiased.
+and 0/1 on ``langflow_fleet_flow_error`` (whose CMS ``Average`` is the error rate).
+
+**Sampling** (docs/metrics.md). CMS pools every point it receives with equal weight, so the points must be
+a uniform sample of all the fleet's runs whatever each process's traffic. Hence one fleet-wide rate
+(``LANGFLOW_CMS_FLEET_RATE``, configured the same on every process): a run is in the sample when the hash
+of its run id, a number in [0, 1), is below the rate. The choice depends on the run alone, never on the
+process or the moment, so every process samples alike and a run's flow and node points are kept or
+dropped together. Raw points are billed, so each process also keeps to a budget of points per minute
+(``LANGFLOW_CMS_FLEET_BUDGET``). Within a minute the candidates wait in a reservoir (until the minute
+ends); when they pass the budget the process *lowers its rate* for that minute: it drops the candidates
+with the largest hashes first, so what it sends is still every run whose hash is below a lower rate, a
+uniform sample of the whole minute (not its first runs). That process is then under-represented in the
+fleet's figures: it reports the rate it applied (``langflow_cms_fleet_sample_rate``, below the configured
+rate only when it shed) and says so in one log line naming the rate that would fit.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
+import itertools
+import logging
 import random
 import threading
 import time
@@ -22,7 +34,17 @@ from langflow_cms import contract
 from langflow_cms.delivery.serializer import raw_entry
 from langflow_cms.naming import check_metric_name, clean_dimensions
 
+log = logging.getLogger("langflow_cms")
+
 Point = tuple[str, Mapping[str, str], float]
+_SCALE = float(1 << 64)
+
+
+def run_hash(run_id: str) -> float:
+    """The run's place in [0, 1): the same in every process and every Python (not ``hash()``, which is
+    seeded per process)."""
+    digest = hashlib.blake2b(run_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SCALE
 
 
 class FleetStream:
@@ -36,37 +58,60 @@ class FleetStream:
         common: Mapping[str, str],
         sink: Callable[[list[dict[str, str]]], None],
         clock: Callable[[], float] = time.time,
+        rate: float = 1.0,
     ) -> None:
         self.budget = budget_per_minute
         self.group_id = group_id
         self.common = dict(common)
         self.sink = sink
         self.clock = clock
-        self.rate = 1.0
-        """Probability of sending a run this minute."""
-        self.effective_rate = 1.0
-        """Points sent / points offered in the last finished minute (``langflow_cms_fleet_sample_rate``)."""
+        self.rate = rate
+        """The fleet-wide sample rate (``LANGFLOW_CMS_FLEET_RATE``): a run is a candidate when its hash is
+        below it."""
+        self.effective_rate = rate
+        """The rate this process applied in the last finished minute (``langflow_cms_fleet_sample_rate``):
+        the fleet rate, or lower when the budget made it shed."""
+        self.shed_minutes = 0
+        """Minutes in which the budget lowered this process's rate below the fleet rate."""
         self._minute = -1
-        self._offered = self._sent = 0
+        self._cut = rate
+        """This minute's rate: candidates with a hash at or above it are out."""
+        self._kept: list[tuple[float, int, list[Point], float]] = []
+        """The minute's reservoir, a heap of (-hash, seq, points, time): the largest hash on top."""
+        self._points = 0
+        self._offered = 0
+        self._seq = itertools.count()
         self._lock = threading.Lock()
         self._pending: deque[tuple[list[Point], float]] = deque()
-        """Sampled runs waiting to be encoded by the reporter thread (off the flow's path)."""
+        """Sampled runs of finished minutes waiting to be encoded by the reporter thread."""
+        self._warned = False
         self.invalid = 0
 
-    def offer(self, points: list[Point]) -> bool:
-        """One run's points: sent whole or not at all, within the budget. True when sent. Never raises."""
+    def offer(self, points: list[Point], key: str | None = None) -> bool:
+        """One run's points (``key``: its run id), sent whole or not at all. True while the run is in this
+        minute's sample (a later, luckier run may still take its place). Never raises."""
+        h = run_hash(key) if key else random.random()
         now = self.clock()
         with self._lock:
             self._roll(int(now // 60))
             self._offered += len(points)
-            if self._sent + len(points) > self.budget or random.random() >= self.rate:
+            if h >= self._cut or not points:
                 return False
-            self._sent += len(points)
-        self._pending.append((points, now))
-        return True
+            heapq.heappush(self._kept, (-h, next(self._seq), points, now))
+            self._points += len(points)
+            kept = True
+            while self._points > self.budget:  # lower this minute's rate: drop the largest hashes first
+                neg, _, dropped, _ = heapq.heappop(self._kept)
+                self._points -= len(dropped)
+                self._cut = -neg
+                kept = kept and dropped is not points
+            return kept
 
     def flush(self, force: bool = False) -> None:
-        """Encode the sampled runs and hand them to the sink (the reporter thread, ``flush``, ``close``)."""
+        """Encode the sampled runs of finished minutes (and the current one with ``force``, at close) and
+        hand them to the sink (the reporter thread, ``flush``, ``close``)."""
+        with self._lock:
+            self._roll(int(self.clock() // 60), force=force)
         pending = self._pending
         for _ in range(len(pending)):
             try:
@@ -95,15 +140,36 @@ class FleetStream:
             self.invalid += 1
             return False
 
-    def _roll(self, minute: int) -> None:
-        if minute == self._minute:
+    def _roll(self, minute: int, force: bool = False) -> None:
+        """Close the minute (under the lock): its reservoir goes to ``_pending`` in time order."""
+        if minute == self._minute and not force:
             return
-        if self._minute >= 0:
-            self.effective_rate = self._sent / self._offered if self._offered else 1.0
-            fresh = minute == self._minute + 1
-            # the next minute's rate: what fits the budget if it is as busy as the last one
-            self.rate = min(1.0, self.budget / self._offered) if fresh and self._offered else 1.0
-        self._minute, self._offered, self._sent = minute, 0, 0
+        if self._minute >= 0 and (self._offered or self._kept):
+            self.effective_rate = self._cut
+            if self._cut < self.rate:
+                self.shed_minutes += 1
+                self._warn()
+            for _, _, points, at in sorted(self._kept, key=lambda item: item[3]):
+                self._pending.append((points, at))
+        self._minute, self._kept, self._points, self._offered, self._cut = minute, [], 0, 0, self.rate
+
+    def _warn(self) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        fits = 0.8 * self.budget / max(self._offered, 1)  # the rate that fits this minute, with headroom
+        log.warning(
+            "langflow-cms: fleet stream over its budget: %d raw points offered in a minute at "
+            "LANGFLOW_CMS_FLEET_RATE=%g, budget %d; this process sent its runs at rate %.3g, so its runs "
+            "weigh less than other processes' in the fleet percentiles and error rate "
+            "(langflow_cms_fleet_sample_rate shows it). Set LANGFLOW_CMS_FLEET_RATE=%.2g or lower on "
+            "every process, or raise LANGFLOW_CMS_FLEET_BUDGET",
+            self._offered,
+            self.rate,
+            self.budget,
+            self._cut,
+            min(fits, self.rate),
+        )
 
 
 class SlowStreaks:

@@ -600,9 +600,13 @@ def _number_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def rule_params(alarm: Alarm, group_id: str = "0") -> dict[str, str]:
-    """The ``PutCustomMetricRule`` parameters of one alarm (names as in the SDK request class)."""
+def rule_params(alarm: Alarm, group_id: str = "0", env: str | None = None) -> dict[str, str]:
+    """The ``PutCustomMetricRule`` parameters of one alarm (names as in the SDK request class). ``env``: the
+    reporter's ``env`` dimension (``LANGFLOW_CMS_ENV``, ``dev`` in development mode), which the fleet series
+    carry, so the rule names it too unless its ``where`` names another."""
     dims = alarm.dimensions()
+    if env:
+        dims.setdefault(contract.ENV, env)
     resource: dict[str, Any] = {"groupId": int(group_id)}
     if dims:
         resource["dimension"] = readback_dimension(dims)
@@ -622,6 +626,26 @@ def rule_params(alarm: Alarm, group_id: str = "0") -> dict[str, str]:
         "EffectiveInterval": alarm.effective_hours,
         "SilenceTime": str(alarm.silence_s),
     }
+
+
+def target_warnings(spec: Spec) -> list[str]:
+    """Rules that name dimensions the series they target do not carry exactly (docs/alarms.md): the fleet
+    series alarms target carry exactly ``contract.FLEET_TARGET_DIMENSIONS`` (and ``env``); a flow's own
+    dimensions ride only on a second series that carries all of them at once. Under exact matching such a
+    rule may watch nothing; under superset matching it works."""
+    out = []
+    for alarm in spec.alarms:
+        exact = set(contract.FLEET_TARGET_DIMENSIONS[alarm.metric]) | {contract.ENV}
+        extra = sorted(set(alarm.dimensions()) - exact)
+        if extra:
+            out.append(
+                f"rule {alarm.rule_id} ({alarm.name}) names {', '.join(extra)}: the series it targets "
+                f"({alarm.metric}) carry exactly {', '.join(contract.FLEET_TARGET_DIMENSIONS[alarm.metric])}"
+                " (and env); the flow's dimensions travel only all together on a second series, so if CMS "
+                "matches exact dimension sets this rule fires only when the flow's Flow Dimensions are "
+                f"exactly {', '.join(extra)} (docs/alarms.md, 'Which series a rule watches')"
+            )
+    return out
 
 
 def readback_dimension(dims: Mapping[str, str]) -> str:
@@ -911,6 +935,12 @@ class AlarmClient:
     def group_id(self) -> str:
         return str(getattr(self.transport.config, "group_id", "0") or "0")
 
+    @property
+    def env(self) -> str | None:
+        """The ``env`` dimension the reporter adds with the same settings (``LANGFLOW_CMS_ENV``; ``dev`` in
+        development mode): the rules name it, so they target exactly the series the reporter sends."""
+        return getattr(self.transport.config, "env", None) or None
+
     def call(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
         """One action with retries; the parsed reply. Raises AlarmError (naming the RAM action on 403)."""
         from aliyunsdkcore.request import RpcRequest
@@ -1066,6 +1096,8 @@ class Plan:
     """Managed rules not in the file that stay because ``--prune`` was not given."""
     kept_events: list[str] = field(default_factory=list)
     """The same for event rules."""
+    warnings: list[str] = field(default_factory=list)
+    """Rules whose dimensions no series carries exactly (``target_warnings``)."""
 
     @property
     def has_changes(self) -> bool:
@@ -1080,13 +1112,14 @@ class Plan:
             "unchanged": self.unchanged,
             "not_pruned": self.kept,
             "not_pruned_event_rules": self.kept_events,
+            "warnings": self.warnings,
             **self.counts(),
         }
 
     def render(self) -> str:
         """A diff: ``+`` create, ``~`` update (old -> new per field), ``-`` delete. Webhooks are masked."""
         sign = {"create": "+", "update": "~", "delete": "-"}
-        lines = []
+        lines = [f"! warning: {warning}" for warning in self.warnings]
         for change in self.changes:
             label = f" ({change.label})" if change.label else ""
             lines.append(f"{sign[change.action]} {change.kind} {change.name}{label}")
@@ -1170,7 +1203,7 @@ def plan(spec: Spec, client: AlarmClient, *, prune: bool = False) -> Plan:
             unchanged.append(f"group {group.name}")
     current_rules = client.rules()
     for alarm in spec.alarms:
-        params = rule_params(alarm, client.group_id)
+        params = rule_params(alarm, client.group_id, client.env)
         wanted = normalise_params(params)
         found = current_rules.get(alarm.rule_id)
         if found is None:
@@ -1194,7 +1227,7 @@ def plan(spec: Spec, client: AlarmClient, *, prune: bool = False) -> Plan:
         else:
             kept.append(rid)
     kept_events = _plan_event_rules(spec, client, changes, unchanged, prune=prune)
-    return Plan(changes, unchanged, kept, kept_events)
+    return Plan(changes, unchanged, kept, kept_events, target_warnings(spec))
 
 
 def _plan_event_rules(

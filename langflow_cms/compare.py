@@ -34,6 +34,7 @@ from langflow_cms.readback import (
     count,
     fleet_range,
     group_by,
+    narrowest,
     no_runs_note,
     percentiles,
     read,
@@ -163,9 +164,9 @@ def collect(
     for label, dims in (("a", a), ("b", b)):
         wanted = {**base, **dims}
         flow_points = read(reader, contract.FLOW_METRIC, wanted, **window)
-        fleet = ok(read(reader, contract.FLEET_FLOW_METRIC, wanted, **fleet_window))
+        fleet = ok(narrowest(read(reader, contract.FLEET_FLOW_METRIC, wanted, **fleet_window), wanted))
         nodes = read(reader, contract.NODE_METRIC, wanted, **window)
-        fleet_nodes = ok(read(reader, contract.FLEET_NODE_METRIC, wanted, **fleet_window))
+        fleet_nodes = ok(narrowest(read(reader, contract.FLEET_NODE_METRIC, wanted, **fleet_window), wanted))
         node_fleet = group_by(fleet_nodes, lambda d: d.get(contract.NODE))
         sides[label] = {
             "flow": _side(flow_points, fleet, accuracy),

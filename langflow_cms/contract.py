@@ -28,17 +28,18 @@ TOKENS_METRIC = "langflow_llm_tokens"
 
 # --- the fleet stream (raw, no instance) --------------------------------------------------------------
 FLEET_FLOW_METRIC = "langflow_fleet_flow_duration_ms"
-"""One raw point per (sampled) flow run, ms. Dimensions: flow, status, flow dimensions, env."""
+"""One raw point per (sampled) flow run, ms. Dimensions: exactly flow, status (+ env), what alarms name; a
+flow with its own dimensions sends the run a second time with them (flow, status, flow dimensions, env)."""
 FLEET_ERROR_METRIC = "langflow_fleet_flow_error"
 """One raw point per (sampled) flow run: 1 failed, 0 ok, so CMS's ``Average`` is the fleet error rate and
-``SampleCount`` the sampled run count. Dimensions: flow, flow dimensions, env."""
+``SampleCount`` the sampled run count. Dimensions: exactly flow (+ env)."""
 FLEET_NODE_METRIC = "langflow_fleet_node_duration_ms"
-"""Optional (``LANGFLOW_CMS_FLEET_NODES``): one raw point per node build. Dimensions: flow, node, status."""
+"""Optional (``LANGFLOW_CMS_FLEET_NODES``): one raw point per node build. Dimensions: exactly flow, node,
+status (+ env); again with the flow dimensions when the flow has some."""
 SLOW_STREAK_METRIC = "langflow_fleet_slow_streak"
 """Raw, one point per flow, process and minute with runs: the longest run of consecutive runs slower than
 the flow's threshold that was reached in that minute (streaks carry over minute boundaries). Dimensions:
-flow, threshold_ms, flow dimensions, env. CMS ``Maximum`` at 60 s is the longest streak of any process."""
-
+exactly flow, threshold_ms (+ env). CMS ``Maximum`` at 60 s is the longest streak of any process."""
 AGGREGATED_METRICS = (FLOW_METRIC, NODE_METRIC, SPAN_METRIC, TOKENS_METRIC)
 FLEET_METRICS = (FLEET_FLOW_METRIC, FLEET_ERROR_METRIC, FLEET_NODE_METRIC, SLOW_STREAK_METRIC)
 
@@ -55,6 +56,15 @@ SPAN, MODEL, DIRECTION, THRESHOLD = "span", "model", "direction", "threshold_ms"
 INSTANCE, ENV, REASON = "instance", "env", "reason"
 OVERFLOW = "cms_overflow"
 OK, ERROR = "ok", "error"
+
+FLEET_TARGET_DIMENSIONS = {
+    FLEET_FLOW_METRIC: (FLOW, STATUS),
+    FLEET_ERROR_METRIC: (FLOW,),
+    FLEET_NODE_METRIC: (FLOW, NODE, STATUS),
+    SLOW_STREAK_METRIC: (FLOW, THRESHOLD),
+}
+"""The dimensions of the fleet series alarms target (plus ``env`` when the reporter sets one): a rule that
+names exactly these matches under exact and under superset matching alike."""
 
 RESERVED_DIMENSIONS = frozenset(
     {FLOW, NODE, NODE_ID, COMPONENT, STATUS, SPAN, MODEL, DIRECTION, THRESHOLD, INSTANCE, ENV, OVERFLOW}

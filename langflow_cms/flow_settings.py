@@ -187,6 +187,30 @@ def source_name_from_stack(max_depth: int = 80) -> str | None:
     return None
 
 
+def served_name_from_stack(flow_id: str, max_depth: int = 80) -> str | None:
+    """Under ``lfx serve``: the title its flow registry holds for ``flow_id`` (the flow JSON's ``"name"``,
+    else the file's stem), found on the caller's stack. ``lfx serve`` gives the graph only the id; the
+    request handler running it holds the registry (a closure variable ``registry`` whose ``_flows`` maps the
+    id to ``(graph, FlowMeta)``). Best effort, like ``source_name_from_stack``: if lfx changes this the
+    flow is labelled by its id, as before."""
+    try:
+        frame = sys._getframe(1)
+    except ValueError:
+        return None
+    depth = 0
+    while frame is not None and depth < max_depth:
+        code = frame.f_code
+        if "registry" in code.co_freevars or "registry" in code.co_varnames:
+            flows = getattr(frame.f_locals.get("registry"), "_flows", None)
+            entry = flows.get(flow_id) if isinstance(flows, dict) else None
+            title = getattr(entry[1], "title", None) if isinstance(entry, tuple) and len(entry) == 2 else None
+            if isinstance(title, str) and title.strip():
+                return title
+        frame = frame.f_back
+        depth += 1
+    return None
+
+
 _JSON_NAMES: dict[tuple[str, int, int], str | None] = {}
 """The ``"name"`` of flow files already read, by (path, mtime, size): a loop of ``run_flow_from_json``
 reads its file once."""
@@ -209,13 +233,14 @@ def _json_flow_name(path: Path) -> str | None:
 
 
 def flow_label(graph: Any, stem: str | None = None) -> str:
-    """The ``flow`` dimension: the CMS Metric node's Flow Name if set, else the flow's name, else its id,
-    else ``source`` (the name in the flow file being run, else its stem: ``source_name_from_stack``), else
-    ``unnamed`` — cleaned readably (``New Flow (1)`` → ``New_Flow_1``)."""
+    """The ``flow`` dimension: the CMS Metric node's Flow Name if set, else the flow's name (the graph's,
+    else ``stem``: the name in the flow file being run or served, else that file's stem, see
+    ``source_name_from_stack`` and ``served_name_from_stack``), else its id, else ``unnamed`` — cleaned
+    readably (``New Flow (1)`` → ``New_Flow_1``)."""
     explicit = explicit_flow_name(graph) if graph is not None else ""
     if explicit:
         return explicit
-    for value in (getattr(graph, "flow_name", None), getattr(graph, "flow_id", None), stem):
+    for value in (getattr(graph, "flow_name", None), stem, getattr(graph, "flow_id", None)):
         if value not in (None, "", "None"):
             return clean_dimension(value)
     return UNNAMED_FLOW

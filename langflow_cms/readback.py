@@ -226,6 +226,24 @@ def read(
     return [p for p in points if start_ms < int(p["time"]) <= end_ms]
 
 
+def narrowest(points: Sequence[Point], keys: Iterable[str]) -> list[Point]:
+    """One fleet series per cell. A flow with its own dimensions sends each run twice: once with exactly
+    ``flow, status`` (what alarms target), once with its dimensions too. Per flow (and node), of the series
+    that carry every one of ``keys``, keep those with the fewest dimensions (``env`` aside); a flow none of
+    whose series carries them all keeps its narrowest ones."""
+    wanted = set(keys)
+
+    def size(p: Point) -> int:
+        return len(set(p["dimensions"]) - {contract.ENV})
+
+    out: list[Point] = []
+    for group in group_by(points, lambda d: (d.get(contract.FLOW), d.get(contract.NODE))).values():
+        fit = [p for p in group if wanted <= set(p["dimensions"])] or group
+        low = min(size(p) for p in fit)
+        out += [p for p in fit if size(p) == low]
+    return out
+
+
 def no_runs_note(reader: Any, flow: str, *, period: int, start_ms: int, end_ms: int) -> str:
     """What to say when ``flow`` has no runs in the range: which flow names do (a renamed or copied flow,
     ``poem_slow`` for ``poem``, is found at once): "no runs of 'poem'; flows seen: poem_slow, summarize"."""
@@ -257,7 +275,7 @@ def fleet_percentiles(
 ) -> dict[str, Percentile]:
     """The fleet stream's percentiles of the ``status=ok`` runs of every series with ``wanted``
     dimensions, over :func:`fleet_range` of the range, by the rule (exact for one cell, else bounds)."""
-    points = read(reader, metric, wanted, **fleet_range(start_ms, end_ms))
+    points = narrowest(read(reader, metric, wanted, **fleet_range(start_ms, end_ms)), wanted)
     ok = [p for p in points if p["dimensions"].get(contract.STATUS, contract.OK) == contract.OK]
     return {statistic: fleet_percentile(ok, statistic) for statistic in statistics}
 
@@ -289,7 +307,12 @@ def rows(
         return tuple(dims.get(c, "") for c in columns)
 
     fleet_by = group_by(
-        (p for p in fleet if p["dimensions"].get(contract.STATUS, contract.OK) == contract.OK), key
+        (
+            p
+            for p in narrowest(fleet, columns)
+            if p["dimensions"].get(contract.STATUS, contract.OK) == contract.OK
+        ),
+        key,
     )
     out = []
     for k, group in sorted(group_by(points, key).items()):

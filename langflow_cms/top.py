@@ -29,6 +29,7 @@ from langflow_cms.readback import (
     count,
     fleet_range,
     group_by,
+    narrowest,
     no_runs_note,
     percentiles,
     read,
@@ -67,7 +68,9 @@ def collect(
 
     flow_points = read(reader, contract.FLOW_METRIC, wanted, **window)
     fleet_flows = [
-        p for p in read(reader, contract.FLEET_FLOW_METRIC, wanted, **fleet_window) if _is(contract.OK)(p)
+        p
+        for p in narrowest(read(reader, contract.FLEET_FLOW_METRIC, wanted, **fleet_window), [*wanted, *by])
+        if _is(contract.OK)(p)
     ]
     flow_columns = [contract.FLOW, *by]
     flow_rows = _rows(flow_points, fleet_flows, flow_columns)
@@ -77,7 +80,11 @@ def collect(
         node_columns = [contract.NODE, contract.COMPONENT, *by]
         node_points = read(reader, contract.NODE_METRIC, wanted, **window)
         fleet_nodes = [
-            p for p in read(reader, contract.FLEET_NODE_METRIC, wanted, **fleet_window) if _is(contract.OK)(p)
+            p
+            for p in narrowest(
+                read(reader, contract.FLEET_NODE_METRIC, wanted, **fleet_window), [*wanted, *by]
+            )
+            if _is(contract.OK)(p)
         ]
         # the fleet node stream has no component dimension: match it by node (and the split columns)
         node_rows = _rows(node_points, fleet_nodes, node_columns, fleet_columns=[contract.NODE, *by])

@@ -95,6 +95,18 @@ class NodeSeries:
     """``recorder.series(NODE_METRIC, dims)``; None when the recorder cannot bind (then ``record`` it)."""
     dims: dict[str, str]
     fleet_dims: dict[str, str]
+    flow_dimensions: bool = False
+    """The flow has its own dimensions: its fleet points go twice (exact for alarms, and with them)."""
+
+    def fleet_points(self, ms: float) -> list[tuple[str, dict[str, str], float]]:
+        """The node build's fleet points: ``{flow, node, status}`` exactly (what a node alarm names), plus
+        the same with the flow's dimensions when it has some."""
+        dims = self.fleet_dims
+        exact = {k: dims[k] for k in (contract.FLOW, contract.NODE, contract.STATUS)}
+        points = [(contract.FLEET_NODE_METRIC, exact, ms)]
+        if self.flow_dimensions:
+            points.append((contract.FLEET_NODE_METRIC, dims, ms))
+        return points
 
 
 @dataclass
@@ -262,17 +274,14 @@ class FlowMonitor:
             status = ERROR if error is not None else OK
             dims = {"flow": state.flow, "status": status, **state.dimensions}
             self.record_for(state, FLOW_METRIC, elapsed_ms, dims)
-            self._fleet(
-                state,
-                [
-                    (contract.FLEET_FLOW_METRIC, dims, elapsed_ms),
-                    (
-                        contract.FLEET_ERROR_METRIC,
-                        {"flow": state.flow, **state.dimensions},
-                        float(error is not None),
-                    ),
-                ],
-            )
+            target = {"flow": state.flow, "status": status}  # exactly what the alarm rules name
+            points = [
+                (contract.FLEET_FLOW_METRIC, target, elapsed_ms),
+                (contract.FLEET_ERROR_METRIC, {"flow": state.flow}, float(error is not None)),
+            ]
+            if state.dimensions:  # per-version (per-topic...) analysis: a second series, never an alarm's
+                points.append((contract.FLEET_FLOW_METRIC, dims, elapsed_ms))
+            self._fleet(state, points)
             self._event(state, elapsed_ms, error)
             if state.slow_ms is not None:
                 self._streak(state, elapsed_ms)
@@ -387,7 +396,7 @@ class FlowMonitor:
             else:
                 self.record_for(state, NODE_METRIC, ms, node.dims)
             if state.fleet_nodes:
-                self._fleet(state, [(contract.FLEET_NODE_METRIC, node.fleet_dims, ms)])
+                self._fleet(state, node.fleet_points(ms))
         except Exception:
             return
 
@@ -411,9 +420,10 @@ class FlowMonitor:
                 "status": status,
                 **state.dimensions,
             }
+            own = bool(state.dimensions)
             if state.pending or recorder is None or not hasattr(recorder, "series"):
-                return NodeSeries(recorder, None, dims, fleet_dims)
-            node = NodeSeries(recorder, recorder.series(NODE_METRIC, dims), dims, fleet_dims)
+                return NodeSeries(recorder, None, dims, fleet_dims, own)
+            node = NodeSeries(recorder, recorder.series(NODE_METRIC, dims), dims, fleet_dims, own)
             if len(self._known) >= MAX_KNOWN_SERIES:
                 self._known.clear()
             self._known[key] = node
@@ -428,7 +438,7 @@ class FlowMonitor:
             recorder = _recorder_of(state)
             streaks = getattr(recorder, "streaks", None)
             if streaks is not None:
-                streaks.observe({"flow": state.flow, **state.dimensions}, state.slow_ms, elapsed_ms)
+                streaks.observe({"flow": state.flow}, state.slow_ms, elapsed_ms)  # what the rule names
         except Exception:
             return
 
@@ -677,9 +687,11 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
             graph = _graph_from_stack()
             if getattr(graph, "_is_subgraph", False) is True:
                 return  # a Loop's iteration (``Graph.create_subgraph``, never ended): part of the open run
-            stem = None
+            stem = None  # the flow's name when the graph has none: from the file run or served
             if graph is None or not (getattr(graph, "flow_name", None) or getattr(graph, "flow_id", None)):
                 stem = flow_settings.source_name_from_stack()
+            elif not getattr(graph, "flow_name", None):
+                stem = flow_settings.served_name_from_stack(str(graph.flow_id))
             self.monitor.start_run(str(run_id), graph, stem, session_id)
             _current_run.set(str(run_id))
         except Exception:

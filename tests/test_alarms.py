@@ -178,6 +178,63 @@ def test_mask_webhook():
     assert alarms.mask_webhook("https://oapi.dingtalk.com/robot/send?access_token=test").endswith("=t****")
 
 
+# --- exact matching: the series each rule targets carry exactly the rule's dimensions ---------------------
+
+POEM = ROOT / "examples" / "flows" / "poem.json"
+
+
+@pytest.mark.slow
+def test_every_example_rule_targets_a_series_with_exactly_its_dimensions(emulator, env, cli_env, tmp_path):
+    """#25: if CMS matches a rule's Resources against series with exactly those dimensions, every alarm of
+    examples/monitoring.toml still watches a series that was sent, whatever the flow's own dimensions."""
+    flow = json.loads(POEM.read_text(encoding="utf-8"))
+    (cms,) = [n for n in flow["data"]["nodes"] if "flow_dimensions" in n["data"]["node"]["template"]]
+    cms["data"]["node"]["template"]["flow_dimensions"]["value"] = {"version": "v2", "topic": "sea"}
+    path = tmp_path / "poem.json"
+    path.write_text(json.dumps(flow), encoding="utf-8")
+    lfx = Path(sys.executable).parent / "lfx"
+    done = subprocess.run(
+        [str(lfx), "run", str(path), "the sea"],
+        env={**env, "LANGFLOW_CMS_SLOW_RUN_MS": "5000"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    sent = {
+        (e["name"], json.dumps(e["dimensions"], sort_keys=True)) for e in emulator.entries() if e["type"] == 0
+    }
+    assert any('"topic": "sea"' in dims for _, dims in sent)  # the flow's dimensions still travel
+
+    assert invoke(cli_env, "apply", EXAMPLE).exit_code == 0
+    rules = alarms.AlarmClient.from_env(cli_env).rules()
+    assert len(rules) == len(alarms.load_spec(EXAMPLE, cli_env).alarms) == 3
+    for rule in rules.values():
+        (resource,) = json.loads(rule["Resources"])
+        wanted = dict(pair.split("=", 1) for pair in resource["dimension"].split("&"))
+        exact = (rule["MetricName"], json.dumps(wanted, sort_keys=True))
+        assert exact in sent, (rule["RuleId"], wanted, sorted(d for m, d in sent if m == rule["MetricName"]))
+
+
+def test_plan_warns_when_a_rule_names_dimensions_no_series_carries_exactly(emulator, cli_env, tmp_path):
+    spec = tmp_path / "m.toml"
+    spec.write_text(
+        EXAMPLE.read_text(encoding="utf-8")
+        + '\n[[alarms]]\nname = "poem-v2-p95"\nflow = "poem"\nstatistic = "P95"\nabove_ms = 3000\n'
+        'contact_groups = ["langflow-oncall"]\nwhere = { version = "v2" }\n',
+        encoding="utf-8",
+    )
+    result = invoke(cli_env, "plan", spec)
+    assert result.exit_code == 2, result.output  # changes to make: nothing was applied yet
+    text = " ".join(result.output.split())
+    assert "poem-v2-p95" in text and "version" in text and "exact" in text
+    assert "warning" in text.lower()
+    plain = " ".join(invoke(cli_env, "plan", EXAMPLE).output.split())
+    assert "warning" not in plain.lower()
+    report = json.loads(invoke(cli_env, "plan", spec, "--json").output)
+    assert len(report["warnings"]) == 1 and "poem-v2-p95" in report["warnings"][0]
+
+
 # --- apply, plan, prune against the emulator ---------------------------------------------------------------
 
 

@@ -326,8 +326,9 @@ def test_lfx_serve_concurrent_requests(emulator, env, tmp_path):
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()
-    # lfx serve knows flows by id only: the `flow` dimension is the id it derived from each file.
-    poem, failing = ids["poem"], ids["poem_failing"]
+    # lfx serve gives the graph only the id; the flow's JSON name comes first, as in every run path (#25)
+    poem, failing = "poem", "poem_failing"
+    assert samples(emulator, FLOW, flow=ids["poem"]) == []
     assert count(emulator, FLOW, flow=poem, status="ok") == 20
     assert count(emulator, FLOW, flow=failing, status="error") == 4
     assert count(emulator, NODE, flow=poem, node="Offline_Poet", status="ok") == 20

@@ -11,9 +11,11 @@ import inspect
 import json
 import sys
 import weakref
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from langflow_cms import contract
@@ -159,12 +161,7 @@ def source_name_from_stack(max_depth: int = 80) -> str | None:
     ``lfx.run.base.run_flow``, ``flow`` in ``aload_flow_from_json``/``arun_flow_from_json``). Reading it is
     best effort: if lfx renames those locals the flow is simply labelled by the next fallback.
     """
-    try:
-        frame = sys._getframe(1)
-    except ValueError:
-        return None
-    depth = 0
-    while frame is not None and depth < max_depth:
+    for frame in _callers(max_depth):
         code = frame.f_code  # f_locals builds a dict of a function's locals: read it only where one may be
         if (
             not code.co_flags & inspect.CO_OPTIMIZED  # a module or class body: its locals are a dict already
@@ -182,8 +179,6 @@ def source_name_from_stack(max_depth: int = 80) -> str | None:
                 if isinstance(candidate, str | Path) and str(candidate).lower().endswith((".json", ".py")):
                     path = Path(candidate)
                     return (_json_flow_name(path) if path.suffix.lower() == ".json" else None) or path.stem
-        frame = frame.f_back
-        depth += 1
     return None
 
 
@@ -193,12 +188,7 @@ def served_name_from_stack(flow_id: str, max_depth: int = 80) -> str | None:
     request handler running it holds the registry (a closure variable ``registry`` whose ``_flows`` maps the
     id to ``(graph, FlowMeta)``). Best effort, like ``source_name_from_stack``: if lfx changes this the
     flow is labelled by its id, as before."""
-    try:
-        frame = sys._getframe(1)
-    except ValueError:
-        return None
-    depth = 0
-    while frame is not None and depth < max_depth:
+    for frame in _callers(max_depth):
         code = frame.f_code
         if "registry" in code.co_freevars or "registry" in code.co_varnames:
             flows = getattr(frame.f_locals.get("registry"), "_flows", None)
@@ -206,9 +196,21 @@ def served_name_from_stack(flow_id: str, max_depth: int = 80) -> str | None:
             title = getattr(entry[1], "title", None) if isinstance(entry, tuple) and len(entry) == 2 else None
             if isinstance(title, str) and title.strip():
                 return title
+    return None
+
+
+def _callers(max_depth: int) -> Iterator[FrameType]:
+    """The frames above the caller of the function that calls this, innermost first, at most
+    ``max_depth``."""
+    try:
+        frame: FrameType | None = sys._getframe(2)
+    except ValueError:
+        return
+    depth = 0
+    while frame is not None and depth < max_depth:
+        yield frame
         frame = frame.f_back
         depth += 1
-    return None
 
 
 _JSON_NAMES: dict[tuple[str, int, int], str | None] = {}

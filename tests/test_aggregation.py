@@ -20,6 +20,18 @@ def exact_quantile(values: list[float], q: float) -> float:
     return float(numpy.percentile(values, 100 * q, method="inverted_cdf"))
 
 
+def assert_nearest_rank(values: list[float]) -> dict:
+    """A window of ``values``: its P50..P99 within the documented error of the nearest rank; its stats."""
+    window = Window("m", (), 0)
+    for value in values:
+        window.add(value)
+    stats = window.statistics()
+    for key, q in (("P50", 0.5), ("P90", 0.9), ("P95", 0.95), ("P99", 0.99)):
+        exact = exact_quantile(values, q)
+        assert abs(stats[key] - exact) <= DOCUMENTED_ACCURACY * abs(exact) + 1e-9, (key, stats[key], exact)
+    return stats
+
+
 @pytest.mark.parametrize(
     "draw",
     [
@@ -32,13 +44,7 @@ def exact_quantile(values: list[float], q: float) -> float:
 def test_percentiles_are_within_the_relative_error(draw):
     rng = random.Random(7)
     values = [draw(rng) for _ in range(50_000)]
-    window = Window("m", (), 0)
-    for value in values:
-        window.add(value)
-    stats = window.statistics()
-    for key, q in (("P50", 0.5), ("P90", 0.9), ("P95", 0.95), ("P99", 0.99)):
-        exact = exact_quantile(values, q)
-        assert abs(stats[key] - exact) <= DOCUMENTED_ACCURACY * abs(exact) + 1e-9, key
+    assert_nearest_rank(values)
 
 
 @pytest.mark.parametrize(
@@ -55,13 +61,7 @@ def test_percentiles_are_within_the_relative_error(draw):
 def test_every_percentile_is_the_nearest_rank(values):
     """#25: P99 of fewer than 100 values is their maximum; every percentile uses the same rule (within the
     sketch's documented relative error, and exact at the maximum)."""
-    window = Window("m", (), 0)
-    for value in values:
-        window.add(value)
-    stats = window.statistics()
-    for key, q in (("P50", 0.5), ("P90", 0.9), ("P95", 0.95), ("P99", 0.99)):
-        exact = exact_quantile(values, q)
-        assert abs(stats[key] - exact) <= DOCUMENTED_ACCURACY * abs(exact), (key, stats[key], exact)
+    stats = assert_nearest_rank(values)
     if len(values) < 100:
         assert stats["P99"] == max(values)
 

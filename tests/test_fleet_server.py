@@ -35,8 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # Langflow's start w
 WORKERS = 3
 CONCURRENCY = 30
 RUNS = {"fleet-a": 100, "fleet-b": 200}
-"""300 runs. 100 and 200 per flow: there the nearest-rank P95 the emulator documents and the sketch's
-lower-rank P95 name the same run (rank 95 of 100, 190 of 200), so 2 % measures the data, not a convention."""
+"""300 runs, 100 and 200 per flow: the emulator and the sketch both take the nearest-rank P95 (rank 95 of 100,
+190 of 200), so 2 % measures the data, not a convention."""
 RUN_BUDGET_S = 150
 """Room the runs need (about 40 s measured on 2 cores) so that all of them fall in one 300 s window."""
 

@@ -12,10 +12,10 @@ import sys
 import textwrap
 import time
 
+import numpy
 import pytest
 
 from langflow_cms.limits import MAX_ENTRIES_PER_CALL
-from langflow_cms.pipeline.sketch import RELATIVE_ACCURACY
 
 
 def by_period(entries, period):
@@ -32,7 +32,6 @@ def test_exact_aggregates_for_both_periods_in_one_call(emulator, make_reporter):
 
     entries = emulator.entries("langflow_flow_duration_ms")
     assert sorted(e["period"] for e in entries) == [60, 300]
-    ordered = sorted(values)
     for entry in entries:
         stats = entry["values"]
         if len(entries) == 2:  # both windows hold everything unless the test straddled a minute
@@ -40,8 +39,9 @@ def test_exact_aggregates_for_both_periods_in_one_call(emulator, make_reporter):
             assert stats["Sum"] == pytest.approx(math.fsum(values), rel=1e-9)
             assert stats["Minimum"] == min(values) and stats["Maximum"] == max(values)
             for key, q in (("P50", 0.5), ("P95", 0.95), ("P99", 0.99)):
-                exact = ordered[int(q * (len(values) - 1))]
-                assert abs(stats[key] - exact) <= RELATIVE_ACCURACY * exact * 1.001
+                # the nearest rank (docs/metrics.md), within the documented 0.75 %: reference computed here
+                exact = float(numpy.percentile(values, 100 * q, method="inverted_cdf"))
+                assert abs(stats[key] - exact) <= 0.0075 * exact * 1.001
         assert entry["time"] % (entry["period"] * 1000) == 0
         assert entry["dimensions"]["flow"] == "poem" and entry["dimensions"]["instance"]
     assert emulator.stats()["rejected"] == 0 and emulator.overwrites() == 0

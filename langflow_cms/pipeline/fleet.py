@@ -175,8 +175,9 @@ class FleetStream:
 class SlowStreaks:
     """Per flow and minute, the longest run of consecutive runs slower than the flow's threshold reached
     in this process (streaks carry over minute boundaries), sent as one raw point per flow and minute on
-    ``langflow_fleet_slow_streak`` {flow, threshold_ms, flow dimensions}. CMS's ``Maximum`` at 60 s is then
-    the longest streak of any one process: "N runs in a row over T" is ``Maximum >= N`` for one period.
+    ``langflow_fleet_slow_streak`` {flow, threshold_ms}, exactly what a ``runs_in_a_row`` rule names.
+    CMS's ``Maximum`` at 60 s is then the longest streak of any one process: "N runs in a row over T" is
+    ``Maximum >= N`` for one period.
     The counting rule is ``alarms.longest_streak``, applied one run at a time.
     """
 

@@ -415,8 +415,8 @@ def export_flow(flow: dict | Path, *, flow_name: str | None = None) -> str:
     """The flow as a standalone Python script (source text); ``ExportError`` names what is unsupported.
 
     ``flow_name`` sets the ``flow`` dimension of the script's metrics. It defaults to what
-    ``lfx run FLOW.json`` reports for the same file — the file's stem — or, for a dict, the flow's name, so
-    both runs report the same series.
+    ``lfx run FLOW.json`` reports for the same file — the flow's own name, else (a flow without one) the
+    file's stem — so both runs report the same series (docs/metrics.md).
     """
     flow_dict, stem = _load(flow)
     data = _graph_data(flow_dict)
@@ -432,7 +432,8 @@ def export_flow(flow: dict | Path, *, flow_name: str | None = None) -> str:
         raise ExportError("the flow has no components")
     edges = [_parse_edge(raw, nodes) for raw in data.get("edges") or []]
     ordered = _topological(nodes, edges)
-    name = flow_name or stem or str(flow_dict.get("name") or "") or "flow"
+    own = flow_dict.get("name")
+    name = flow_name or (own.strip() if isinstance(own, str) else "") or stem or "flow"
 
     taken = set(SCRIPT_NAMES)
     classes, embedded, imports = _classes(ordered, taken)

@@ -93,19 +93,21 @@ def test_starter_round_trips_report_the_same_series(starters, emulator, env, tmp
 
     def both(name: str) -> tuple[str, dict, subprocess.CompletedProcess]:
         key = "".join(c if c.isalnum() else "_" for c in name)
-        flow = tmp_path / f"{key}.json"  # the stem is the `flow` dimension of the JSON run
+        flow = tmp_path / f"{key}.json"  # the flow's own name is the `flow` dimension of the JSON run
         flow.write_text(starters[name].read_text(encoding="utf-8"), encoding="utf-8")
         script = tmp_path / f"{key}_script.py"
         script.write_text(export_flow(flow, flow_name=f"{key}_script"), encoding="utf-8")
         command = {"env": env, "capture_output": True, "text": True, "timeout": 600}
         from_json = subprocess.run([str(lfx), "run", str(flow), "hello"], **command)
         from_script = subprocess.run([str(support.SERVER_PYTHON), str(script), "hello"], **command)
-        return key, json.loads(from_json.stdout.strip().splitlines()[-1]), from_script
+        own = json.loads(flow.read_text(encoding="utf-8")).get("name")
+        label = support.flow_label(own) if own else key  # the file stem only when the flow has no name
+        return label, json.loads(from_json.stdout.strip().splitlines()[-1]), from_script
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(both, names))
     differences = {}
-    for name, (key, from_json, from_script) in zip(names, results, strict=True):
+    for name, (label, from_json, from_script) in zip(names, results, strict=True):
         if from_json["success"]:
             assert from_script.returncode == 0, (name, from_script.stderr[-2000:])
             assert from_script.stdout.rstrip("\n") == from_json["result"], name
@@ -113,8 +115,8 @@ def test_starter_round_trips_report_the_same_series(starters, emulator, env, tmp
             assert from_script.returncode == 1, (name, from_script.stderr[-2000:])
             first_line = from_json["exception_message"].strip().splitlines()[0]
             assert first_line in from_script.stderr, (name, first_line, from_script.stderr[-2000:])
-        expected = series(emulator, key)
-        got = series(emulator, f"{key}_script")
+        expected = series(emulator, label)
+        got = series(emulator, f"{''.join(c if c.isalnum() else '_' for c in name)}_script")
         assert any(metric == NODE for metric, _ in expected), name  # the JSON run got somewhere
         if got != expected:
             differences[name] = {"json only": expected - got, "script only": got - expected}

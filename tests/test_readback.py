@@ -12,6 +12,7 @@ from langflow_cms.readback import (
     fleet_percentile,
     format_table,
     latest_window,
+    narrowest,
     percentiles,
     rows,
     upper_bound,
@@ -175,3 +176,16 @@ def test_fleet_percentiles_read_from_the_emulator(emulator):
     assert found["P95"].kind == "exact" and found["P95"].runs == 20
     assert 180.0 <= found["P95"].value <= 200.0  # the error runs (5000 ms) are not in it
     assert fleet_percentiles(reader, {"flow": "other"}, now - 60_000, now)["P95"].kind == "none"
+
+
+def test_one_fleet_series_per_cell_when_a_flow_sends_its_runs_twice():
+    """#25: a flow with dimensions sends each run on {flow, status} (alarms) and with its dimensions; a
+    whole-flow row reads the first (one exact cell), a per-version row the second."""
+    exact = pt({"flow": "poem", "status": "ok", "env": "dev"}, {"P95": 10.0})
+    v1 = pt({"flow": "poem", "status": "ok", "env": "dev", "version": "v1"}, {"P95": 8.0})
+    v2 = pt({"flow": "poem", "status": "ok", "env": "dev", "version": "v2"}, {"P95": 12.0})
+    plain = pt({"flow": "haiku", "status": "ok"}, {"P95": 5.0})  # no dimensions: one series only
+    points = [exact, v1, v2, plain]
+    assert narrowest(points, ["flow"]) == [exact, plain]
+    assert narrowest(points, ["flow", "version"]) == [v1, v2, plain]
+    assert fleet_percentile(narrowest(points, ["flow"])[:1], "P95").kind == "exact"

@@ -276,5 +276,27 @@ def _logs_text(dialog) -> str:
     return panel.inner_text().strip() if panel.count() else dialog.inner_text().strip()
 
 
+def reopen(url: str, flow_id: str) -> dict:
+    """Open a saved flow on the canvas, as its author does after a restart, and wait while the editor checks
+    the flow against the server's components (it drops edges that no longer fit) and saves it. Returns the
+    number of edges on the canvas."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 2300, "height": 1300})
+        page.set_default_timeout(90_000)
+        try:
+            page.goto(f"{url}/flow/{flow_id}", wait_until="networkidle")
+            page.locator(".react-flow__node").first.wait_for()
+            page.wait_for_timeout(8_000)  # the editor's auto-save waits for a pause in changes
+            return {"edges": page.locator(".react-flow__edge").count()}
+        finally:
+            browser.close()
+
+
 if __name__ == "__main__":
-    print(json.dumps(drive(sys.argv[1], sys.argv[2])), flush=True)
+    if sys.argv[1] == "--open":
+        print(json.dumps(reopen(sys.argv[2], sys.argv[3])), flush=True)
+    else:
+        print(json.dumps(drive(sys.argv[1], sys.argv[2])), flush=True)

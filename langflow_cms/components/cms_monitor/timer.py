@@ -18,10 +18,7 @@ from langflow_cms import nodes
 
 class CmsTimerComponent(Component):
     display_name = "Timer"
-    description = (
-        "Times the part of a flow between a start and a stop Timer with the same span name and reports "
-        "it to CloudMonitor. Passes its input through unchanged."
-    )
+    description = "Legacy: times the part between a start and a stop Timer with the same span name."
     documentation = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
     icon = "timer"
     name = "CmsTimer"
@@ -44,12 +41,20 @@ class CmsTimerComponent(Component):
             display_name="Action",
             options=["start", "stop"],
             value="start",
-            info="start opens the span; stop reports its duration as langflow_span_duration_ms.",
+            info="start opens the span; stop reports its duration to CloudMonitor.",
         ),
     ]
     nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
-    outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
+    outputs = [  # noqa: RUF012 — fixed types, Message first and selected: the same on every start
+        Output(
+            display_name="Output",
+            name="output",
+            method="pass_through",
+            types=list(nodes.PASS_THROUGH_TYPES),
+            selected=nodes.PASS_THROUGH_TYPES[0],
+        )
+    ]
 
     async def pass_through(self) -> Message | Data | DataFrame:
         self.status = nodes.timer_step(self.graph, self.span_name, self.action)

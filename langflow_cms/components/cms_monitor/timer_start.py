@@ -15,10 +15,7 @@ from langflow_cms import nodes
 
 class CmsTimerStartComponent(Component):
     display_name = "Timer Start"
-    description = (
-        "Starts timing here; the Timer Stop placed after it reports the time in between to CloudMonitor "
-        "(langflow_span_duration_ms). Passes its input through unchanged."
-    )
+    description = "Starts timing; the Timer Stop after it reports the time in between to CloudMonitor."
     documentation = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
     icon = "timer"
     name = "CmsTimerStart"
@@ -42,7 +39,15 @@ class CmsTimerStartComponent(Component):
     ]
     nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
-    outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
+    outputs = [  # noqa: RUF012 — fixed types, Message first and selected: the same on every start
+        Output(
+            display_name="Output",
+            name="output",
+            method="pass_through",
+            types=list(nodes.PASS_THROUGH_TYPES),
+            selected=nodes.PASS_THROUGH_TYPES[0],
+        )
+    ]
 
     async def pass_through(self) -> Message | Data | DataFrame:
         self.status = nodes.timer_start_node(self)

@@ -684,9 +684,10 @@ WARNING = "\u26a0"
 def field_titles(values: Mapping[str, Any]) -> dict[str, str]:
     """The titles of the CMS Metric node's Metric Name, Value and Dimensions for the values being edited.
 
-    A setting CMS would refuse is flagged in its field's title (``Metric Name ⚠ not recorded: …``), which the
-    canvas shows on the node at once, before any run and without opening anything; a fixed setting gets its
-    plain title back. The same checks run again on every run (the node's status, ``langflow_cms_invalid``).
+    A setting CMS would refuse is flagged in its field's title (``Metric Name ⚠ not a CMS name``, short enough
+    for the node's width), which the canvas shows on the node at once, before any run and without opening
+    anything; a fixed setting gets its plain title back (the field's help says the rule). The same checks
+    run again on every run (the node's status, ``langflow_cms_invalid``).
     Never raises."""
     titles = dict(FIELD_TITLES)
     with contextlib.suppress(Exception):
@@ -694,18 +695,15 @@ def field_titles(values: Mapping[str, Any]) -> dict[str, str]:
         if not name:
             return titles
         if not METRIC_NAME_RE.fullmatch(name):
-            titles["metric_name"] += f" {WARNING} not recorded: a letter, then letters, digits, _"
+            titles["metric_name"] += f" {WARNING} not a CMS name"
         value = values.get("value")
         if parse_value_spec("" if value is None else str(value))[0] == "invalid":
-            titles["value"] += f" {WARNING} not recorded: a number, {{text}} or {{field}}"
+            titles["value"] += f" {WARNING} not a number"
         items = _dimension_items(values.get("dimensions"))
         dropped = _template_dimensions(items)[1] if items else ()
         if dropped:
             names = ", ".join(key for key, _ in dropped[:3]) + (", …" if len(dropped) > 3 else "")
-            titles["dimensions"] += (
-                f" {WARNING} {len(dropped)} dropped ({names}): at most {MAX_CUSTOM_DIMENSIONS}, "
-                "no reserved names"
-            )
+            titles["dimensions"] += f" {WARNING} {len(dropped)} dropped: {names}"
     return titles
 
 

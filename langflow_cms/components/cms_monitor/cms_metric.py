@@ -20,7 +20,7 @@ METRIC_FIELDS = ("value", "dimensions", "max_values")
 
 class CmsMetricComponent(Component):
     display_name = "CMS Metric"
-    description = "Monitors this flow in Alibaba Cloud CloudMonitor, with an optional business metric."
+    description = "Monitors this flow in CloudMonitor, with an optional business metric."
     documentation = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
     icon = "activity"
     name = "CmsMetric"

@@ -848,3 +848,15 @@ def test_the_logs_tab_gets_one_row_per_part_of_the_status(recorder):
     assert [message for _, message in logged] == metric.status.splitlines()
     assert len(logged) == 3 and logged[0][1].startswith("Recorded runs = 1")
     assert "entries sent to CloudMonitor since start" in logged[-1][1]
+
+
+def test_the_component_dimension_follows_one_style_for_every_node():
+    """Issue 26 §5: `Prompt_Template` sat next to `SplitText` and `ChatInput`. One rule (docs/metrics.md): the
+    node's type as Langflow names it, CamelCase with its words joined; a bundle node's is its class."""
+
+    def of(vertex_type: str) -> str:
+        return tracing._component_type(SimpleNamespace(_vertex=SimpleNamespace(vertex_type=vertex_type)))
+
+    assert of("Prompt Template") == "PromptTemplate"
+    assert of("ChatInput") == "ChatInput" and of("SplitText") == "SplitText"
+    assert of("ext:cms_monitor:CmsTimerStartComponent@official") == "CmsTimerStartComponent"

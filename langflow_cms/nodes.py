@@ -656,6 +656,20 @@ selected type (the handle's colour, what it connects to, what a saved edge recor
 ``PYTHONHASHSEED`` and saved edges were dropped after a restart. Message first: a node dropped between a
 Chat Input and a Prompt or a model connects like Langflow's own pass-through components."""
 
+
+def pass_through_output() -> Any:
+    """Every node's one output, ``output`` (method ``pass_through``), with ``PASS_THROUGH_TYPES``."""
+    from lfx.io import Output  # the canvas classes run inside lfx; the rest of this module does not need it
+
+    return Output(
+        display_name="Output",
+        name="output",
+        method="pass_through",
+        types=list(PASS_THROUGH_TYPES),
+        selected=PASS_THROUGH_TYPES[0],
+    )
+
+
 ABSENT_INPUT_FLAGS = ("password", "trace_as_input", "trace_as_metadata", "tool_mode")
 """Flags lfx reads on every input of a node, several times a build, as ``getattr(input, flag, False)`` or
 ``hasattr(input, flag) and input.flag``. On an input class that does not declare one (a ``StrInput`` has no

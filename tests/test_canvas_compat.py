@@ -44,9 +44,10 @@ def test_the_old_flow_still_holds_the_old_nodes():
     assert templates["TimerStop-poem1"]["action"]["value"] == "stop"
 
 
-def test_a_flow_saved_with_the_old_nodes_loads_and_reports(emulator, env):
+def lfx_run(flow: Path, env: dict) -> tuple[dict, str]:
+    """``lfx run FLOW "the sea"``: its JSON result and its stderr."""
     done = subprocess.run(
-        [str(LFX), "run", str(OLD_FLOW), "the sea"],
+        [str(LFX), "run", str(flow), "the sea"],
         env=env,
         capture_output=True,
         text=True,
@@ -54,8 +55,12 @@ def test_a_flow_saved_with_the_old_nodes_loads_and_reports(emulator, env):
         cwd=REPO,
         check=False,
     )
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["success"] is True, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr[-3000:]
+
+
+def test_a_flow_saved_with_the_old_nodes_loads_and_reports(emulator, env):
+    out, stderr = lfx_run(OLD_FLOW, env)
+    assert out["success"] is True, stderr
     assert count(emulator, "langflow_flow_duration_ms", flow="poem_v0", status="ok") == 1
     assert count(emulator, "langflow_span_duration_ms", flow="poem_v0", span="write", status="ok") == 1
     assert count(emulator, "poem_requests", flow="poem_v0", topic="the_sea", version="v1") == 1
@@ -70,17 +75,8 @@ def test_a_flow_saved_before_the_fixed_output_types_keeps_its_edges_and_reports(
     metric_code = code["CmsMetric-poem1"]
     assert "Max Values per Dimension" in metric_code and "PASS_THROUGH_TYPES" not in metric_code
     assert len(flow["data"]["edges"]) == 6
-    done = subprocess.run(
-        [str(LFX), "run", str(MAIN_FLOW), "the sea"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=REPO,
-        check=False,
-    )
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["success"] is True and out["result"].startswith("Of the sea I sing"), done.stderr[-3000:]
+    out, stderr = lfx_run(MAIN_FLOW, env)
+    assert out["success"] is True and out["result"].startswith("Of the sea I sing"), stderr
     assert count(emulator, "langflow_flow_duration_ms", flow="poem_main", status="ok") == 1
     assert count(emulator, "langflow_span_duration_ms", flow="poem_main", span="write", status="ok") == 1
     assert count(emulator, "poem_requests", flow="poem_main", topic="the_sea") == 1

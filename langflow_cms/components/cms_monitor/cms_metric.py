@@ -7,7 +7,7 @@ Thin on purpose: Langflow saves this source inside every flow, so all logic live
 from typing import Any
 
 from lfx.custom.custom_component.component import Component
-from lfx.io import DictInput, HandleInput, IntInput, Output, SecretStrInput, StrInput
+from lfx.io import DictInput, HandleInput, IntInput, SecretStrInput, StrInput
 from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
@@ -103,15 +103,7 @@ class CmsMetricComponent(Component):
     ]
     nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
-    outputs = [  # noqa: RUF012 — fixed types, Message first and selected: the same on every start
-        Output(
-            display_name="Output",
-            name="output",
-            method="pass_through",
-            types=list(nodes.PASS_THROUGH_TYPES),
-            selected=nodes.PASS_THROUGH_TYPES[0],
-        )
-    ]
+    outputs = [nodes.pass_through_output()]  # noqa: RUF012 — the same types on every start, Message first
 
     def update_build_config(
         self, build_config: dict, field_value: Any, field_name: str | None = None

@@ -5,7 +5,7 @@ Thin on purpose: Langflow saves this source inside every flow, so all logic live
 """
 
 from lfx.custom.custom_component.component import Component
-from lfx.io import HandleInput, Output, StrInput
+from lfx.io import HandleInput, StrInput
 from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
@@ -39,15 +39,7 @@ class CmsTimerStartComponent(Component):
     ]
     nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
-    outputs = [  # noqa: RUF012 — fixed types, Message first and selected: the same on every start
-        Output(
-            display_name="Output",
-            name="output",
-            method="pass_through",
-            types=list(nodes.PASS_THROUGH_TYPES),
-            selected=nodes.PASS_THROUGH_TYPES[0],
-        )
-    ]
+    outputs = [nodes.pass_through_output()]  # noqa: RUF012 — the same types on every start, Message first
 
     async def pass_through(self) -> Message | Data | DataFrame:
         self.status = nodes.timer_start_node(self)

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from langflow_cms import flow_settings
-from langflow_cms.flow_settings import clean_dimension, parse_dimensions
+from langflow_cms.flow_settings import RESERVED_DIMENSIONS, clean_dimension, parse_dimensions
 from langflow_cms.limits import METRIC_NAME_RE
-from langflow_cms.naming import as_number
+from langflow_cms.naming import as_number, clean_key
 from langflow_cms.tracing import MONITOR, SPAN_METRIC, _current_node, get_recorder
 
 VALUE_SOURCES = ("Constant", "Input number", "Input field")
@@ -142,7 +142,10 @@ def _reporter_line(recorder: Any) -> str:
     failed, dropped = health.get("failed", 0) or 0, health.get("dropped", 0) or 0
     sent, queued = health.get("sent", 0) or 0, health.get("queued", 0) or 0
     state = "degraded" if failed or dropped else "healthy"
-    return f"reporter {state}: sent {sent}, queued {queued}, failed {failed}, dropped {dropped}"
+    return (
+        f"reporter {state}: {sent} entries sent to CloudMonitor since start (all flows and the reporter's "
+        f"own health), {queued} queued, {failed} failed, {dropped} dropped"
+    )
 
 
 def use_credentials(
@@ -254,11 +257,47 @@ def parse_value_spec(spec: str) -> tuple[str, Any]:
     return ("constant", number)
 
 
+DROP_REASONS = {
+    "too_many_dimensions": f"at most {MAX_CUSTOM_DIMENSIONS} per business metric (CloudMonitor takes 10 in "
+    "all; flow, flow dimensions, instance and env use the others)",
+    "reserved_dimension": "the name is set by langflow-cms",
+    "bad_dimension_name": "not a usable dimension name",
+}
+"""Why a row of the node's Dimensions was dropped, by the ``reason`` it counts under in
+``langflow_cms_invalid``."""
+
+
 @functools.lru_cache(maxsize=256)
-def _template_dimensions(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, bool], ...]:
-    """(key, template, has placeholders) of the node's Dimensions, parsed once per distinct setting."""
-    parsed = parse_dimensions(dict(items), MAX_CUSTOM_DIMENSIONS, clean_values=False)
-    return tuple((key, template, bool(_PLACEHOLDER.search(template))) for key, template in parsed.items())
+def _template_dimensions(
+    items: tuple[tuple[str, str], ...],
+) -> tuple[tuple[tuple[str, str, bool], ...], tuple[tuple[str, str], ...]]:
+    """The node's Dimensions parsed once per distinct setting: (key, template, has placeholders) of the rows
+    kept, in order, and (key, reason) of the rows dropped (``DROP_REASONS``)."""
+    kept: list[tuple[str, str, bool]] = []
+    dropped: list[tuple[str, str]] = []
+    for key, template in dict(items).items():
+        name = clean_key(key)
+        if not name:
+            dropped.append((str(key)[:40], "bad_dimension_name"))
+        elif name in RESERVED_DIMENSIONS:
+            dropped.append((name, "reserved_dimension"))
+        elif len(kept) >= MAX_CUSTOM_DIMENSIONS:
+            dropped.append((name, "too_many_dimensions"))
+        else:
+            kept.append((name, template, bool(_PLACEHOLDER.search(template))))
+    return tuple(kept), tuple(dropped)
+
+
+def dropped_line(dropped: tuple[tuple[str, str], ...]) -> str:
+    """One status line per reason naming the dimensions dropped (at most 8 names shown, then the count)."""
+    lines = []
+    for reason, why in DROP_REASONS.items():
+        names = [name for name, r in dropped if r == reason]
+        if names:
+            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+            noun = "dimension" if len(names) == 1 else f"{len(names)} dimensions"
+            lines.append(f"Dropped {noun} {shown}: {why} (counted in langflow_cms_invalid)")
+    return "\n".join(lines)
 
 
 def _dimension_items(dimensions: Any) -> tuple[tuple[str, str], ...] | None:
@@ -331,7 +370,7 @@ def _record_metric(
         label, _ = MONITOR.flow_dimensions_for(graph)
         return f"Monitoring flow '{label}' (no custom metric configured)"
     if not METRIC_NAME_RE.fullmatch(name):
-        _count_invalid(name, "not a valid CMS metric name")
+        _count_invalid(name, "not a valid CMS metric name", "bad_metric_name")
         return (
             f"Not recorded: '{name[:64]}' is not a valid CMS metric name "
             "(a letter, then letters, digits or _, at most 64)"
@@ -340,7 +379,7 @@ def _record_metric(
     if value_source is None or value_source not in VALUE_SOURCES:
         kind, detail = parse_value_spec(str(constant if value is None else value))
         if kind == "invalid":
-            _count_invalid(name, "value is not a number")
+            _count_invalid(name, "value is not a number", "not_a_number")
             return f"Not recorded: {detail}"
         if kind == "field":
             fields = input_fields(input_value)
@@ -356,19 +395,24 @@ def _record_metric(
     else:
         number, where = to_number(constant), "constant"
     if number is None:
-        _count_invalid(name, f"no number from {where}")
+        _count_invalid(name, f"no number from {where}", "not_a_number")
         return f"Not recorded: no number for {name} from {where}"
     label, flow_dims = MONITOR.flow_dimensions_for(graph)
     dims = {"flow": label, **flow_dims}
     items = _dimension_items(dimensions)
-    templates = (
+    templates, dropped = (
         _template_dimensions(items)
         if items is not None
-        else tuple(
-            (k, v, True)
-            for k, v in parse_dimensions(dimensions, MAX_CUSTOM_DIMENSIONS, clean_values=False).items()
+        else (
+            tuple(
+                (k, v, True)
+                for k, v in parse_dimensions(dimensions, MAX_CUSTOM_DIMENSIONS, clean_values=False).items()
+            ),
+            (),
         )
     )
+    for _key, reason in dropped:
+        _count_invalid(name, f"a dimension dropped: {DROP_REASONS[reason]}", reason)
     for key, template, dynamic in templates:
         if dynamic:
             if fields is None:
@@ -377,7 +421,8 @@ def _record_metric(
         dims[key] = GUARD.admit(name, key, clean_dimension(template), max_values)
     MONITOR.record_for_graph(graph, name, number, dims)
     shown = ", ".join(f"{k}={v}" for k, v in dims.items())
-    return f"Recorded {name} = {number:g} {{{shown}}}"
+    recorded = f"Recorded {name} = {number:g} {{{shown}}}"
+    return f"{recorded}\n{dropped_line(dropped)}" if dropped else recorded
 
 
 def off_reason() -> str:
@@ -413,12 +458,13 @@ def monitoring_line(graph: Any) -> str:
         return f"Monitoring state unknown ({type(exc).__name__})"
 
 
-def _count_invalid(name: str, why: str) -> None:
-    """A business metric the node could not record counts in ``langflow_cms_invalid`` (logged once)."""
+def _count_invalid(name: str, why: str, reason: str = "") -> None:
+    """A business metric the node could not record counts in ``langflow_cms_invalid`` (logged once), under
+    ``reason`` when given."""
     try:
         storage = getattr(get_recorder(), "storage", None)
         if storage is not None:
-            storage.reject(name, why)
+            storage.reject(name, why, reason)
     except Exception:
         return
 
@@ -488,7 +534,7 @@ def timer_step(graph: Any, span: str, action: str) -> str:
 def _stop(graph: Any, span: str) -> str:
     elapsed = CLOCK.stop(_run_key(graph), span)
     if elapsed is None:
-        _count_invalid(SPAN_METRIC, "timer stop without start")
+        _count_invalid(SPAN_METRIC, "timer stop without start", "stop_without_start")
         return (
             f"Stop without start: span '{span}' was not started in this run; nothing recorded "
             "(counted in langflow_cms_invalid)"
@@ -592,7 +638,7 @@ def timer_stop(graph: Any, vertex_id: str, span_name: Any = "") -> str:
             return _stop(graph, clean_dimension(text))
         start = upstream_start(graph, vertex_id)
         if start is None:
-            _count_invalid(SPAN_METRIC, "timer stop without start")
+            _count_invalid(SPAN_METRIC, "timer stop without start", "stop_without_start")
             return (
                 "Stop without start: no Timer Start runs before this node; nothing recorded "
                 "(counted in langflow_cms_invalid)"
@@ -602,7 +648,28 @@ def timer_stop(graph: Any, vertex_id: str, span_name: Any = "") -> str:
         return f"Span not recorded: internal error ({type(exc).__name__})"
 
 
-# --- the nodes' inputs --------------------------------------------------------------------------------
+# --- the nodes' inputs and outputs ------------------------------------------------------------------
+PASS_THROUGH_TYPES = ("Message", "JSON", "Table")
+"""The types of every node's pass-through output, in this order, the first selected. Declared, not read
+from the method's ``Message | Data | DataFrame``: lfx turns a union into a ``set``, so the order and the
+selected type (the handle's colour, what it connects to, what a saved edge records) changed with
+``PYTHONHASHSEED`` and saved edges were dropped after a restart. Message first: a node dropped between a
+Chat Input and a Prompt or a model connects like Langflow's own pass-through components."""
+
+
+def pass_through_output() -> Any:
+    """Every node's one output, ``output`` (method ``pass_through``), with ``PASS_THROUGH_TYPES``."""
+    from lfx.io import Output  # the canvas classes run inside lfx; the rest of this module does not need it
+
+    return Output(
+        display_name="Output",
+        name="output",
+        method="pass_through",
+        types=list(PASS_THROUGH_TYPES),
+        selected=PASS_THROUGH_TYPES[0],
+    )
+
+
 ABSENT_INPUT_FLAGS = ("password", "trace_as_input", "trace_as_metadata", "tool_mode")
 """Flags lfx reads on every input of a node, several times a build, as ``getattr(input, flag, False)`` or
 ``hasattr(input, flag) and input.flag``. On an input class that does not declare one (a ``StrInput`` has no
@@ -623,6 +690,37 @@ def with_absent_flags(inputs: list[Any]) -> list[Any]:
     return inputs
 
 
+# --- the CMS Metric node while it is edited -----------------------------------------------------------
+FIELD_TITLES = {"metric_name": "Metric Name", "value": "Value", "dimensions": "Dimensions"}
+WARNING = "\u26a0"
+
+
+def field_titles(values: Mapping[str, Any]) -> dict[str, str]:
+    """The titles of the CMS Metric node's Metric Name, Value and Dimensions for the values being edited.
+
+    A setting CMS would refuse is flagged in its field's title (``Metric Name ⚠ not a CMS name``, short enough
+    for the node's width), which the canvas shows on the node at once, before any run and without opening
+    anything; a fixed setting gets its plain title back (the field's help says the rule). The same checks
+    run again on every run (the node's status, ``langflow_cms_invalid``).
+    Never raises."""
+    titles = dict(FIELD_TITLES)
+    with contextlib.suppress(Exception):
+        name = str(values.get("metric_name") or "").strip()
+        if not name:
+            return titles
+        if not METRIC_NAME_RE.fullmatch(name):
+            titles["metric_name"] += f" {WARNING} not a CMS name"
+        value = values.get("value")
+        if parse_value_spec("" if value is None else str(value))[0] == "invalid":
+            titles["value"] += f" {WARNING} not a number"
+        items = _dimension_items(values.get("dimensions"))
+        dropped = _template_dimensions(items)[1] if items else ()
+        if dropped:
+            names = ", ".join(key for key, _ in dropped[:3]) + (", …" if len(dropped) > 3 else "")
+            titles["dimensions"] += f" {WARNING} {len(dropped)} dropped: {names}"
+    return titles
+
+
 # --- the nodes' bodies (the canvas classes call these with themselves) --------------------------------
 def _vertex_id(component: Any) -> str:
     return str(getattr(component, "_id", None) or "")
@@ -637,10 +735,11 @@ def _graph(component: Any) -> Any:
 
 def _tell(component: Any, text: str) -> str:
     """Show ``text`` where the 1.13 canvas shows a component's messages: its status (the output inspector)
-    and, when the canvas is watching the build, its Logs tab. Never raises."""
+    and, when the canvas is watching the build, its Logs tab, one row per line. Never raises."""
     if getattr(component, "_event_manager", None) is not None:
         with contextlib.suppress(Exception):
-            component.log(text, name="CMS")
+            for line in text.splitlines():
+                component.log(line, name="CMS")
     return text
 
 

@@ -385,7 +385,7 @@ class Reporter:
             if exporter.spool is not None and exporter.spool.dropped:
                 totals["dropped:spool_full"] += exporter.spool.dropped
         for key, value in self.storage.stats.items():
-            if key in ("invalid", "folded") or key.startswith("dropped:"):
+            if key in ("invalid", "folded") or key.startswith(("dropped:", "invalid:")):
                 totals[key] += value
         return totals
 
@@ -454,7 +454,7 @@ class Reporter:
             "failed": totals["failed"],
             "dropped": sum(v for k, v in totals.items() if k.startswith("dropped:")),
             "spooled": sum(p["spooled"] for p in parts),
-            "invalid": stats["invalid"],
+            "invalid": sum(v for k, v in list(stats.items()) if k == "invalid" or k.startswith("invalid:")),
             "folded": stats["folded"],
             "clock_steps": stats["clock_steps"],
             "last_success_age_s": round(time.time() - max(successes), 1) if successes else None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
+import re
 import sys
 import threading
 import time
@@ -162,14 +163,21 @@ MAX_KNOWN_SERIES = 10_000
 """Node series kept by the monitor across graphs; cleared when full (the reporter caps series anyway)."""
 
 
+_WORD_SEPARATORS = re.compile(r"[^0-9A-Za-z]+")
+
+
 def _component_type(component: Any) -> str:
-    """The component type, e.g. ``Prompt`` or ``CmsTimerComponent`` for an ``ext:bundle:Class@slot`` node."""
+    """The ``component`` dimension: the node's type as Langflow names it (``ChatInput``, ``SplitText``; the
+    class for an ``ext:bundle:Class@slot`` node, ``CmsTimerStartComponent``), in CamelCase, words joined:
+    ``Prompt Template`` -> ``PromptTemplate`` (one style for every node; docs/metrics.md)."""
     vertex = getattr(component, "_vertex", None)
     vertex_type = str(getattr(vertex, "vertex_type", "") or "")
     if vertex_type.startswith("ext:"):
         vertex_type = vertex_type.split(":", 2)[-1]
     vertex_type = vertex_type.split("@", 1)[0]
-    return vertex_type or getattr(component, "name", None) or type(component).__name__
+    name = vertex_type or getattr(component, "name", None) or type(component).__name__
+    joined = "".join(word[:1].upper() + word[1:] for word in _WORD_SEPARATORS.split(str(name)) if word)
+    return joined or str(name)
 
 
 def _graph_from_stack(max_depth: int = 6) -> Any:

@@ -113,17 +113,28 @@ class LangflowServer:
                 env.pop(key, None)
             else:
                 env[key] = value
-        with self.log_path.open("wb") as log:
+        self.command, self.env = command or [str(LANGFLOW_SH)], env
+        self._start()
+
+    def _start(self) -> None:
+        with self.log_path.open("ab") as log:
             # With LANGFLOW_CMS_ENDPOINT set the script execs langflow: SIGTERM reaches Langflow itself.
             self.process = subprocess.Popen(
-                command or [str(LANGFLOW_SH)],
-                env=env,
+                self.command,
+                env=self.env,
                 cwd=self.workdir,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self._wait_ready()
+
+    def restart(self, extra_env: dict[str, str] | None = None) -> None:
+        """Stop and start again on the same port, config and database (its saved flows), with ``extra_env``
+        added to the environment: what a deploy or a host reboot does."""
+        self.stop()
+        self.env = {**self.env, **(extra_env or {})}
+        self._start()
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -250,6 +261,9 @@ def wait_for_flow(emulator: Any, flow: str, node_components: set[str]) -> tuple[
     return wait_for(arrived, what=f"the duration series of flow {flow!r}")
 
 
+SHARED_SEED = "1"
+
+
 class _Shared:
     """One emulator and one server per test process: Langflow takes ~45 s to start, so the tests share it."""
 
@@ -270,6 +284,7 @@ def shared_server() -> LangflowServer:
     """The running shared server, started (after bootstrapping .venv-server) on first use or after a stop."""
     if _Shared.server is None or not _Shared.server.alive():
         ensure_server_venv()
-        _Shared.server = LangflowServer(shared_emulator().endpoint)
+        # A fixed hash seed: a restart with another one (test_server) then shows what varies with it.
+        _Shared.server = LangflowServer(shared_emulator().endpoint, extra_env={"PYTHONHASHSEED": SHARED_SEED})
         atexit.register(_Shared.server.stop)
     return _Shared.server

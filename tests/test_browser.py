@@ -2,8 +2,11 @@
 
 The flow is built from scratch by drag and drop (no prepared JSON): Chat Input → Timer Stop (no start before
 it: flagged) → Timer Start → CMS Metric (``browser_runs``) → CMS Metric (``bad name!``) → Timer Stop → Chat
-Output. It runs from the Playground; then each node's output inspector (Logs tab) must show, on screen, what
-the node did: the recorded metric, the bad name's reason, the stop without a start, the measured span.
+Output, and Timer Start and the first CMS Metric also wired into a Prompt Template's variables (their
+Message output connects like any pass-through). The bad name is flagged in its field's title as soon as it
+is typed, on the canvas. The flow runs from the Playground; then each node's output inspector (Logs tab)
+must show, on screen, what the node did: the recorded metric, the bad name's reason, the stop without a
+start, the measured span.
 
 Playwright lives in .venv-server (the venv with full Langflow), not in the lfx-only project venv, so this
 file has two halves: the pytest test, which runs under .venv, and the browser driver (``drive``), which the
@@ -50,6 +53,7 @@ GOOD_METRIC = "browser_runs"
 BAD_METRIC = "bad name!"
 SHOTS = (
     "canvas.png",
+    "cms_metric_warning.png",
     "cms_metric_recorded.png",
     "cms_metric_bad_name.png",
     "timer_span.png",
@@ -92,6 +96,12 @@ def test_build_and_run_a_monitored_flow_in_the_browser(tmp_path):
     assert f"Not recorded: '{BAD_METRIC}' is not a valid CMS metric name" in texts["bad"], texts["bad"]
     assert re.search(r"Span 'Timer_Start': \d+(\.\d)? ms", texts["span"]), texts["span"]
     assert "Stop without start: no Timer Start runs before this node" in texts["no_start"], texts["no_start"]
+    assert "entries sent to CloudMonitor since start" in texts["metric"], texts["metric"]
+
+    # Seen on the canvas without opening anything: the bad name's field title; the good one stays plain.
+    assert seen["titles"] == {"bad": "Metric Name \u26a0 not a CMS name", "metric": "Metric Name"}, seen
+    assert seen["edges"] == len(CHAIN) - 1 + len(TO_PROMPT), seen
+    assert (tmp_path / "cms_metric_warning.png").stat().st_size > 1000
 
     # What reached CMS: readable dimensions, the span, and the bad name counted.
     name = server.api("GET", f"/api/v1/flows/{seen['flow_id']}")["name"]
@@ -138,7 +148,13 @@ NODES = [
     ("bad", "CMS", "cms_monitor_cms metric_draggable", 20, 640),
     ("span", "timer", "cms_monitor_timer stop_draggable", 420, 640),
     ("output", "chat output", "input_output_chat output_draggable", 820, 640),
+    ("prompt", "prompt", "models_and_agents_prompt template_draggable", 1220, 640),
 ]
+PROMPT_TEMPLATE = "Answer {question} within {context}"
+TO_PROMPT = {  # plugin node -> the Prompt Template variable it feeds (drawn by drag and drop)
+    "metric": "handle-prompt template-shownode-question-left",
+    "start": "handle-prompt template-shownode-context-left",
+}
 SOURCE = {
     "input": "handle-chatinput-noshownode-chat message-source",
     "metric": "handle-cmsmetriccomponent-shownode-output-right",
@@ -222,11 +238,26 @@ def _drive(page, url: str, shot_dir: Path, expect) -> dict:
         node(source).get_by_test_id(SOURCE[source]).drag_to(node(target).get_by_test_id(TARGET[target]))
     expect(page.locator(".react-flow__edge")).to_have_count(len(CHAIN) - 1)
 
+    # The Prompt Template's variables become input handles once its template names them.
+    node("prompt").get_by_test_id("promptarea_prompt_template").click()
+    page.keyboard.type(PROMPT_TEMPLATE)
+    pane.click(position={"x": 2000, "y": 1200})
+    for source, handle in TO_PROMPT.items():
+        expect(node("prompt").get_by_test_id(handle)).to_be_visible()
+        node(source).get_by_test_id(SOURCE[source]).drag_to(node("prompt").get_by_test_id(handle))
+    edges = len(CHAIN) - 1 + len(TO_PROMPT)
+    expect(page.locator(".react-flow__edge")).to_have_count(edges)
+
+    titles = {}
     for key, metric in (("metric", GOOD_METRIC), ("bad", BAD_METRIC)):
         node(key).get_by_test_id("popover-anchor-input-metric_name").fill(metric)
         # Setting a metric name shows its Value and Dimensions (real_time_refresh + update_build_config).
         expect(node(key).get_by_test_id("title-value")).to_be_visible()
+    expect(node("bad").locator('[data-testid^="title-metric name"]')).to_contain_text("not a CMS name")
     page.wait_for_timeout(1500)  # let the last refresh settle before the run
+    for key in ("metric", "bad"):
+        titles[key] = node(key).locator('[data-testid^="title-metric name"]').inner_text().strip()
+    node("bad").screenshot(path=str(shot_dir / "cms_metric_warning.png"))
 
     page.get_by_test_id("playground-btn-flow-io").click()
     page.get_by_test_id("input-chat-playground").fill(MESSAGE)
@@ -251,7 +282,13 @@ def _drive(page, url: str, shot_dir: Path, expect) -> dict:
         dialog.screenshot(path=str(shot_dir / shot))
         page.keyboard.press("Escape")
         expect(page.get_by_role("dialog")).to_have_count(0)
-    return {"flow_id": flow_id, "node_ids": list(ids.values()), "texts": texts}
+    return {
+        "flow_id": flow_id,
+        "node_ids": list(ids.values()),
+        "texts": texts,
+        "titles": titles,
+        "edges": page.locator(".react-flow__edge").count(),
+    }
 
 
 def _widen_message_column(page, dialog) -> None:
@@ -276,5 +313,27 @@ def _logs_text(dialog) -> str:
     return panel.inner_text().strip() if panel.count() else dialog.inner_text().strip()
 
 
+def reopen(url: str, flow_id: str) -> dict:
+    """Open a saved flow on the canvas, as its author does after a restart, and wait while the editor checks
+    the flow against the server's components (it drops edges that no longer fit) and saves it. Returns the
+    number of edges on the canvas."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 2300, "height": 1300})
+        page.set_default_timeout(90_000)
+        try:
+            page.goto(f"{url}/flow/{flow_id}", wait_until="networkidle")
+            page.locator(".react-flow__node").first.wait_for()
+            page.wait_for_timeout(8_000)  # the editor's auto-save waits for a pause in changes
+            return {"edges": page.locator(".react-flow__edge").count()}
+        finally:
+            browser.close()
+
+
 if __name__ == "__main__":
-    print(json.dumps(drive(sys.argv[1], sys.argv[2])), flush=True)
+    if sys.argv[1] == "--open":
+        print(json.dumps(reopen(sys.argv[2], sys.argv[3])), flush=True)
+    else:
+        print(json.dumps(drive(sys.argv[1], sys.argv[2])), flush=True)

@@ -19,6 +19,9 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_FLOW = REPO / "tests" / "data" / "poem_v0.json"
+MAIN_FLOW = REPO / "tests" / "data" / "poem_main.json"
+"""``examples/flows/poem.json`` as saved before issue 26 (its nodes' code reads the output types from the
+method, the Max Values label and descriptions of then): the same field names and module paths as today."""
 LFX = Path(sys.executable).parent / "lfx"
 
 
@@ -41,9 +44,10 @@ def test_the_old_flow_still_holds_the_old_nodes():
     assert templates["TimerStop-poem1"]["action"]["value"] == "stop"
 
 
-def test_a_flow_saved_with_the_old_nodes_loads_and_reports(emulator, env):
+def lfx_run(flow: Path, env: dict) -> tuple[dict, str]:
+    """``lfx run FLOW "the sea"``: its JSON result and its stderr."""
     done = subprocess.run(
-        [str(LFX), "run", str(OLD_FLOW), "the sea"],
+        [str(LFX), "run", str(flow), "the sea"],
         env=env,
         capture_output=True,
         text=True,
@@ -51,9 +55,29 @@ def test_a_flow_saved_with_the_old_nodes_loads_and_reports(emulator, env):
         cwd=REPO,
         check=False,
     )
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["success"] is True, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr[-3000:]
+
+
+def test_a_flow_saved_with_the_old_nodes_loads_and_reports(emulator, env):
+    out, stderr = lfx_run(OLD_FLOW, env)
+    assert out["success"] is True, stderr
     assert count(emulator, "langflow_flow_duration_ms", flow="poem_v0", status="ok") == 1
     assert count(emulator, "langflow_span_duration_ms", flow="poem_v0", span="write", status="ok") == 1
     assert count(emulator, "poem_requests", flow="poem_v0", topic="the_sea", version="v1") == 1
     assert count(emulator, "langflow_node_duration_ms", flow="poem_v0", status="ok") == 7
+
+
+def test_a_flow_saved_before_the_fixed_output_types_keeps_its_edges_and_reports(emulator, env):
+    """Issue 26: flows saved with the nodes of before (output types read from the method's union; labels and
+    descriptions of then) keep every edge and report the same series with today's installed package."""
+    flow = json.loads(MAIN_FLOW.read_text())
+    code = {n["id"]: n["data"]["node"]["template"]["code"]["value"] for n in flow["data"]["nodes"]}
+    metric_code = code["CmsMetric-poem1"]
+    assert "Max Values per Dimension" in metric_code and "PASS_THROUGH_TYPES" not in metric_code
+    assert len(flow["data"]["edges"]) == 6
+    out, stderr = lfx_run(MAIN_FLOW, env)
+    assert out["success"] is True and out["result"].startswith("Of the sea I sing"), stderr
+    assert count(emulator, "langflow_flow_duration_ms", flow="poem_main", status="ok") == 1
+    assert count(emulator, "langflow_span_duration_ms", flow="poem_main", span="write", status="ok") == 1
+    assert count(emulator, "poem_requests", flow="poem_main", topic="the_sea") == 1
+    assert count(emulator, "langflow_node_duration_ms", flow="poem_main", status="ok") == 7

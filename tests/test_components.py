@@ -215,9 +215,11 @@ def test_a_broken_reporter_never_breaks_the_nodes(monkeypatch):
 class FakeStorage:
     def __init__(self) -> None:
         self.rejected: list[tuple[str, str]] = []
+        self.reasons: list[str] = []
 
-    def reject(self, name, why):
+    def reject(self, name, why, reason=""):
         self.rejected.append((name, why))
+        self.reasons.append(reason)
 
 
 def counting(recorder) -> FakeStorage:
@@ -287,7 +289,10 @@ def test_status_says_whether_the_flow_is_monitored_and_the_reporter_health(recor
     first, *rest = metric.status.splitlines()
     assert first.startswith("Recorded runs = 1 {flow=")
     assert any(line.startswith("Monitoring on: flow ") for line in rest)
-    assert rest[-1] == "reporter healthy: sent 3, queued 1, failed 0, dropped 0"
+    assert rest[-1] == (
+        "reporter healthy: 3 entries sent to CloudMonitor since start (all flows and the reporter's own "
+        "health), 1 queued, 0 failed, 0 dropped"
+    )
 
 
 def test_a_null_reporter_status_names_the_wrong_setting(monkeypatch):
@@ -742,3 +747,116 @@ def test_a_timer_pair_inside_a_loop_body_reports_under_the_flow_in_the_ui_build(
     assert all(not status.startswith(("Stop without start", "Span not")) for status in statuses), statuses
     spans = [dims for name, _, dims in recorder.records if name == tracing.SPAN_METRIC]
     assert spans == [{"flow": "poem", "span": "item", "status": "ok"}] * 2
+
+
+OUTPUTS_SCRIPT = """
+import importlib.util, json, sys
+from pathlib import Path
+out = {}
+for path in sorted(Path(sys.argv[1]).glob("*.py")):
+    spec = importlib.util.spec_from_file_location("_seed_" + path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, cls in vars(module).items():
+        if name.startswith("Cms") and name.endswith("Component"):
+            node = cls(_code=path.read_text()).to_frontend_node()["data"]["node"]
+            out[name] = [[o["name"], o["types"], o["selected"]] for o in node["outputs"]]
+print(json.dumps(out))
+"""
+
+
+def test_every_nodes_output_types_and_selected_type_are_fixed_whatever_the_hash_seed():
+    """Issue 26 §1: the pass-through output carries Message, JSON (Data) and Table (DataFrame), in that order,
+    Message selected, so a node connects to a Prompt or a model like Langflow's own pass-throughs and a
+    saved edge still matches after a restart. Before, lfx read them from the method's union into a set:
+    seed 1 gave JSON first and selected, seed 2 Table."""
+    seen = []
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", OUTPUTS_SCRIPT, str(BUNDLE)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=True,
+        )
+        seen.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    expected = [["output", ["Message", "JSON", "Table"], "Message"]]
+    kinds = ["CmsMetricComponent", "CmsTimerComponent", "CmsTimerStartComponent", "CmsTimerStopComponent"]
+    assert seen[0] == dict.fromkeys(kinds, expected)
+    assert seen[1] == seen[0]
+
+
+def test_twenty_dimension_rows_name_each_drop_and_count_it(make_reporter, emulator, monkeypatch):
+    """Issue 26 §3: 20 Dimensions rows, 4 kept. Before, the other 16 vanished: the status showed only the
+    kept ones and langflow_cms_invalid stayed 0. Now the status names them and why, and each drop counts
+    under reason=too_many_dimensions (a reserved name under reason=reserved_dimension)."""
+    reporter = make_reporter()
+    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
+    monkeypatch.setattr(nodes, "get_recorder", lambda: reporter)
+    set_mode(monkeypatch, "annotated")
+    rows = [{"key": f"dim{i}", "value": f"v{i}"} for i in range(1, 20)] + [{"key": "flow", "value": "x"}]
+    metric = CmsMetric(input_value=Message(text="x"), metric_name="billing_runs", dimensions=rows)
+    assert run_node(metric).text == "x"
+    lines = metric.status.splitlines()
+    assert lines[0].startswith("Recorded billing_runs = 1 {flow=") and "dim4=v4" in lines[0]
+    assert "dim5" not in lines[0]
+    too_many = next(line for line in lines if line.startswith("Dropped 15 dimensions dim5, dim6,"))
+    assert "and 7 more" in too_many and "at most 4" in too_many and "langflow_cms_invalid" in too_many
+    assert any(line.startswith("Dropped dimension flow: ") for line in lines), lines
+    assert reporter.health()["invalid"] == 16
+    reporter._record_health()
+    reporter.close(timeout=10)
+    by_reason: dict[str, float] = {}
+    for entry in emulator.entries(name="langflow_cms_invalid"):
+        if entry["period"] == 60:
+            reason = entry["dimensions"].get("reason", "")
+            by_reason[reason] = by_reason.get(reason, 0) + entry["values"]["Sum"]
+    assert by_reason.get("too_many_dimensions") == 15 and by_reason.get("reserved_dimension") == 1, by_reason
+
+
+def test_a_setting_cms_would_refuse_is_flagged_in_the_field_title_while_editing():
+    """Issue 26 §2: `my metric` looked exactly like a success on the canvas. The edit-time refresh of the
+    node now puts the problem in the field's title, visible on the node; fixing it restores the title."""
+    component = CmsMetric()
+    fields = ("metric_name", "value", "dimensions", "max_values")
+    config = {name: {"show": name == "metric_name", "value": "", "display_name": "x"} for name in fields}
+
+    def edit(field: str, value):  # as the canvas does: the template holds the new value, then the refresh
+        config[field]["value"] = value
+        return component.update_build_config(config, value, field)
+
+    config = edit("metric_name", "my metric")
+    assert config["metric_name"]["display_name"] == "Metric Name \u26a0 not a CMS name"
+    assert config["value"]["display_name"] == "Value" and config["dimensions"]["display_name"] == "Dimensions"
+    config = edit("value", "lots")
+    assert config["value"]["display_name"] == "Value \u26a0 not a number"
+    rows = [{"key": f"d{i}", "value": "x"} for i in range(6)]
+    config = edit("dimensions", rows)
+    assert config["dimensions"]["display_name"] == "Dimensions \u26a0 2 dropped: d4, d5"
+    config = edit("metric_name", "my_metric")
+    assert config["metric_name"]["display_name"] == "Metric Name"
+
+
+def test_the_logs_tab_gets_one_row_per_part_of_the_status(recorder):
+    """Issue 26 §4: the Logs text was one run-on line (what was recorded, the flow, the reporter)."""
+    logged = []
+    metric = CmsMetric(input_value=Message(text="x"), metric_name="runs")
+    metric._event_manager = object()
+    metric.log = lambda message, name=None: logged.append((name, message))
+    run_node(metric)
+    assert [message for _, message in logged] == metric.status.splitlines()
+    assert len(logged) == 3 and logged[0][1].startswith("Recorded runs = 1")
+    assert "entries sent to CloudMonitor since start" in logged[-1][1]
+
+
+def test_the_component_dimension_follows_one_style_for_every_node():
+    """Issue 26 §5: `Prompt_Template` sat next to `SplitText` and `ChatInput`. One rule (docs/metrics.md): the
+    node's type as Langflow names it, CamelCase with its words joined; a bundle node's is its class."""
+
+    def of(vertex_type: str) -> str:
+        return tracing._component_type(SimpleNamespace(_vertex=SimpleNamespace(vertex_type=vertex_type)))
+
+    assert of("Prompt Template") == "PromptTemplate"
+    assert of("ChatInput") == "ChatInput" and of("SplitText") == "SplitText"
+    assert of("ext:cms_monitor:CmsTimerStartComponent@official") == "CmsTimerStartComponent"

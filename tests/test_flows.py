@@ -116,7 +116,7 @@ def test_lfx_run_json_poem_success(emulator, env):
     assert count(emulator, FLOW, flow="poem", status="ok", version="v1") == 1
     for node in ("ChatInput", "CmsMetric", "TimerStart", "Prompt", "OfflinePoet", "TimerStop", "ChatOutput"):
         assert count(emulator, NODE, flow="poem", node=POEM_NODES[node], status="ok", version="v1") == 1, node
-    assert count(emulator, NODE, node="Prompt_Template", component="Prompt_Template") == 1
+    assert count(emulator, NODE, node="Prompt_Template", component="PromptTemplate") == 1
     assert count(emulator, SPAN, flow="poem", span="write", status="ok") == 1
     assert minimum(emulator, SPAN, span="write") >= minimum(emulator, NODE, node="Offline_Poet")
     assert minimum(emulator, FLOW, flow="poem") >= minimum(emulator, SPAN, span="write")

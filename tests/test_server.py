@@ -7,8 +7,12 @@ Langflow's own trace view must keep working, since our tracing service replaces 
 
 from __future__ import annotations
 
+import itertools
+import json
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import server_support as support
@@ -163,3 +167,79 @@ def test_a_node_accesskey_carries_its_flows_metrics_on_both_server_run_paths(emu
         assert keys == {NODE_KEY_ID}, (name, keys)
     log = server.log_path.read_text(errors="replace")
     assert "put the node first" not in log and NODE_KEY_SECRET not in log
+
+
+OUR_NODES = {
+    "CmsMetric-seed1": support.METRIC_TYPE,
+    "CmsTimerStart-seed1": "ext:cms_monitor:CmsTimerStartComponent@official",
+    "CmsTimerStop-seed1": "ext:cms_monitor:CmsTimerStopComponent@official",
+    "CmsTimer-seed1": support.TIMER_TYPE,
+}
+BROWSER_DRIVER = Path(__file__).with_name("test_browser.py")
+
+
+def our_outputs(server: support.LangflowServer) -> dict[str, list]:
+    """Each plugin node's outputs as the sidebar serves them: (name, types in order, selected type)."""
+    registry = server.registry()
+    return {
+        kind: [(o["name"], o["types"], o.get("selected")) for o in registry[kind]["outputs"]]
+        for kind in OUR_NODES.values()
+    }
+
+
+def save_flow_as_the_canvas_does(server: support.LangflowServer, name: str) -> str:
+    """Chat Input -> CMS Metric -> Timer Start -> Timer (legacy) -> Timer Stop -> Chat Output, each edge
+    recording the source's selected type, as an edge drawn on the canvas does."""
+    from lfx.graph.flow_builder import add_component, add_connection, empty_flow, layout_flow
+
+    registry = server.registry()
+    flow = empty_flow(name, "langflow-cms restart test")
+    chain = ["ChatInput-seed1", *OUR_NODES, "ChatOutput-seed1"]
+    add_component(flow, "ChatInput", registry, component_id=chain[0])
+    for node_id, kind in OUR_NODES.items():
+        add_component(flow, kind, registry, component_id=node_id)
+    add_component(flow, "ChatOutput", registry, component_id=chain[-1])
+    for source, target in itertools.pairwise(chain):
+        kind = OUR_NODES.get(source)
+        selected = [registry[kind]["outputs"][0]["selected"]] if kind else None
+        output = "output" if kind else "message"
+        add_connection(flow, source, output, target, "input_value", source_types=selected, registry=registry)
+    layout_flow(flow)
+    return server.api("POST", "/api/v1/flows/", {"name": name, "description": "", "data": flow["data"]})["id"]
+
+
+def open_in_browser(server: support.LangflowServer, flow_id: str) -> dict:
+    """Open the flow on the canvas (what an author does after a restart) and let the editor save it."""
+    done = subprocess.run(
+        [str(support.SERVER_PYTHON), str(BROWSER_DRIVER), "--open", server.url, flow_id],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def edge_ends(flow: dict) -> set[tuple[str, str]]:
+    return {(e["source"], e["target"]) for e in flow["data"]["edges"]}
+
+
+def test_a_saved_flow_keeps_every_edge_across_restarts_with_other_hash_seeds():
+    """Issue 26 §1: the pass-through outputs' types, their order and the selected type (Message, first) are
+    the same on every start, so a flow saved on one start keeps every edge when the editor opens it after
+    a restart under another PYTHONHASHSEED (on the old nodes the selected type followed set order and the
+    editor dropped the edges whose recorded type no longer matched, then saved the flow without them)."""
+    support.ensure_browser()
+    server = support.shared_server()  # started with PYTHONHASHSEED=support.SHARED_SEED
+    first = our_outputs(server)
+    flow_id = save_flow_as_the_canvas_does(server, "cms-two-seeds")
+    saved = server.api("GET", f"/api/v1/flows/{flow_id}")
+    assert len(edge_ends(saved)) == 5
+    server.restart({"PYTHONHASHSEED": str(int(support.SHARED_SEED) + 1)})
+    on_canvas = open_in_browser(server, flow_id)
+    after = server.api("GET", f"/api/v1/flows/{flow_id}")
+    assert (on_canvas["edges"], edge_ends(after)) == (5, edge_ends(saved)), on_canvas
+    assert our_outputs(server) == first
+    for outputs in first.values():
+        assert outputs == [("output", ["Message", "JSON", "Table"], "Message")], outputs

@@ -230,8 +230,10 @@ class Storage:
         with self._stats_lock:
             self.stats[key] += n
 
-    def reject(self, name: object, why: str) -> None:
-        self.count("invalid")
+    def reject(self, name: object, why: str, reason: str = "") -> None:
+        """An observation dropped as invalid; ``reason`` (a short snake_case word) becomes the ``reason``
+        dimension of ``langflow_cms_invalid``."""
+        self.count(f"invalid:{reason}" if reason else "invalid")
         self.warn_once(f"invalid:{str(name)[:80]}:{why[:80]}", f"dropped an observation of {name!r}: {why}")
 
     def refuse(self) -> None:

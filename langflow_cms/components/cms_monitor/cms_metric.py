@@ -7,7 +7,7 @@ Thin on purpose: Langflow saves this source inside every flow, so all logic live
 from typing import Any
 
 from lfx.custom.custom_component.component import Component
-from lfx.io import DictInput, HandleInput, IntInput, Output, SecretStrInput, StrInput
+from lfx.io import DictInput, HandleInput, IntInput, SecretStrInput, StrInput
 from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
@@ -20,10 +20,7 @@ METRIC_FIELDS = ("value", "dimensions", "max_values")
 
 class CmsMetricComponent(Component):
     display_name = "CMS Metric"
-    description = (
-        "Monitors this flow in Alibaba Cloud CloudMonitor: every run reports flow and node latency and "
-        "status. Optionally records a business metric whose value and dimensions can come from the input."
-    )
+    description = "Monitors this flow in CloudMonitor, with an optional business metric."
     documentation = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
     icon = "activity"
     name = "CmsMetric"
@@ -51,14 +48,17 @@ class CmsMetricComponent(Component):
             "number; {usage.total} reads a field of the input Data.",
             value="1",
             show=False,
+            real_time_refresh=True,
         ),
         DictInput(
             name="dimensions",
             display_name="Dimensions",
             is_list=True,
-            info="CMS dimensions of the business metric (at most 4), e.g. topic = {text}. More than Max "
+            info=f"CMS dimensions of the business metric, at most {nodes.MAX_CUSTOM_DIMENSIONS} rows, e.g. "
+            "topic = {text}: further rows are dropped, named on the node and counted in CMS. More than Max "
             "Values distinct values of one dimension are sent as 'other'.",
             show=False,
+            real_time_refresh=True,
         ),
         StrInput(
             name="flow_name",
@@ -78,12 +78,12 @@ class CmsMetricComponent(Component):
         ),
         IntInput(
             name="max_values",
-            display_name="Max Values per Dimension",
+            display_name="Max Values",
             value=20,
             advanced=True,
             show=False,
-            info="Distinct values a dimension of the business metric may take in CMS before further values "
-            "are sent as 'other'.",
+            info="Per dimension of the business metric: the distinct values it may take in CMS before "
+            "further values are sent as 'other'.",
         ),
         SecretStrInput(
             name="access_key_id",
@@ -103,16 +103,22 @@ class CmsMetricComponent(Component):
     ]
     nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
-    outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
+    outputs = [nodes.pass_through_output()]  # noqa: RUF012 — the same types on every start, Message first
 
     def update_build_config(
         self, build_config: dict, field_value: Any, field_name: str | None = None
     ) -> dict:
+        values = {name: field.get("value") for name, field in build_config.items() if isinstance(field, dict)}
+        if field_name is not None:
+            values[field_name] = field_value
         if field_name in (None, "metric_name"):
-            metric = field_value if field_name == "metric_name" else build_config["metric_name"].get("value")
             for name in METRIC_FIELDS:
                 if name in build_config:
-                    build_config[name]["show"] = bool(str(metric or "").strip())
+                    build_config[name]["show"] = bool(str(values.get("metric_name") or "").strip())
+        # A setting CMS would refuse is flagged in the field's title while editing, before any run.
+        for name, title in nodes.field_titles(values).items():
+            if name in build_config:
+                build_config[name]["display_name"] = title
         return build_config
 
     async def pass_through(self) -> Message | Data | DataFrame:

@@ -8,7 +8,7 @@ Thin on purpose: Langflow saves this source inside every flow, so all logic live
 """
 
 from lfx.custom.custom_component.component import Component
-from lfx.io import DropdownInput, HandleInput, MessageTextInput, Output
+from lfx.io import DropdownInput, HandleInput, MessageTextInput
 from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
@@ -18,10 +18,7 @@ from langflow_cms import nodes
 
 class CmsTimerComponent(Component):
     display_name = "Timer"
-    description = (
-        "Times the part of a flow between a start and a stop Timer with the same span name and reports "
-        "it to CloudMonitor. Passes its input through unchanged."
-    )
+    description = "Legacy: times the part between a start and a stop Timer with the same span name."
     documentation = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
     icon = "timer"
     name = "CmsTimer"
@@ -44,12 +41,12 @@ class CmsTimerComponent(Component):
             display_name="Action",
             options=["start", "stop"],
             value="start",
-            info="start opens the span; stop reports its duration as langflow_span_duration_ms.",
+            info="start opens the span; stop reports its duration to CloudMonitor.",
         ),
     ]
     nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
-    outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
+    outputs = [nodes.pass_through_output()]  # noqa: RUF012 — the same types on every start, Message first
 
     async def pass_through(self) -> Message | Data | DataFrame:
         self.status = nodes.timer_step(self.graph, self.span_name, self.action)

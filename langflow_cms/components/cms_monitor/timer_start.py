@@ -5,7 +5,7 @@ Thin on purpose: Langflow saves this source inside every flow, so all logic live
 """
 
 from lfx.custom.custom_component.component import Component
-from lfx.io import HandleInput, Output, StrInput
+from lfx.io import HandleInput, StrInput
 from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
@@ -15,10 +15,7 @@ from langflow_cms import nodes
 
 class CmsTimerStartComponent(Component):
     display_name = "Timer Start"
-    description = (
-        "Starts timing here; the Timer Stop placed after it reports the time in between to CloudMonitor "
-        "(langflow_span_duration_ms). Passes its input through unchanged."
-    )
+    description = "Starts timing; the Timer Stop after it reports the time in between to CloudMonitor."
     documentation = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
     icon = "timer"
     name = "CmsTimerStart"
@@ -42,7 +39,7 @@ class CmsTimerStartComponent(Component):
     ]
     nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
-    outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
+    outputs = [nodes.pass_through_output()]  # noqa: RUF012 — the same types on every start, Message first
 
     async def pass_through(self) -> Message | Data | DataFrame:
         self.status = nodes.timer_start_node(self)

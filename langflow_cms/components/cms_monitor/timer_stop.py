@@ -5,7 +5,7 @@ Thin on purpose: Langflow saves this source inside every flow, so all logic live
 """
 
 from lfx.custom.custom_component.component import Component
-from lfx.io import HandleInput, Output, StrInput
+from lfx.io import HandleInput, StrInput
 from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
@@ -15,10 +15,7 @@ from langflow_cms import nodes
 
 class CmsTimerStopComponent(Component):
     display_name = "Timer Stop"
-    description = (
-        "Reports the time since the nearest Timer Start before it to CloudMonitor as "
-        "langflow_span_duration_ms. Passes its input through unchanged."
-    )
+    description = "Reports the time since the Timer Start before it to CloudMonitor."
     documentation = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
     icon = "timer-off"
     name = "CmsTimerStop"
@@ -37,12 +34,12 @@ class CmsTimerStopComponent(Component):
             value="",
             advanced=True,
             info="Empty: stops the nearest Timer Start upstream. Set: stops the Timer Start with this Span "
-            "Name. A stop with no start records nothing in CMS and counts in langflow_cms_invalid.",
+            "Name. A stop with no start records nothing and is flagged on the node.",
         ),
     ]
     nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
 
-    outputs = [Output(display_name="Output", name="output", method="pass_through")]  # noqa: RUF012
+    outputs = [nodes.pass_through_output()]  # noqa: RUF012 — the same types on every start, Message first
 
     async def pass_through(self) -> Message | Data | DataFrame:
         self.status = nodes.timer_stop_node(self)

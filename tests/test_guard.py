@@ -181,24 +181,28 @@ def settings(emulator) -> dict[str, str]:
     }
 
 
-def make(tmp_path, emulator, langflow, *, dry_run=False, cms_endpoint=None, **overrides):
-    environ = settings(emulator)
-    if cms_endpoint:
-        environ["LANGFLOW_CMS_ENDPOINT"] = cms_endpoint
+def sender(environ: dict[str, str]):
+    """PutCustomEvent through the reporter's Transport, as ``langflow-cms guard`` sends its events."""
     config = Config.from_env(environ)
     transport = Transport(config, credential_provider(Credential(DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET)))
 
     def send(name, content):
-        transport.put_with_retry(
-            [event_entry(name, content, int(time.time() * 1000), "0")], time.monotonic() + 10
-        )
+        entry = event_entry(name, content, int(time.time() * 1000), config.group_id)
+        transport.put_with_retry([entry], time.monotonic() + 10)
 
+    return send
+
+
+def make(tmp_path, emulator, langflow, *, dry_run=False, cms_endpoint=None, **overrides):
+    environ = settings(emulator)
+    if cms_endpoint:
+        environ["LANGFLOW_CMS_ENDPOINT"] = cms_endpoint
     client = LangflowClient(langflow.url, retry_s=5)
     return service.Guard(
         spec(tmp_path, langflow.url, **overrides),
         client,
         lambda: open_reader(environ, qps=100),
-        send,
+        sender(environ),
         dry_run=dry_run,
     )
 

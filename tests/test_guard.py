@@ -393,3 +393,18 @@ def test_guard_plan_shows_the_rule_and_alarms_plan_accepts_the_guard_section(tmp
     assert result.exit_code == 0, result.output
     assert "for 4 evaluations in a row" in result.output and "+25 %" in result.output
     assert load_spec(path).alarms == ()
+
+
+def test_the_new_versions_first_window_is_read_though_it_started_before_the_switch(emulator):
+    """Fleet windows are stamped with their start: runs just after a switch sit in a window that began
+    before it. Read five minutes later, they must still count (before the fix: 0 runs)."""
+    from langflow_cms.guard.evidence import read_side
+
+    now = int(time.time() * 1000)
+    window = now - now % 300_000
+    switch = window + 1  # the version became active just after its window began
+    dims = {"flow": "poem", "version": "v2", "env": "dev"}
+    put(emulator.endpoint, [raw(contract.FLEET_ERROR_METRIC, dims, switch + i, 0) for i in range(1, 31)])
+    reader = open_reader(settings(emulator), qps=100)
+    side = read_side(reader, "poem", "v2", switch, window + 301_000)
+    assert side.runs == 30

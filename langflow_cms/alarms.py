@@ -113,6 +113,7 @@ EVENT_KINDS = {
     "node_failed": contract.EVENT_NODE_FAILED,
     "flow_slow": contract.EVENT_FLOW_SLOW,
     "events_suppressed": contract.EVENT_SUPPRESSED,
+    "guard": contract.EVENT_GUARD,
 }
 """Spec name -> the CMS event name the reporter sends (contract.EVENT_*)."""
 EVENT_PRODUCT = "CustomEvent"
@@ -535,7 +536,7 @@ def parse_spec(
     """Validate a parsed spec (see docs/alarms.md); webhook URLs are read from ``environ``. With
     ``secrets=False`` (``check``, which writes no contact) an unset webhook variable is allowed."""
     environ = os.environ if environ is None else environ
-    _unknown(data, ("contacts", "groups", "alarms", "event_alarms"), path)
+    _unknown(data, ("contacts", "groups", "alarms", "event_alarms", "guard"), path)  # guard: docs/guard.md
     raw_contacts = data.get("contacts", {})
     raw_groups = data.get("groups", {})
     raw_alarms = data.get("alarms", [])

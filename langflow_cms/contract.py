@@ -80,6 +80,8 @@ EVENT_FLOW_FAILED = "langflow_flow_failed"
 EVENT_NODE_FAILED = "langflow_node_failed"
 EVENT_FLOW_SLOW = "langflow_flow_slow"
 EVENT_SUPPRESSED = "langflow_events_suppressed"
+EVENT_GUARD = "langflow_guard"
+"""Every decision of ``langflow-cms guard`` (watching, promoted, rolled_back, undecided, rollback_failed)."""
 EVENT_NAMES = (EVENT_FLOW_FAILED, EVENT_NODE_FAILED, EVENT_FLOW_SLOW, EVENT_SUPPRESSED)
 
 # --- CMS --------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from langflow_cms import contract, events, flow_settings
 from langflow_cms.flow_settings import FlowSettings, clean_dimension
 from langflow_cms.reporter import CLOSE_SLACK_S, chain_sigterm_flush, get_reporter
+from langflow_cms.server_versions import version_dimension
 from langflow_cms.tokens import TokenUsageHandler
 
 if TYPE_CHECKING:
@@ -234,10 +235,17 @@ class FlowMonitor:
         return label, monitored, dict(settings.dimensions), settings.own_credentials, slow_ms
 
     def start_run(
-        self, run_id: str, graph: Any, stem: str | None = None, session_id: str | None = None
+        self,
+        run_id: str,
+        graph: Any,
+        stem: str | None = None,
+        session_id: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> RunState:
-        """Open a run. A restarted run id (a graph re-run) replaces the old state."""
+        """Open a run. A restarted run id (a graph re-run) replaces the old state. ``extra``: dimensions
+        found outside the flow JSON (the server's ``version``); the flow's own win."""
         label, monitored, dims, own_credentials, slow_ms = self._describe(graph, stem)
+        dims = {**(extra or {}), **dims}
         state = RunState(
             run_id=run_id,
             started=time.perf_counter(),
@@ -700,7 +708,8 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
                 stem = flow_settings.source_name_from_stack()
             elif not getattr(graph, "flow_name", None):
                 stem = flow_settings.served_name_from_stack(str(graph.flow_id))
-            self.monitor.start_run(str(run_id), graph, stem, session_id)
+            extra = await version_dimension(graph, flow_id, self.monitor) if FULL_LANGFLOW and flow_id else {}
+            self.monitor.start_run(str(run_id), graph, stem, session_id, extra)
             _current_run.set(str(run_id))
         except Exception:
             return

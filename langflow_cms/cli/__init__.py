@@ -47,6 +47,7 @@ __all__ = ["SUB_APPS", "JsonOption", "VersionOption", "app", "main", "package_ve
 SUB_APPS: tuple[tuple[str, str], ...] = (
     ("dashboard", "langflow_cms.cli.dashboard"),
     ("alarms", "langflow_cms.cli.alarms"),
+    ("guard", "langflow_cms.cli.guard"),
 )
 """(name, module) of command groups; each module defines ``app = typer.Typer(...)``."""
 

@@ -102,6 +102,7 @@ class Exporter:
         self._send_lock = threading.Lock()
         self.spool = self._open_spool(spool_dir, owner)
         self.spooled = 0
+        self._spool_errors: set[tuple[str, int | None]] = set()
 
     def _open_spool(self, directory: Path | None, owner: str) -> Spool | None:
         if directory is None:
@@ -159,30 +160,40 @@ class Exporter:
         if not self._send_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             return False  # another sender holds it until its own deadline: the entries wait their turn
         try:
-            pending = self._take()
-            if self.spool is None:
-                return self._deliver(pending, None, deadline)
-            try:
-                if pending:
-                    self.spool.write(pending)  # write-ahead: on disk before it is on the wire
-                paths = self.spool.pending()
-            except OSError as exc:
-                log.error(
-                    "langflow-cms: spool %s unusable (%s); sending from memory", self.spool.directory, exc
-                )
-                return self._deliver(pending, None, deadline)
-            delivered = True
-            for path in paths:
-                if time.monotonic() >= deadline:
-                    delivered = False
-                    break
-                delivered = self._deliver(self.spool.read(path), path, deadline) and delivered
-                if not delivered and self.outage.failing_since is not None:
-                    break  # the endpoint is failing: the rest waits for the next cycle
-            self.spooled = 0 if delivered else self.spool.entries()
-            return delivered
+            return self._send(deadline)
+        except Exception as exc:  # a spool file operation: what is on disk stays there for the next send
+            self._spool_error(exc)  # never out of send(): one exporter's trouble stops no other's
+            return False
         finally:
             self._send_lock.release()
+
+    def _spool_error(self, exc: Exception) -> None:
+        """A failing spool operation: one ERROR line per kind of error while it lasts (then DEBUG)."""
+        key = (type(exc).__name__, getattr(exc, "errno", None))
+        level = logging.DEBUG if key in self._spool_errors else logging.ERROR
+        self._spool_errors.add(key)
+        log.log(level, "langflow-cms: spool %s: %s", self.spool.directory if self.spool else "-", exc)
+
+    def _send(self, deadline: float) -> bool:
+        pending = self._take()
+        if self.spool is None:
+            return self._deliver(pending, None, deadline)
+        try:
+            if pending:
+                self.spool.write(pending)  # write-ahead: on disk before it is on the wire
+        except OSError as exc:
+            self._spool_error(exc)
+            return self._deliver(pending, None, deadline)  # memory only: sent now, or kept in the outbox
+        delivered = True
+        for path in self.spool.pending():
+            if time.monotonic() >= deadline:
+                delivered = False
+                break
+            delivered = self._deliver(self.spool.read(path), path, deadline) and delivered
+            if not delivered and self.outage.failing_since is not None:
+                break  # the endpoint is failing: the rest waits for the next cycle
+        self.spooled = 0 if delivered else self.spool.entries()
+        return delivered
 
     def _deliver(self, entries: list[Entry], path: Path | None, deadline: float) -> bool:
         """Send ``entries`` in batches, metrics first, then events; with a spool file, shrink it as batches
@@ -201,8 +212,8 @@ class Exporter:
             self.stats["calls"] += 1
             self.last_success = time.time()
             self.outage.recovered(self.stats["sent"])
-            if path is not None:
-                self.spool.rewrite(path, entries[done:])  # type: ignore[union-attr]
+            if path is not None and not self.spool.rewrite(path, entries[done:]):  # type: ignore[union-attr]
+                return True  # another process took the file: the rest is theirs to send
         return True
 
     def _failed(self, undelivered: list[Entry], exc: CmsError, path: Path | None) -> None:

@@ -15,7 +15,11 @@ processes are left alone.
 Bounded: past ``max_bytes`` the oldest files are deleted and their entries counted as dropped.
 
 Never blocked by one bad file: a batch CMS rejects permanently (a parameter or permission error) moves to
-``dead/`` with the reason beside it, is counted as failed, and the newer files go on.
+``dead/`` with the reason beside it, is counted as failed, and the newer files go on. A file that is not a
+batch of ours (a foreign name, JSON that is not a list of entries) moves to ``bad/``, said once per process.
+
+Shared safely: a file another process took (or removed) between the listing and its use is skipped; no
+file operation on someone else's file raises out of the spool.
 
 The 300 s windows survive a crash too: every minute the reporter replaces ``rollup-<owner>.json`` with its
 open 300 s windows, merged from the sealed 60 s ones. A process that finds the snapshot of a dead one sends
@@ -30,6 +34,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,20 @@ from typing import Any
 log = logging.getLogger("langflow_cms")
 
 Entry = dict[str, str]
+BATCH_NAME = re.compile(r"^(\d+)-([0-9a-z.]+)-([0-9a-z_]+)\.json$")
+"""``<time ns>-<owner>-<seq>.json`` (an adopted file: ``<seq>`` is ``a<old owner>_<seq>``)."""
+BAD = "bad"
+"""Where files that are not batches of ours go, for a human to look at."""
+
+
+def valid_batch(data: object) -> bool:
+    """A batch is a list of entries: objects with a metric or event name whose fields are all strings."""
+    return isinstance(data, list) and all(
+        isinstance(entry, dict)
+        and ("MetricName" in entry or "EventName" in entry)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in entry.items())
+        for entry in data
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -77,9 +96,11 @@ def waiting_entries(directory: Path) -> int:
     total = 0
     for path in sorted(Path(directory).glob("[0-9]*.json")):
         try:
-            total += len(json.loads(path.read_text("utf-8")))
+            data = json.loads(path.read_text("utf-8"))
         except (OSError, ValueError):
             continue
+        if BATCH_NAME.match(path.name) and valid_batch(data):
+            total += len(data)
     return total
 
 
@@ -93,6 +114,8 @@ class Spool:
         self.owner = owner
         """Who writes here now: ``<pid>.<start id>`` (files of owners that are gone are adopted)."""
         self._seq = itertools.count()
+        self.set_aside = 0
+        """Files moved to ``bad/`` by this process (the first one is said at WARNING, the others at DEBUG)."""
         self.adopt = True
         """Adopt dead owners' files in ``pending``; off in a host's non-sender processes, so one process
         (the sender) replays them, in order."""
@@ -108,10 +131,14 @@ class Spool:
     def dead_letter(self, path: Path, reason: str) -> None:
         """Move a batch CMS refused permanently to ``dead/``, with the reason in a ``.why`` file beside it."""
         dead = self.directory / "dead"
-        dead.mkdir(exist_ok=True)
         target = dead / path.name
-        path.replace(target)
-        target.with_suffix(".why").write_text(reason + "\n", encoding="utf-8")
+        try:
+            dead.mkdir(exist_ok=True)
+            path.replace(target)
+        except FileNotFoundError:
+            return  # another process took it
+        with contextlib.suppress(OSError):
+            target.with_suffix(".why").write_text(reason + "\n", encoding="utf-8")
         log.error(
             "langflow-cms: CMS refused spool batch %s permanently (%s); moved to %s", path.name, reason, dead
         )
@@ -153,29 +180,66 @@ class Spool:
         self._enforce_bound(keep=path)
         return path
 
-    def rewrite(self, path: Path, entries: list[Entry]) -> None:
-        """Keep only ``entries`` (what is still undelivered) in ``path``; remove it when nothing is left."""
+    def rewrite(self, path: Path, entries: list[Entry]) -> bool:
+        """Keep only ``entries`` (what is still undelivered) in ``path``; remove it when nothing is left.
+        False when the file is gone (another process took it: the rest is theirs to send)."""
+        if not path.exists():
+            return False
         if entries:
             self._write(path, entries)
         else:
             path.unlink(missing_ok=True)
+        return True
 
     def read(self, path: Path) -> list[Entry]:
+        """The entries of a batch file; [] when it is gone, or is not a batch (then it moves to ``bad/``)."""
         try:
-            return json.loads(path.read_text("utf-8"))
+            data = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return []  # another process took it
         except (OSError, ValueError) as exc:
-            log.error("langflow-cms: unreadable spool file %s moved aside: %s", path.name, exc)
-            path.replace(path.with_suffix(".bad"))
+            self.move_aside(path, f"unreadable: {exc}")
             return []
+        if not valid_batch(data):
+            self.move_aside(path, "not a list of metric or event entries")
+            return []
+        return data
+
+    def move_aside(self, path: Path, why: str) -> None:
+        """A file that is not a batch of ours goes to ``bad/`` (said once per process): it never blocks the
+        others, and nothing deletes what a human may want to look at (``bad/`` counts toward the bound)."""
+        target = self.directory / BAD / path.name
+        try:
+            target.parent.mkdir(exist_ok=True)
+            path.replace(target)
+        except FileNotFoundError:
+            return  # another process moved or took it
+        except OSError as exc:
+            why = f"{why}; could not move it ({exc})"
+        self.set_aside += 1
+        log.log(
+            logging.WARNING if self.set_aside == 1 else logging.DEBUG,
+            "langflow-cms: file %s in the spool %s is not a batch of ours (%s): moved aside to %s; "
+            "delivering the rest",
+            path.name,
+            self.directory,
+            why,
+            target.parent,
+        )
 
     def pending(self) -> list[Path]:
-        """This process's files plus those it adopts from dead processes, oldest first."""
+        """This process's files plus those it adopts from dead processes, oldest first. A file whose name is
+        not a batch's moves to ``bad/``."""
         mine = self.owner
         paths = []
         for path in sorted(self.directory.glob("*.json")):
             if not path.name[0].isdigit():
                 continue  # roll-up snapshots
-            stamp, pid, seq = path.stem.split("-", 2)
+            match = BATCH_NAME.match(path.name)
+            if match is None:
+                self.move_aside(path, "not a batch file name")
+                continue
+            stamp, pid, seq = match.groups()
             if pid != mine:
                 if not self.adopt or _owner_alive(self.directory, pid):
                     continue
@@ -190,7 +254,7 @@ class Spool:
 
     def entries(self) -> int:
         """How many entries wait on disk (all owners); for health and `doctor`."""
-        return sum(len(self.read(p)) for p in sorted(self.directory.glob("[0-9]*.json")))
+        return waiting_entries(self.directory)
 
     def _write(self, path: Path, entries: list[Entry]) -> None:
         temporary = path.with_suffix(".tmp")
@@ -202,13 +266,21 @@ class Spool:
 
     def _enforce_bound(self, keep: Path) -> None:
         files = sorted(self.directory.glob("[0-9]*.json"))
-        total = sum(p.stat().st_size for p in files)
+        total = sum(_size(p) for p in files)
         for oldest in files:
             if total <= self.max_bytes or oldest == keep:
                 break
-            size = oldest.stat().st_size
+            size = _size(oldest)
             lost = len(self.read(oldest))
             oldest.unlink(missing_ok=True)
             total -= size
             self.dropped += lost
             log.warning("langflow-cms: spool over %d bytes: dropped %d oldest entries", self.max_bytes, lost)
+
+
+def _size(path: Path) -> int:
+    """A file's size; 0 when another process removed it meanwhile."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

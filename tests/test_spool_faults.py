@@ -1,0 +1,192 @@
+"""The spool under attack (issue 23 §3, §11): foreign and malformed files, files that vanish under a shared
+spool. Real processes on a real spool directory, a real emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from langflow_cms.config import Config
+from langflow_cms.credentials import Credential, credential_provider
+from langflow_cms.delivery.exporter import Exporter
+from langflow_cms.delivery.spool import Spool, waiting_entries
+from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from tests.test_spool import RECORD_AND_EXIT, closed_port, run, spool_env
+
+pytestmark = pytest.mark.timeout(300)
+
+STRAYS = {
+    "1.json": "[]",
+    "123-abc.json": '[{"MetricName": "x"}]',
+    f"{time.time_ns():020d}-99999999.dead-0.json": '{"MetricName": "an object, not a list"}',
+    f"{time.time_ns() + 1:020d}-99999998.dead-0.json": "[1, 2, 3]",
+    f"{time.time_ns() + 2:020d}-99999997.dead-0.json": '[{"MetricName": 5, "Values": null}]',
+    f"{time.time_ns() + 3:020d}-99999996.dead-0.json": "not json at all",
+}
+
+
+def raw(name: str, i: int) -> dict[str, str]:
+    """A valid Type=0 entry, distinct per ``i``."""
+    return {
+        "MetricName": name,
+        "Dimensions": json.dumps({"i": str(i)}),
+        "Type": "0",
+        "Time": str(int(time.time() * 1000)),
+        "GroupId": "0",
+        "Values": json.dumps({"value": i}),
+    }
+
+
+def sample_counts(emulator, name: str = "spooled") -> dict[int, int]:
+    counts = {60: 0, 300: 0}
+    for entry in emulator.entries(name):
+        counts[entry["period"]] += entry["values"]["SampleCount"]
+    return counts
+
+
+@pytest.mark.parametrize("host_merge", ["false", "true"])
+def test_stray_and_malformed_spool_files_are_moved_aside_and_the_rest_is_delivered(
+    emulator, tmp_path, host_merge
+):
+    """§3: a digit-named file with too few dashes, a batch that is an object or a list of numbers: before,
+    flush()/close() raised ValueError/TypeError/AttributeError and 0 of the orphan batch and 0 of the new
+    data were sent, in every later process too."""
+    # a dead process's valid batch: the endpoint was down when it exited
+    first = run(RECORD_AND_EXIT, spool_env(tmp_path, f"http://127.0.0.1:{closed_port()}"))
+    assert first.returncode == 0, first.stderr
+    assert waiting_entries(tmp_path) == 60
+    for name, text in STRAYS.items():
+        (tmp_path / name).write_text(text)
+
+    env = {**spool_env(tmp_path, emulator.endpoint), "LANGFLOW_CMS_HOST_MERGE": host_merge}
+    code = RECORD_AND_EXIT.replace('"spooled"', '"fresh"')
+    second = run(code + "\nrep.flush(timeout=30)\nassert rep.close(timeout=30)\n", env)
+    assert second.returncode == 0, second.stderr
+    assert "Traceback" not in second.stderr
+    assert sample_counts(emulator) == {60: 3000, 300: 3000}  # the orphan batch, once
+    assert sample_counts(emulator, "fresh") == {60: 3000, 300: 3000}  # the new data
+    aside = [p.name for p in (tmp_path / "bad").iterdir()]
+    assert len(aside) == len(STRAYS)  # kept for a human to look at
+    for name in STRAYS:
+        assert not (tmp_path / name).exists()
+        assert any(a.startswith(name.split("-")[0].removesuffix(".json")) for a in aside), name
+    assert second.stderr.count("moved aside") == 1
+
+    third = run(code, env)  # a later process using the folder is not affected
+    assert third.returncode == 0 and "Traceback" not in third.stderr, third.stderr
+    assert "moved aside" not in third.stderr
+
+
+def test_random_garbage_in_the_spool_never_stops_delivery(emulator, tmp_path):
+    """§3, randomized: whatever junk sits in the spool, a send delivers the valid batches and never raises."""
+    rng = random.Random(23)
+    owner = f"{os.getpid()}.test"
+    config = Config.from_env({"LANGFLOW_CMS_DEV": "1", "LANGFLOW_CMS_ENDPOINT": emulator.endpoint})
+    provider = credential_provider(Credential(DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, source="test"))
+    exporter = Exporter(config, provider, label="test", spool_dir=tmp_path, owner=owner)
+    spool = exporter.spool
+    assert spool is not None
+    junk = [
+        "",
+        "{}",
+        "[null]",
+        '[["a"]]',
+        '[{"MetricName": "x", "Values": 1}]',
+        '"text"',
+        "[",
+        "1e999",
+        '[{"EventName": []}]',
+    ]
+    expected = 0
+    for round_ in range(30):
+        for _ in range(rng.randint(0, 4)):
+            stamp = f"{time.time_ns():020d}"
+            name = rng.choice(
+                [f"{stamp}.json", f"{stamp}-x.json", f"{stamp}-1.dead-{round_}.json", f"9-{round_}.json"]
+            )
+            (tmp_path / name).write_text(rng.choice(junk))
+        if rng.random() < 0.7:
+            spool.write([raw("garbage_round", round_)])
+            expected += 1
+        exporter.send(time.monotonic() + 20)  # never raises
+    exporter.send(time.monotonic() + 20)
+    assert len(emulator.entries("garbage_round")) == expected
+    assert [p.name for p in tmp_path.glob("[0-9]*.json")] == []
+    spool.release()
+
+
+def test_files_vanishing_under_a_shared_spool_never_raise_out_of_send(emulator, tmp_path, monkeypatch):
+    """§11: another process takes a file between the listing and the read, or between the send and the
+    shrink: before, FileNotFoundError from ``path.replace`` raised out of ``send()``."""
+    owner = f"{os.getpid()}.vanish"
+    config = Config.from_env({"LANGFLOW_CMS_DEV": "1", "LANGFLOW_CMS_ENDPOINT": emulator.endpoint})
+    provider = credential_provider(Credential(DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, source="test"))
+    exporter = Exporter(config, provider, label="test", spool_dir=tmp_path, owner=owner)
+    spool = exporter.spool
+    assert spool is not None
+    taken = spool.write([raw("vanish", 0)])
+    kept = spool.write([raw("vanish", 1), raw("vanish", 2)])
+    original_read = Spool.read
+
+    def read_after_another_process_took_it(self, path: Path):
+        if path == taken:
+            path.unlink()  # the interleaving: gone between pending() and read()
+        return original_read(self, path)
+
+    monkeypatch.setattr(Spool, "read", read_after_another_process_took_it)
+    assert exporter.send(time.monotonic() + 20) in (True, False)  # no FileNotFoundError
+    assert len(emulator.entries("vanish")) == 2  # the rest went
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())  # nothing "bad"
+    assert not kept.exists()
+
+    # gone between the call and the shrink (rewrite), and during the bound check
+    monkeypatch.setattr(Spool, "read", original_read)
+    original_rewrite = Spool.rewrite
+
+    def rewrite_after_it_vanished(self, path: Path, entries):
+        path.unlink(missing_ok=True)
+        return original_rewrite(self, path, entries)
+
+    monkeypatch.setattr(Spool, "rewrite", rewrite_after_it_vanished)
+    spool.write([raw("vanish", i) for i in range(10, 40)])  # two calls: the shrink after the first fails
+    exporter.send(time.monotonic() + 20)
+    assert len(emulator.entries("vanish")) == 2 + 21  # the rest was another process's to send
+
+
+def test_a_spool_emptied_at_random_by_other_processes_never_raises(emulator, tmp_path):
+    """§11, randomized: a thread removes random files (batches, temporary files) while sends run."""
+    owner = f"{os.getpid()}.random"
+    config = Config.from_env({"LANGFLOW_CMS_DEV": "1", "LANGFLOW_CMS_ENDPOINT": emulator.endpoint})
+    provider = credential_provider(Credential(DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, source="test"))
+    exporter = Exporter(config, provider, label="test", spool_dir=tmp_path, owner=owner)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    rng = random.Random(11)
+
+    def thief() -> None:
+        while not stop.is_set():
+            for path in list(tmp_path.iterdir()):
+                if path.is_file() and rng.random() < 0.3:
+                    path.unlink(missing_ok=True)
+            time.sleep(rng.random() * 0.003)
+
+    thread = threading.Thread(target=thief, daemon=True)
+    thread.start()
+    try:
+        for _ in range(40):
+            exporter.enqueue([raw("churn", i) for i in range(rng.randint(1, 45))])
+            try:
+                exporter.send(time.monotonic() + 20)
+                exporter.health()
+            except BaseException as exc:  # the assertion below names it
+                errors.append(exc)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert errors == []

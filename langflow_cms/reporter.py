@@ -43,6 +43,7 @@ from langflow_cms.credentials import Credential, CredentialError, CredentialProv
 from langflow_cms.delivery.exporter import Exporter
 from langflow_cms.delivery.journal import GRACE_S, HostJournal, host_directory
 from langflow_cms.delivery.serializer import aggregate_entry
+from langflow_cms.delivery.spool import volume_full
 from langflow_cms.events import EventStream
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.raw import RawScope
@@ -66,10 +67,6 @@ def credential_identity(credential: Credential) -> str:
         f"{credential.access_key_id}\0{credential.access_key_secret}".encode()
     ).hexdigest()
     return f"k{digest[:12]}"
-
-
-MAX_UNWRITTEN = 100_000
-"""Sealed windows kept while the host journal cannot be written; past it the oldest are dropped (counted)."""
 
 
 class Reporter:
@@ -100,8 +97,6 @@ class Reporter:
         )
         self._exporters: dict[str, Exporter] = {"": exporter}
         self.journal = self._open_journal() if config.merges_per_host and exporter.spool else None
-        self._unwritten: list[Window] = []
-        """Sealed windows the host journal could not take yet (retried every cycle, bounded)."""
         instance = config.instance
         if config.merges_per_host and instance == host_instance():  # the default, not the user's
             instance = self.journal.instance(instance) if self.journal else default_instance()
@@ -130,7 +125,8 @@ class Reporter:
             journal.instance(host_instance())  # readable and writable, or not used at all
             return journal
         except OSError as exc:
-            log.error("langflow-cms: cannot merge per host (%s): this process sends its own windows", exc)
+            if not volume_full(exc, self.config.spool_dir):  # type: ignore[arg-type]
+                log.error("langflow-cms: cannot merge per host (%s): this process sends its own windows", exc)
             return None
 
     def _make_scope(self, scope_id: str) -> Scope:
@@ -215,17 +211,28 @@ class Reporter:
 
     def _export(self, windows: list[Window]) -> None:
         """Encode sealed windows into entries of their scope's exporter; one bad window costs nothing else.
-        Merging per host, the process's own windows go to the host journal instead (its sender sends them)."""
+        Merging per host, the process's own windows go to the host journal instead (its sender sends them);
+        what the journal cannot take (a full disk) this process sends itself, under its own instance."""
         if self.journal is not None:
-            host = self._unwritten + [w for w in windows if w.scope == ""]
+            host = [w for w in windows if w.scope == ""]
             windows = [w for w in windows if w.scope != ""]  # a node's own AccessKey: sent by this process
-            self._unwritten = self.journal.write(host)  # what fails is kept for the next cycle
-            if len(self._unwritten) > MAX_UNWRITTEN:
-                self.storage.stats["dropped:journal"] += len(self._unwritten) - MAX_UNWRITTEN
-                self._unwritten = self._unwritten[-MAX_UNWRITTEN:]
-            if self._unwritten:
-                self.storage.warn_once("journal", "cannot write the host journal: windows kept for retry")
+            failed = self.journal.write(host)
+            if failed:
+                self.storage.warn_once(
+                    "journal",
+                    f"the host journal cannot take sealed windows: this process sends them itself, as "
+                    f"instance {self.process_instance}",
+                )
+                windows += [self._as_own_instance(w) for w in failed]
         self._encode(windows)
+
+    def _as_own_instance(self, window: Window) -> Window:
+        """A host window of this process alone, under the process's own instance: never mixed with (nor
+        overwriting) the host's merged window of the same series, so totals stay exact."""
+        dims = tuple(
+            (k, self.process_instance if k == contract.INSTANCE else v) for k, v in window.dimensions
+        )
+        return dataclasses.replace(window, dimensions=dims)
 
     def _send_host(self, force: bool = False, wait: float = 0.0) -> None:
         """As the host's elected sender: merge the windows every process wrote, hand them to delivery
@@ -245,7 +252,9 @@ class Reporter:
                     except (ValueError, OverflowError, TypeError) as exc:
                         self.storage.reject(window.name, f"window could not be encoded: {exc}")
             if not self._exporters[""].persist(entries):
-                return  # not on disk: recorded nowhere, so the next merge takes the same files again
+                # a full disk: sent from memory; if the record cannot be written either, the next merge
+                # takes the same files again and sends the same values for the same keys
+                self._exporters[""].enqueue(entries)
             for folder, merged, names in ready:
                 journal.commit(folder, merged, names)
         except Exception as exc:  # the cycle goes on: what was not recorded is merged again next time
@@ -274,11 +283,12 @@ class Reporter:
         spool = self._exporters[""].spool
         if spool is None:
             return
-        windows = self.storage.open_rollups() + self._unwritten + list(handing)
+        windows = self.storage.open_rollups() + list(handing)
         try:
             spool.save_rollup([w.to_dict() for w in windows if w.scope == ""])
         except (OSError, ValueError) as exc:
-            self.storage.warn_once("snapshot", f"could not save the 300 s roll-up snapshot: {exc}")
+            if not volume_full(exc, spool.directory):
+                self.storage.warn_once("snapshot", f"could not save the 300 s roll-up snapshot: {exc}")
 
     def _adopt_orphans(self) -> None:
         """Send the windows of processes that died (their snapshots: open 300 s windows, and the sealed
@@ -301,8 +311,13 @@ class Reporter:
                     entries.append(aggregate_entry(Window.from_dict(data), self.config.group_id))
                 except (KeyError, ValueError, TypeError, OverflowError) as exc:
                     self.storage.reject(data.get("name", "?"), f"snapshot window unreadable: {exc}")
-            if entries:
-                spool.write(entries)  # write-ahead before the snapshot goes
+            try:
+                if entries:
+                    spool.write(entries)  # write-ahead before the snapshot goes
+            except OSError as exc:  # a full disk: sent from memory; the snapshot stays for a later process
+                volume_full(exc, spool.directory)  # (the same values for the same keys: never counted twice)
+                self._exporters[""].enqueue(entries)
+                continue
             path.unlink(missing_ok=True)
 
     def _adopt_into_journal(self, path: Path, windows: list[dict[str, Any]]) -> None:
@@ -314,10 +329,10 @@ class Reporter:
             failed = self.journal.write([w for w in found if w.scope == ""], owner=owner, adopted=True)  # type: ignore[union-attr]
         except (KeyError, ValueError, TypeError, OverflowError) as exc:
             self.storage.warn_once("orphans", f"snapshot {path.name} unreadable ({exc}): dropped")
-            failed = windows  # type: ignore[assignment]
-        if failed:
-            self.storage.stats["dropped:journal"] += len(failed)
-        path.unlink(missing_ok=True)
+            self.storage.stats["dropped:journal"] += len(windows)
+            failed = []
+        if not failed:  # else the journal cannot be written (a full disk): a later process adopts it again
+            path.unlink(missing_ok=True)
 
     def _send_all(self, deadline: float) -> bool:
         spool = self._exporters[""].spool

@@ -3,9 +3,12 @@ spool. Real processes on a real spool directory, a real emulator."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import subprocess
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -190,3 +193,100 @@ def test_a_spool_emptied_at_random_by_other_processes_never_raises(emulator, tmp
         stop.set()
         thread.join(5)
     assert errors == []
+
+
+# --- §2 and §10: a full disk ----------------------------------------------------------------------------
+RECORD_SERIES = textwrap.dedent(
+    """
+    import json, sys
+    from langflow_cms import get_reporter
+    rep = get_reporter()
+    name, count = sys.argv[1], int(sys.argv[2])
+    for series in range(count):
+        for i in range(10):
+            rep.record(name, float(i), {"series": f"s{series}"})
+    closed = rep.close(timeout=float(sys.argv[3]))
+    print(json.dumps({"closed": closed, **rep.health()}))
+    """
+)
+
+
+@pytest.fixture
+def small_volume(tmp_path):
+    """A real 256 KiB tmpfs, mounted for the test (we are root in CI)."""
+    mount = tmp_path / "vol"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def record_series(env: dict[str, str], name: str, count: int, timeout: float = 20.0) -> tuple[dict, str]:
+    done = run(RECORD_SERIES, env, name, str(count), str(timeout), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def stored_series(emulator, name: str, period: int = 60) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in emulator.entries(name):
+        if entry["period"] == period:
+            series = entry["dimensions"]["series"]
+            counts[series] = counts.get(series, 0) + entry["values"]["SampleCount"]
+    return counts
+
+
+def temporary_files(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("host_merge", ["true", "false"])
+def test_a_full_disk_degrades_to_memory_only_and_delivery_goes_on(emulator, small_volume, host_merge):
+    """§2: before, failed writes left *.tmp files nothing removed and later processes with the endpoint up
+    delivered 0 of 50 new series while close() returned True and health said sent 0 / dropped 0."""
+    spool = small_volume / "spool"
+    down = {**spool_env(spool, f"http://127.0.0.1:{closed_port()}"), "LANGFLOW_CMS_HOST_MERGE": host_merge}
+    lost = 0
+    for process in range(3):  # the endpoint is down: the spool fills the volume
+        health, stderr = record_series(down, f"down{process}", 200, timeout=2)
+        lost += health["dropped"] + health["failed"]
+        assert stderr.count("No space left") <= 1, stderr  # said once
+    assert lost > 0  # what could not be kept is counted
+    assert temporary_files(spool) == []
+
+    up = {**down, "LANGFLOW_CMS_ENDPOINT": emulator.endpoint}
+    health, stderr = record_series(up, "fresh", 50)
+    assert stored_series(emulator, "fresh") == {f"s{i}": 10 for i in range(50)}, stderr
+    assert health["closed"] is True and health["sent"] >= 100
+    assert temporary_files(spool) == []
+    health, stderr = record_series(up, "later", 10)
+    assert stored_series(emulator, "later") == {f"s{i}": 10 for i in range(10)}, stderr
+    assert temporary_files(spool) == []
+    # what the first processes kept on disk went out too, each window once
+    for process in range(3):
+        assert all(count == 10 for count in stored_series(emulator, f"down{process}").values())
+    assert waiting_entries(spool) == 0
+
+
+def test_a_volume_full_of_someone_else_s_data_costs_nothing_with_the_endpoint_up(emulator, small_volume):
+    """§2: a volume another program filled: the spool cannot write a byte; delivery goes on from memory."""
+    spool = small_volume / "spool"
+    spool.mkdir()
+    with open(small_volume / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"x" * 4096)
+    env = spool_env(spool, emulator.endpoint)
+    del env["LANGFLOW_CMS_HOST_MERGE"]  # the default: per host merge
+    health, stderr = record_series(env, "fresh", 50)
+    assert stored_series(emulator, "fresh") == {f"s{i}": 10 for i in range(50)}, stderr
+    assert stored_series(emulator, "fresh", 300) == {f"s{i}": 10 for i in range(50)}, stderr
+    assert health["closed"] is True
+    assert stderr.count("No space left") == 1, stderr
+    assert temporary_files(spool) == []

@@ -21,7 +21,7 @@ from typing import Any
 from langflow_cms.config import Config
 from langflow_cms.credentials import CredentialProvider
 from langflow_cms.delivery.serializer import batches, is_event
-from langflow_cms.delivery.spool import Spool
+from langflow_cms.delivery.spool import Spool, volume_full
 from langflow_cms.delivery.transport import CmsError, Transport
 
 log = logging.getLogger("langflow_cms")
@@ -103,6 +103,7 @@ class Exporter:
         self.spool = self._open_spool(spool_dir, owner)
         self.spooled = 0
         self._spool_errors: set[tuple[str, int | None]] = set()
+        self._shrunk = True
 
     def _open_spool(self, directory: Path | None, owner: str) -> Spool | None:
         if directory is None:
@@ -133,7 +134,7 @@ class Exporter:
             if entries:
                 self.spool.write(entries)
         except OSError as exc:
-            log.error("langflow-cms: spool %s unusable (%s)", self.spool.directory, exc)
+            self._spool_error(exc)
             return False
         return True
 
@@ -169,6 +170,8 @@ class Exporter:
 
     def _spool_error(self, exc: Exception) -> None:
         """A failing spool operation: one ERROR line per kind of error while it lasts (then DEBUG)."""
+        if volume_full(exc, self.spool.directory if self.spool else "-"):
+            return
         key = (type(exc).__name__, getattr(exc, "errno", None))
         level = logging.DEBUG if key in self._spool_errors else logging.ERROR
         self._spool_errors.add(key)
@@ -201,6 +204,7 @@ class Exporter:
         metrics = [e for e in entries if not is_event(e)]
         entries = metrics + [e for e in entries if is_event(e)]
         done = 0
+        shrink = path is not None
         for batch in [*batches(metrics), *batches(entries[len(metrics) :])]:
             try:
                 self.transport().put_with_retry(batch, deadline, self._count_retry)
@@ -212,9 +216,24 @@ class Exporter:
             self.stats["calls"] += 1
             self.last_success = time.time()
             self.outage.recovered(self.stats["sent"])
-            if path is not None and not self.spool.rewrite(path, entries[done:]):  # type: ignore[union-attr]
+            if shrink and not self._shrink(path, entries[done:]):  # type: ignore[arg-type]
                 return True  # another process took the file: the rest is theirs to send
+            shrink = shrink and self._shrunk
+        if path is not None and not shrink:
+            path.unlink(missing_ok=True)  # every entry arrived (removing a file needs no free space)
         return True
+
+    def _shrink(self, path: Path, left: list[Entry]) -> bool:
+        """Keep only ``left`` in ``path``; on a full disk leave the file whole (``_shrunk`` False: it is
+        removed once all of it arrived, and a kill before that resends the same values for the same keys).
+        False when the file is gone."""
+        self._shrunk = True
+        try:
+            return self.spool.rewrite(path, left)  # type: ignore[union-attr]
+        except OSError as exc:
+            self._spool_error(exc)
+            self._shrunk = False
+            return True
 
     def _failed(self, undelivered: list[Entry], exc: CmsError, path: Path | None) -> None:
         """Keep what a later cycle (or, spooled, a later process) may deliver; count the rest."""
@@ -256,6 +275,7 @@ class Exporter:
         left = self._take()
         if not left:
             return 0
+        advice = "set LANGFLOW_CMS_SPOOL_DIR to keep them, or raise LANGFLOW_CMS_EXIT_TIMEOUT"
         if self.spool is not None:
             try:
                 self.spool.write(left)
@@ -267,15 +287,17 @@ class Exporter:
                     self.spool.directory,
                 )
                 return 0
-            except OSError:
-                pass
-        self.stats["dropped:exit_deadline"] += len(left)
+            except OSError as exc:
+                self._spool_error(exc)
+                advice = f"the spool {self.spool.directory} could not take them"
+        reason = "spool_full" if self.spool is not None else "exit_deadline"
+        self.stats[f"dropped:{reason}"] += len(left)
         log.warning(
-            "langflow-cms: %d entries not delivered to %s before the exit deadline (%s): dropped; "
-            "set LANGFLOW_CMS_SPOOL_DIR to keep them, or raise LANGFLOW_CMS_EXIT_TIMEOUT",
+            "langflow-cms: %d entries not delivered to %s before the exit deadline (%s): dropped; %s",
             len(left),
             self.config.endpoint,
             self.last_error or "no answer in time",
+            advice,
         )
         return len(left)
 

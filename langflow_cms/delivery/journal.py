@@ -40,6 +40,7 @@ import threading
 import time
 from pathlib import Path
 
+from langflow_cms.delivery.spool import volume_full, write_atomically
 from langflow_cms.pipeline.window import Window
 
 log = logging.getLogger("langflow_cms")
@@ -64,10 +65,7 @@ def host_directory(spool_dir: Path, host: str | None = None) -> Path:
 def _write_json(path: Path, data: object) -> None:
     """Atomic against a process's death (a rename); no fsync: the journal lives and dies with the pod's
     volume, and the merged windows reach the spool (which does fsync) before they are recorded."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, separators=(",", ":"))
-    os.replace(temporary, path)
+    write_atomically(path, data, fsync=False)
 
 
 def _read_windows(path: Path) -> list[Window]:
@@ -124,8 +122,12 @@ class HostJournal:
         path = self.directory / "instance.id"
         with contextlib.suppress(FileExistsError):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(3))
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(3))
+            except OSError:  # a full disk: no empty id left behind for the next process to wait on
+                path.unlink(missing_ok=True)
+                raise
         for _ in range(50):  # another process may be between its create and its write
             token = path.read_text("utf-8").strip()
             if token:
@@ -215,6 +217,9 @@ class HostJournal:
         goes on (the reporter thread retries every cycle); a different error is logged again, and so is the
         same one after the operation succeeded (``_cleared``)."""
         exc = args[-1] if args and isinstance(args[-1], BaseException) else None
+        if exc is not None and volume_full(exc, self.directory):
+            self._failing.add((what, type(exc).__name__, getattr(exc, "errno", None)))
+            return
         key = (what, type(exc).__name__, getattr(exc, "errno", None))
         level = logging.DEBUG if key in self._failing else logging.ERROR
         self._failing.add(key)

@@ -29,6 +29,7 @@ those windows (the dead process can add nothing more to them), so a ``SIGKILL`` 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
@@ -46,6 +47,45 @@ BATCH_NAME = re.compile(r"^(\d+)-([0-9a-z.]+)-([0-9a-z_]+)\.json$")
 """``<time ns>-<owner>-<seq>.json`` (an adopted file: ``<seq>`` is ``a<old owner>_<seq>``)."""
 BAD = "bad"
 """Where files that are not batches of ours go, for a human to look at."""
+
+
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""A volume that takes no more bytes: the spool degrades to memory-only delivery while it lasts."""
+_full_said = False
+
+
+def volume_full(exc: BaseException, directory: Path | str) -> bool:
+    """Is ``exc`` a full (or read-only) volume? If so, it is said once per process, at WARNING, and the
+    caller says nothing more: delivery goes on from memory, and what exit cannot deliver is counted."""
+    global _full_said
+    if not isinstance(exc, OSError) or exc.errno not in FULL:
+        return False
+    log.log(
+        logging.DEBUG if _full_said else logging.WARNING,
+        "langflow-cms: the spool volume of %s takes no more data (%s): delivering from memory only; what "
+        "cannot be delivered at exit is counted as dropped",
+        directory,
+        exc.strerror or exc,
+    )
+    _full_said = True
+    return True
+
+
+def write_atomically(path: Path, data: object, fsync: bool = True) -> None:
+    """``data`` as compact JSON in ``path``, through a temporary file renamed over it; a failed write
+    (a full disk) removes its temporary file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"), ensure_ascii=False)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
 
 
 def valid_batch(data: object) -> bool:
@@ -257,12 +297,7 @@ class Spool:
         return waiting_entries(self.directory)
 
     def _write(self, path: Path, entries: list[Entry]) -> None:
-        temporary = path.with_suffix(".tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(entries, handle, separators=(",", ":"), ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_atomically(path, entries)
 
     def _enforce_bound(self, keep: Path) -> None:
         files = sorted(self.directory.glob("[0-9]*.json"))

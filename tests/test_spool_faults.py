@@ -290,3 +290,33 @@ def test_a_volume_full_of_someone_else_s_data_costs_nothing_with_the_endpoint_up
     assert health["closed"] is True
     assert stderr.count("No space left") == 1, stderr
     assert temporary_files(spool) == []
+
+
+def tree_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def test_spool_max_mb_bounds_the_whole_directory(emulator, tmp_path):
+    """§10: only top-level batch files counted: with a 52 KB bound, dead letters, files set aside and stale
+    temporary files grew to megabytes. Now the whole tree stays within it; what goes is counted, said once."""
+    spool = tmp_path / "spool"
+    (spool / "bad").mkdir(parents=True)
+    (spool / "bad" / "old-junk.json").write_bytes(b"x" * 30_000)  # set aside long ago
+    stale = spool / ".01-1.gone-0.json.tmp"  # a killed writer's temporary file
+    stale.write_bytes(b"y" * 30_000)
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    emulator.set_faults(script=["InvalidAccessKeyId.NotFound:404"] * 200)  # every batch dead-lettered
+    env = {**spool_env(spool, emulator.endpoint), "LANGFLOW_CMS_SPOOL_MAX_MB": "0.052"}
+    said = 0
+    for process in range(3):
+        health, stderr = record_series(env, f"rejected{process}", 700)
+        assert health["failed"] > 0
+        said += stderr.count("over its bound")
+        assert tree_bytes(spool) <= 52_000, sorted(
+            (str(p.relative_to(spool)), p.stat().st_size) for p in spool.rglob("*") if p.is_file()
+        )
+    assert said == 3  # once per process
+    assert not stale.exists() and not (spool / "bad" / "old-junk.json").exists()
+    emulator.clear_faults()
+    health, stderr = record_series(env, "after", 20)  # the bound never blocks new data
+    assert stored_series(emulator, "after") == {f"s{i}": 10 for i in range(20)}, stderr

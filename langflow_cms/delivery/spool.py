@@ -12,7 +12,9 @@ lock while it lives). A reporter sends its own files and adopts those of owners 
 them to its own name (a rename is atomic, so two processes never adopt the same file). Files of live
 processes are left alone.
 
-Bounded: past ``max_bytes`` the oldest files are deleted and their entries counted as dropped.
+Bounded: the whole directory stays within ``max_bytes``: past it, files already lost or not ours go first
+(``bad/``, temporary files of killed writers, ``dead/``), then the oldest batches, whose entries are counted
+as dropped; said once per process. The host journal is counted but never removed.
 
 Never blocked by one bad file: a batch CMS rejects permanently (a parameter or permission error) moves to
 ``dead/`` with the reason beside it, is counted as failed, and the newer files go on. A file that is not a
@@ -45,6 +47,8 @@ log = logging.getLogger("langflow_cms")
 Entry = dict[str, str]
 BATCH_NAME = re.compile(r"^(\d+)-([0-9a-z.]+)-([0-9a-z_]+)\.json$")
 """``<time ns>-<owner>-<seq>.json`` (an adopted file: ``<seq>`` is ``a<old owner>_<seq>``)."""
+STALE_S = 600.0
+"""A temporary file older than this belongs to a writer that was killed: the bound removes it first."""
 BAD = "bad"
 """Where files that are not batches of ours go, for a human to look at."""
 
@@ -154,6 +158,8 @@ class Spool:
         self.owner = owner
         """Who writes here now: ``<pid>.<start id>`` (files of owners that are gone are adopted)."""
         self._seq = itertools.count()
+        self._over = 0
+        """Times the bound removed files (said at WARNING the first time, then at DEBUG)."""
         self.set_aside = 0
         """Files moved to ``bad/`` by this process (the first one is said at WARNING, the others at DEBUG)."""
         self.adopt = True
@@ -179,6 +185,7 @@ class Spool:
             return  # another process took it
         with contextlib.suppress(OSError):
             target.with_suffix(".why").write_text(reason + "\n", encoding="utf-8")
+        self._enforce_bound()
         log.error(
             "langflow-cms: CMS refused spool batch %s permanently (%s); moved to %s", path.name, reason, dead
         )
@@ -266,6 +273,7 @@ class Spool:
             why,
             target.parent,
         )
+        self._enforce_bound()
 
     def pending(self) -> list[Path]:
         """This process's files plus those it adopts from dead processes, oldest first. A file whose name is
@@ -299,18 +307,65 @@ class Spool:
     def _write(self, path: Path, entries: list[Entry]) -> None:
         write_atomically(path, entries)
 
-    def _enforce_bound(self, keep: Path) -> None:
-        files = sorted(self.directory.glob("[0-9]*.json"))
-        total = sum(_size(p) for p in files)
-        for oldest in files:
-            if total <= self.max_bytes or oldest == keep:
+    def _enforce_bound(self, keep: Path | None = None) -> None:
+        """Keep the whole directory tree within ``max_bytes``: first what is already lost or not ours
+        (``bad/``, temporary files of killed writers, then ``dead/`` letters, oldest first, already counted
+        as failed), then the oldest batches (counted as dropped). The host journal is counted, never
+        removed (its records keep late files from overwriting complete windows); ``keep`` neither."""
+        files: dict[Path, int] = {}
+        for root, _, names in os.walk(self.directory):
+            for name in names:
+                files[Path(root) / name] = _size(Path(root) / name)
+        total = sum(files.values())
+        if total <= self.max_bytes:
+            return
+        now = time.time()
+        host = self.directory / "host"
+
+        def category(path: Path) -> int | None:
+            if path == keep or path.is_relative_to(host):
+                return None
+            if path.parent.name == BAD or (path.name.endswith(".tmp") and now - _mtime(path) > STALE_S):
+                return 0
+            if path.parent.name == "dead":
+                return 1
+            if BATCH_NAME.match(path.name):
+                return 2
+            return None
+
+        ranked = sorted(
+            ((category(path), _mtime(path) if category(path) != 2 else 0, path.name, path) for path in files),
+            key=lambda item: (item[0] if item[0] is not None else 9, item[1], item[2]),
+        )
+        removed = lost = 0
+        for rank, _, _, path in ranked:
+            if total <= self.max_bytes or rank is None:
                 break
-            size = _size(oldest)
-            lost = len(self.read(oldest))
-            oldest.unlink(missing_ok=True)
-            total -= size
-            self.dropped += lost
-            log.warning("langflow-cms: spool over %d bytes: dropped %d oldest entries", self.max_bytes, lost)
+            if rank == 2:
+                lost += len(self.read(path))
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+            total -= files[path]
+        self.dropped += lost
+        self._over += 1
+        log.log(
+            logging.WARNING if self._over == 1 else logging.DEBUG,
+            "langflow-cms: the spool %s is over its bound of %d bytes (LANGFLOW_CMS_SPOOL_MAX_MB): "
+            "removed %d files, %d undelivered entries among them (counted as dropped)%s",
+            self.directory,
+            self.max_bytes,
+            removed,
+            lost,
+            "" if total <= self.max_bytes else f"; still {total} bytes (the host journal, the newest batch)",
+        )
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _size(path: Path) -> int:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from langflow_cms.config import Config
-from langflow_cms.credentials import CredentialProvider
+from langflow_cms.credentials import CredentialError, CredentialProvider
 from langflow_cms.delivery.serializer import batches, is_event
 from langflow_cms.delivery.spool import Spool, volume_full
-from langflow_cms.delivery.transport import CmsError, Transport
+from langflow_cms.delivery.transport import CmsError, Transport, credential_failure
 
 log = logging.getLogger("langflow_cms")
 
@@ -104,6 +104,8 @@ class Exporter:
         self.spooled = 0
         self._spool_errors: set[tuple[str, int | None]] = set()
         self._shrunk = True
+        self.misconfigured: CmsError | None = None
+        """The credential configuration is wrong (last call): what is left at exit is counted as failed."""
 
     def _open_spool(self, directory: Path | None, owner: str) -> Spool | None:
         if directory is None:
@@ -207,13 +209,14 @@ class Exporter:
         shrink = path is not None
         for batch in [*batches(metrics), *batches(entries[len(metrics) :])]:
             try:
-                self.transport().put_with_retry(batch, deadline, self._count_retry)
+                self._transport_or_raise().put_with_retry(batch, deadline, self._count_retry)
             except CmsError as exc:
                 self._failed(entries[done:], exc, path)
                 return False
             done += len(batch)
             self.stats["events_sent" if is_event(batch[0]) else "sent"] += len(batch)
             self.stats["calls"] += 1
+            self.misconfigured = None
             self.last_success = time.time()
             self.outage.recovered(self.stats["sent"])
             if shrink and not self._shrink(path, entries[done:]):  # type: ignore[arg-type]
@@ -239,7 +242,14 @@ class Exporter:
         """Keep what a later cycle (or, spooled, a later process) may deliver; count the rest."""
         self.last_error = str(exc)
         lost = 0
-        if path is not None and not exc.retryable:
+        if exc.keeps:  # half a key pair: nothing CMS said about the data; kept until the key is fixed
+            self.misconfigured = exc
+        if exc.keeps and path is not None:
+            outcome = f"{len(undelivered)} entries kept in the spool {self.spool.directory} until it is fixed"  # type: ignore[union-attr]
+        elif exc.keeps:
+            self._requeue(undelivered)
+            outcome = f"{len(undelivered)} entries kept in memory until it is fixed"
+        elif path is not None and not exc.retryable:
             self.spool.dead_letter(path, str(exc))  # type: ignore[union-attr]
             self.stats["failed"] += len(undelivered)
             outcome, lost = (
@@ -260,6 +270,13 @@ class Exporter:
         self.stats["retries"] += 1
         self.last_error = str(exc)
 
+    def _transport_or_raise(self) -> Transport:
+        """The transport; a credential source that cannot be set up is a CmsError like any failed call."""
+        try:
+            return self.transport()
+        except CredentialError as exc:
+            raise credential_failure(exc) from None
+
     def transport(self) -> Transport:
         if self._transport is None:
             if self._credentials is None:
@@ -273,6 +290,8 @@ class Exporter:
         """At close, after the deadline: what is still in memory goes to the spool, else it is dropped,
         counted, and named in one log line. Returns how many entries were lost."""
         left = self._take()
+        if self.misconfigured is not None:
+            return self._abandon_misconfigured(left)
         if not left:
             return 0
         advice = "set LANGFLOW_CMS_SPOOL_DIR to keep them, or raise LANGFLOW_CMS_EXIT_TIMEOUT"
@@ -300,6 +319,30 @@ class Exporter:
             advice,
         )
         return len(left)
+
+    def _abandon_misconfigured(self, left: list[Entry]) -> int:
+        """At close, with a credential configuration that is wrong: what this process could not send is
+        counted as failed, kept in the spool if there is one, and said in one line."""
+        kept = False
+        if self.spool is not None:
+            try:
+                if left:
+                    self.spool.write(left)
+                kept = True
+            except OSError as exc:
+                self._spool_error(exc)
+        undelivered = len(left) + (self.spool.own_entries() if kept else 0)  # type: ignore[union-attr]
+        self.stats["failed"] += undelivered
+        log.error(
+            "langflow-cms: %d entries could not be sent to %s (%s, said above): %s",
+            undelivered,
+            self.config.endpoint,
+            self.misconfigured.code,
+            f"kept in the spool {self.spool.directory}: they are sent once the credential is fixed"  # type: ignore[union-attr]
+            if kept
+            else "dropped (set LANGFLOW_CMS_SPOOL_DIR to keep them until the credential is fixed)",
+        )
+        return 0 if kept else len(left)
 
     def health(self) -> dict[str, Any]:
         dropped = sum(v for k, v in self.stats.items() if k.startswith("dropped:"))

@@ -300,6 +300,12 @@ class Spool:
             paths.append(path)
         return paths
 
+    def own_entries(self) -> int:
+        """How many entries wait in this owner's files."""
+        return sum(
+            len(self.read(path)) for path in sorted(self.directory.glob(f"[0-9]*-{self.owner}-*.json"))
+        )
+
     def entries(self) -> int:
         """How many entries wait on disk (all owners); for health and `doctor`."""
         return waiting_entries(self.directory)

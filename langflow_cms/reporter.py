@@ -435,6 +435,7 @@ class Reporter:
         exporters = list(self._exporters.values())
         for exporter in exporters:
             exporter.closing = True
+            exporter.stop_by(deadline)  # a send under way on the reporter thread stops by then too
         delivered = self._send_all(deadline)
         if self.journal is not None:
             with self._cycle_lock:  # no merge of the (stopped, not joined) reporter thread is under way

@@ -104,6 +104,10 @@ class Exporter:
         self.spooled = 0
         self._spool_errors: set[tuple[str, int | None]] = set()
         self._shrunk = True
+        self._in_flight: list[Entry] = []
+        """Entries a send took from memory (no spool copy) and has not delivered yet."""
+        self._stop_at = float("inf")
+        self._abandoned = False
         self.misconfigured: CmsError | None = None
         """The credential configuration is wrong (last call): what is left at exit is counted as failed."""
 
@@ -151,6 +155,8 @@ class Exporter:
 
     def _requeue(self, entries: list[Entry]) -> None:
         with self._lock:
+            if self._abandoned:
+                return  # close() already counted them (in flight when it gave up)
             room = self.config.queue_size - len(self._outbox)
             keep = entries[-room:] if room > 0 else []
             self.stats["dropped:outbox_full"] += len(entries) - len(keep)
@@ -163,12 +169,18 @@ class Exporter:
         if not self._send_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             return False  # another sender holds it until its own deadline: the entries wait their turn
         try:
-            return self._send(deadline)
+            return self._send(min(deadline, self._stop_at))
         except Exception as exc:  # a spool file operation: what is on disk stays there for the next send
             self._spool_error(exc)  # never out of send(): one exporter's trouble stops no other's
             return False
         finally:
+            self._in_flight = []
             self._send_lock.release()
+
+    def stop_by(self, deadline: float) -> None:
+        """At close: every send, a send already under way on another thread included, stops trying by
+        ``deadline`` (a call in flight ends within its own timeout)."""
+        self._stop_at = deadline
 
     def _spool_error(self, exc: Exception) -> None:
         """A failing spool operation: one ERROR line per kind of error while it lasts (then DEBUG)."""
@@ -208,7 +220,10 @@ class Exporter:
         done = 0
         shrink = path is not None
         for batch in [*batches(metrics), *batches(entries[len(metrics) :])]:
+            if path is None:
+                self._in_flight = entries[done:]
             try:
+                deadline = min(deadline, self._stop_at)
                 self._transport_or_raise().put_with_retry(batch, deadline, self._count_retry)
             except CmsError as exc:
                 self._failed(entries[done:], exc, path)
@@ -290,18 +305,21 @@ class Exporter:
         """At close, after the deadline: what is still in memory goes to the spool, else it is dropped,
         counted, and named in one log line. Returns how many entries were lost."""
         left = self._take()
+        self._abandoned = True
+        in_flight = list(self._in_flight) if self._send_lock.locked() else []
+        lost = left + in_flight  # in flight: taken from memory by a send on another thread, not on disk
         if self.misconfigured is not None:
-            return self._abandon_misconfigured(left)
-        if not left:
+            return self._abandon_misconfigured(lost)
+        if not lost:
             return 0
         advice = "set LANGFLOW_CMS_SPOOL_DIR to keep them, or raise LANGFLOW_CMS_EXIT_TIMEOUT"
         if self.spool is not None:
             try:
-                self.spool.write(left)
+                self.spool.write(lost)
                 self.spooled = self.spool.entries()
                 log.warning(
                     "langflow-cms: %d entries not delivered to %s before the exit deadline: spooled in %s",
-                    len(left),
+                    len(lost),
                     self.config.endpoint,
                     self.spool.directory,
                 )
@@ -310,15 +328,18 @@ class Exporter:
                 self._spool_error(exc)
                 advice = f"the spool {self.spool.directory} could not take them"
         reason = "spool_full" if self.spool is not None else "exit_deadline"
-        self.stats[f"dropped:{reason}"] += len(left)
+        self.stats[f"dropped:{reason}"] += len(lost)
         log.warning(
-            "langflow-cms: %d entries not delivered to %s before the exit deadline (%s): dropped; %s",
-            len(left),
+            "langflow-cms: %d entries not delivered to %s before the exit deadline (%s)%s: dropped; %s",
+            len(lost),
             self.config.endpoint,
             self.last_error or "no answer in time",
+            f" ({len(in_flight)} of them in flight on another thread: they may still arrive)"
+            if in_flight
+            else "",
             advice,
         )
-        return len(left)
+        return len(lost)
 
     def _abandon_misconfigured(self, left: list[Entry]) -> int:
         """At close, with a credential configuration that is wrong: what this process could not send is

@@ -202,13 +202,23 @@ class Spool:
 
     def orphaned_rollups(self) -> list[tuple[Path, list[dict[str, Any]]]]:
         """Snapshots of dead owners, claimed by this one: (claimed file, windows). The caller removes the
-        file once the windows are safe (spooled as entries)."""
+        file once the windows are safe (spooled as entries, or in the host journal).
+
+        Idempotent: a snapshot claimed (``claimed-<claimer>-rollup-<owner>.json``) by a process that died
+        before removing it is claimed again, so a second kill during adoption loses nothing; the windows
+        then reach delivery twice with the same values for the same keys (never counted twice)."""
         found = []
-        for path in sorted(self.directory.glob("rollup-*.json")):
-            owner = path.stem.split("-", 1)[1]
-            if owner == self.owner or _owner_alive(self.directory, owner):
+        for path in sorted(self.directory.glob("*rollup-*.json")):
+            claimer, _, snapshot = path.name.partition("-rollup-")
+            if claimer == "rollup" or not snapshot:  # an unclaimed ``rollup-<owner>.json``
+                holder, snapshot = path.stem.split("-", 1)[1], path.name
+            elif claimer.startswith("claimed-"):
+                holder, snapshot = claimer.removeprefix("claimed-"), f"rollup-{snapshot}"
+            else:
                 continue
-            claimed = path.with_name(f"claimed-{self.owner}-{path.name}")
+            if holder == self.owner or _owner_alive(self.directory, holder):
+                continue
+            claimed = path.with_name(f"claimed-{self.owner}-{snapshot}")
             try:
                 path.rename(claimed)  # atomic: only one process takes it
             except FileNotFoundError:
@@ -216,7 +226,7 @@ class Spool:
             try:
                 found.append((claimed, json.loads(claimed.read_text("utf-8"))))
             except (OSError, ValueError) as exc:
-                log.error("langflow-cms: unreadable roll-up snapshot %s skipped: %s", path.name, exc)
+                log.error("langflow-cms: unreadable roll-up snapshot %s skipped: %s", snapshot, exc)
                 claimed.unlink(missing_ok=True)
         return found
 

@@ -123,6 +123,7 @@ class Reporter:
         try:
             journal = HostJournal(host_directory(self.config.spool_dir), self.owner)  # type: ignore[arg-type]
             journal.instance(host_instance())  # readable and writable, or not used at all
+            journal.join()  # this process may add to the host's open windows until it closes
             return journal
         except OSError as exc:
             if not volume_full(exc, self.config.spool_dir):  # type: ignore[arg-type]
@@ -241,6 +242,10 @@ class Reporter:
         if journal is None or not journal.elect(wait):
             return
         try:
+            # before its grace period a window is sent only when final: no other process of the host may
+            # still add to it. Else a partial write, retried or applied late by CMS, could land after the
+            # complete one and win (CMS keeps the last write); the next sender sends it, complete.
+            force = force and not journal.others_alive()
             ready = journal.ready(time.time(), force=force)
             if not ready:
                 return
@@ -428,6 +433,8 @@ class Reporter:
         self._reader.stop()
         with self._cycle_lock:
             self._hand_off(self.storage.collect(force=True))
+            if self.journal is not None:
+                self.journal.leave()  # its last windows are in the journal: it adds to none any more
             # the last process of the host to close sends everything: it waits its turn as the sender
             self._send_host(force=True, wait=max(deadline - time.monotonic(), 0.0) * 0.6)
             self._flush_events(force=True)

@@ -40,7 +40,7 @@ import threading
 import time
 from pathlib import Path
 
-from langflow_cms.delivery.spool import volume_full, write_atomically
+from langflow_cms.delivery.spool import lock_held, volume_full, write_atomically
 from langflow_cms.pipeline.window import Window
 
 log = logging.getLogger("langflow_cms")
@@ -115,6 +115,34 @@ class HostJournal:
         """Windows refused because their merged result is gone (older than ``keep_s``): never sent alone."""
         self._failing: set[tuple[str, str, int | None]] = set()
         """(operation, error type, errno) logged and not cleared yet: logged once while they last."""
+        self._live_fd: int | None = None
+
+    # --- who may still write ----------------------------------------------------------------------------
+    def join(self) -> None:
+        """A process that writes windows here holds ``live/<owner>.lock`` while it may still write (the
+        kernel drops it when the process dies): a window is final, and may be sent before its grace
+        period, only when no other process of the host may add to it."""
+        with contextlib.suppress(OSError):
+            live = self.directory / "live"
+            live.mkdir(exist_ok=True)
+            self._live_fd = os.open(live / f"{self.owner}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._live_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def leave(self) -> None:
+        """This process writes no more windows (at close, once its last ones are in the journal)."""
+        if self._live_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._live_fd)
+            self._live_fd = None
+            (self.directory / "live" / f"{self.owner}.lock").unlink(missing_ok=True)
+
+    def others_alive(self) -> bool:
+        """Does another process of the host hold its live lock (so it may still add to open windows)?"""
+        try:
+            locks = list((self.directory / "live").glob("*.lock"))
+        except OSError:
+            return True
+        return any(lock.stem != self.owner and lock_held(lock) for lock in locks)
 
     def instance(self, host: str) -> str:
         """``<host>-<id>``: the id is made once per journal (``instance.id``), so every process of the host
@@ -245,6 +273,10 @@ class HostJournal:
         self._electing = threading.Lock()  # a thread of the parent may have held it at the fork
         self._elected = False
         self._failing = set()  # the child logs its own errors
+        if self._live_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._live_fd)  # the parent's lock stays the parent's (closing a copy keeps it)
+            self._live_fd = None
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)

@@ -119,12 +119,20 @@ def _owner_alive(directory: Path, owner: str) -> bool:
     it when the process ends (a SIGKILL included). Unlike a pid check this is right when a restarted
     container reuses the pid (PID 1) of the process it replaces.
     """
-    lock = directory / "owners" / f"{owner}.lock"
+    held = lock_held(directory / "owners" / f"{owner}.lock")
+    if held is None:
+        pid = owner.split(".", 1)[0]
+        return pid.isdigit() and _pid_alive(int(pid)) and "." not in owner
+    return held
+
+
+def lock_held(lock: Path) -> bool | None:
+    """Does a live process hold the ``flock`` on ``lock``? None when there is no such file. A lock file
+    nobody holds (its process died) is removed."""
     try:
         fd = os.open(lock, os.O_RDWR)
     except FileNotFoundError:
-        pid = owner.split(".", 1)[0]
-        return pid.isdigit() and _pid_alive(int(pid)) and "." not in owner
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

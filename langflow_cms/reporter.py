@@ -237,7 +237,8 @@ class Reporter:
 
     def _send_host(self, force: bool = False, wait: float = 0.0) -> None:
         """As the host's elected sender: merge the windows every process wrote, hand them to delivery
-        (written ahead to the spool), then record them as handed over (``delivery/journal.py``)."""
+        (written ahead to the spool), then record them as handed over (``delivery/journal.py``). The
+        journals of other host names in the spool whose processes are all gone are merged too."""
         journal = self.journal
         if journal is None or not journal.elect(wait):
             return
@@ -246,24 +247,32 @@ class Reporter:
             # still add to it. Else a partial write, retried or applied late by CMS, could land after the
             # complete one and win (CMS keeps the last write); the next sender sends it, complete.
             force = force and not journal.others_alive()
-            ready = journal.ready(time.time(), force=force)
-            if not ready:
-                return
-            entries = []
-            for _, merged, _ in ready:
-                for window in merged:
-                    try:
-                        entries.append(aggregate_entry(window, self.config.group_id))
-                    except (ValueError, OverflowError, TypeError) as exc:
-                        self.storage.reject(window.name, f"window could not be encoded: {exc}")
-            if not self._exporters[""].persist(entries):
-                # a full disk: sent from memory; if the record cannot be written either, the next merge
-                # takes the same files again and sends the same values for the same keys
-                self._exporters[""].enqueue(entries)
-            for folder, merged, names in ready:
-                journal.commit(folder, merged, names)
+            self._hand_over(journal, journal.ready(time.time(), force=force))
+            for orphan in journal.orphaned_hosts():  # nobody of that host is left to add to its windows
+                try:
+                    self._hand_over(orphan, orphan.ready(time.time(), force=True))
+                finally:
+                    orphan.resign()
         except Exception as exc:  # the cycle goes on: what was not recorded is merged again next time
             self.storage.warn_once("journal", f"host journal merge failed: {exc}")
+
+    def _hand_over(self, journal: HostJournal, ready: list[tuple[Path, list[Window], list[str]]]) -> None:
+        """Merged windows to delivery (written ahead to the spool), then recorded in their journal."""
+        if not ready:
+            return
+        entries = []
+        for _, merged, _ in ready:
+            for window in merged:
+                try:
+                    entries.append(aggregate_entry(window, self.config.group_id))
+                except (ValueError, OverflowError, TypeError) as exc:
+                    self.storage.reject(window.name, f"window could not be encoded: {exc}")
+        if not self._exporters[""].persist(entries):
+            # a full disk: sent from memory; if the record cannot be written either, the next merge
+            # takes the same files again and sends the same values for the same keys
+            self._exporters[""].enqueue(entries)
+        for folder, merged, names in ready:
+            journal.commit(folder, merged, names)
 
     def _encode(self, windows: list[Window]) -> None:
         by_scope: dict[str, list[dict[str, str]]] = {}

@@ -144,6 +144,25 @@ class HostJournal:
             return True
         return any(lock.stem != self.owner and lock_held(lock) for lock in locks)
 
+    def orphaned_hosts(self) -> list[HostJournal]:
+        """The journals of other host names in the same spool that no live process writes to any more
+        (a pod's only worker was killed), each with its sender lock taken by this process: the caller
+        merges them (their windows keep their own host's instance) and resigns."""
+        found = []
+        try:
+            others = [d for d in self.directory.parent.iterdir() if d.is_dir() and d != self.directory]
+        except OSError:
+            return []
+        for directory in sorted(others):
+            orphan = HostJournal(directory, self.owner)
+            if orphan.others_alive() or not orphan.elect():
+                continue
+            if orphan.others_alive():  # a process of that host started meanwhile: it sends its own
+                orphan.resign()
+                continue
+            found.append(orphan)
+        return found
+
     def instance(self, host: str) -> str:
         """``<host>-<id>``: the id is made once per journal (``instance.id``), so every process of the host
         shares it, and a new pod that reuses a name (a StatefulSet) with a fresh volume gets a new one."""

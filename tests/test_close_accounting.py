@@ -52,3 +52,26 @@ def test_close_counts_the_batch_the_reporter_thread_holds(emulator, make_reporte
     lines = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
     assert len(lines) == 1 and "82 entries" in lines[0] and "in flight" in lines[0], lines
     sender.join(60)
+
+
+def test_random_in_flight_batches_at_close_are_all_accounted_for(emulator, make_reporter):
+    """Randomized: batch sizes, answer delays and close budgets; sent + dropped + queued adds up each time."""
+    import random
+
+    rng = random.Random(8)
+    for _ in range(3):
+        emulator.reset()
+        reporter = make_reporter(LANGFLOW_CMS_READ_TIMEOUT="30")
+        exporter = reporter._exporters[""]
+        emulator.set_faults(latency=rng.uniform(1.0, 2.5))
+        count = rng.randint(30, 120)
+        exporter.enqueue(entries(count))
+        sender = threading.Thread(target=reporter._send_all, args=(time.monotonic() + 50,), daemon=True)
+        sender.start()
+        while exporter.queued():
+            time.sleep(0.01)
+        reporter.close(timeout=rng.uniform(0.2, 0.9))
+        health = reporter.health()
+        assert health["sent"] + health["dropped"] + health["queued"] == count, health
+        sender.join(60)
+        emulator.clear_faults()

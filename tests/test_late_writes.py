@@ -28,7 +28,7 @@ def sender_first(workers, spool):
 def run_host(emulator, monkeypatch, spool, counts: list[int], late: float, pause: float) -> None:
     host_env(monkeypatch, emulator, spool)
     monkeypatch.setenv("LANGFLOW_CMS_READ_TIMEOUT", "2")
-    wait_for_minute_start(margin=35)
+    wait_for_minute_start(margin=15)
     workers = start_workers(counts)
     for _, go_flush, flushed, _ in workers:
         go_flush.set()

@@ -81,13 +81,21 @@ _HOW_TO_CONFIGURE = (
     "ACK RRSA via ALIBABA_CLOUD_ROLE_ARN/ALIBABA_CLOUD_OIDC_PROVIDER_ARN/ALIBABA_CLOUD_OIDC_TOKEN_FILE), "
     "or set ALIBABA_CLOUD_CREDENTIALS_URI; for local development against the emulator set LANGFLOW_CMS_DEV=1"
 )
-_FAILURE_BACKOFF_S = 30.0
+_FAILURE_BACKOFF_S = 1.0
 """After the default chain found nothing, answer from memory for this long instead of probing ECS metadata
-again."""
+again (short: delivery retries with backoff, and a one-second hiccup must cost nothing)."""
 
 
 class CredentialError(RuntimeError):
-    """No usable credential. The message says what to configure and never contains a secret."""
+    """No usable credential. The message says what to configure and never contains a secret.
+
+    ``transient``: a source that may answer a moment later (the metadata service, STS, a credentials URI,
+    the default chain finding nothing): delivery retries until its deadline. Otherwise the configuration is
+    wrong (half a key pair) and stays wrong until someone fixes it."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True, repr=False)
@@ -269,13 +277,13 @@ class _ChainFetcher:
             except Exception as exc:
                 name = self._provider.get_provider_name()
                 raise CredentialError(
-                    f"refreshing credentials from {name} failed: {redact(str(exc))}"
+                    f"refreshing credentials from {name} failed: {redact(str(exc))}", transient=True
                 ) from None
 
     def _find(self) -> Credential:
         now = time.monotonic()
         if self._failed is not None and now - self._failed[0] < _FAILURE_BACKOFF_S:
-            raise CredentialError(self._failed[1])
+            raise CredentialError(self._failed[1], transient=True)
         errors = []
         _QUIET_PROBE.threads.add(threading.get_ident())
         try:
@@ -298,7 +306,7 @@ class _ChainFetcher:
         tried = "; ".join(errors) or "nothing"
         message = f"no Alibaba Cloud credentials found: {_HOW_TO_CONFIGURE}. Tried: {tried}"
         self._failed = (now, message)
-        raise CredentialError(message)
+        raise CredentialError(message, transient=True)
 
     def _convert(self, found: Any) -> Credential:
         """Wrap the library's value; reuse the previous object while it is unchanged (cheap, registered

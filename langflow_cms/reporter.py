@@ -43,6 +43,7 @@ from langflow_cms.credentials import Credential, CredentialError, CredentialProv
 from langflow_cms.delivery.exporter import Exporter
 from langflow_cms.delivery.journal import GRACE_S, HostJournal, host_directory
 from langflow_cms.delivery.serializer import aggregate_entry
+from langflow_cms.delivery.spool import volume_full
 from langflow_cms.events import EventStream
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.raw import RawScope
@@ -66,10 +67,6 @@ def credential_identity(credential: Credential) -> str:
         f"{credential.access_key_id}\0{credential.access_key_secret}".encode()
     ).hexdigest()
     return f"k{digest[:12]}"
-
-
-MAX_UNWRITTEN = 100_000
-"""Sealed windows kept while the host journal cannot be written; past it the oldest are dropped (counted)."""
 
 
 class Reporter:
@@ -100,8 +97,6 @@ class Reporter:
         )
         self._exporters: dict[str, Exporter] = {"": exporter}
         self.journal = self._open_journal() if config.merges_per_host and exporter.spool else None
-        self._unwritten: list[Window] = []
-        """Sealed windows the host journal could not take yet (retried every cycle, bounded)."""
         instance = config.instance
         if config.merges_per_host and instance == host_instance():  # the default, not the user's
             instance = self.journal.instance(instance) if self.journal else default_instance()
@@ -128,9 +123,11 @@ class Reporter:
         try:
             journal = HostJournal(host_directory(self.config.spool_dir), self.owner)  # type: ignore[arg-type]
             journal.instance(host_instance())  # readable and writable, or not used at all
+            journal.join()  # this process may add to the host's open windows until it closes
             return journal
         except OSError as exc:
-            log.error("langflow-cms: cannot merge per host (%s): this process sends its own windows", exc)
+            if not volume_full(exc, self.config.spool_dir):  # type: ignore[arg-type]
+                log.error("langflow-cms: cannot merge per host (%s): this process sends its own windows", exc)
             return None
 
     def _make_scope(self, scope_id: str) -> Scope:
@@ -216,41 +213,67 @@ class Reporter:
 
     def _export(self, windows: list[Window]) -> None:
         """Encode sealed windows into entries of their scope's exporter; one bad window costs nothing else.
-        Merging per host, the process's own windows go to the host journal instead (its sender sends them)."""
+        Merging per host, the process's own windows go to the host journal instead (its sender sends them);
+        what the journal cannot take (a full disk) this process sends itself, under its own instance."""
         if self.journal is not None:
-            host = self._unwritten + [w for w in windows if w.scope == ""]
+            host = [w for w in windows if w.scope == ""]
             windows = [w for w in windows if w.scope != ""]  # a node's own AccessKey: sent by this process
-            self._unwritten = self.journal.write(host)  # what fails is kept for the next cycle
-            if len(self._unwritten) > MAX_UNWRITTEN:
-                self.storage.stats["dropped:journal"] += len(self._unwritten) - MAX_UNWRITTEN
-                self._unwritten = self._unwritten[-MAX_UNWRITTEN:]
-            if self._unwritten:
-                self.storage.warn_once("journal", "cannot write the host journal: windows kept for retry")
+            failed = self.journal.write(host)
+            if failed:
+                self.storage.warn_once(
+                    "journal",
+                    f"the host journal cannot take sealed windows: this process sends them itself, as "
+                    f"instance {self.process_instance}",
+                )
+                windows += [self._as_own_instance(w) for w in failed]
         self._encode(windows)
+
+    def _as_own_instance(self, window: Window) -> Window:
+        """A host window of this process alone, under the process's own instance: never mixed with (nor
+        overwriting) the host's merged window of the same series, so totals stay exact."""
+        dims = tuple(
+            (k, self.process_instance if k == contract.INSTANCE else v) for k, v in window.dimensions
+        )
+        return dataclasses.replace(window, dimensions=dims)
 
     def _send_host(self, force: bool = False, wait: float = 0.0) -> None:
         """As the host's elected sender: merge the windows every process wrote, hand them to delivery
-        (written ahead to the spool), then record them as handed over (``delivery/journal.py``)."""
+        (written ahead to the spool), then record them as handed over (``delivery/journal.py``). The
+        journals of other host names in the spool whose processes are all gone are merged too."""
         journal = self.journal
         if journal is None or not journal.elect(wait):
             return
         try:
-            ready = journal.ready(time.time(), force=force)
-            if not ready:
-                return
-            entries = []
-            for _, merged, _ in ready:
-                for window in merged:
-                    try:
-                        entries.append(aggregate_entry(window, self.config.group_id))
-                    except (ValueError, OverflowError, TypeError) as exc:
-                        self.storage.reject(window.name, f"window could not be encoded: {exc}")
-            if not self._exporters[""].persist(entries):
-                return  # not on disk: recorded nowhere, so the next merge takes the same files again
-            for folder, merged, names in ready:
-                journal.commit(folder, merged, names)
+            # before its grace period a window is sent only when final: no other process of the host may
+            # still add to it. Else a partial write, retried or applied late by CMS, could land after the
+            # complete one and win (CMS keeps the last write); the next sender sends it, complete.
+            force = force and not journal.others_alive()
+            self._hand_over(journal, journal.ready(time.time(), force=force))
+            for orphan in journal.orphaned_hosts():  # nobody of that host is left to add to its windows
+                try:
+                    self._hand_over(orphan, orphan.ready(time.time(), force=True))
+                finally:
+                    orphan.resign()
         except Exception as exc:  # the cycle goes on: what was not recorded is merged again next time
             self.storage.warn_once("journal", f"host journal merge failed: {exc}")
+
+    def _hand_over(self, journal: HostJournal, ready: list[tuple[Path, list[Window], list[str]]]) -> None:
+        """Merged windows to delivery (written ahead to the spool), then recorded in their journal."""
+        if not ready:
+            return
+        entries = []
+        for _, merged, _ in ready:
+            for window in merged:
+                try:
+                    entries.append(aggregate_entry(window, self.config.group_id))
+                except (ValueError, OverflowError, TypeError) as exc:
+                    self.storage.reject(window.name, f"window could not be encoded: {exc}")
+        if not self._exporters[""].persist(entries):
+            # a full disk: sent from memory; if the record cannot be written either, the next merge
+            # takes the same files again and sends the same values for the same keys
+            self._exporters[""].enqueue(entries)
+        for folder, merged, names in ready:
+            journal.commit(folder, merged, names)
 
     def _encode(self, windows: list[Window]) -> None:
         by_scope: dict[str, list[dict[str, str]]] = {}
@@ -275,11 +298,12 @@ class Reporter:
         spool = self._exporters[""].spool
         if spool is None:
             return
-        windows = self.storage.open_rollups() + self._unwritten + list(handing)
+        windows = self.storage.open_rollups() + list(handing)
         try:
             spool.save_rollup([w.to_dict() for w in windows if w.scope == ""])
         except (OSError, ValueError) as exc:
-            self.storage.warn_once("snapshot", f"could not save the 300 s roll-up snapshot: {exc}")
+            if not volume_full(exc, spool.directory):
+                self.storage.warn_once("snapshot", f"could not save the 300 s roll-up snapshot: {exc}")
 
     def _adopt_orphans(self) -> None:
         """Send the windows of processes that died (their snapshots: open 300 s windows, and the sealed
@@ -302,8 +326,13 @@ class Reporter:
                     entries.append(aggregate_entry(Window.from_dict(data), self.config.group_id))
                 except (KeyError, ValueError, TypeError, OverflowError) as exc:
                     self.storage.reject(data.get("name", "?"), f"snapshot window unreadable: {exc}")
-            if entries:
-                spool.write(entries)  # write-ahead before the snapshot goes
+            try:
+                if entries:
+                    spool.write(entries)  # write-ahead before the snapshot goes
+            except OSError as exc:  # a full disk: sent from memory; the snapshot stays for a later process
+                volume_full(exc, spool.directory)  # (the same values for the same keys: never counted twice)
+                self._exporters[""].enqueue(entries)
+                continue
             path.unlink(missing_ok=True)
 
     def _adopt_into_journal(self, path: Path, windows: list[dict[str, Any]]) -> None:
@@ -315,10 +344,10 @@ class Reporter:
             failed = self.journal.write([w for w in found if w.scope == ""], owner=owner, adopted=True)  # type: ignore[union-attr]
         except (KeyError, ValueError, TypeError, OverflowError) as exc:
             self.storage.warn_once("orphans", f"snapshot {path.name} unreadable ({exc}): dropped")
-            failed = windows  # type: ignore[assignment]
-        if failed:
-            self.storage.stats["dropped:journal"] += len(failed)
-        path.unlink(missing_ok=True)
+            self.storage.stats["dropped:journal"] += len(windows)
+            failed = []
+        if not failed:  # else the journal cannot be written (a full disk): a later process adopts it again
+            path.unlink(missing_ok=True)
 
     def _send_all(self, deadline: float) -> bool:
         spool = self._exporters[""].spool
@@ -414,6 +443,8 @@ class Reporter:
         self._reader.stop()
         with self._cycle_lock:
             self._hand_off(self.storage.collect(force=True))
+            if self.journal is not None:
+                self.journal.leave()  # its last windows are in the journal: it adds to none any more
             # the last process of the host to close sends everything: it waits its turn as the sender
             self._send_host(force=True, wait=max(deadline - time.monotonic(), 0.0) * 0.6)
             self._flush_events(force=True)
@@ -421,6 +452,7 @@ class Reporter:
         exporters = list(self._exporters.values())
         for exporter in exporters:
             exporter.closing = True
+            exporter.stop_by(deadline)  # a send under way on the reporter thread stops by then too
         delivered = self._send_all(deadline)
         if self.journal is not None:
             with self._cycle_lock:  # no merge of the (stopped, not joined) reporter thread is under way

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from langflow_cms.config import Config
-from langflow_cms.credentials import CredentialProvider
+from langflow_cms.credentials import CredentialError, CredentialProvider
 from langflow_cms.delivery.serializer import batches, is_event
-from langflow_cms.delivery.spool import Spool
-from langflow_cms.delivery.transport import CmsError, Transport
+from langflow_cms.delivery.spool import Spool, volume_full
+from langflow_cms.delivery.transport import CmsError, Transport, credential_failure
 
 log = logging.getLogger("langflow_cms")
 
@@ -102,6 +102,14 @@ class Exporter:
         self._send_lock = threading.Lock()
         self.spool = self._open_spool(spool_dir, owner)
         self.spooled = 0
+        self._spool_errors: set[tuple[str, int | None]] = set()
+        self._shrunk = True
+        self._in_flight: list[Entry] = []
+        """Entries a send took from memory (no spool copy) and has not delivered yet."""
+        self._stop_at = float("inf")
+        self._abandoned = False
+        self.misconfigured: CmsError | None = None
+        """The credential configuration is wrong (last call): what is left at exit is counted as failed."""
 
     def _open_spool(self, directory: Path | None, owner: str) -> Spool | None:
         if directory is None:
@@ -132,7 +140,7 @@ class Exporter:
             if entries:
                 self.spool.write(entries)
         except OSError as exc:
-            log.error("langflow-cms: spool %s unusable (%s)", self.spool.directory, exc)
+            self._spool_error(exc)
             return False
         return True
 
@@ -147,6 +155,8 @@ class Exporter:
 
     def _requeue(self, entries: list[Entry]) -> None:
         with self._lock:
+            if self._abandoned:
+                return  # close() already counted them (in flight when it gave up)
             room = self.config.queue_size - len(self._outbox)
             keep = entries[-room:] if room > 0 else []
             self.stats["dropped:outbox_full"] += len(entries) - len(keep)
@@ -159,30 +169,48 @@ class Exporter:
         if not self._send_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             return False  # another sender holds it until its own deadline: the entries wait their turn
         try:
-            pending = self._take()
-            if self.spool is None:
-                return self._deliver(pending, None, deadline)
-            try:
-                if pending:
-                    self.spool.write(pending)  # write-ahead: on disk before it is on the wire
-                paths = self.spool.pending()
-            except OSError as exc:
-                log.error(
-                    "langflow-cms: spool %s unusable (%s); sending from memory", self.spool.directory, exc
-                )
-                return self._deliver(pending, None, deadline)
-            delivered = True
-            for path in paths:
-                if time.monotonic() >= deadline:
-                    delivered = False
-                    break
-                delivered = self._deliver(self.spool.read(path), path, deadline) and delivered
-                if not delivered and self.outage.failing_since is not None:
-                    break  # the endpoint is failing: the rest waits for the next cycle
-            self.spooled = 0 if delivered else self.spool.entries()
-            return delivered
+            return self._send(min(deadline, self._stop_at))
+        except Exception as exc:  # a spool file operation: what is on disk stays there for the next send
+            self._spool_error(exc)  # never out of send(): one exporter's trouble stops no other's
+            return False
         finally:
+            self._in_flight = []
             self._send_lock.release()
+
+    def stop_by(self, deadline: float) -> None:
+        """At close: every send, a send already under way on another thread included, stops trying by
+        ``deadline`` (a call in flight ends within its own timeout)."""
+        self._stop_at = deadline
+
+    def _spool_error(self, exc: Exception) -> None:
+        """A failing spool operation: one ERROR line per kind of error while it lasts (then DEBUG)."""
+        if volume_full(exc, self.spool.directory if self.spool else "-"):
+            return
+        key = (type(exc).__name__, getattr(exc, "errno", None))
+        level = logging.DEBUG if key in self._spool_errors else logging.ERROR
+        self._spool_errors.add(key)
+        log.log(level, "langflow-cms: spool %s: %s", self.spool.directory if self.spool else "-", exc)
+
+    def _send(self, deadline: float) -> bool:
+        pending = self._take()
+        if self.spool is None:
+            return self._deliver(pending, None, deadline)
+        try:
+            if pending:
+                self.spool.write(pending)  # write-ahead: on disk before it is on the wire
+        except OSError as exc:
+            self._spool_error(exc)
+            return self._deliver(pending, None, deadline)  # memory only: sent now, or kept in the outbox
+        delivered = True
+        for path in self.spool.pending():
+            if time.monotonic() >= deadline:
+                delivered = False
+                break
+            delivered = self._deliver(self.spool.read(path), path, deadline) and delivered
+            if not delivered and self.outage.failing_since is not None:
+                break  # the endpoint is failing: the rest waits for the next cycle
+        self.spooled = 0 if delivered else self.spool.entries()
+        return delivered
 
     def _deliver(self, entries: list[Entry], path: Path | None, deadline: float) -> bool:
         """Send ``entries`` in batches, metrics first, then events; with a spool file, shrink it as batches
@@ -190,26 +218,53 @@ class Exporter:
         metrics = [e for e in entries if not is_event(e)]
         entries = metrics + [e for e in entries if is_event(e)]
         done = 0
+        shrink = path is not None
         for batch in [*batches(metrics), *batches(entries[len(metrics) :])]:
+            if path is None:
+                self._in_flight = entries[done:]
             try:
-                self.transport().put_with_retry(batch, deadline, self._count_retry)
+                deadline = min(deadline, self._stop_at)
+                self._transport_or_raise().put_with_retry(batch, deadline, self._count_retry)
             except CmsError as exc:
                 self._failed(entries[done:], exc, path)
                 return False
             done += len(batch)
             self.stats["events_sent" if is_event(batch[0]) else "sent"] += len(batch)
             self.stats["calls"] += 1
+            self.misconfigured = None
             self.last_success = time.time()
             self.outage.recovered(self.stats["sent"])
-            if path is not None:
-                self.spool.rewrite(path, entries[done:])  # type: ignore[union-attr]
+            if shrink and not self._shrink(path, entries[done:]):  # type: ignore[arg-type]
+                return True  # another process took the file: the rest is theirs to send
+            shrink = shrink and self._shrunk
+        if path is not None and not shrink:
+            path.unlink(missing_ok=True)  # every entry arrived (removing a file needs no free space)
         return True
+
+    def _shrink(self, path: Path, left: list[Entry]) -> bool:
+        """Keep only ``left`` in ``path``; on a full disk leave the file whole (``_shrunk`` False: it is
+        removed once all of it arrived, and a kill before that resends the same values for the same keys).
+        False when the file is gone."""
+        self._shrunk = True
+        try:
+            return self.spool.rewrite(path, left)  # type: ignore[union-attr]
+        except OSError as exc:
+            self._spool_error(exc)
+            self._shrunk = False
+            return True
 
     def _failed(self, undelivered: list[Entry], exc: CmsError, path: Path | None) -> None:
         """Keep what a later cycle (or, spooled, a later process) may deliver; count the rest."""
         self.last_error = str(exc)
         lost = 0
-        if path is not None and not exc.retryable:
+        if exc.keeps:  # half a key pair: nothing CMS said about the data; kept until the key is fixed
+            self.misconfigured = exc
+        if exc.keeps and path is not None:
+            outcome = f"{len(undelivered)} entries kept in the spool {self.spool.directory} until it is fixed"  # type: ignore[union-attr]
+        elif exc.keeps:
+            self._requeue(undelivered)
+            outcome = f"{len(undelivered)} entries kept in memory until it is fixed"
+        elif path is not None and not exc.retryable:
             self.spool.dead_letter(path, str(exc))  # type: ignore[union-attr]
             self.stats["failed"] += len(undelivered)
             outcome, lost = (
@@ -230,6 +285,13 @@ class Exporter:
         self.stats["retries"] += 1
         self.last_error = str(exc)
 
+    def _transport_or_raise(self) -> Transport:
+        """The transport; a credential source that cannot be set up is a CmsError like any failed call."""
+        try:
+            return self.transport()
+        except CredentialError as exc:
+            raise credential_failure(exc) from None
+
     def transport(self) -> Transport:
         if self._transport is None:
             if self._credentials is None:
@@ -243,30 +305,65 @@ class Exporter:
         """At close, after the deadline: what is still in memory goes to the spool, else it is dropped,
         counted, and named in one log line. Returns how many entries were lost."""
         left = self._take()
-        if not left:
+        self._abandoned = True
+        in_flight = list(self._in_flight) if self._send_lock.locked() else []
+        lost = left + in_flight  # in flight: taken from memory by a send on another thread, not on disk
+        if self.misconfigured is not None:
+            return self._abandon_misconfigured(lost)
+        if not lost:
             return 0
+        advice = "set LANGFLOW_CMS_SPOOL_DIR to keep them, or raise LANGFLOW_CMS_EXIT_TIMEOUT"
         if self.spool is not None:
             try:
-                self.spool.write(left)
+                self.spool.write(lost)
                 self.spooled = self.spool.entries()
                 log.warning(
                     "langflow-cms: %d entries not delivered to %s before the exit deadline: spooled in %s",
-                    len(left),
+                    len(lost),
                     self.config.endpoint,
                     self.spool.directory,
                 )
                 return 0
-            except OSError:
-                pass
-        self.stats["dropped:exit_deadline"] += len(left)
+            except OSError as exc:
+                self._spool_error(exc)
+                advice = f"the spool {self.spool.directory} could not take them"
+        reason = "spool_full" if self.spool is not None else "exit_deadline"
+        self.stats[f"dropped:{reason}"] += len(lost)
         log.warning(
-            "langflow-cms: %d entries not delivered to %s before the exit deadline (%s): dropped; "
-            "set LANGFLOW_CMS_SPOOL_DIR to keep them, or raise LANGFLOW_CMS_EXIT_TIMEOUT",
-            len(left),
+            "langflow-cms: %d entries not delivered to %s before the exit deadline (%s)%s: dropped; %s",
+            len(lost),
             self.config.endpoint,
             self.last_error or "no answer in time",
+            f" ({len(in_flight)} of them in flight on another thread: they may still arrive)"
+            if in_flight
+            else "",
+            advice,
         )
-        return len(left)
+        return len(lost)
+
+    def _abandon_misconfigured(self, left: list[Entry]) -> int:
+        """At close, with a credential configuration that is wrong: what this process could not send is
+        counted as failed, kept in the spool if there is one, and said in one line."""
+        kept = False
+        if self.spool is not None:
+            try:
+                if left:
+                    self.spool.write(left)
+                kept = True
+            except OSError as exc:
+                self._spool_error(exc)
+        undelivered = len(left) + (self.spool.own_entries() if kept else 0)  # type: ignore[union-attr]
+        self.stats["failed"] += undelivered
+        log.error(
+            "langflow-cms: %d entries could not be sent to %s (%s, said above): %s",
+            undelivered,
+            self.config.endpoint,
+            self.misconfigured.code,
+            f"kept in the spool {self.spool.directory}: they are sent once the credential is fixed"  # type: ignore[union-attr]
+            if kept
+            else "dropped (set LANGFLOW_CMS_SPOOL_DIR to keep them until the credential is fixed)",
+        )
+        return 0 if kept else len(left)
 
     def health(self) -> dict[str, Any]:
         dropped = sum(v for k, v in self.stats.items() if k.startswith("dropped:"))

@@ -40,6 +40,7 @@ import threading
 import time
 from pathlib import Path
 
+from langflow_cms.delivery.spool import lock_held, volume_full, write_atomically
 from langflow_cms.pipeline.window import Window
 
 log = logging.getLogger("langflow_cms")
@@ -64,10 +65,7 @@ def host_directory(spool_dir: Path, host: str | None = None) -> Path:
 def _write_json(path: Path, data: object) -> None:
     """Atomic against a process's death (a rename); no fsync: the journal lives and dies with the pod's
     volume, and the merged windows reach the spool (which does fsync) before they are recorded."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, separators=(",", ":"))
-    os.replace(temporary, path)
+    write_atomically(path, data, fsync=False)
 
 
 def _read_windows(path: Path) -> list[Window]:
@@ -117,6 +115,53 @@ class HostJournal:
         """Windows refused because their merged result is gone (older than ``keep_s``): never sent alone."""
         self._failing: set[tuple[str, str, int | None]] = set()
         """(operation, error type, errno) logged and not cleared yet: logged once while they last."""
+        self._live_fd: int | None = None
+
+    # --- who may still write ----------------------------------------------------------------------------
+    def join(self) -> None:
+        """A process that writes windows here holds ``live/<owner>.lock`` while it may still write (the
+        kernel drops it when the process dies): a window is final, and may be sent before its grace
+        period, only when no other process of the host may add to it."""
+        with contextlib.suppress(OSError):
+            live = self.directory / "live"
+            live.mkdir(exist_ok=True)
+            self._live_fd = os.open(live / f"{self.owner}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._live_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def leave(self) -> None:
+        """This process writes no more windows (at close, once its last ones are in the journal)."""
+        if self._live_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._live_fd)
+            self._live_fd = None
+            (self.directory / "live" / f"{self.owner}.lock").unlink(missing_ok=True)
+
+    def others_alive(self) -> bool:
+        """Does another process of the host hold its live lock (so it may still add to open windows)?"""
+        try:
+            locks = list((self.directory / "live").glob("*.lock"))
+        except OSError:
+            return True
+        return any(lock.stem != self.owner and lock_held(lock) for lock in locks)
+
+    def orphaned_hosts(self) -> list[HostJournal]:
+        """The journals of other host names in the same spool that no live process writes to any more
+        (a pod's only worker was killed), each with its sender lock taken by this process: the caller
+        merges them (their windows keep their own host's instance) and resigns."""
+        found = []
+        try:
+            others = [d for d in self.directory.parent.iterdir() if d.is_dir() and d != self.directory]
+        except OSError:
+            return []
+        for directory in sorted(others):
+            orphan = HostJournal(directory, self.owner)
+            if orphan.others_alive() or not orphan.elect():
+                continue
+            if orphan.others_alive():  # a process of that host started meanwhile: it sends its own
+                orphan.resign()
+                continue
+            found.append(orphan)
+        return found
 
     def instance(self, host: str) -> str:
         """``<host>-<id>``: the id is made once per journal (``instance.id``), so every process of the host
@@ -124,8 +169,12 @@ class HostJournal:
         path = self.directory / "instance.id"
         with contextlib.suppress(FileExistsError):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(3))
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(3))
+            except OSError:  # a full disk: no empty id left behind for the next process to wait on
+                path.unlink(missing_ok=True)
+                raise
         for _ in range(50):  # another process may be between its create and its write
             token = path.read_text("utf-8").strip()
             if token:
@@ -215,6 +264,9 @@ class HostJournal:
         goes on (the reporter thread retries every cycle); a different error is logged again, and so is the
         same one after the operation succeeded (``_cleared``)."""
         exc = args[-1] if args and isinstance(args[-1], BaseException) else None
+        if exc is not None and volume_full(exc, self.directory):
+            self._failing.add((what, type(exc).__name__, getattr(exc, "errno", None)))
+            return
         key = (what, type(exc).__name__, getattr(exc, "errno", None))
         level = logging.DEBUG if key in self._failing else logging.ERROR
         self._failing.add(key)
@@ -240,6 +292,10 @@ class HostJournal:
         self._electing = threading.Lock()  # a thread of the parent may have held it at the fork
         self._elected = False
         self._failing = set()  # the child logs its own errors
+        if self._live_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._live_fd)  # the parent's lock stays the parent's (closing a copy keeps it)
+            self._live_fd = None
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)

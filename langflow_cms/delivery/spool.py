@@ -12,10 +12,16 @@ lock while it lives). A reporter sends its own files and adopts those of owners 
 them to its own name (a rename is atomic, so two processes never adopt the same file). Files of live
 processes are left alone.
 
-Bounded: past ``max_bytes`` the oldest files are deleted and their entries counted as dropped.
+Bounded: the whole directory stays within ``max_bytes``: past it, files already lost or not ours go first
+(``bad/``, temporary files of killed writers, ``dead/``), then the oldest batches, whose entries are counted
+as dropped; said once per process. The host journal is counted but never removed.
 
 Never blocked by one bad file: a batch CMS rejects permanently (a parameter or permission error) moves to
-``dead/`` with the reason beside it, is counted as failed, and the newer files go on.
+``dead/`` with the reason beside it, is counted as failed, and the newer files go on. A file that is not a
+batch of ours (a foreign name, JSON that is not a list of entries) moves to ``bad/``, said once per process.
+
+Shared safely: a file another process took (or removed) between the listing and its use is skipped; no
+file operation on someone else's file raises out of the spool.
 
 The 300 s windows survive a crash too: every minute the reporter replaces ``rollup-<owner>.json`` with its
 open 300 s windows, merged from the sealed 60 s ones. A process that finds the snapshot of a dead one sends
@@ -25,11 +31,13 @@ those windows (the dead process can add nothing more to them), so a ``SIGKILL`` 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,61 @@ from typing import Any
 log = logging.getLogger("langflow_cms")
 
 Entry = dict[str, str]
+BATCH_NAME = re.compile(r"^(\d+)-([0-9a-z.]+)-([0-9a-z_]+)\.json$")
+"""``<time ns>-<owner>-<seq>.json`` (an adopted file: ``<seq>`` is ``a<old owner>_<seq>``)."""
+STALE_S = 600.0
+"""A temporary file older than this belongs to a writer that was killed: the bound removes it first."""
+BAD = "bad"
+"""Where files that are not batches of ours go, for a human to look at."""
+
+
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""A volume that takes no more bytes: the spool degrades to memory-only delivery while it lasts."""
+_full_said = False
+
+
+def volume_full(exc: BaseException, directory: Path | str) -> bool:
+    """Is ``exc`` a full (or read-only) volume? If so, it is said once per process, at WARNING, and the
+    caller says nothing more: delivery goes on from memory, and what exit cannot deliver is counted."""
+    global _full_said
+    if not isinstance(exc, OSError) or exc.errno not in FULL:
+        return False
+    log.log(
+        logging.DEBUG if _full_said else logging.WARNING,
+        "langflow-cms: the spool volume of %s takes no more data (%s): delivering from memory only; what "
+        "cannot be delivered at exit is counted as dropped",
+        directory,
+        exc.strerror or exc,
+    )
+    _full_said = True
+    return True
+
+
+def write_atomically(path: Path, data: object, fsync: bool = True) -> None:
+    """``data`` as compact JSON in ``path``, through a temporary file renamed over it; a failed write
+    (a full disk) removes its temporary file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"), ensure_ascii=False)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def valid_batch(data: object) -> bool:
+    """A batch is a list of entries: objects with a metric or event name whose fields are all strings."""
+    return isinstance(data, list) and all(
+        isinstance(entry, dict)
+        and ("MetricName" in entry or "EventName" in entry)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in entry.items())
+        for entry in data
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -56,12 +119,20 @@ def _owner_alive(directory: Path, owner: str) -> bool:
     it when the process ends (a SIGKILL included). Unlike a pid check this is right when a restarted
     container reuses the pid (PID 1) of the process it replaces.
     """
-    lock = directory / "owners" / f"{owner}.lock"
+    held = lock_held(directory / "owners" / f"{owner}.lock")
+    if held is None:
+        pid = owner.split(".", 1)[0]
+        return pid.isdigit() and _pid_alive(int(pid)) and "." not in owner
+    return held
+
+
+def lock_held(lock: Path) -> bool | None:
+    """Does a live process hold the ``flock`` on ``lock``? None when there is no such file. A lock file
+    nobody holds (its process died) is removed."""
     try:
         fd = os.open(lock, os.O_RDWR)
     except FileNotFoundError:
-        pid = owner.split(".", 1)[0]
-        return pid.isdigit() and _pid_alive(int(pid)) and "." not in owner
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -77,9 +148,11 @@ def waiting_entries(directory: Path) -> int:
     total = 0
     for path in sorted(Path(directory).glob("[0-9]*.json")):
         try:
-            total += len(json.loads(path.read_text("utf-8")))
+            data = json.loads(path.read_text("utf-8"))
         except (OSError, ValueError):
             continue
+        if BATCH_NAME.match(path.name) and valid_batch(data):
+            total += len(data)
     return total
 
 
@@ -93,6 +166,10 @@ class Spool:
         self.owner = owner
         """Who writes here now: ``<pid>.<start id>`` (files of owners that are gone are adopted)."""
         self._seq = itertools.count()
+        self._over = 0
+        """Times the bound removed files (said at WARNING the first time, then at DEBUG)."""
+        self.set_aside = 0
+        """Files moved to ``bad/`` by this process (the first one is said at WARNING, the others at DEBUG)."""
         self.adopt = True
         """Adopt dead owners' files in ``pending``; off in a host's non-sender processes, so one process
         (the sender) replays them, in order."""
@@ -108,10 +185,15 @@ class Spool:
     def dead_letter(self, path: Path, reason: str) -> None:
         """Move a batch CMS refused permanently to ``dead/``, with the reason in a ``.why`` file beside it."""
         dead = self.directory / "dead"
-        dead.mkdir(exist_ok=True)
         target = dead / path.name
-        path.replace(target)
-        target.with_suffix(".why").write_text(reason + "\n", encoding="utf-8")
+        try:
+            dead.mkdir(exist_ok=True)
+            path.replace(target)
+        except FileNotFoundError:
+            return  # another process took it
+        with contextlib.suppress(OSError):
+            target.with_suffix(".why").write_text(reason + "\n", encoding="utf-8")
+        self._enforce_bound()
         log.error(
             "langflow-cms: CMS refused spool batch %s permanently (%s); moved to %s", path.name, reason, dead
         )
@@ -128,13 +210,23 @@ class Spool:
 
     def orphaned_rollups(self) -> list[tuple[Path, list[dict[str, Any]]]]:
         """Snapshots of dead owners, claimed by this one: (claimed file, windows). The caller removes the
-        file once the windows are safe (spooled as entries)."""
+        file once the windows are safe (spooled as entries, or in the host journal).
+
+        Idempotent: a snapshot claimed (``claimed-<claimer>-rollup-<owner>.json``) by a process that died
+        before removing it is claimed again, so a second kill during adoption loses nothing; the windows
+        then reach delivery twice with the same values for the same keys (never counted twice)."""
         found = []
-        for path in sorted(self.directory.glob("rollup-*.json")):
-            owner = path.stem.split("-", 1)[1]
-            if owner == self.owner or _owner_alive(self.directory, owner):
+        for path in sorted(self.directory.glob("*rollup-*.json")):
+            claimer, _, snapshot = path.name.partition("-rollup-")
+            if claimer == "rollup" or not snapshot:  # an unclaimed ``rollup-<owner>.json``
+                holder, snapshot = path.stem.split("-", 1)[1], path.name
+            elif claimer.startswith("claimed-"):
+                holder, snapshot = claimer.removeprefix("claimed-"), f"rollup-{snapshot}"
+            else:
                 continue
-            claimed = path.with_name(f"claimed-{self.owner}-{path.name}")
+            if holder == self.owner or _owner_alive(self.directory, holder):
+                continue
+            claimed = path.with_name(f"claimed-{self.owner}-{snapshot}")
             try:
                 path.rename(claimed)  # atomic: only one process takes it
             except FileNotFoundError:
@@ -142,7 +234,7 @@ class Spool:
             try:
                 found.append((claimed, json.loads(claimed.read_text("utf-8"))))
             except (OSError, ValueError) as exc:
-                log.error("langflow-cms: unreadable roll-up snapshot %s skipped: %s", path.name, exc)
+                log.error("langflow-cms: unreadable roll-up snapshot %s skipped: %s", snapshot, exc)
                 claimed.unlink(missing_ok=True)
         return found
 
@@ -153,29 +245,67 @@ class Spool:
         self._enforce_bound(keep=path)
         return path
 
-    def rewrite(self, path: Path, entries: list[Entry]) -> None:
-        """Keep only ``entries`` (what is still undelivered) in ``path``; remove it when nothing is left."""
+    def rewrite(self, path: Path, entries: list[Entry]) -> bool:
+        """Keep only ``entries`` (what is still undelivered) in ``path``; remove it when nothing is left.
+        False when the file is gone (another process took it: the rest is theirs to send)."""
+        if not path.exists():
+            return False
         if entries:
             self._write(path, entries)
         else:
             path.unlink(missing_ok=True)
+        return True
 
     def read(self, path: Path) -> list[Entry]:
+        """The entries of a batch file; [] when it is gone, or is not a batch (then it moves to ``bad/``)."""
         try:
-            return json.loads(path.read_text("utf-8"))
+            data = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return []  # another process took it
         except (OSError, ValueError) as exc:
-            log.error("langflow-cms: unreadable spool file %s moved aside: %s", path.name, exc)
-            path.replace(path.with_suffix(".bad"))
+            self.move_aside(path, f"unreadable: {exc}")
             return []
+        if not valid_batch(data):
+            self.move_aside(path, "not a list of metric or event entries")
+            return []
+        return data
+
+    def move_aside(self, path: Path, why: str) -> None:
+        """A file that is not a batch of ours goes to ``bad/`` (said once per process): it never blocks the
+        others, and nothing deletes what a human may want to look at (``bad/`` counts toward the bound)."""
+        target = self.directory / BAD / path.name
+        try:
+            target.parent.mkdir(exist_ok=True)
+            path.replace(target)
+        except FileNotFoundError:
+            return  # another process moved or took it
+        except OSError as exc:
+            why = f"{why}; could not move it ({exc})"
+        self.set_aside += 1
+        log.log(
+            logging.WARNING if self.set_aside == 1 else logging.DEBUG,
+            "langflow-cms: file %s in the spool %s is not a batch of ours (%s): moved aside to %s; "
+            "delivering the rest",
+            path.name,
+            self.directory,
+            why,
+            target.parent,
+        )
+        self._enforce_bound()
 
     def pending(self) -> list[Path]:
-        """This process's files plus those it adopts from dead processes, oldest first."""
+        """This process's files plus those it adopts from dead processes, oldest first. A file whose name is
+        not a batch's moves to ``bad/``."""
         mine = self.owner
         paths = []
         for path in sorted(self.directory.glob("*.json")):
             if not path.name[0].isdigit():
                 continue  # roll-up snapshots
-            stamp, pid, seq = path.stem.split("-", 2)
+            match = BATCH_NAME.match(path.name)
+            if match is None:
+                self.move_aside(path, "not a batch file name")
+                continue
+            stamp, pid, seq = match.groups()
             if pid != mine:
                 if not self.adopt or _owner_alive(self.directory, pid):
                     continue
@@ -188,27 +318,83 @@ class Spool:
             paths.append(path)
         return paths
 
+    def own_entries(self) -> int:
+        """How many entries wait in this owner's files."""
+        return sum(
+            len(self.read(path)) for path in sorted(self.directory.glob(f"[0-9]*-{self.owner}-*.json"))
+        )
+
     def entries(self) -> int:
         """How many entries wait on disk (all owners); for health and `doctor`."""
-        return sum(len(self.read(p)) for p in sorted(self.directory.glob("[0-9]*.json")))
+        return waiting_entries(self.directory)
 
     def _write(self, path: Path, entries: list[Entry]) -> None:
-        temporary = path.with_suffix(".tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(entries, handle, separators=(",", ":"), ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_atomically(path, entries)
 
-    def _enforce_bound(self, keep: Path) -> None:
-        files = sorted(self.directory.glob("[0-9]*.json"))
-        total = sum(p.stat().st_size for p in files)
-        for oldest in files:
-            if total <= self.max_bytes or oldest == keep:
+    def _enforce_bound(self, keep: Path | None = None) -> None:
+        """Keep the whole directory tree within ``max_bytes``: first what is already lost or not ours
+        (``bad/``, temporary files of killed writers, then ``dead/`` letters, oldest first, already counted
+        as failed), then the oldest batches (counted as dropped). The host journal is counted, never
+        removed (its records keep late files from overwriting complete windows); ``keep`` neither."""
+        files: dict[Path, int] = {}
+        for root, _, names in os.walk(self.directory):
+            for name in names:
+                files[Path(root) / name] = _size(Path(root) / name)
+        total = sum(files.values())
+        if total <= self.max_bytes:
+            return
+        now = time.time()
+        host = self.directory / "host"
+
+        def category(path: Path) -> int | None:
+            if path == keep or path.is_relative_to(host):
+                return None
+            if path.parent.name == BAD or (path.name.endswith(".tmp") and now - _mtime(path) > STALE_S):
+                return 0
+            if path.parent.name == "dead":
+                return 1
+            if BATCH_NAME.match(path.name):
+                return 2
+            return None
+
+        ranked = sorted(
+            ((category(path), _mtime(path) if category(path) != 2 else 0, path.name, path) for path in files),
+            key=lambda item: (item[0] if item[0] is not None else 9, item[1], item[2]),
+        )
+        removed = lost = 0
+        for rank, _, _, path in ranked:
+            if total <= self.max_bytes or rank is None:
                 break
-            size = oldest.stat().st_size
-            lost = len(self.read(oldest))
-            oldest.unlink(missing_ok=True)
-            total -= size
-            self.dropped += lost
-            log.warning("langflow-cms: spool over %d bytes: dropped %d oldest entries", self.max_bytes, lost)
+            if rank == 2:
+                lost += len(self.read(path))
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+            total -= files[path]
+        self.dropped += lost
+        self._over += 1
+        log.log(
+            logging.WARNING if self._over == 1 else logging.DEBUG,
+            "langflow-cms: the spool %s is over its bound of %d bytes (LANGFLOW_CMS_SPOOL_MAX_MB): "
+            "removed %d files, %d undelivered entries among them (counted as dropped)%s",
+            self.directory,
+            self.max_bytes,
+            removed,
+            lost,
+            "" if total <= self.max_bytes else f"; still {total} bytes (the host journal, the newest batch)",
+        )
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _size(path: Path) -> int:
+    """A file's size; 0 when another process removed it meanwhile."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

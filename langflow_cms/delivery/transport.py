@@ -46,6 +46,7 @@ RETRYABLE_CODES = frozenset(
         "SDK.Timeout",
         "InvalidTimeStamp.Expired",  # the next attempt is signed afresh
         "SignatureNonceUsed",
+        "Credentials.Unavailable",  # the metadata service or STS, for now (``credential_failure``)
     }
 )
 MIN_ATTEMPT_S = 0.05
@@ -63,8 +64,19 @@ class CmsError(Exception):
         self.code = code
         self.http_status = http_status
         self.retryable = code in RETRYABLE_CODES or code.startswith("Throttling") or (http_status or 0) >= 500
+        self.keeps = code == NO_CREDENTIALS
+        """Not retried, but never dead-lettered nor dropped: our configuration is wrong, not the data."""
         text = _QUERY.sub("?…", redact(message))  # SDK errors quote the whole signed URL: drop its query
         super().__init__(f"{code}: {text}" + (f" (HTTP {http_status})" if http_status else ""))
+
+
+NO_CREDENTIALS = "NoCredentials"
+CREDENTIALS_UNAVAILABLE = "Credentials.Unavailable"
+
+
+def credential_failure(exc: CredentialError) -> CmsError:
+    """A credential source that failed for now is retried; a half-configured one is not (data is kept)."""
+    return CmsError(CREDENTIALS_UNAVAILABLE if exc.transient else NO_CREDENTIALS, str(exc))
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -174,7 +186,7 @@ class Transport:
         except ClientException as exc:
             raise CmsError(exc.get_error_code(), exc.get_error_msg()) from None
         except CredentialError as exc:
-            raise CmsError("NoCredentials", str(exc)) from None
+            raise credential_failure(exc) from None
         try:
             reply = json.loads(body)
         except ValueError:

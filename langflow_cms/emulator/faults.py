@@ -14,6 +14,8 @@ Script tokens, one consumed per faulted call, before any ratio is considered:
 ``drop``                close the connection without an answer; nothing stored
 ``drop-after``          store the entries, then close without an answer (ambiguous delivery)
 ``delay:<seconds>``     answer normally after the extra delay (data stored before the wait)
+``late:<seconds>``      wait, then store and answer: a request applied late, after a client's read timeout
+                        gave up on it (a stale write that lands after the writes that followed it)
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class Faults:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one PutCustomMetric call. ``kind``: ok, error, body_error, drop, drop_after."""
+    """What to do with one PutCustomMetric call. ``kind``: ok, error, body_error, drop, drop_after, late."""
 
     kind: str = "ok"
     code: str | None = None
@@ -92,6 +94,8 @@ def parse_token(token: str) -> Decision:
         return Decision(kind=token.replace("-", "_"), label=label)
     if token.startswith("delay:"):
         return Decision(delay=float(token.removeprefix("delay:")), label=label)
+    if token.startswith("late:"):
+        return Decision(kind="late", delay=float(token.removeprefix("late:")), label=label)
     if token.startswith("body:") and token != "body:":
         return Decision(kind="body_error", code=token.removeprefix("body:"), label=label)
     code, _, status = token.partition(":")

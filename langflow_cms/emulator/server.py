@@ -122,6 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
             if params["Version"] not in (API_VERSION, sts.STS_VERSION):
                 raise api_error("InvalidVersion")
             decision = emulator.injector.decide(params["Action"])
+            if decision.kind == "late":
+                time.sleep(decision.delay)  # applied only now, after the client may have given up
             answer = emulator._answer(params, key, request_id, decision)
             status, payload = 200, {**answer, "RequestId": request_id}
         except ApiError as error:
@@ -129,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = error.http_status, _error_body(error, request_id, self, product)
 
         record["fault"] = decision.label
-        if decision.delay:
+        if decision.delay and decision.kind != "late":
             time.sleep(decision.delay)
         if decision.kind in ("drop", "drop_after"):
             emulator.store.log_request({**record, "code": "dropped", "http_status": None, "delivered": False})

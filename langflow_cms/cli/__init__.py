@@ -127,21 +127,22 @@ def emulator(ctx: typer.Context) -> None:
 
 @app.command(
     epilog=_examples(
-        "langflow-cms demo --runs 16", "langflow-cms demo --runs 120 --concurrency 8 --chart out.png"
+        "langflow-cms demo --runs 16", "langflow-cms demo --runs 120 --concurrency 8 --chart latency.png"
     )
 )
 def demo(
     runs: Annotated[int, typer.Option(min=1, help="Poem flow runs.")] = 120,
     concurrency: Annotated[int, typer.Option(min=1, help="Runs at a time.")] = 8,
     chart: Annotated[
-        Path | None, typer.Option(help="Where to write the latency chart (default docs/images/latency.png).")
+        Path | None, typer.Option(help="Also write the P50/P95/P99 chart (PNG) to this file.")
     ] = None,
     version: VersionOption = False,
 ) -> None:
     """Run the example flow against a fresh local emulator and print what CloudMonitor holds.
 
-    Works anywhere the package is installed: the example flows ship inside it. The chart needs
-    matplotlib (pip install 'langflow-cms[demo]'); without it the demo prints the tables and says so.
+    Works anywhere the package is installed: the example flows ship inside it. The demo reports to its own
+    emulator with that emulator's key, whatever ALIBABA_CLOUD_* or LANGFLOW_CMS_* the shell holds, and exits
+    1 when the emulator received nothing.
     """
     from langflow_cms.demo import main as demo_main
 

@@ -1,6 +1,6 @@
 """``langflow-cms``: the command line (typer + rich).
 
-Commands: ``emulator``, ``demo``, ``doctor``, ``export``, ``top``, ``compare`` and the sub-app
+Commands: ``emulator``, ``demo``, ``init``, ``doctor``, ``export``, ``top``, ``compare`` and the sub-app
 ``dashboard`` (``dashboard grafana``). Every command has ``--help`` with examples and the exit codes
 (:mod:`langflow_cms.cli.output`); commands that print data take ``--json``. Heavy modules are imported
 inside the commands, so ``langflow-cms --help`` stays fast and one broken optional piece cannot take the
@@ -74,6 +74,7 @@ app = typer.Typer(
     help="Report Langflow flow metrics to Alibaba Cloud CloudMonitor (CMS), and read them back.",
     epilog=_examples(
         "langflow-cms emulator --port 8765",
+        "langflow-cms init",
         "langflow-cms doctor",
         "langflow-cms top --minutes 5",
         "langflow-cms compare --flow poem version=v1 version=v2",
@@ -173,6 +174,35 @@ def doctor(json_output: JsonOption = False, version: VersionOption = False) -> N
         typer.echo(ascii_text(line))
 
     raise typer.Exit(int(run_doctor(out=out, as_json=json_output) or 0))
+
+
+# --- init -----------------------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=_examples(
+        "langflow-cms init",
+        "langflow-cms init monitoring/ --force",
+        "langflow-cms alarms plan monitoring.toml",
+        'LANGFLOW_CMS_DEV=1 lfx run poem.json "the sea"',
+    )
+)
+def init(
+    folder: Annotated[Path, typer.Argument(help="Where to write the files (created when missing).")] = Path(),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
+    version: VersionOption = False,
+) -> None:
+    """Write the examples into a folder: monitoring.toml (alarm rules as code, for `langflow-cms alarms
+    plan|apply|check`) and poem.json (a flow with CMS Metric and Timer nodes: Langflow's Import, or lfx run).
+    """
+    from langflow_cms.starter import InitError, write_examples
+
+    try:
+        written = write_examples(folder, force=force)
+    except InitError as exc:
+        fail(str(exc), EXIT_USAGE, "init")
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 # --- components-path ------------------------------------------------------------------------------------

@@ -252,7 +252,7 @@ def export(
     if not flow.is_file():
         fail(f"{flow}: no such file", EXIT_USAGE, "export")
     try:
-        script = export_flow(flow, flow_name=flow_name)
+        script = export_flow(flow, flow_name=flow_name, script_name=output.name if output else None)
     except ExportError as exc:
         fail(str(exc), EXIT_USAGE, "export")
     except (OSError, ValueError) as exc:  # unreadable or not JSON
@@ -434,7 +434,10 @@ def compare(
     minutes: MinutesOption = 5,
     end: EndOption = None,
     png: Annotated[
-        Path | None, typer.Option(help="Also draw the comparison to this PNG (needs matplotlib).")
+        Path | None,
+        typer.Option(
+            help="Also draw the comparison to this PNG (run counts, significant differences marked)."
+        ),
     ] = None,
     json_output: JsonOption = False,
     qps: QpsOption = 10,

@@ -447,7 +447,17 @@ def check_endpoint(config: Config, provider: CredentialProvider) -> Check:
             message += f" (HTTP {status} reply with an error code in its body)"
         elif status is not None:
             message += f" (HTTP {status})"
-        return Check("endpoint", False, f"{config.endpoint}: {message}", advice_for(exc.code))
+        advice = advice_for(exc.code)
+        if config.is_loopback and exc.code == "InvalidAccessKeyId.NotFound":
+            credential = _signing_credential(provider)
+            port = urlsplit(config.endpoint).port or 80
+            start = emulator_command(port, credential)
+            advice = (
+                f"the emulator on port {port} does not accept the key this process signs with "
+                f"({getattr(credential, 'source', '?')}): restart it with `{start}`"
+                + (f" (the key pair of {credential.source})" if start.endswith("ID:SECRET") else "")
+            )
+        return Check("endpoint", False, f"{config.endpoint}: {message}", advice)
     took = (time.monotonic() - started) * 1000
     shown = ",".join(f"{k}={v}" for k, v in dimensions.items())
     return Check(

@@ -331,3 +331,21 @@ def test_following_the_dead_endpoint_advice_gives_a_green_doctor(keys, tmp_path)
     finally:
         started.send_signal(signal.SIGTERM)
         started.wait(timeout=30)
+
+
+def test_an_emulator_that_does_not_know_the_key_says_how_to_restart_it(emulator):
+    """The emulator runs with its dev key only, the shell holds the user's key: the advice names the
+    restart command with --key (before: 'check ALIBABA_CLOUD_ACCESS_KEY_ID', which is right for CMS only)."""
+    keys = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tUsersOwnKey",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "users-secret",
+    }
+    port = int(emulator.endpoint.rsplit(":", 1)[1])
+    code, checks = checks_of(dev_env(emulator.endpoint, **keys))
+    assert code == 1
+    advice = checks["endpoint"]["advice"]
+    expected = (
+        f"langflow-cms emulator --port {port} "
+        '--key "$ALIBABA_CLOUD_ACCESS_KEY_ID:$ALIBABA_CLOUD_ACCESS_KEY_SECRET"'
+    )
+    assert expected in advice and "users-secret" not in advice, advice

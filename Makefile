@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: all venv demo test bench lint emulator langflow screenshots clean
+.PHONY: all venv demo docs-images test bench lint emulator langflow screenshots clean
 
 all: test
 
@@ -21,8 +21,13 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 venv: $(VENV)/.synced
 
+# The chart goes to build/ (ignored): `make demo` leaves the checkout as it found it.
 demo: venv
-	$(PY) -m langflow_cms.demo
+	$(PY) -m langflow_cms.demo --chart build/latency.png
+
+# Refreshes the demo chart the README shows (a tracked file: commit it when it changed on purpose).
+docs-images: venv
+	$(PY) -m langflow_cms.demo --chart docs/images/latency.png
 
 test: venv lint
 	$(PY) -m pytest -q --durations=20

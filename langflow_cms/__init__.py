@@ -11,5 +11,9 @@ from langflow_cms.reporter import NullReporter, Reporter, get_reporter, reset_re
 COMPONENTS_DIR = Path(__file__).resolve().parent / "components"
 """The folder holding the ``cms_monitor`` bundle (what ``LANGFLOW_COMPONENTS_PATH`` would point at)."""
 
-__all__ = ["COMPONENTS_DIR", "NullReporter", "Reporter", "get_reporter", "reset_reporter"]
+REPOSITORY_URL = "https://github.com/langflow-cms/langflow-cms/blob/main"
+"""Where an installed user reads the documents help texts and advice name (``f"{REPOSITORY_URL}/docs/…"``):
+the wheel carries no ``docs/`` or ``policies/`` folder."""
+
+__all__ = ["COMPONENTS_DIR", "REPOSITORY_URL", "NullReporter", "Reporter", "get_reporter", "reset_reporter"]
 __version__ = "0.1.0"

@@ -43,7 +43,7 @@ from langflow_cms.top import COUNT_PERIOD
 
 Z = 1.96
 """Two-sided ~95 % normal quantile used for the rank interval."""
-INSTALL_DEMO = "pip install 'langflow-cms[demo]'"
+INSTALL_DEMO = "pip install --force-reinstall langflow-cms (it depends on matplotlib)"
 
 
 def sketch_accuracy() -> float:
@@ -54,7 +54,7 @@ def sketch_accuracy() -> float:
 
 
 class MissingExtra(RuntimeError):
-    """An optional dependency (matplotlib) is not installed."""
+    """A dependency the charts need (matplotlib) is missing from a broken installation."""
 
 
 def quantile_from_ladder(values: Mapping[str, Any], q: float) -> float | None:
@@ -289,8 +289,20 @@ def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k != "interval"}
 
 
-def write_png(report: Mapping[str, Any], path: Path) -> Path:
-    """Grouped bars of P50/P95/P99 per node and for the whole flow, both sides, with their intervals."""
+def slowest_run_only(side: Mapping[str, Any], statistic: str) -> bool:
+    """True when a side's percentile is, at its run count, just its slowest run or two (``n·(1-q) < 2``) and
+    well above its median: one slow run, often a cold start, then sets the whole bar."""
+    runs = (side.get("runs") or 0) - (side.get("errors") or 0)
+    q = int(statistic[1:]) / 100
+    value = Percentile(**_plain(side[statistic.lower()])).shown
+    median = Percentile(**_plain(side["p50"])).shown
+    return bool(runs and value and median and runs * (1 - q) < 2 and value > 2 * median)
+
+
+def chart(report: Mapping[str, Any]) -> Any:
+    """The comparison as a matplotlib figure: per statistic, grouped bars of both sides per node and for the
+    whole flow, with their significance intervals as whiskers, each side's run count, the verdict of every
+    significant difference, and a note on bars that are one slow run (a cold start?)."""
     try:
         import matplotlib
     except ImportError:
@@ -301,17 +313,22 @@ def write_png(report: Mapping[str, Any], path: Path) -> Path:
     rows = [("whole flow", report["whole_flow"])] + [
         (name, row) for name, row in report["nodes"].items() if row["a"] and row["b"]
     ]
-    labels = {"a": _label(report["a"]), "b": _label(report["b"])}
+    whole = report["whole_flow"]
+    labels = {
+        side: f"{_label(report[side])} ({whole[side]['runs'] if whole[side] else 0} runs)" for side in "ab"
+    }
     fig, axes = plt.subplots(
-        1, len(SHOWN_PERCENTILES), figsize=(4.2 * len(SHOWN_PERCENTILES), 0.5 * len(rows) + 2)
+        1, len(SHOWN_PERCENTILES), figsize=(4.6 * len(SHOWN_PERCENTILES), 0.6 * len(rows) + 2.6)
     )
     colours = {"a": "#4c9be8", "b": "#e4572e"}
     height = 0.38
+    notes: list[str] = []
     for ax, statistic in zip(axes, SHOWN_PERCENTILES, strict=True):
         key = statistic.lower()
+        ends = [0.0] * len(rows)
         for i, side in enumerate(("a", "b")):
-            values, errors, bounded = [], [[], []], []
-            for _, row in rows:
+            values, errors, bounded, lone = [], [[], []], [], []
+            for r, (name, row) in enumerate(rows):
                 data = row[side][key] if row[side] else None
                 bounded.append(bool(data) and data["kind"] == "upper_bound")
                 shown = Percentile(**_plain(data)).shown if data else None
@@ -319,31 +336,59 @@ def write_png(report: Mapping[str, Any], path: Path) -> Path:
                 span = data.get("interval") if data else None
                 errors[0].append(max((shown or 0.0) - span[0], 0.0) if span else 0.0)
                 errors[1].append(max(span[1] - (shown or 0.0), 0.0) if span else 0.0)
+                ends[r] = max(ends[r], (shown or 0.0) + errors[1][-1])
+                single = bool(row[side]) and slowest_run_only(row[side], statistic)
+                lone.append(single)
+                if single:
+                    notes.append(
+                        f"{name}, {_label(report[side])}: {statistic} of {row[side]['runs']} runs is its "
+                        "slowest run alone (a cold start?)"
+                    )
+            ys = [y + (i - 0.5) * height for y in range(len(rows))]
             bars = ax.barh(
-                [y + (i - 0.5) * height for y in range(len(rows))],
-                values,
-                height,
-                xerr=errors,
-                label=labels[side],
-                color=colours[side],
-                capsize=2,
+                ys, values, height, xerr=errors, label=labels[side], color=colours[side], capsize=2
             )
-            for bar, upper in zip(bars, bounded, strict=True):
+            tips = [value + above for value, above in zip(values, errors[1], strict=True)]
+            for bar, upper, single, y, tip in zip(bars, bounded, lone, ys, tips, strict=True):
                 if upper:  # a per-instance upper bound, not a fleet value
                     bar.set_hatch("//")
                     bar.set_alpha(0.5)
+                if single:
+                    ax.text(tip, y, " †", va="center", fontsize="small")
+        for r, (_, row) in enumerate(rows):
+            verdict = row.get("change", {}).get(key, {}).get("verdict")
+            if verdict in ("slower", "faster"):
+                colour = "#b00020" if verdict == "slower" else "#1b7f3b"
+                ax.text(ends[r] * 1.02, r, f"{verdict}*", va="center", color=colour, fontweight="bold")
+        ax.set_xlim(0, max([*ends, 1.0]) * 1.3)
         ax.set_yticks(
             range(len(rows)),
-            [name for name, _ in rows] if statistic == SHOWN_PERCENTILES[0] else [""] * len(rows),
+            [
+                f"{name}\n{row['a']['runs'] if row['a'] else 0} vs {row['b']['runs'] if row['b'] else 0} runs"
+                for name, row in rows
+            ]
+            if statistic == SHOWN_PERCENTILES[0]
+            else [""] * len(rows),
         )
         ax.invert_yaxis()
         ax.set_title(f"{statistic} (ms)")
-    axes[0].legend(loc="lower right", fontsize="small")
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.suptitle(
-        f"{report['flow']}: {labels['a']} vs {labels['b']}"
-        " (whiskers: significance interval; hatched: upper bound)"
+        f"{report['flow']}: {labels['a']} vs {labels['b']}\n"
+        "whiskers: significance interval; *: significant difference; hatched: per-instance upper bound"
     )
-    fig.tight_layout()
+    footer = ["† " + note for note in dict.fromkeys(notes)]
+    if footer:
+        fig.text(0.01, 0.01, "\n".join(footer), fontsize="small", va="bottom")
+    fig.tight_layout(rect=(0, 0.035 * len(footer), 1, 1))
+    return fig
+
+
+def write_png(report: Mapping[str, Any], path: Path) -> Path:
+    """:func:`chart` saved as a PNG."""
+    fig = chart(report)
+    import matplotlib.pyplot as plt
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -26,6 +26,16 @@ master 2a07a6e, not tried against a live Grafana):
   variable query returns nothing for ``acs_customMetric``), so flow, node, ... are custom lists (from the
   options) or text boxes.
 
+* Legends: the plugin names a series ``<describe>.<key>.<statistic>``, where ``<key>`` joins the values of
+  the dimensions a ``QueryMetricMeta`` call (DescribeMetricMetaList) lists for the metric. For custom
+  metrics that call lists nothing, so ``<key>`` is ``undefined``; ``describe`` is not template-substituted
+  (a ``$model`` stays ``$model``). So every target has a plain ``describe`` (never a variable), and every
+  panel has a ``renameByRegex`` transformation (:data:`LEGEND_REGEX`) that turns
+  ``error rate.undefined.Average`` into ``error rate`` (one statistic per target) or ``fleet.undefined.P95``
+  into ``fleet P95``. A legend the regex does not match (a plugin that fills ``<key>``) is left as it is.
+* Each target costs two CMS calls per refresh: ``QueryMetricMeta`` (its empty answer is not cached) and
+  ``QueryMetricList`` (one more per page of 1000 points).
+
 Panel count stays at most :data:`MAX_PANELS` (the plugin's maintainers suggest about 20 panels per
 dashboard, beyond which CMS read throttling blanks panels: aliyun-cms-grafana#18).
 """
@@ -47,6 +57,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cmodel
 from grafana_foundation_sdk.models import dashboard as dmodel
 
+from langflow_cms import REPOSITORY_URL
 from langflow_cms.contract import (
     COMPONENT,
     CUSTOM_NAMESPACE_PREFIX,
@@ -83,6 +94,11 @@ MAX_LISTED = 10
 """At most this many nodes or models get their own target in the comparison panels."""
 CMS_ENDPOINT = "http://metrics.cn-hangzhou.aliyuncs.com"
 """The plugin config page's default URL (its backend calls metrics.cn-hangzhou.aliyuncs.com regardless)."""
+
+LEGEND_REGEX = r"^(.*)\.undefined\.([^.]+)$"
+"""Matches the plugin's ``<describe>.undefined.<statistic>`` series names (see the module doc)."""
+CALLS_PER_TARGET = 2
+"""CMS calls the plugin makes per target and refresh: QueryMetricMeta + QueryMetricList."""
 
 DS = "${datasource}"
 VAR = {name: "$" + name for name in ("namespace", "group", "period", "flow", "instance", "node", "model")}
@@ -264,9 +280,16 @@ def _panel(title: str, unit: str, description: str, width: int = 12, height: int
 
 
 def _with_targets(panel: timeseries.Panel, targets: Iterable[CmsTarget]) -> timeseries.Panel:
+    """Add the targets, and the transformation that makes the plugin's series names readable legends."""
+    several = False
     for index, target in enumerate(targets):
+        built = target.build()
+        if "$" in built.describe or not built.describe:
+            raise ValueError(f"{built.metric}: a legend needs a plain describe, not {built.describe!r}")
+        several = several or len(built.ycol) > 1
         panel.with_target(target.ref_id(_ref(index)))
-    return panel
+    rename = {"regex": LEGEND_REGEX, "renamePattern": "$1 $2" if several else "$1"}
+    return panel.with_transformation(dmodel.DataTransformerConfig(id_val="renameByRegex", options=rename))
 
 
 def _ref(index: int) -> str:
@@ -333,7 +356,13 @@ def build_dashboard(
         namespace,
         group,
         period,
-        _choice("flow", "Flow", flows, "", "The flow dimension: the flow's name (docs/metrics.md)."),
+        _choice(
+            "flow",
+            "Flow",
+            flows,
+            "",
+            f"The flow dimension: the flow's name ({REPOSITORY_URL}/docs/metrics.md).",
+        ),
         _choice(
             "instance",
             "Instance",
@@ -364,7 +393,11 @@ def build_dashboard(
                 "percentiles over every host.",
                 width=24,
             ),
-            [CmsTarget(FLEET_FLOW_METRIC, "P50", "P95", "P99").dimensions({FLOW: flow, STATUS: OK, **extra})],
+            [
+                CmsTarget(FLEET_FLOW_METRIC, "P50", "P95", "P99")
+                .dimensions({FLOW: flow, STATUS: OK, **extra})
+                .describe("fleet")
+            ],
         )
     )
     fleet_row.append(
@@ -406,7 +439,7 @@ def build_dashboard(
             [
                 CmsTarget(FLOW_METRIC, "SampleCount")
                 .dimensions({FLOW: flow, INSTANCE: instance, STATUS: status, **extra})
-                .describe(status)
+                .describe(f"{status} runs")
                 for status in (OK, ERROR)
             ],
         )
@@ -420,9 +453,9 @@ def build_dashboard(
                 f"{NODE_METRIC} {{node=$node, component=$component}}: build time of one node.",
             ),
             [
-                CmsTarget(NODE_METRIC, "P50", "P95", "P99").dimensions(
-                    {**node_dims, NODE: node, COMPONENT: component}
-                )
+                CmsTarget(NODE_METRIC, "P50", "P95", "P99")
+                .dimensions({**node_dims, NODE: node, COMPONENT: component})
+                .describe("node")
             ],
         )
     )
@@ -447,7 +480,7 @@ def build_dashboard(
     host_row.append(
         _with_targets(
             _panel(
-                "Tokens per model on $instance",
+                "Tokens per model on $instance" if models else "Tokens of $model on $instance",
                 "short",
                 f"{TOKENS_METRIC} Sum per model and direction (input = prompt, output = completion).",
                 width=24 if nodes else 12,
@@ -455,7 +488,7 @@ def build_dashboard(
             [
                 CmsTarget(TOKENS_METRIC, "Sum")
                 .dimensions({FLOW: flow, INSTANCE: instance, MODEL: name, DIRECTION: direction, **extra})
-                .describe(f"{name}.{direction}")
+                .describe(f"{name} {direction}" if models else direction)
                 for name in token_models
                 for direction in ("input", "output")
             ],
@@ -516,7 +549,7 @@ def build_dashboard(
         .uid(uid)
         .description(
             "Langflow flow metrics in Alibaba Cloud CloudMonitor (langflow-cms). Generated by "
-            "`langflow-cms dashboard grafana`; see docs/dashboards.md."
+            f"`langflow-cms dashboard grafana`; see {REPOSITORY_URL}/docs/dashboards.md."
         )
         .tags(["langflow", "cloudmonitor", "langflow-cms"])
         .editable()

@@ -5,10 +5,13 @@ Everything goes through the real path: lfx runs the flow, our tracing service (f
 signs and sends PutCustomMetric with the real SDK over HTTP, the local emulator verifies the signature
 and stores the entries, and the table is read back with DescribeCustomMetricList + DescribeMetricList,
 exactly as from real CMS, and combined by the one read-back rule (``langflow_cms.readback``: counts
-summed, percentiles from the fleet stream or, without it, shown as a per-instance upper bound). The chart
-goes to docs/images/latency.png.
+summed, percentiles from the fleet stream or, without it, shown as a per-instance upper bound). With
+``--chart FILE`` it also draws P50/P95/P99 per node (``make demo`` writes build/latency.png; ``make
+docs-images`` refreshes docs/images/latency.png).
 
-The example flows live in the repository (``examples/flows``): the demo runs from a checkout.
+The demo talks only to its own emulator, with the emulator's own key pair, whatever ``ALIBABA_CLOUD_*``,
+``ALIYUN_*`` or ``LANGFLOW_CMS_*`` the shell holds, and it exits 1 when the emulator received nothing.
+The example flows ship inside the package, so it runs from an installed wheel in any folder.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from langflow_cms.readback import FLEET_PERIOD, Row, format_table, rows
 
 FLOWS = Path(__file__).resolve().parent / "examples" / "flows"
 """The example flows ship inside the package (``examples/flows`` in the repository links here)."""
-ROOT = Path(__file__).resolve().parents[1]
-CHART = ROOT / "docs" / "images" / "latency.png" if (ROOT / "docs").is_dir() else Path("latency.png")
-"""In a checkout the chart goes to the docs; from an installed wheel, to the current folder."""
+SHOWN_FAILURES = 5
+"""Rows of the failed-runs table."""
+FOREIGN_SETTINGS = ("ALIBABA_CLOUD_", "ALIYUN_", "LANGFLOW_CMS_")
+"""Variables the demo drops from its own process: it reports to its emulator with the emulator's key."""
 FLOW_METRIC = contract.FLOW_METRIC
 NODE_METRIC = contract.NODE_METRIC
 FLOW_COLUMNS = [contract.FLOW]
@@ -121,7 +125,11 @@ def print_failures(emulator: Emulator, since_ms: int) -> None:
     found = describe_custom_events(
         client, name=contract.EVENT_FLOW_FAILED, endpoint=emulator.endpoint, start_ms=since_ms
     )
-    print(f"\nFailed runs ({contract.EVENT_FLOW_FAILED} events, DescribeCustomEventAttribute): {len(found)}")
+    shown_note = f", the first {SHOWN_FAILURES} shown" if len(found) > SHOWN_FAILURES else ""
+    print(
+        f"\nFailed runs ({contract.EVENT_FLOW_FAILED} events, DescribeCustomEventAttribute): "
+        f"{len(found)}{shown_note}"
+    )
     header = ("flow", "node", "error", "run id")
     shown = [
         (
@@ -130,7 +138,7 @@ def print_failures(emulator: Emulator, since_ms: int) -> None:
             e["content"].get("error_type", ""),
             e["content"].get("run_id", ""),
         )
-        for e in found[:5]
+        for e in found[:SHOWN_FAILURES]
     ]
     widths = [max(len(str(row[i])) for row in [header, *shown]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *shown]:
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=120, help="poem flow runs (default 120)")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--chart", type=Path, default=CHART)
+    parser.add_argument("--chart", type=Path, help="write the P50/P95/P99 chart (PNG) to this file")
     args = parser.parse_args(argv)
     if not (FLOWS / "poem.json").is_file():  # a broken install: the flows are package data
         print(
@@ -190,10 +198,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     since_ms = int(time.time() // 60 * 60 * 1000) - 60_000
+    ignored = sorted(name for name in os.environ if name.startswith(FOREIGN_SETTINGS))
+    for name in ignored:
+        del os.environ[name]
     with Emulator(port=0) as emulator:
         os.environ.update({"LANGFLOW_CMS_DEV": "1", "LANGFLOW_CMS_ENDPOINT": emulator.endpoint})
         print(f"CMS emulator listening on {emulator.endpoint}")
-        print(f"running examples/flows/poem.json {args.runs} times with lfx ({args.concurrency} at a time)")
+        if ignored:
+            print(f"(the demo uses its emulator's own key and settings; ignoring {', '.join(ignored)})")
+        print(f"running the example poem flow {args.runs} times with lfx ({args.concurrency} at a time)")
         ok, failed = asyncio.run(run_flows(args.runs, args.concurrency))
         from langflow_cms import get_reporter
 
@@ -211,11 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nPer node ({NODE_METRIC})")
         print(format_table(node_rows, NODE_COLUMNS))
         print_failures(emulator, since_ms)
-        try:
+        if not stats["entries"] or not flow_rows:
+            print(
+                f"langflow-cms demo: the emulator received nothing ({stats['rejected']} calls rejected, "
+                f"{ok} runs ok): the reporter did not reach it",
+                file=sys.stderr,
+            )
+            return 1
+        if args.chart is not None:
             write_chart(flow_rows, node_rows, args.chart)
-        except ImportError:
-            print("\nno chart: matplotlib is not installed (pip install 'langflow-cms[demo]')")
-        else:
             print(f"\nchart written to {args.chart}")
     return 0
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from langflow_cms import REPOSITORY_URL
 from langflow_cms.config import Config, ConfigError
 from langflow_cms.credentials import CredentialError, CredentialProvider, credential_provider
 from langflow_cms.delivery.serializer import aggregate_entry
@@ -50,9 +51,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 _REGION_LABEL = re.compile(r"[a-z]{2,4}(?:-[a-z0-9]+){1,4}")
 
 LEAST_PRIVILEGE = (
-    "attach the least-privilege RAM policy policies/metrics.json (action cms:PutCustomMetric; add "
-    "policies/events.json, cms:PutCustomEvent, for failure events) to the RAM user or role: "
-    "see docs/deploy.md, 'Least-privilege RAM policies'"
+    f"attach the least-privilege RAM policy {REPOSITORY_URL}/policies/metrics.json (action "
+    f"cms:PutCustomMetric; add {REPOSITORY_URL}/policies/events.json, cms:PutCustomEvent, for failure "
+    f"events) to the RAM user or role: see {REPOSITORY_URL}/docs/deploy.md#least-privilege-ram-policies"
 )
 
 ADVICE: tuple[tuple[Callable[[str], bool], str], ...] = (
@@ -94,7 +95,10 @@ ADVICE: tuple[tuple[Callable[[str], bool], str], ...] = (
         lambda c: c in ("InternalError", "ServiceUnavailable", "UnknownError") or c.startswith("5"),
         "CloudMonitor had a temporary problem: try again (the reporter retries these by itself)",
     ),
-    (lambda c: c == "NoCredentials", "configure credentials: see docs/configuration.md, 'Credentials'"),
+    (
+        lambda c: c == "NoCredentials",
+        f"configure credentials: see {REPOSITORY_URL}/docs/configuration.md#credentials",
+    ),
 )
 
 
@@ -331,7 +335,21 @@ class _ProbeTransport(Transport):
         return client
 
 
-def _network_finding(exc: CmsError, config: Config) -> tuple[str, str] | None:
+def emulator_command(port: int, credential: Any) -> str:
+    """The command that starts an emulator on ``port`` accepting the key pair doctor signs with: the dev key
+    needs no flag; a key from the environment is named by its variables (never by its value)."""
+    command = f"langflow-cms emulator --port {port}"
+    source = getattr(credential, "source", "dev")
+    if source == "dev":
+        return command
+    prefix = "ALIYUN" if source.startswith("env ALIYUN_") else "ALIBABA_CLOUD"
+    if source.startswith(("env ALIBABA_CLOUD_", "env ALIYUN_")):
+        token = ":$ALIBABA_CLOUD_SECURITY_TOKEN" if credential.security_token else ""
+        return f'{command} --key "${prefix}_ACCESS_KEY_ID:${prefix}_ACCESS_KEY_SECRET{token}"'
+    return f"{command} --key ID:SECRET"
+
+
+def _network_finding(exc: CmsError, config: Config, credential: Any = None) -> tuple[str, str] | None:
     """(detail, advice) for a call that got no HTTP answer, told apart by what the socket said."""
     text = str(exc)
     low = text.lower()
@@ -356,9 +374,13 @@ def _network_finding(exc: CmsError, config: Config) -> tuple[str, str] | None:
     if "connection refused" in low or "errno 111" in low or "errno 61" in low:
         detail = f"connection refused: nothing listens on {host}:{port}, so the endpoint cannot be reached"
         if config.is_loopback:
+            start = emulator_command(port, credential)
+            if start.endswith("ID:SECRET"):
+                start += f"` (the key pair of {credential.source})"
+            else:
+                start += "`"
             return detail, (
-                f"start the emulator with `langflow-cms emulator --port {port}`, "
-                "or point LANGFLOW_CMS_ENDPOINT at the port it listens on"
+                f"start the emulator with `{start}, or point LANGFLOW_CMS_ENDPOINT at the port it listens on"
             )
         return detail, "check the host and port in LANGFLOW_CMS_ENDPOINT, firewalls, HTTPS_PROXY / NO_PROXY"
     if "connecttimeout" in low or "connect timeout" in low or "timed out" in low:
@@ -396,6 +418,13 @@ def _network_finding(exc: CmsError, config: Config) -> tuple[str, str] | None:
     return None
 
 
+def _signing_credential(provider: CredentialProvider) -> Any:
+    try:
+        return provider.get()
+    except CredentialError:
+        return None
+
+
 def check_endpoint(config: Config, provider: CredentialProvider) -> Check:
     """One signed PutCustomMetric call with a data point on the fixed probe series."""
     transport = _ProbeTransport(config, provider)
@@ -406,7 +435,7 @@ def check_endpoint(config: Config, provider: CredentialProvider) -> Check:
     try:
         request_id = transport.put([aggregate_entry(window, config.group_id)])
     except CmsError as exc:
-        network = _network_finding(exc, config)
+        network = _network_finding(exc, config, _signing_credential(provider))
         if network is not None:
             detail, advice = network
             return Check("endpoint", False, f"{config.endpoint}: {detail}", advice)
@@ -418,7 +447,17 @@ def check_endpoint(config: Config, provider: CredentialProvider) -> Check:
             message += f" (HTTP {status} reply with an error code in its body)"
         elif status is not None:
             message += f" (HTTP {status})"
-        return Check("endpoint", False, f"{config.endpoint}: {message}", advice_for(exc.code))
+        advice = advice_for(exc.code)
+        if config.is_loopback and exc.code == "InvalidAccessKeyId.NotFound":
+            credential = _signing_credential(provider)
+            port = urlsplit(config.endpoint).port or 80
+            start = emulator_command(port, credential)
+            advice = (
+                f"the emulator on port {port} does not accept the key this process signs with "
+                f"({getattr(credential, 'source', '?')}): restart it with `{start}`"
+                + (f" (the key pair of {credential.source})" if start.endswith("ID:SECRET") else "")
+            )
+        return Check("endpoint", False, f"{config.endpoint}: {message}", advice)
     took = (time.monotonic() - started) * 1000
     shown = ",".join(f"{k}={v}" for k, v in dimensions.items())
     return Check(
@@ -449,7 +488,7 @@ def collect(environ: Mapping[str, str] | None = None) -> tuple[list[Check], int]
     try:
         config = Config.from_env(environ)
     except ConfigError as exc:
-        advice = "fix that variable (every variable: docs/configuration.md)"
+        advice = f"fix that variable (every variable: {REPOSITORY_URL}/docs/configuration.md)"
         return [Check("configuration", False, str(exc), advice)], 2
     checks = [
         Check(

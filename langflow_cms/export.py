@@ -18,10 +18,13 @@ import ast
 import json
 import keyword
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from langflow_cms.flow_settings import CMS_METRIC_CLASS
 
 SCRIPT_NAMES = frozenset(
     {"asyncio", "os", "sys", "Graph", "graph", "run", "secret", "FLOW_NAME", "PARTS", "part_graph", "as_tool"}
@@ -411,12 +414,13 @@ def _field_values(
 
 
 # --- the script ----------------------------------------------------------------------------------------
-def export_flow(flow: dict | Path, *, flow_name: str | None = None) -> str:
+def export_flow(flow: dict | Path, *, flow_name: str | None = None, script_name: str | None = None) -> str:
     """The flow as a standalone Python script (source text); ``ExportError`` names what is unsupported.
 
     ``flow_name`` sets the ``flow`` dimension of the script's metrics. It defaults to what
     ``lfx run FLOW.json`` reports for the same file — the flow's own name, else (a flow without one) the
-    file's stem — so both runs report the same series (docs/metrics.md).
+    file's stem — so both runs report the same series (docs/metrics.md). ``script_name`` is the file name
+    the usage lines show (default: the flow file's stem + ``.py``).
     """
     flow_dict, stem = _load(flow)
     data = _graph_data(flow_dict)
@@ -441,7 +445,13 @@ def export_flow(flow: dict | Path, *, flow_name: str | None = None) -> str:
         node.var = _unique(_snake(node.id), taken)
     secrets: dict[str, tuple[str, str]] = {}
     graph_code, parts = _graph_code(ordered, nodes, edges, classes, secrets)
-    return _render(flow_dict, name, stem, imports, embedded, graph_code, bool(secrets), parts)
+    monitored = any(
+        CMS_METRIC_CLASS in (node.class_name, node.type.split(":")[-1].split("@")[0]) for node in ordered
+    )
+    script = script_name or f"{stem or _snake(name)}.py"
+    return _render(
+        flow_dict, name, stem, script, imports, embedded, graph_code, bool(secrets), parts, monitored
+    )
 
 
 def _class_key(node: Node) -> tuple[str | None, str, str]:
@@ -682,6 +692,14 @@ GRAPH_COMMENT = """
 # --- The flow: one component per node, with the node's id, its values and its connections (.set) ---
 # A custom component keeps the flow's component type as its `.name`: metrics name the component after it."""
 
+MONITORED = """\
+CloudMonitor monitoring is configured by the flow's own CMS Metric node (and Timer nodes, if any), which
+are nodes of the graph below, so this script reports the same metric series as the flow."""
+UNMONITORED = """This flow has no CMS Metric node, so, like the flow, the script reports nothing to
+CloudMonitor unless LANGFLOW_CMS_MONITOR=all is set (then: flow and node latency, status and token usage,
+under the flow name FLOW_NAME below). To report by default, add a CMS Metric node to the flow and export
+it again."""
+
 HEADER = '''\
 """{title}
 
@@ -690,9 +708,8 @@ Exported from {source} by `langflow-cms export`; equivalent to running the flow 
     python {script} "your input"      # prints the flow's output
     lfx run {script} "your input"     # the same graph, run by lfx{parts_note}
 
-CloudMonitor monitoring is configured by the flow's own CMS Metric and Timer nodes, which are nodes of the
-graph below, so this script reports the same metric series as the flow. Credentials are not in this file:
-the reporter reads them from the environment or a RAM role{secret_note}.
+{monitoring}
+Credentials are not in this file: the reporter reads them from the environment or a RAM role{secret_note}.
 """
 '''
 
@@ -788,20 +805,23 @@ def _render(
     flow: dict,
     name: str,
     stem: str | None,
+    script_name: str,
     imports: list[tuple[str, str]],
     embedded: list[Embedded],
     graph_code: list[str],
     has_secrets: bool,
     parts: dict[str, list[Node]],
+    monitored: bool,
 ) -> str:
     title = str(flow.get("name") or name)
     if flow.get("description"):
         title += f": {flow['description']}"
-    script = f"{stem or _snake(name)}.py"
+    script = shlex.quote(script_name)  # `python "Basic Prompting.py"` works as typed
     header = HEADER.format(
         title=title,
         source=f"{stem}.json" if stem else "a flow",
         script=script,
+        monitoring=MONITORED if monitored else UNMONITORED,
         secret_note="; the flow's secret fields are read from environment variables" if has_secrets else "",
         parts_note="".join(
             f'\n    python {script} --part {part} "your input"  # only the part that starts at {part}'
@@ -842,7 +862,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``langflow-cms export FLOW.json -o flow.py``."""
     try:
-        script = export_flow(args.flow, flow_name=args.flow_name)
+        script = export_flow(
+            args.flow, flow_name=args.flow_name, script_name=args.output.name if args.output else None
+        )
     except ExportError as exc:
         print(f"langflow-cms export: {exc}", file=sys.stderr)
         return 2

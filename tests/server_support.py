@@ -71,10 +71,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = 60.0) -> Any:
+def http(
+    method: str, url: str, body: Any = None, timeout: float = 60.0, headers: dict[str, str] | None = None
+) -> Any:
     """One JSON request; Langflow sends /api/v1/all gzip-compressed even unasked, so that is undone here."""
     data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **(headers or {})}
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         raw = response.read()
@@ -168,8 +170,11 @@ class LangflowServer:
                 self.process.wait(10)
         return self.process.returncode
 
+    headers: dict[str, str] = {}  # noqa: RUF012
+    """Sent with every ``api`` call (``x-api-key`` for a server without LANGFLOW_SKIP_AUTH_AUTO_LOGIN)."""
+
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        return http(method, f"{self.url}{path}", body)
+        return http(method, f"{self.url}{path}", body, headers=self.headers)
 
     def registry(self) -> dict[str, dict]:
         """Component templates by type, as the sidebar gets them (our bundle included)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 from aliyunsdkcms.request.v20190101.DescribeMetricListRequest import DescribeMetricListRequest
@@ -299,3 +300,53 @@ def test_health_metrics_come_from_the_contract():
     assert dashboard.health_metric("failed") in contract.HEALTH_METRICS
     with pytest.raises(KeyError):
         dashboard.health_metric("not_a_health_metric")
+
+
+# --- legends, as aliyun-cms-grafana names series ------------------------------------------------------------
+# Its src/datasource.js (master 2a07a6e), query(): ``describe = !t.describe ? t.describe : t.describe + "."``
+# and each series is ``target: describe + key + "." + ycol``, where ``key`` joins the values of the dimensions
+# QueryMetricMeta lists for the metric, which is nothing for a custom metric: ``dataPoint[undefined]``, the
+# string "undefined" once concatenated. ``describe`` is used as stored (no template substitution). Grafana's
+# renameByRegex transformation then applies ``name.replace(new RegExp(regex), renamePattern)``.
+
+
+def plugin_series_name(target: dict) -> str:
+    describe = target.get("describe")
+    prefix = "undefined" if describe is None else (describe + "." if describe else "")
+    return prefix + "undefined" + "." + "{statistic}"
+
+
+def grafana_rename(name: str, transformations: list[dict]) -> str:
+    for step in transformations:
+        if step.get("id") == "renameByRegex":
+            pattern = re.sub(r"\$(\d)", r"\\\1", step["options"]["renamePattern"])
+            name = re.sub(step["options"]["regex"], pattern, name, count=1)
+    return name
+
+
+@pytest.mark.parametrize("options", [OPTIONS, {"user_id": "1"}, {}], ids=["lists", "text-boxes", "no-user"])
+def test_every_legend_is_readable_with_the_plugin_as_it_is(options):
+    """Issue #27 point 9 (failed before: `undefined.P95`, `runs.undefined.SampleCount`, `$model.input...`)."""
+    board = build_dashboard(**options)
+    for panel in (p for p in board["panels"] if p.get("type") != "row"):
+        legends = []
+        for target in panel["targets"]:
+            for statistic in target["ycol"]:
+                name = plugin_series_name(target).format(statistic=statistic)
+                legends.append(grafana_rename(name, panel.get("transformations", [])))
+        assert all(
+            legend.strip() and "undefined" not in legend and "$" not in legend for legend in legends
+        ), (
+            panel["title"],
+            legends,
+        )
+        assert len(set(legends)) == len(legends), (panel["title"], legends)  # each series its own name
+
+
+def test_the_docs_state_api_calls_per_refresh_and_grafana_versions():
+    board = build_dashboard()
+    targets = sum(len(p["targets"]) for p in board["panels"] if p.get("type") != "row")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "dashboards.md").read_text()
+    assert f"{targets} queries" in doc and f"{2 * targets} CloudMonitor calls per refresh" in doc
+    for needed in ("| 7.x to 10.x |", "| 11.x |", "| 12.x |", "angular_support_enabled", "### Grafana 12"):
+        assert needed in doc, needed

@@ -73,6 +73,16 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "pip install langflow-cms",
     ): "installs from PyPI into the user's Langflow and starts a full "
     "`langflow run` server; tests/test_install.py runs this sequence with the built wheel in a fresh venv",
+    (
+        "README.md",
+        "export LANGFLOW_AUTO_LOGIN=true",
+    ): "needs the `langflow run` server of the block above and "
+    "full Langflow (`langflow api-key`); tests/test_install.py runs it as written against that server",
+    (
+        "README.md",
+        "langflow-cms init",
+    ): "`alarms plan` exits 2 when it finds changes, which it does on a fresh "
+    "account; tests/test_install.py runs this block as written and expects that exit code and output",
     ("docs/usage.md", "pip install langflow-cms"): "installs from PyPI into the user's environment; "
     "tests/test_install.py installs the built wheel into a fresh venv",
     ("docs/export.md", 'langflow-cms export "Hybrid Search RAG.json" -o hybrid.py'): "needs a full Langflow "

@@ -274,3 +274,78 @@ def test_the_cli_text_and_json_agree(emulator, flag):
     result = CliRunner().invoke(app, ["doctor", *flag], env=dev_env(emulator.endpoint))
     assert result.exit_code == 0, result.output
     assert "tracing" in result.stdout and "components" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {},  # the emulator's dev key
+        {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tUsersOwnKey",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "users-secret",
+        },
+    ],
+    ids=["dev-key", "keys-in-the-environment"],
+)
+def test_following_the_dead_endpoint_advice_gives_a_green_doctor(keys, tmp_path):
+    """Issue #27 point 5: the advice's command, run as written, makes doctor pass (failed before with keys in
+    the environment: the emulator it started accepted only its dev key, InvalidAccessKeyId.NotFound)."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import time
+
+    port = free_port()
+    env = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ALIBABA_CLOUD_", "LANGFLOW_CMS_", "ALIYUN_"))
+        },
+        **dev_env(f"http://127.0.0.1:{port}"),
+        **keys,
+    }
+    code, checks = checks_of(env)
+    assert code == 1
+    advice = checks["endpoint"]["advice"]
+    command = re.search(r"start the emulator with `([^`]+)`", advice)
+    assert command, advice
+    assert "users-secret" not in advice
+    started = subprocess.Popen(
+        ["bash", "-c", f"exec {command.group(1)}"],
+        env={**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        code, checks = checks_of(env)
+        assert code == 0, {name: (c["detail"], c["advice"]) for name, c in checks.items() if not c["ok"]}
+    finally:
+        started.send_signal(signal.SIGTERM)
+        started.wait(timeout=30)
+
+
+def test_an_emulator_that_does_not_know_the_key_says_how_to_restart_it(emulator):
+    """The emulator runs with its dev key only, the shell holds the user's key: the advice names the
+    restart command with --key (before: 'check ALIBABA_CLOUD_ACCESS_KEY_ID', which is right for CMS only)."""
+    keys = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tUsersOwnKey",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "users-secret",
+    }
+    port = int(emulator.endpoint.rsplit(":", 1)[1])
+    code, checks = checks_of(dev_env(emulator.endpoint, **keys))
+    assert code == 1
+    advice = checks["endpoint"]["advice"]
+    expected = (
+        f"langflow-cms emulator --port {port} "
+        '--key "$ALIBABA_CLOUD_ACCESS_KEY_ID:$ALIBABA_CLOUD_ACCESS_KEY_SECRET"'
+    )
+    assert expected in advice and "users-secret" not in advice, advice

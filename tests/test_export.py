@@ -258,3 +258,51 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert "node Mystery-1" in done.stderr and "Traceback" not in done.stderr
+
+
+def _docstring(script: str) -> str:
+    return script.split('"""', 2)[1]
+
+
+def test_the_docstring_says_what_is_true_for_a_flow_without_a_cms_metric_node(tmp_path):
+    """Issue #27 point 8 (failed before: every script claimed its CMS Metric and Timer nodes configure
+    monitoring, and showed `python Basic Prompting.py`)."""
+    flow = json.loads((FLOWS / "poem.json").read_text())
+    metric = {n["id"] for n in flow["data"]["nodes"] if "CmsMetric" in n["data"]["type"]}
+    flow["data"]["nodes"] = [n for n in flow["data"]["nodes"] if n["id"] not in metric]
+    flow["data"]["edges"] = [e for e in flow["data"]["edges"] if not {e["source"], e["target"]} & metric]
+    path = tmp_path / "Basic Prompting.json"
+    path.write_text(json.dumps(flow))
+
+    doc = _docstring(export_flow(path))
+    assert "configured by the flow's own CMS Metric" not in doc
+    assert "no CMS Metric node" in doc and "LANGFLOW_CMS_MONITOR=all" in doc
+    usage = [line.strip() for line in doc.splitlines() if line.strip().startswith(("python ", "lfx run "))]
+    assert usage and all("'Basic Prompting.py'" in line for line in usage), usage
+
+    named = _docstring(export_flow(path, script_name="basic.py"))
+    assert 'python basic.py "your input"' in named
+
+    monitored = _docstring(export_flow(FLOWS / "poem.json"))
+    assert (
+        "configured by the flow's own CMS Metric node" in monitored and "no CMS Metric node" not in monitored
+    )
+
+
+def test_the_cli_usage_lines_name_the_written_script(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langflow_cms.cli",
+            "export",
+            str(FLOWS / "poem.json"),
+            "-o",
+            str(tmp_path / "my flow.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "python 'my flow.py' \"your input\"" in (tmp_path / "my flow.py").read_text()

@@ -1,187 +1,177 @@
 """Installed like any Langflow extension: the wheel in a fresh Langflow 1.13 environment, no checkout.
 
-Issue #15 (done when): a test builds the wheel, installs it with ``langflow==1.13.*`` into a fresh venv (no
-checkout on the path), starts ``langflow run`` without ``LANGFLOW_COMPONENTS_PATH`` and finds "CMS Metric"
-and "Timer" in ``/api/v1/all``. README's "Use it" block runs here as written (``pip install langflow-cms``
-takes the built wheel, the package is not on an index), and so do the ``RUN`` lines of the Dockerfile in
-docs/deploy.md.
+Issue #15 and #27 (done when): the README's "Use it" blocks and its `langflow-cms demo` block run here as
+written, with the built wheel in a fresh Langflow 1.13 venv outside the checkout, in a shell that holds
+someone's own ``ALIBABA_CLOUD_ACCESS_KEY_*``: ``pip install langflow-cms`` (the wheel: the package is not on
+an index), the exports, ``langflow run`` (no ``LANGFLOW_SKIP_AUTH_AUTO_LOGIN``), the API-key check, ``init``,
+``alarms plan`` and the demo; each prints what the README shows. What the test adds is the machine's, not
+the user's: CloudMonitor is an emulator accepting that key (``LANGFLOW_CMS_ENDPOINT``), and Langflow's port
+and config folder are the test's (``LANGFLOW_PORT``, ``LANGFLOW_CONFIG_DIR``; the README's
+``localhost:7860`` is replaced by that port). The ``RUN`` lines of the Dockerfile in docs/deploy.md run too.
 
-The fresh venv gets Langflow 1.13 from the committed lock (``uv export --extra server``), the versions
-.venv-server has, so uv takes them from its cache: ~15 s, not a download.
+The fresh venvs get Langflow 1.13 from the committed lock (``uv export --extra server``), the versions
+.venv-server has, so uv takes them from its cache: ~15 s, not a download. The wheel is built once per
+session (tests/wheel_support.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import server_support as support
+import wheel_support as ws
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+from langflow_cms.emulator import Emulator
 
-REPO = Path(__file__).resolve().parents[1]
-UV = shutil.which("uv") or str(REPO / ".tools" / "bin" / "uv")
-EXPORT_FLAGS = ("--no-emit-project", "--no-hashes", "-q", "-o")
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+REPO = ws.REPO
 NODES = {"CMS Metric", "Timer", "Timer Start", "Timer Stop"}
 
 
-def clean_env(venv: Path) -> dict[str, str]:
-    """The environment of a user's shell in that venv: nothing of this checkout or of pytest's venv."""
-    drop = ("PYTHONPATH", "VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "LANGFLOW_COMPONENTS_PATH")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    path = [p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(REPO))]
-    env["PATH"] = os.pathsep.join([str(venv / "bin"), *path])
-    env["VIRTUAL_ENV"] = str(venv)
-    return env
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        [UV, "build", "--wheel", "--out-dir", str(out), str(REPO)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
-    (built,) = out.glob("langflow_cms-*.whl")
-    return built
-
-
-@pytest.fixture(scope="module")
-def langflow_requirements(tmp_path_factory) -> Path:
-    """Langflow 1.13 and its dependencies at the locked versions, without this project."""
-    support.ensure_server_venv()  # fills uv's cache with exactly these versions
-    path = tmp_path_factory.mktemp("req") / "langflow.txt"
-    export = subprocess.run(
-        [
-            UV,
-            "export",
-            "--project",
-            str(REPO),
-            "--frozen",
-            "--extra",
-            "server",
-            "--no-dev",
-            *EXPORT_FLAGS,
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert export.returncode == 0, export.stderr[-3000:]
-    assert re.search(r"^langflow==1\.13\.", path.read_text(), re.MULTILINE)
-    return path
-
-
-def langflow_venv(where: Path, requirements: Path) -> Path:
-    """A fresh venv with pip and Langflow 1.13: what the official image and a user's environment hold."""
-    venv = where / "venv"
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
-    subprocess.run([UV, "venv", "--seed", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
-    install = subprocess.run(
-        [UV, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "-r", str(requirements)],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env=env,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
-    return venv
-
-
-def bash_block(markdown: Path, heading: str, language: str = "bash") -> list[str]:
-    """The command lines of the first ``language`` block under ``heading`` (comments stripped)."""
+def bash_blocks(markdown: Path, heading: str, language: str = "bash") -> list[str]:
+    """The ``language`` blocks of the section under ``heading`` (up to the next heading of its level)."""
     text = markdown.read_text()
-    section = text[text.index(heading) :]
-    body = re.search(rf"```{language}\n(.*?)```", section, re.DOTALL)
-    assert body, f"no {language} block under {heading!r} in {markdown.name}"
-    return [line.split("  #")[0].strip() for line in body.group(1).splitlines() if line.strip()]
+    level = heading.split(" ")[0]
+    section = text[text.index(heading) + len(heading) :]
+    section = re.split(rf"^{level} ", section, flags=re.MULTILINE)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
 
 
-def run_shell(line: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+def commands(block: str) -> list[str]:
+    """The command lines of a block (trailing comments and whole-line output comments dropped)."""
+    return [
+        line.split("  #")[0].strip()
+        for line in block.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def shown(block: str) -> list[re.Pattern]:
+    """The output the block shows (whole-line comments), ``…`` matching anything."""
+    lines = [line.strip()[2:] for line in block.splitlines() if line.strip().startswith("# ")]
+    return [re.compile(".*?".join(re.escape(part) for part in line.split("…"))) for line in lines]
+
+
+def run_shell(script: str, env: dict[str, str], cwd: Path, code: int = 0) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        ["bash", "-ec", line], env=env, cwd=cwd, capture_output=True, text=True, timeout=900
+        ["bash", "-e", "-o", "pipefail", "-c", script],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
-    assert result.returncode == 0, (line, result.stdout[-2000:], result.stderr[-3000:])
+    assert result.returncode == code, (
+        script,
+        result.returncode,
+        result.stdout[-3000:],
+        result.stderr[-3000:],
+    )
     return result
 
 
-def test_readme_use_it_in_a_fresh_langflow_environment(wheel, langflow_requirements, tmp_path):
-    """README "Use it", line by line: pip install, the exports, ``langflow run``; then the nodes are in the
-    sidebar's index and a flow with CMS Metric reports to CMS (the local emulator here)."""
-    lines = bash_block(REPO / "README.md", "## Use it")
-    assert lines[0] == "pip install langflow-cms", lines
-    assert lines[-1] == "langflow run", lines
-    assert not any("LANGFLOW_COMPONENTS_PATH" in line for line in lines)
+def assert_shows(block: str, result: subprocess.CompletedProcess) -> None:
+    printed = result.stdout + result.stderr
+    missing = [pattern.pattern for pattern in shown(block) if not pattern.search(printed)]
+    assert not missing, (missing, printed[-3000:])
 
-    venv = langflow_venv(tmp_path, langflow_requirements)
-    env = clean_env(venv)
-    run_shell(lines[0].replace("langflow-cms", str(wheel)), env, tmp_path)
-    exports: dict[str, str | None] = {}
+
+def test_readme_in_a_fresh_langflow_environment_with_someone_elses_keys(tmp_path):
+    """README "Use it" and the demo block, as written (see the module doc for what the machine adds)."""
+    install, check, examples = bash_blocks(REPO / "README.md", "## Use it")
+    (demo,) = [b for b in bash_blocks(REPO / "README.md", "## Set up") if "langflow-cms demo" in b]
+    lines = commands(install)
+    assert lines[0] == "pip install langflow-cms" and lines[-1] == "langflow run", lines
+    assert not any("LANGFLOW_COMPONENTS_PATH" in line or "SKIP_AUTH" in line for line in lines)
+
+    venv = ws.langflow_venv(tmp_path)
+    home = tmp_path / "user"  # where the user stands: outside the checkout
+    home.mkdir()
+    env = ws.user_env(venv)
+    run_shell(lines[0].replace("langflow-cms", str(ws.wheel())), env, home)
+    exports: dict[str, str] = {}
     for line in lines[1:-1]:
         key, _, value = line.removeprefix("export ").partition("=")
         assert line.startswith("export ") and key and value, line
         exports[key] = value
     assert exports.get("LANGFLOW_AUTO_LOGIN") == "true"
 
-    emulator = support.shared_emulator()
-    server = support.LangflowServer(
-        emulator.endpoint,
-        command=[str(venv / "bin" / "langflow"), "run", "--host", "127.0.0.1"],  # the port: LANGFLOW_PORT
-        extra_env={
-            "PATH": env["PATH"],
-            "VIRTUAL_ENV": env["VIRTUAL_ENV"],
-            **exports,
-            "LANGFLOW_SKIP_AUTH_AUTO_LOGIN": "true",  # for this test's API client, which sends no token
-            "PYTHONPATH": None,
-            "LANGFLOW_COMPONENTS_PATH": None,
+    with Emulator(
+        port=0,
+        keys={
+            ws.FOREIGN_KEY["ALIBABA_CLOUD_ACCESS_KEY_ID"]: ws.FOREIGN_KEY["ALIBABA_CLOUD_ACCESS_KEY_SECRET"]
         },
-    )
-    try:
-        registry = server.api("GET", "/api/v1/all")
-        ours = registry.get("cms_monitor", {})
-        assert {template["display_name"] for template in ours.values()} == NODES, sorted(ours)
-        assert all(key.endswith("@official") for key in ours), sorted(ours)  # the installed extension
-        assert support.METRIC_TYPE in ours
+    ) as emulator:
+        cms = {"LANGFLOW_CMS_ENDPOINT": emulator.endpoint}
+        server = support.LangflowServer(
+            emulator.endpoint,
+            command=[str(venv / "bin" / "langflow"), "run"],  # the port: LANGFLOW_PORT
+            extra_env={**env, **exports, **cms, "LANGFLOW_CMS_DEV": None, "PYTHONPATH": None},
+        )
+        try:
+            second_shell = ws.user_env(venv, LANGFLOW_CONFIG_DIR=str(server.workdir / "config"))
+            script = check.replace("http://localhost:7860", server.url)
+            assert script != check, "the check names http://localhost:7860"
+            done = run_shell(script + '\necho "key=$LANGFLOW_API_KEY"', second_shell, home)
+            assert_shows(check, done)
+            key = re.search(r"^key=(sk-\S+)$", done.stdout, re.MULTILINE)
+            assert key, done.stdout[-2000:]
 
-        flow_id = server.create_flow("cms-installed")
-        answer = server.api("POST", f"/api/v1/run/{flow_id}?stream=false", {"input_value": "hi"})
-        assert answer["outputs"], answer
-        support.wait_for_flow(emulator, "cms-installed", {"ChatInput", "CmsMetricComponent", "ChatOutput"})
-    finally:
-        server.stop()
-    log = server.log_path.read_text(errors="replace")
-    assert "Extension load error" not in log, log[-3000:]
+            # the key opens the API, /api/v1/run included; a flow with CMS Metric reports to "CMS"
+            server.headers = {"x-api-key": key.group(1)}
+            ours = server.registry()
+            assert {t["display_name"] for k, t in ours.items() if k.startswith("ext:cms_monitor:")} == NODES
+            assert support.METRIC_TYPE in ours
+            flow_id = server.create_flow("cms-installed")
+            answer = server.api("POST", f"/api/v1/run/{flow_id}?stream=false", {"input_value": "hi"})
+            assert answer["outputs"], answer
+            support.wait_for_flow(
+                emulator, "cms-installed", {"ChatInput", "CmsMetricComponent", "ChatOutput"}
+            )
+        finally:
+            server.stop()
+        log = server.log_path.read_text(errors="replace")
+        assert "Extension load error" not in log, log[-3000:]
+        assert "InvalidAccessKeyId" not in log
+
+        # the examples and alarms as code, in the user's folder (the region is the README's export)
+        done = run_shell(examples, {**env, **exports, **cms}, home, code=2)  # plan: exit 2, changes
+        assert_shows(examples, done)
+        assert {p.name for p in home.iterdir()} >= {"monitoring.toml", "poem.json"}
+
+    # the demo, whatever keys the shell holds (the README's install gives it its chart)
+    done = run_shell(demo, env, home)
+    assert_shows(demo, done)
+    assert (home / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ws.FOREIGN_KEY["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] not in done.stdout + done.stderr
 
     # the installed package is the wheel's, and it names its bundle folder for path-based loading
-    where = run_shell("langflow-cms components-path", env, tmp_path).stdout.strip()
+    where = run_shell("langflow-cms components-path", env, home).stdout.strip()
     assert where.startswith(str(venv)) and (Path(where) / "cms_monitor" / "cms_metric.py").is_file(), where
 
 
-def test_the_dockerfile_install_commands_in_a_fresh_langflow_env(wheel, langflow_requirements, tmp_path):
+def test_the_dockerfile_install_commands_in_a_fresh_langflow_env(tmp_path):
     """docs/deploy.md's Dockerfile: its RUN commands, with the wheel where its COPY puts it, give a Langflow
     whose component index has the nodes (the image itself cannot be built here)."""
-    lines = bash_block(REPO / "docs" / "deploy.md", "## The image", language="dockerfile")
+    (block,) = bash_blocks(REPO / "docs" / "deploy.md", "## The image", language="dockerfile")[:1]
+    lines = commands(block)
     assert lines[0].startswith("FROM langflowai/langflow:1.13"), lines
     assert not any("LANGFLOW_COMPONENTS_PATH" in line for line in lines)
     copies = [line for line in lines if line.startswith("COPY ")]
     assert copies == ["COPY dist/langflow_cms-*.whl /tmp/"], copies
     image_tmp = tmp_path / "image-tmp"
     image_tmp.mkdir()
-    shutil.copy(wheel, image_tmp)
+    shutil.copy(ws.wheel(), image_tmp)
 
-    venv = langflow_venv(tmp_path, langflow_requirements)
-    env = clean_env(venv)
+    venv = ws.langflow_venv(tmp_path)
+    env = ws.user_env(venv)
     runs = [line.removeprefix("RUN ") for line in lines if line.startswith("RUN ")]
     assert runs, lines
     for command in runs:

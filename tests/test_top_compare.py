@@ -289,12 +289,84 @@ def test_compare_bad_side_is_a_usage_error(cli):
 
 
 def test_png_without_matplotlib_says_what_to_install(cli, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # a broken install: import matplotlib fails
     result = cli(
         "compare", "--flow", "poem", "version=v1", "version=v2", "--png", str(tmp_path / "x.png"), code=1
     )
-    assert "pip install 'langflow-cms[demo]'" in result.output
+    assert "pip install --force-reinstall langflow-cms" in result.output
     assert not (tmp_path / "x.png").exists()
+
+
+def chart_texts(report: dict) -> str:
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from langflow_cms.compare import chart
+
+    fig = chart(report)
+    try:
+        texts = [t.get_text() for t in fig.findobj(Text)]
+        texts += [label.get_text() for ax in fig.axes for label in ax.get_yticklabels()]
+        return "\n".join(texts)
+    finally:
+        plt.close(fig)
+
+
+def test_the_png_shows_each_sides_run_count_and_marks_significant_differences(cli):
+    """Issue #27 point 6 (failed before: the chart had neither run counts nor verdicts)."""
+    report = json.loads(cli("compare", "--flow", "poem", "version=v1", "version=v2", "--json").stdout)
+    texts = chart_texts(report)
+    runs_a = sum(ok + errors for (version, _), (ok, errors) in FLOW_RUNS.items() if version == "v1")
+    runs_b = sum(ok + errors for (version, _), (ok, errors) in FLOW_RUNS.items() if version == "v2")
+    assert f"version=v1 ({runs_a} runs)" in texts and f"version=v2 ({runs_b} runs)" in texts, texts
+    assert f"{runs_a} vs {runs_b} runs" in texts, texts
+    assert "slower*" in texts and "significant difference" in texts, texts
+    assert "faster*" not in texts and "†" not in texts  # 50 runs a side, no lone slow run
+
+
+def lone_side(runs: int, p50: float, p99: float) -> dict:
+    def pct(statistic: str, value: float) -> dict:
+        return {
+            "statistic": statistic,
+            "kind": "exact",
+            "value": value,
+            "low": value,
+            "high": value,
+            "cells": 1,
+            "window_ms": 300_000,
+            "runs": runs,
+            "interval": [value * 0.9, value * 1.1],
+        }
+
+    return {
+        "runs": runs,
+        "errors": 0,
+        "error_rate": 0.0,
+        "p50": pct("P50", p50),
+        "p95": pct("P95", p50 * 1.2),
+        "p99": pct("P99", p99),
+    }
+
+
+def test_the_png_notes_a_percentile_that_is_one_cold_start():
+    """A P99 of 8 runs is the slowest run: with a 40x cold start it sets the bar, and the chart says so."""
+    a, b = lone_side(8, 100.0, 4000.0), lone_side(500, 110.0, 150.0)
+    change = {"slower": {"verdict": "slower"}, "faster": {"verdict": "faster"}}
+    report = {
+        "flow": "poem",
+        "a": {"version": "v1"},
+        "b": {"version": "v2"},
+        "nodes": {},
+        "whole_flow": {
+            "a": a,
+            "b": b,
+            "change": {"p50": change["slower"], "p95": {"verdict": "within noise"}, "p99": change["faster"]},
+        },
+    }
+    texts = chart_texts(report)
+    assert "P99 of 8 runs is its slowest run alone (a cold start?)" in texts, texts
+    assert texts.count("†") >= 2  # the mark on the bar and the note
+    assert "slower*" in texts and "faster*" in texts
 
 
 def test_an_earlier_end_excludes_the_data(cli, seeded):

@@ -1,6 +1,6 @@
 """``langflow-cms``: the command line (typer + rich).
 
-Commands: ``emulator``, ``demo``, ``doctor``, ``export``, ``top``, ``compare`` and the sub-app
+Commands: ``emulator``, ``demo``, ``init``, ``doctor``, ``export``, ``top``, ``compare`` and the sub-app
 ``dashboard`` (``dashboard grafana``). Every command has ``--help`` with examples and the exit codes
 (:mod:`langflow_cms.cli.output`); commands that print data take ``--json``. Heavy modules are imported
 inside the commands, so ``langflow-cms --help`` stays fast and one broken optional piece cannot take the
@@ -75,6 +75,7 @@ app = typer.Typer(
     help="Report Langflow flow metrics to Alibaba Cloud CloudMonitor (CMS), and read them back.",
     epilog=_examples(
         "langflow-cms emulator --port 8765",
+        "langflow-cms init",
         "langflow-cms doctor",
         "langflow-cms top --minutes 5",
         "langflow-cms compare --flow poem version=v1 version=v2",
@@ -128,21 +129,22 @@ def emulator(ctx: typer.Context) -> None:
 
 @app.command(
     epilog=_examples(
-        "langflow-cms demo --runs 16", "langflow-cms demo --runs 120 --concurrency 8 --chart out.png"
+        "langflow-cms demo --runs 16", "langflow-cms demo --runs 120 --concurrency 8 --chart latency.png"
     )
 )
 def demo(
     runs: Annotated[int, typer.Option(min=1, help="Poem flow runs.")] = 120,
     concurrency: Annotated[int, typer.Option(min=1, help="Runs at a time.")] = 8,
     chart: Annotated[
-        Path | None, typer.Option(help="Where to write the latency chart (default docs/images/latency.png).")
+        Path | None, typer.Option(help="Also write the P50/P95/P99 chart (PNG) to this file.")
     ] = None,
     version: VersionOption = False,
 ) -> None:
     """Run the example flow against a fresh local emulator and print what CloudMonitor holds.
 
-    Works anywhere the package is installed: the example flows ship inside it. The chart needs
-    matplotlib (pip install 'langflow-cms[demo]'); without it the demo prints the tables and says so.
+    Works anywhere the package is installed: the example flows ship inside it. The demo reports to its own
+    emulator with that emulator's key, whatever ALIBABA_CLOUD_* or LANGFLOW_CMS_* the shell holds, and exits
+    1 when the emulator received nothing.
     """
     from langflow_cms.demo import main as demo_main
 
@@ -173,6 +175,35 @@ def doctor(json_output: JsonOption = False, version: VersionOption = False) -> N
         typer.echo(ascii_text(line))
 
     raise typer.Exit(int(run_doctor(out=out, as_json=json_output) or 0))
+
+
+# --- init -----------------------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=_examples(
+        "langflow-cms init",
+        "langflow-cms init monitoring/ --force",
+        "langflow-cms alarms plan monitoring.toml",
+        'LANGFLOW_CMS_DEV=1 lfx run poem.json "the sea"',
+    )
+)
+def init(
+    folder: Annotated[Path, typer.Argument(help="Where to write the files (created when missing).")] = Path(),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
+    version: VersionOption = False,
+) -> None:
+    """Write the examples into a folder: monitoring.toml (alarm rules as code, for `langflow-cms alarms
+    plan|apply|check`) and poem.json (a flow with CMS Metric and Timer nodes: Langflow's Import, or lfx run).
+    """
+    from langflow_cms.starter import InitError, write_examples
+
+    try:
+        written = write_examples(folder, force=force)
+    except InitError as exc:
+        fail(str(exc), EXIT_USAGE, "init")
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 # --- components-path ------------------------------------------------------------------------------------
@@ -222,7 +253,7 @@ def export(
     if not flow.is_file():
         fail(f"{flow}: no such file", EXIT_USAGE, "export")
     try:
-        script = export_flow(flow, flow_name=flow_name)
+        script = export_flow(flow, flow_name=flow_name, script_name=output.name if output else None)
     except ExportError as exc:
         fail(str(exc), EXIT_USAGE, "export")
     except (OSError, ValueError) as exc:  # unreadable or not JSON
@@ -404,7 +435,10 @@ def compare(
     minutes: MinutesOption = 5,
     end: EndOption = None,
     png: Annotated[
-        Path | None, typer.Option(help="Also draw the comparison to this PNG (needs matplotlib).")
+        Path | None,
+        typer.Option(
+            help="Also draw the comparison to this PNG (run counts, significant differences marked)."
+        ),
     ] = None,
     json_output: JsonOption = False,
     qps: QpsOption = 10,

@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from langflow_cms import REPOSITORY_URL
 from langflow_cms.cli.output import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -41,14 +42,20 @@ app = typer.Typer(
     help="Alarms as code: plan, apply, list and check CloudMonitor alarm rules from a TOML file.",
     no_args_is_help=True,
     epilog=_epilog(
-        "langflow-cms alarms plan examples/monitoring.toml",
-        "langflow-cms alarms apply examples/monitoring.toml --prune",
-        "langflow-cms alarms check examples/monitoring.toml",
+        "langflow-cms alarms plan monitoring.toml",
+        "langflow-cms alarms apply monitoring.toml --prune",
+        "langflow-cms alarms check monitoring.toml",
     ),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-SpecArgument = Annotated[Path, typer.Argument(help="The monitoring spec (TOML, see docs/alarms.md).")]
+SpecArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="The monitoring spec (TOML; `langflow-cms init` writes an example; "
+        f"{REPOSITORY_URL}/docs/alarms.md)."
+    ),
+]
 PruneOption = Annotated[
     bool,
     typer.Option("--prune", help="Also delete rules this tool created (langflow-cms-*) that the file lacks."),
@@ -110,8 +117,8 @@ def _echo(text: str) -> None:
 
 @app.command(
     epilog=_epilog(
-        "langflow-cms alarms plan examples/monitoring.toml",
-        "langflow-cms alarms plan examples/monitoring.toml --prune --json",
+        "langflow-cms alarms plan monitoring.toml",
+        "langflow-cms alarms plan monitoring.toml --prune --json",
     )
 )
 def plan(
@@ -140,8 +147,8 @@ def plan(
 @app.command(
     epilog=_epilog(
         "DINGTALK_WEBHOOK='https://oapi.dingtalk.com/robot/send?access_token=...' "
-        "langflow-cms alarms apply examples/monitoring.toml",
-        "langflow-cms alarms apply examples/monitoring.toml --prune",
+        "langflow-cms alarms apply monitoring.toml",
+        "langflow-cms alarms apply monitoring.toml --prune",
     )
 )
 def apply(
@@ -221,8 +228,8 @@ def list_rules(json_output: JsonOption = False, version: VersionOption = False) 
 
 @app.command(
     epilog=_epilog(
-        "langflow-cms alarms check examples/monitoring.toml",
-        "langflow-cms alarms check examples/monitoring.toml --end 2026-11-25T10:30:00Z --json",
+        "langflow-cms alarms check monitoring.toml",
+        "langflow-cms alarms check monitoring.toml --end 2026-11-25T10:30:00Z --json",
     )
 )
 def check(

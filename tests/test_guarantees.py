@@ -454,7 +454,8 @@ def test_a_bad_setting_shows_in_the_cms_metric_node_status(monkeypatch):
 
 
 def test_get_reporter_never_raises_and_never_replaces_a_bad_value(monkeypatch, caplog):
-    from langflow_cms import flow_settings, reporter
+    from langflow_cms import flow_settings
+    from langflow_cms import lifecycle as reporter
 
     monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "everything")
     monkeypatch.setattr(reporter, "_reporter", None)

@@ -123,7 +123,7 @@ class Reporter:
             journal = HostJournal(host_directory(self.config.spool_dir), self.owner)  # type: ignore[arg-type]
             journal.instance(host_instance())  # readable and writable, or not used at all
             return journal
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a foreign or damaged instance.id (not UTF-8)
             log.error("langflow-cms: cannot merge per host (%s): this process sends its own windows", exc)
             return None
 

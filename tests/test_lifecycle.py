@@ -192,3 +192,118 @@ def test_with_pool_terminate_delivers_what_the_workers_recorded(emulator, env, p
         assert result.returncode == 0 and "done" in result.stdout, result.stderr[-3000:]
     counted = sum(e["values"]["SampleCount"] for e in emulator.entries("pool_with") if e["period"] == 60)
     assert counted == 2 * 91
+
+
+# --- §4: hostile input never raises ----------------------------------------------------------------
+class _BadFloat(float):
+    def __float__(self) -> float:
+        raise RuntimeError("no float for you")
+
+    def __sub__(self, other: object) -> float:
+        raise RuntimeError("no arithmetic either")
+
+
+class _BadStr:
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+
+class _BadMapping(dict):
+    def items(self):  # type: ignore[override]
+        raise RuntimeError("no items for you")
+
+    def __iter__(self):
+        raise RuntimeError("no iteration either")
+
+
+class _BadHash(str):
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash for you")
+
+
+def test_record_never_raises_on_hostile_input_and_counts_each_drop(make_reporter, emulator):
+    """#24 §4: record() raised on a float subclass whose __float__ raises, a dimension value whose __str__
+    raises, and a Mapping whose items() raises."""
+    reporter = make_reporter()
+    hostile = [
+        ("m", _BadFloat(1.0), None),
+        ("m", 1.0, {"k": _BadStr()}),
+        ("m", 1.0, _BadMapping(k="v")),
+        (_BadStr(), 1.0, None),
+        ("m", 1.0, {_BadStr(): "v"}),
+        ("m", 1.0, {"k": _BadHash("v")}),
+        ("m", _BadStr(), {"k": "v"}),
+    ]
+    for name, value, dims in hostile:
+        reporter.record(name, value, dims)  # type: ignore[arg-type]
+        handle = reporter.series(name, dims)  # type: ignore[arg-type]
+        if handle is not None:
+            reporter.observe(handle, value)  # type: ignore[arg-type]
+    reporter.record("m", 2.0, {"k": "fine"})
+    assert reporter.health()["invalid"] >= len(hostile)
+    assert reporter.close(timeout=10)
+    counted = sum(e["values"]["SampleCount"] for e in emulator.entries("m") if e["period"] == 60)
+    assert counted == 1  # the one good observation, nothing else, nothing lost
+
+
+@pytest.mark.parametrize("problem", ["unknown_user", "instance_id_not_utf8"])
+def test_get_reporter_never_raises(env, tmp_path, problem):
+    """#24 §4: get_reporter() raised RuntimeError for LANGFLOW_CMS_SPOOL_DIR='~nosuchuser/x' (the same
+    error as '~/spool' without a home directory), and UnicodeDecodeError when host/<h>/instance.id is not
+    UTF-8."""
+    run_env = {k: v for k, v in env.items() if k != "HOME"}
+    code = "import os; from langflow_cms import get_reporter; r = get_reporter(); r.record('m', 1.0); "
+    code += "print(type(r).__name__, r.health().get('reason', '')); r.close(timeout=2)"
+    if problem == "unknown_user":
+        run_env["LANGFLOW_CMS_SPOOL_DIR"] = "~nosuchuser_i24/x"
+    else:
+        run_env["LANGFLOW_CMS_SPOOL_DIR"] = str(tmp_path)
+        run_env["LANGFLOW_CMS_HOST_MERGE"] = "true"
+        from langflow_cms.delivery.journal import host_directory
+
+        folder = host_directory(tmp_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "instance.id").write_bytes(b"\xff\xfe\x00bad")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=run_env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    if problem != "instance_id_not_utf8":  # a bad setting: said once, clearly, naming the variable
+        assert "LANGFLOW_CMS_SPOOL_DIR" in result.stdout, result.stdout
+    else:  # an unreadable journal costs only the merge: the process still reports on its own
+        assert result.stdout.startswith("Reporter"), result.stdout
+
+
+# --- §9: only loopback addresses are loopback ---------------------------------------------------------
+def _resolves_to_loopback_only(host: str) -> bool:
+    import ipaddress
+
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)
+
+
+@pytest.mark.parametrize("host", ["evil.localhost", "localhost.evil.example", "127.0.0.1.nip.io"])
+def test_plain_http_only_to_names_that_resolve_to_loopback(host):
+    """#24 §9: http://evil.localhost:7949 counted as a loopback endpoint (by its name), so plain HTTP was
+    allowed to it."""
+    from langflow_cms.config import Config, ConfigError
+
+    if _resolves_to_loopback_only(host):
+        pytest.skip(f"{host} resolves to loopback on this machine")
+    with pytest.raises(ConfigError, match="LANGFLOW_CMS_ENDPOINT"):
+        Config.from_env({"LANGFLOW_CMS_ENDPOINT": f"http://{host}:7949"})
+    assert Config.from_env({"LANGFLOW_CMS_ENDPOINT": f"{host}:7949"}).endpoint.startswith("https://")
+
+
+def test_loopback_names_and_addresses_still_get_plain_http():
+    from langflow_cms.config import Config
+
+    for host in ("localhost", "127.0.0.1", "127.3.4.5", "[::1]"):
+        assert Config.from_env({"LANGFLOW_CMS_ENDPOINT": f"{host}:7949"}).endpoint == f"http://{host}:7949"

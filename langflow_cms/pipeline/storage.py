@@ -46,6 +46,14 @@ CLOCK_STEP_S = 2.0
 """A wall clock that goes back by more than this between two collections is a step, not jitter."""
 
 
+def _describe(thing: object) -> str:
+    """``str(thing)``, at most 80 characters, or its type's name when even that raises."""
+    try:
+        return str(thing)[:80]
+    except Exception:
+        return f"<{type(thing).__name__} that cannot be shown>"
+
+
 class Series:
     """One (scope, metric name, dimensions) and its open 60 s window. Only ``collect`` touches the window."""
 
@@ -128,8 +136,8 @@ class Scope:
             if series.scope is not self:  # bound by another reporter or before a fork: re-resolve
                 self.record(series.name, value, dict(series.dimensions))
                 return
-        except AttributeError:
-            self.storage.reject(repr(series)[:60], "not a series from series()")
+        except Exception:
+            self.storage.reject(_describe(series), "not a series from series()")
             return
         if type(value) is not float:
             value = as_number(value)  # type: ignore[assignment]
@@ -150,8 +158,8 @@ class Scope:
         try:
             check_metric_name(name)
             dims = clean_dimensions(dimensions, self.common)
-        except (ValueError, TypeError, AttributeError) as exc:
-            self.storage.reject(name, str(exc))
+        except Exception as exc:  # any hostile object (a __str__ or items() that raises) is a bad input
+            self.storage.reject(name, _describe(exc))
             return None
         series = self.storage.register(self, name, dims)
         if series is None or series.folded:
@@ -165,8 +173,8 @@ class Scope:
                 if self._cache.get(key) is not series:  # series() again and again must not grow anything
                     self._cache[key] = series
                     series.cache_keys.append(key)
-        except TypeError:
-            pass  # an unhashable dimension value: correct, just not cached
+        except Exception:
+            pass  # an unhashable (or hostile) dimension value: correct, just not cached
         return series
 
     def forget(self, series: Series) -> None:
@@ -232,7 +240,8 @@ class Storage:
 
     def reject(self, name: object, why: str) -> None:
         self.count("invalid")
-        self.warn_once(f"invalid:{str(name)[:80]}:{why[:80]}", f"dropped an observation of {name!r}: {why}")
+        shown = name[:80] if type(name) is str else _describe(name)
+        self.warn_once(f"invalid:{shown}:{why[:80]}", f"dropped an observation of {shown!r}: {why[:300]}")
 
     def refuse(self) -> None:
         """An observation arrived that the inbox cannot take: after close, or while it is full."""

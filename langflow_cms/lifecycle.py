@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langflow_cms.config import Config, ConfigError
+from langflow_cms.redact import install_log_redaction, redact
 
 try:  # imported here, never on the SIGTERM thread: a forked child can inherit a module's import lock held
     import ctypes
@@ -57,21 +58,25 @@ def get_reporter() -> Reporter | NullReporter:
                 try:
                     config = Config.from_env()
                 except ConfigError as exc:
-                    _reporter = NullReporter(f"not reporting: {exc}")
-                    _say_config_error(str(exc))
+                    message = redact(str(exc))  # it quotes the value: a secret pasted in the wrong place
+                    _reporter = NullReporter(f"not reporting: {message}")
+                    _say_config_error(message)
                     return _reporter
                 except Exception as exc:  # never raise into the caller's flow
-                    reason = f"not reporting: the settings could not be read ({type(exc).__name__}: {exc})"
+                    why = f"the settings could not be read ({type(exc).__name__}: {exc})"
+                    reason = redact(f"not reporting: {why}")
                     _reporter = NullReporter(reason[:500])
                     _say_config_error(reason[len("not reporting: ") : 500])
                     return _reporter
                 if not config.enabled:
                     _reporter = NullReporter()
                     return _reporter
+                with contextlib.suppress(Exception):
+                    install_log_redaction()  # before the reporter can log anything
                 try:
                     _reporter = Reporter(config)
                 except Exception as exc:
-                    reason = f"the reporter could not start ({type(exc).__name__}: {exc})"
+                    reason = redact(f"the reporter could not start ({type(exc).__name__}: {exc})")
                     _reporter = NullReporter(f"not reporting: {reason}"[:500])
                     _say_config_error(reason[:500])
                     return _reporter

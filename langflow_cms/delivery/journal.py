@@ -40,6 +40,7 @@ import threading
 import time
 from pathlib import Path
 
+from langflow_cms.owner_only import make_folders, open_for_writing
 from langflow_cms.pipeline.window import Window
 
 log = logging.getLogger("langflow_cms")
@@ -65,7 +66,7 @@ def _write_json(path: Path, data: object) -> None:
     """Atomic against a process's death (a rename); no fsync: the journal lives and dies with the pod's
     volume, and the merged windows reach the spool (which does fsync) before they are recorded."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with open_for_writing(temporary) as handle:
         json.dump(data, handle, separators=(",", ":"))
     os.replace(temporary, path)
 
@@ -104,7 +105,7 @@ class HostJournal:
     def __init__(self, directory: Path, owner: str) -> None:
         self.directory = Path(directory)
         self.owner = owner
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_folders(self.directory)
         self._fd: int | None = None
         """``sender.lock``, opened by the first election and kept (recorded before it is locked), shared by
         the process's threads: a child forked during an election gets a descriptor ``forget()`` closes."""
@@ -122,10 +123,8 @@ class HostJournal:
         """``<host>-<id>``: the id is made once per journal (``instance.id``), so every process of the host
         shares it, and a new pod that reuses a name (a StatefulSet) with a fresh volume gets a new one."""
         path = self.directory / "instance.id"
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(3))
+        with contextlib.suppress(FileExistsError), open_for_writing(path, exclusive=True) as handle:
+            handle.write(secrets.token_hex(3))
         for _ in range(50):  # another process may be between its create and its write
             token = path.read_text("utf-8").strip()
             if token:
@@ -157,7 +156,7 @@ class HostJournal:
                 continue
             folder = self.directory / f"{period}-{start}"
             try:
-                folder.mkdir(exist_ok=True)
+                make_folders(folder)
                 try:
                     merged = set(_merged_state(folder)["files"])
                 except ValueError:  # damaged: the sender sets the folder aside when it sees this file

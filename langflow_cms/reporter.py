@@ -369,6 +369,21 @@ class Reporter:
             # merged per host, only the sender sends: the others' age would only say they are idle
             self.record(f"{HEALTH_PREFIX}last_success_age_s", health["last_success_age_s"])
 
+    def _record_error_counters(self) -> None:
+        """At close: the counters of mistakes (invalid, dropped) that grew since the last report, so a short
+        run (``lfx run`` from cron) that dropped something leaves a trace in CMS. A clean run adds none."""
+        try:
+            for key, total in self._counters().items():
+                name, _, reason = key.partition(":")
+                increase = total - self._health_reported[key]
+                if increase and name in ("invalid", "dropped"):
+                    self._health_reported[key] = total
+                    self.record(
+                        f"{HEALTH_PREFIX}{name}", increase, {contract.REASON: reason} if reason else None
+                    )
+        except Exception:  # closing must go on
+            log.exception("langflow-cms: could not record the error counters at close")
+
     def _counters(self) -> Counter[str]:
         totals: Counter[str] = Counter({name: 0 for name in contract.HEALTH_COUNTERS if name != "dropped"})
         for exporter in list(self._exporters.values()):
@@ -403,6 +418,7 @@ class Reporter:
             return not any(e.queued() for e in self._exporters.values())
         self._closed = True
         deadline = time.monotonic() + timeout
+        self._record_error_counters()
         self.storage.close()
         self._reader.stop()
         with self._cycle_lock:

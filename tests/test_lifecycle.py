@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -307,3 +308,45 @@ def test_loopback_names_and_addresses_still_get_plain_http():
 
     for host in ("localhost", "127.0.0.1", "127.3.4.5", "[::1]"):
         assert Config.from_env({"LANGFLOW_CMS_ENDPOINT": f"{host}:7949"}).endpoint == f"http://{host}:7949"
+
+
+# --- §8: mistakes are counted in CMS and logged once, boundedly -----------------------------------------
+def test_a_short_run_s_invalid_and_dropped_observations_reach_cms_at_close(make_reporter, emulator):
+    """#24 §8: langflow_cms_invalid and the drop counters were only sent by the periodic cycle, so an
+    `lfx run` with an invalid metric name (a cron-style use) left no trace in CMS."""
+    reporter = make_reporter(LANGFLOW_CMS_MAX_METRICS="2")
+    reporter.record("bad name!", 1.0)
+    reporter.record("a", float("nan"))
+    for name in ("a", "b", "c", "d"):  # two past the cap on metric names
+        reporter.record(name, 1.0)
+    assert reporter.close(timeout=10)
+    invalid = [e for e in emulator.entries("langflow_cms_invalid") if e["period"] == 60]
+    assert sum(e["values"]["Sum"] for e in invalid) == 2
+    dropped = [e for e in emulator.entries("langflow_cms_dropped") if e["period"] == 60]
+    assert {e["dimensions"].get("reason") for e in dropped} == {"metric_cap"}
+    assert sum(e["values"]["Sum"] for e in dropped) == 2
+
+
+def test_a_clean_short_run_adds_no_health_series(make_reporter, emulator):
+    reporter = make_reporter()
+    reporter.record("ok", 1.0)
+    assert reporter.close(timeout=10)
+    assert not [e for e in emulator.entries() if e["name"].startswith("langflow_cms_")]
+
+
+def test_mistakes_are_logged_one_bounded_line_per_cause(make_reporter, caplog):
+    """#24 §8: one 10 MB metric name made a 10,000,212-character log line; 100 names past the cap made 105
+    warning lines."""
+    reporter = make_reporter(LANGFLOW_CMS_MAX_METRICS="200")
+    with caplog.at_level(logging.WARNING, logger="langflow_cms"):
+        reporter.record("x" * 10_000_000, 1.0)
+        reporter.record("y" * 10_000_000, 1.0, {"k": "v" * 10_000_000})
+        for i in range(300):
+            reporter.record(f"m{i}", 1.0)
+        for i in range(100):
+            reporter.record(f"bad name {i}", 1.0)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("langflow_cms")]
+    assert lines and max(len(line) for line in lines) <= 1000, max(len(line) for line in lines)
+    assert len([line for line in lines if "LANGFLOW_CMS_MAX_METRICS" in line]) == 1
+    assert len([line for line in lines if "invalid metric name" in line]) == 1
+    assert reporter.health()["invalid"] == 102

@@ -24,6 +24,7 @@ names a new name is dropped. Every fold and drop is counted.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -46,10 +47,13 @@ CLOCK_STEP_S = 2.0
 """A wall clock that goes back by more than this between two collections is a step, not jitter."""
 
 
-def _describe(thing: object) -> str:
-    """``str(thing)``, at most 80 characters, or its type's name when even that raises."""
+_QUOTED_OR_NUMBER = re.compile(r"'[^']*'?|\"[^\"]*\"?|\d+")
+
+
+def _describe(thing: object, limit: int = 80) -> str:
+    """``str(thing)``, at most ``limit`` characters, or its type's name when even that raises."""
     try:
-        return str(thing)[:80]
+        return str(thing)[:limit]
     except Exception:
         return f"<{type(thing).__name__} that cannot be shown>"
 
@@ -159,7 +163,7 @@ class Scope:
             check_metric_name(name)
             dims = clean_dimensions(dimensions, self.common)
         except Exception as exc:  # any hostile object (a __str__ or items() that raises) is a bad input
-            self.storage.reject(name, _describe(exc))
+            self.storage.reject(name, _describe(exc, 300))
             return None
         series = self.storage.register(self, name, dims)
         if series is None or series.folded:
@@ -241,7 +245,9 @@ class Storage:
     def reject(self, name: object, why: str) -> None:
         self.count("invalid")
         shown = name[:80] if type(name) is str else _describe(name)
-        self.warn_once(f"invalid:{shown}:{why[:80]}", f"dropped an observation of {shown!r}: {why[:300]}")
+        cause = _QUOTED_OR_NUMBER.sub("…", why)[:120]  # one line per cause, not per name or value
+        message = f"dropped an observation of {shown!r}: {why[:300]} (further ones like it: counted only)"
+        self.warn_once(f"invalid:{cause}", message)
 
     def refuse(self) -> None:
         """An observation arrived that the inbox cannot take: after close, or while it is full."""
@@ -277,9 +283,10 @@ class Storage:
             and not name.startswith(contract.HEALTH_PREFIX)
         ):
             self.count("dropped:metric_cap")
-            self.warn_once(
-                f"metric_cap:{name}",
-                f"more than {self.max_metrics} metric names: {name} is dropped (LANGFLOW_CMS_MAX_METRICS)",
+            self.warn_once(  # one line for the cause, not one per name
+                "metric_cap",
+                f"more than {self.max_metrics} metric names: {name} and every further new name are dropped "
+                "and counted (LANGFLOW_CMS_MAX_METRICS)",
             )
             return None
         folded = False

@@ -43,6 +43,8 @@ CACHE_LIMIT = 100_000
 """Entries of each scope's lookup cache; past it new keys are resolved on every call (still correct)."""
 IDLE_WINDOWS = 2
 """A series with no value for this many collected windows is evicted after its last window is sealed."""
+EVICT_BATCH = 256
+"""Idle series removed per hold of the registry lock (``record()`` of a new series waits at most this)."""
 CLOCK_STEP_S = 2.0
 """A wall clock that goes back by more than this between two collections is a step, not jitter."""
 
@@ -327,19 +329,32 @@ class Storage:
                 return series
             return self._register(series.scope, series.name, series.dimensions)
 
-    def _evict_idle(self) -> None:
-        """Forget series that saw no value for IDLE_WINDOWS collections and have no open window."""
+    def _evict_idle(self, candidates: list[Series]) -> None:
+        """Forget series that saw no value for IDLE_WINDOWS collections and have no open window.
+
+        ``candidates`` were found by ``collect``'s own pass over the series, without the registry lock;
+        they are removed in small batches, each under the lock and checked again, so a ``record()`` of a
+        new series never waits for a scan of every series (200,000 of them took 313 ms)."""
         horizon = self._collections - IDLE_WINDOWS
-        with self._lock:
-            idle = [k for k, s in self._series.items() if s.window is None and s.last_active <= horizon]
-            for key in idle:
-                series = self._series.pop(key)
-                series.evicted = True
-                series.scope.forget(series)
-                metric = (key[0], key[1])
-                self._per_metric[metric] -= 1
-                if self._per_metric[metric] <= 0:
-                    del self._per_metric[metric]
+        while candidates:  # taken off the list batch by batch: freeing 200,000 at once holds the GIL
+            batch = candidates[-EVICT_BATCH:]
+            del candidates[-EVICT_BATCH:]
+            with self._lock:
+                for series in batch:
+                    if series.evicted or series.window is not None or series.last_active > horizon:
+                        continue
+                    key = (series.scope.id, series.name, series.dimensions)
+                    if self._series.get(key) is not series:
+                        continue
+                    del self._series[key]
+                    series.evicted = True
+                    series.scope.forget(series)
+                    metric = (key[0], key[1])
+                    self._per_metric[metric] -= 1
+                    if self._per_metric[metric] <= 0:
+                        del self._per_metric[metric]
+            del batch
+            time.sleep(0)  # a record() waiting for the lock gets it now (locks are not fair)
 
     def series_count(self) -> int:
         return len(self._series)
@@ -366,17 +381,21 @@ class Storage:
             sealed: list[Window] = []
             self._drain(sealed)
             self._collections += 1
+            idle: list[Series] = []
+            horizon = self._collections - IDLE_WINDOWS
             for series in list(self._series.values()):
                 window = series.window
                 if window is not None and (force or stepped or now >= series.end):
                     sealed.append(window)
                     series.window, series.end = None, 0.0
+                elif window is None and series.last_active <= horizon:
+                    idle.append(series)
             released = self._release(sealed, now, force or stepped)
             if stepped:
                 self.watermark = int(now // BASE_PERIOD) * BASE_PERIOD
             else:
                 self.watermark = max(self.watermark, int(now // BASE_PERIOD) * BASE_PERIOD)
-            self._evict_idle()
+            self._evict_idle(idle)
             return sealed + released
 
     def drain(self) -> None:

@@ -31,8 +31,9 @@ EXPECTED_ROWS = (
     "| 11b. ",
     "| 11c. ",
     "| 12. ",
+    "| 13. ",
 )
-ALL_BUT_LFX_RUN = "1,2,3,4,5,6,7,8,10,11,12"
+ALL_BUT_LFX_RUN = "1,2,3,4,5,6,7,8,10,11,12,13"
 
 
 def quick_bench(tmp_path: Path, only: str, timeout: int) -> str:

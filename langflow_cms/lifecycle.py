@@ -175,7 +175,8 @@ def _deliver_then_terminate(read_fd: int) -> None:
         return
     budget = exit_budget()
     closer = close_in_background()
-    closer.join(budget + CLOSE_SLACK_S)
+    if closer.ident is not None:  # else it ran here already
+        closer.join(budget + CLOSE_SLACK_S)
     _state = _DONE
     if restore_default is not None and restore_default():
         os.kill(os.getpid(), signal.SIGTERM)
@@ -215,10 +216,14 @@ def close_in_background(timeout: float | None = None) -> threading.Thread:
     global _closer
     with _closer_lock:
         if _closer is None:
-            _closer = threading.Thread(
+            closer = threading.Thread(
                 target=_close_every, args=(timeout,), name="langflow-cms-close", daemon=True
             )
-            _closer.start()
+            _closer = closer
+            try:
+                closer.start()
+            except RuntimeError:  # no new threads (interpreter shutdown on newer Pythons): close here
+                closer.run()
         return _closer
 
 
@@ -320,7 +325,7 @@ def close_all(timeout: float | None = None) -> None:
     one close (on a thread of its own) and every caller waits for it within the budget, so a SIGTERM that
     lands while a worker closes on its way out (``Pool.terminate()``) never cuts that close short."""
     closer = close_in_background(timeout)
-    if closer is not threading.current_thread():
+    if closer.ident is not None and closer is not threading.current_thread():
         budget = exit_budget() if timeout is None else timeout
         closer.join(budget + CLOSE_SLACK_S)
 

@@ -18,7 +18,7 @@ from bench.common import Section, machine_info
 from bench.report import render
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
-EXECUTION_ORDER = ["1", "3", "4", "5", "7", "8", "10", "12", "13", "6", "2", "11", "9"]
+EXECUTION_ORDER = ["1", "3", "4", "5", "7", "8", "10", "13", "14", "12", "6", "2", "11", "9"]
 """What does not need lfx runs first: importing lfx triples the heap every garbage collection walks,
 which would land in the µs-scale and tracemalloc measurements; the subprocess-only row 9 goes last."""
 
@@ -86,6 +86,11 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
 
         return fleetbias.run(scale)
 
+    def eviction() -> Section:
+        from bench import eviction
+
+        return eviction.run(scale)
+
     def node() -> Section:
         from bench import node
 
@@ -105,6 +110,7 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
         "11": node,
         "12": fleet,
         "13": bias,
+        "14": eviction,
     }
 
 

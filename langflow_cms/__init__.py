@@ -6,7 +6,8 @@ get_reporter().record("langflow_flow_duration_ms", 812.0, {"flow": "poem", "stat
 
 from pathlib import Path
 
-from langflow_cms.reporter import NullReporter, Reporter, get_reporter, reset_reporter
+from langflow_cms.lifecycle import get_reporter, reset_reporter
+from langflow_cms.reporter import NullReporter, Reporter
 
 COMPONENTS_DIR = Path(__file__).resolve().parent / "components"
 """The folder holding the ``cms_monitor`` bundle (what ``LANGFLOW_COMPONENTS_PATH`` would point at)."""

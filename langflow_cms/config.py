@@ -10,6 +10,7 @@ Credentials are not configured here (see `langflow_cms.credentials`), so no vari
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import os
@@ -128,17 +129,29 @@ def _sls_logstore(text: str) -> str:
 
 
 def _path(text: str) -> Path:
-    return Path(text).expanduser()
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~user" without such a user, "~" without HOME or a passwd entry
+        raise _Rejected("'~' cannot be expanded (no such user, or no home): use a full path") from None
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for `localhost`, 127.0.0.0/8 and ::1: the only hosts we talk to over plain http."""
+    """True for 127.0.0.0/8, ::1 and names that resolve to loopback addresses only (`localhost`): the only
+    hosts we talk to over plain http. A name counts by what it resolves to, never by how it looks
+    (`evil.localhost` may resolve anywhere); a name that does not resolve is not loopback."""
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        return bool(host) and _resolves_to_loopback(host)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolves_to_loopback(host: str) -> bool:
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+        return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)
+    except (OSError, ValueError, UnicodeError):
         return False
 
 

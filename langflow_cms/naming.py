@@ -101,6 +101,6 @@ def as_number(value: object, *, text: bool = False) -> float | None:
         value = value.strip()
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError, ArithmeticError):
+        return number if math.isfinite(number) else None
+    except Exception:  # a hostile __float__ (or __index__) is a bad value, never the caller's crash
         return None
-    return number if math.isfinite(number) else None

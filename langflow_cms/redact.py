@@ -84,15 +84,89 @@ def register_secret(value: str | None) -> None:
         _secrets_re = re.compile(alternation)
 
 
+# --- what any text may carry: secrets by their syntax or shape, and personal data (docs/events.md) -------
+_PRIVATE_KEY_RE = re.compile(
+    r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)", re.DOTALL
+)
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@\"']*):[^\s@/\"']+@")
+_AUTH_SCHEME_RE = re.compile(r"(?i)\b(bearer|basic|digest|token)(\s+)(?!\*\*\*)[A-Za-z0-9._~+/=-]{8,}")
+_KEYWORD = (
+    r"secret|password|passwd|passwort|pwd|pass|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
+    r"signature|sig|credentials?|session[_-]?id|sessionid|auth[_-]?key|secret[_-]?key"
+)
+_KEY_PAIR_RE = re.compile(
+    rf"(?i)(?<![\w.-])(?P<key>-{{0,2}}[\w.-]*?(?:{_KEYWORD}))(?![A-Za-z0-9]|[_-]id\b)"
+    r"""(?P<sep>["']?\s*[:=]\s*|(?<=[a-z])\s+(?=\S{8,}))"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|(?!\*\*\*)[^\s"',;&)}\]>]+)"""
+)
+_CLI_FLAG_RE = re.compile(rf"(?i)(?<![\w-])(--?[\w-]*(?:{_KEYWORD})[\w-]*?)(=|\s+)(?!\*\*\*)(?!-)\S+")
+"""``--password=p&ss`` or ``--access-key-secret VALUE``: the whole next word, whatever it holds."""
+_TOKEN_RE = re.compile(
+    r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"  # a JWT
+    r"|\bsk-(?:proj-|ant-[a-z0-9]+-)?[A-Za-z0-9_-]{16,}"  # OpenAI, Anthropic
+    r"|\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe
+    r"|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_\w{20,}"  # GitHub
+    r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|\bAKIA[0-9A-Z]{16}\b"  # an AWS key id
+    r"|\bAIza[0-9A-Za-z_-]{30,}"  # Google
+    r"|\bhf_[A-Za-z0-9]{30,}"  # Hugging Face
+    r"|\bCAIS[A-Za-z0-9+/=_-]{40,}"  # an Alibaba Cloud STS token
+)
+_KEY_ID_RE = re.compile(r"\bLTAI[A-Za-z0-9]{12,}\b")
+_EMAIL_RE = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_CARD_RE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_PHONE_RE = re.compile(
+    r"\+\d{1,3}[ -]?\(?\d{1,4}\)?(?:[ -]?\d){6,12}(?!\d)"  # international
+    r"|(?<!\d)1[3-9]\d{9}(?!\d)"  # a mainland China mobile number
+    r"|\(\d{3}\)\s?\d{3}-\d{4}\b"  # (415) 555-2671
+)
+_NATIONAL_ID_RE = re.compile(r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])")
+"""A mainland China resident identity card number."""
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        n = int(char) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return "[card]" if _luhn(digits) else match.group(0)
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    value = match.group("value")
+    if value.strip("'\"") == MASK:
+        return match.group(0)  # masked already (a known parameter name)
+    quote_char = value[0] if value[:1] in ("'", '"') else ""
+    return f"{match.group('key')}{match.group('sep')}{quote_char}{MASK}{quote_char}"
+
+
 def redact(text: str) -> str:
-    """Return `text` with sensitive parameter values and every registered secret replaced."""
+    """Return `text` with every secret and personal datum that docs/events.md lists replaced: sensitive
+    parameter values, registered secrets, credentials by syntax (key/value pairs, URL passwords,
+    Authorization schemes, private keys) and by shape (API key and token formats), e-mail addresses,
+    card numbers, phone numbers and national id numbers."""
     if not text:
         return text
     text = _PAIR_RE.sub(_mask_pair, text)
     secrets_re = _secrets_re
     if secrets_re is not None:
         text = secrets_re.sub(MASK, text)
-    return text
+    text = _PRIVATE_KEY_RE.sub(rf"\1{MASK}", text)
+    text = _USERINFO_RE.sub(rf"\1:{MASK}@", text)
+    text = _AUTH_SCHEME_RE.sub(rf"\1\2{MASK}", text)
+    text = _TOKEN_RE.sub(MASK, text)
+    text = _CLI_FLAG_RE.sub(rf"\1\2{MASK}", text)
+    text = _KEY_PAIR_RE.sub(_mask_value, text)
+    text = _KEY_ID_RE.sub(lambda m: mask_key_id(m.group(0)), text)
+    text = _EMAIL_RE.sub("[email]", text)
+    text = _NATIONAL_ID_RE.sub("[id]", text)
+    text = _CARD_RE.sub(_mask_card, text)
+    return _PHONE_RE.sub("[phone]", text)
 
 
 class RedactingFilter(logging.Filter):

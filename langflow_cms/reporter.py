@@ -18,27 +18,21 @@ delivers what it recorded when it exits through ``multiprocessing`` (whose child
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import contextlib
 import dataclasses
 import hashlib
 import logging
-import multiprocessing.util
 import os
 import secrets
-import signal
-import sys
 import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from langflow_cms import contract
-from langflow_cms.config import Config, ConfigError, default_instance, host_instance
+from langflow_cms.config import Config, default_instance, host_instance
 from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
 from langflow_cms.delivery.exporter import Exporter
 from langflow_cms.delivery.journal import GRACE_S, HostJournal, host_directory
@@ -125,8 +119,8 @@ class Reporter:
             journal.instance(host_instance())  # readable and writable, or not used at all
             journal.join()  # this process may add to the host's open windows until it closes
             return journal
-        except OSError as exc:
-            if not volume_full(exc, self.config.spool_dir):  # type: ignore[arg-type]
+        except (OSError, ValueError) as exc:  # ValueError: a foreign or damaged instance.id (not UTF-8)
+            if not isinstance(exc, OSError) or not volume_full(exc, self.config.spool_dir):  # type: ignore[arg-type]
                 log.error("langflow-cms: cannot merge per host (%s): this process sends its own windows", exc)
             return None
 
@@ -405,6 +399,21 @@ class Reporter:
             # merged per host, only the sender sends: the others' age would only say they are idle
             self.record(f"{HEALTH_PREFIX}last_success_age_s", health["last_success_age_s"])
 
+    def _record_error_counters(self) -> None:
+        """At close: the counters of mistakes (invalid, dropped) that grew since the last report, so a short
+        run (``lfx run`` from cron) that dropped something leaves a trace in CMS. A clean run adds none."""
+        try:
+            for key, total in self._counters().items():
+                name, _, reason = key.partition(":")
+                increase = total - self._health_reported[key]
+                if increase and name in ("invalid", "dropped"):
+                    self._health_reported[key] = total
+                    self.record(
+                        f"{HEALTH_PREFIX}{name}", increase, {contract.REASON: reason} if reason else None
+                    )
+        except Exception:  # closing must go on
+            log.exception("langflow-cms: could not record the error counters at close")
+
     def _counters(self) -> Counter[str]:
         totals: Counter[str] = Counter({name: 0 for name in contract.HEALTH_COUNTERS if name != "dropped"})
         for exporter in list(self._exporters.values()):
@@ -439,6 +448,7 @@ class Reporter:
             return not any(e.queued() for e in self._exporters.values())
         self._closed = True
         deadline = time.monotonic() + timeout
+        self._record_error_counters()
         self.storage.close()
         self._reader.stop()
         with self._cycle_lock:
@@ -602,180 +612,17 @@ class NullReporter:
 
 
 _live: weakref.WeakSet[Reporter] = weakref.WeakSet()
-_reporter: Reporter | NullReporter | None = None
-_reporter_lock = threading.Lock()
+_MOVED = frozenset(
+    {"chain_sigterm_flush", "close_all", "current_config", "get_reporter", "install_sigterm_flush"}
+    | {"reset_reporter"}
+)
 
 
-def get_reporter() -> Reporter | NullReporter:
-    """The process-wide reporter, configured from the environment on first use. Never raises.
+def __getattr__(name: str) -> Any:
+    """The process-wide reporter and its lifecycle live in ``langflow_cms.lifecycle``; the old import paths
+    (``from langflow_cms.reporter import get_reporter``) keep working."""
+    if name in _MOVED:
+        from langflow_cms import lifecycle
 
-    A bad ``LANGFLOW_CMS_*`` value gives a ``NullReporter`` whose ``health()["reason"]`` names the variable,
-    the value and what is accepted; the same sentence is logged once, at ERROR, on stderr.
-    """
-    global _reporter
-    if _reporter is None:
-        with _reporter_lock:
-            if _reporter is None:
-                try:
-                    config = Config.from_env()
-                except ConfigError as exc:
-                    _reporter = NullReporter(f"not reporting: {exc}")
-                    _say_config_error(str(exc))
-                else:
-                    _reporter = Reporter(config) if config.enabled else NullReporter()
-                    if config.enabled:
-                        install_sigterm_flush()
-    return _reporter
-
-
-def install_sigterm_flush() -> bool:
-    """Deliver before a SIGTERM ends the process, where SIGTERM would otherwise kill it outright.
-
-    Only when SIGTERM still has its default disposition (nobody else handles it) and from the main thread.
-    On SIGTERM every reporter is closed within its exit budget, then the default disposition is restored
-    and the signal raised again, so the process still ends by SIGTERM. This covers ``lfx serve`` (uvicorn
-    handles SIGTERM gracefully, then re-raises it to the handler it found at start: this one) and
-    ``multiprocessing`` pools, whose ``terminate()`` sends SIGTERM to the workers.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return False
-
-    def flush_then_terminate(signum: int, frame: object) -> None:
-        close_all()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    global _installed
-    signal.signal(signal.SIGTERM, flush_then_terminate)
-    _installed = True
-    return True
-
-
-_installed = False
-"""``install_sigterm_flush`` put its handler in place: a server that takes SIGTERM over later (uvicorn)
-restores it after its graceful stop and raises the signal again, so it runs last, when every run is over."""
-_chained = False
-
-
-def chain_sigterm_flush(settle: Callable[[], Awaitable[None]] | None = None) -> None:
-    """From the main thread, once: if a uvicorn server took SIGTERM over (``lfx serve``; tested with one
-    worker), deliver right after its graceful stop. Called by the tracing service on its first run.
-
-    uvicorn stops gracefully on SIGTERM (no new requests; the runs in flight finish), then restores the
-    disposition it found and raises the signal again. Under ``lfx serve`` that is the default (our code is
-    loaded in a worker thread, where no handler can be installed), which kills the process before
-    ``atexit``. So on SIGTERM this lets uvicorn's handler start the stop and wraps that server's
-    ``shutdown()``: once it has returned, ``settle()`` (the tracing service's: wait briefly for the runs
-    that just finished to end) and ``close_all()`` run off the event loop, each bounded; then uvicorn
-    re-raises the signal and the process ends by SIGTERM, as before. Nothing changes in the signal masks
-    or in what children inherit. A server object without ``shutdown`` gets the old order: deliver now.
-    """
-    global _chained
-    if _chained or _installed or threading.current_thread() is not threading.main_thread():
-        return  # installed before the server started: it runs after the graceful stop (see _installed)
-    _chained = True
-    previous = signal.getsignal(signal.SIGTERM)
-    server = getattr(previous, "__self__", None)
-    if not callable(previous) or type(server).__module__ != "uvicorn.server":
-        return  # gunicorn workers (langflow run) stop through the tracing service's teardown instead
-
-    def deliver_after_graceful_stop(signum: int, frame: object) -> None:
-        previous(signum, frame)  # type: ignore[operator]
-        stop = getattr(server, "shutdown", None)
-        if getattr(stop, "delivers", False):
-            return  # a second SIGTERM: the stop already delivers
-        if stop is None:
-            close_all()
-            return
-
-        async def shutdown_then_deliver(*args: Any, **kwargs: Any) -> None:
-            try:
-                await stop(*args, **kwargs)
-            finally:
-                with contextlib.suppress(Exception):
-                    if settle is not None:
-                        await settle()
-                    await asyncio.to_thread(close_all)
-
-        shutdown_then_deliver.delivers = True  # type: ignore[attr-defined]
-        try:
-            server.shutdown = shutdown_then_deliver  # type: ignore[union-attr]
-        except (AttributeError, TypeError):
-            close_all()
-
-    signal.signal(signal.SIGTERM, deliver_after_graceful_stop)
-
-
-def _say_config_error(message: str) -> None:
-    """Once per process, on the process's real stderr whatever the host application did to logging or to
-    ``sys.stderr`` (``lfx run`` captures both while a flow runs), and in the application's log."""
-    line = f"langflow-cms: not reporting to CloudMonitor: {message}"
-    log.error("%s", line)
-    real = sys.__stderr__
-    if real is None:
-        return
-    streams = [getattr(h, "stream", None) for h in _handlers(log)]
-    if not logging.getLogger("langflow_cms").hasHandlers():
-        streams.append(sys.stderr)  # logging's last-resort handler writes to sys.stderr
-    if real not in streams:
-        print(line, file=real, flush=True)
-
-
-def _handlers(logger: logging.Logger) -> list[logging.Handler]:
-    found: list[logging.Handler] = []
-    current: logging.Logger | None = logger
-    while current is not None:
-        found.extend(current.handlers)
-        current = current.parent if current.propagate else None
-    return found
-
-
-def current_config() -> Config | None:
-    """The process reporter's configuration; None when reporting is off or misconfigured."""
-    return get_reporter().config
-
-
-def reset_reporter() -> None:
-    """Close and forget the process-wide reporter (tests, or after changing the environment)."""
-    global _reporter
-    with _reporter_lock:
-        if _reporter is not None:
-            _reporter.close(timeout=5.0)
-        _reporter = None
-
-
-def close_all(timeout: float | None = None) -> None:
-    """Close every live reporter, each within its exit budget (interpreter exit, multiprocessing exit)."""
-    for reporter in list(_live):
-        try:
-            reporter.close(timeout=reporter.exit_timeout() if timeout is None else timeout)
-        except Exception:
-            log.exception("langflow-cms: closing the reporter at exit failed")
-
-
-atexit.register(close_all)
-
-
-def _after_fork() -> None:
-    """In a forked child: fresh state for every reporter."""
-    for reporter in list(_live):
-        reporter._after_fork_in_child()
-
-
-def _finalise_multiprocessing_child(_: object) -> None:
-    """In a ``multiprocessing`` child (run by its bootstrap after it cleared the parent's finalisers): close
-    the reporters when the child exits the normal way, since its ``os._exit`` skips ``atexit``."""
-    multiprocessing.util.Finalize(None, close_all, exitpriority=10)
-
-
-class _ForkMarker:
-    """A weak-referenceable key for ``multiprocessing.util.register_after_fork``."""
-
-
-_FORK_MARKER = _ForkMarker()
-multiprocessing.util.register_after_fork(_FORK_MARKER, _finalise_multiprocessing_child)
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+        return getattr(lifecycle, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

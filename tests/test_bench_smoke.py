@@ -32,8 +32,9 @@ EXPECTED_ROWS = (
     "| 11c. ",
     "| 12. ",
     "| 13. ",
+    "| 14. ",
 )
-ALL_BUT_LFX_RUN = "1,2,3,4,5,6,7,8,10,11,12,13"
+ALL_BUT_LFX_RUN = "1,2,3,4,5,6,7,8,10,11,12,13,14"
 
 
 def quick_bench(tmp_path: Path, only: str, timeout: int) -> str:
@@ -59,6 +60,7 @@ def test_quick_bench_writes_a_complete_table(tmp_path: Path) -> None:
     assert text.count("| 3. API calls") == 3 and text.count("| 4. Accuracy") == 2
     assert text.count("| 12. Fleet raw points") == 3
     assert text.count("| 13. Fleet sample") == 6
+    assert text.count("| 14. `record()`") == 1
     assert text.count("| 5. Memory") == 2 and text.count("| 6. Isolation") == 2
     assert "| `nodes." in text, "the CMS Metric node profile lost our functions"
     for heading in ("## Machine", "## Results", "## How to reproduce"):

@@ -354,7 +354,8 @@ def test_metric_names_are_capped_and_counted(emulator):
     for i in range(8):
         reporter.record(f"name_{i}", 1.0)
     assert reporter.close(timeout=10)
-    assert {e["name"] for e in emulator.entries()} == {f"name_{i}" for i in range(5)}
+    names = {e["name"] for e in emulator.entries()}
+    assert names == {f"name_{i}" for i in range(5)} | {"langflow_cms_dropped"}  # the drop: counted in CMS
     assert reporter._counters()["dropped:metric_cap"] == 3
 
 
@@ -454,7 +455,8 @@ def test_a_bad_setting_shows_in_the_cms_metric_node_status(monkeypatch):
 
 
 def test_get_reporter_never_raises_and_never_replaces_a_bad_value(monkeypatch, caplog):
-    from langflow_cms import flow_settings, reporter
+    from langflow_cms import flow_settings
+    from langflow_cms import lifecycle as reporter
 
     monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "everything")
     monkeypatch.setattr(reporter, "_reporter", None)

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from langflow_cms.delivery.spool import lock_held, volume_full, write_atomically
+from langflow_cms.owner_only import make_folders, open_for_writing
 from langflow_cms.pipeline.window import Window
 
 log = logging.getLogger("langflow_cms")
@@ -102,7 +103,7 @@ class HostJournal:
     def __init__(self, directory: Path, owner: str) -> None:
         self.directory = Path(directory)
         self.owner = owner
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_folders(self.directory)
         self._fd: int | None = None
         """``sender.lock``, opened by the first election and kept (recorded before it is locked), shared by
         the process's threads: a child forked during an election gets a descriptor ``forget()`` closes."""
@@ -167,11 +168,10 @@ class HostJournal:
         """``<host>-<id>``: the id is made once per journal (``instance.id``), so every process of the host
         shares it, and a new pod that reuses a name (a StatefulSet) with a fresh volume gets a new one."""
         path = self.directory / "instance.id"
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with contextlib.suppress(FileExistsError), open_for_writing(path, exclusive=True) as handle:
             try:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(secrets.token_hex(3))
+                handle.write(secrets.token_hex(3))
+                handle.flush()
             except OSError:  # a full disk: no empty id left behind for the next process to wait on
                 path.unlink(missing_ok=True)
                 raise
@@ -206,7 +206,7 @@ class HostJournal:
                 continue
             folder = self.directory / f"{period}-{start}"
             try:
-                folder.mkdir(exist_ok=True)
+                make_folders(folder)
                 try:
                     merged = set(_merged_state(folder)["files"])
                 except ValueError:  # damaged: the sender sets the folder aside when it sees this file

@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from langflow_cms.owner_only import make_folders, open_for_writing
+
 log = logging.getLogger("langflow_cms")
 
 Entry = dict[str, str]
@@ -80,7 +82,7 @@ def write_atomically(path: Path, data: object, fsync: bool = True) -> None:
     (a full disk) removes its temporary file."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
+        with open_for_writing(temporary) as handle:
             json.dump(data, handle, separators=(",", ":"), ensure_ascii=False)
             handle.flush()
             if fsync:
@@ -173,7 +175,7 @@ class Spool:
         self.adopt = True
         """Adopt dead owners' files in ``pending``; off in a host's non-sender processes, so one process
         (the sender) replays them, in order."""
-        (self.directory / "owners").mkdir(parents=True, exist_ok=True)
+        make_folders(self.directory / "owners")
         self._lock_fd = os.open(self.directory / "owners" / f"{owner}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
@@ -185,14 +187,14 @@ class Spool:
     def dead_letter(self, path: Path, reason: str) -> None:
         """Move a batch CMS refused permanently to ``dead/``, with the reason in a ``.why`` file beside it."""
         dead = self.directory / "dead"
+        make_folders(dead)
         target = dead / path.name
         try:
-            dead.mkdir(exist_ok=True)
             path.replace(target)
         except FileNotFoundError:
             return  # another process took it
-        with contextlib.suppress(OSError):
-            target.with_suffix(".why").write_text(reason + "\n", encoding="utf-8")
+        with contextlib.suppress(OSError), open_for_writing(target.with_suffix(".why")) as why:
+            why.write(reason + "\n")
         self._enforce_bound()
         log.error(
             "langflow-cms: CMS refused spool batch %s permanently (%s); moved to %s", path.name, reason, dead

@@ -169,7 +169,7 @@ class Exporter:
         if not self._send_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             return False  # another sender holds it until its own deadline: the entries wait their turn
         try:
-            return self._send(min(deadline, self._stop_at))
+            return self._send(deadline)
         except Exception as exc:  # a spool file operation: what is on disk stays there for the next send
             self._spool_error(exc)  # never out of send(): one exporter's trouble stops no other's
             return False
@@ -178,8 +178,9 @@ class Exporter:
             self._send_lock.release()
 
     def stop_by(self, deadline: float) -> None:
-        """At close: every send, a send already under way on another thread included, stops trying by
-        ``deadline`` (a call in flight ends within its own timeout)."""
+        """At close: a send from memory, one already under way on another thread included, stops trying
+        by ``deadline`` (a call in flight ends within its own timeout); a send from the spool goes on while
+        the process lives (its entries are on disk either way)."""
         self._stop_at = deadline
 
     def _spool_error(self, exc: Exception) -> None:
@@ -223,7 +224,8 @@ class Exporter:
             if path is None:
                 self._in_flight = entries[done:]
             try:
-                deadline = min(deadline, self._stop_at)
+                if path is None:  # from memory: close() has counted them once its deadline has passed
+                    deadline = min(deadline, self._stop_at)
                 self._transport_or_raise().put_with_retry(batch, deadline, self._count_retry)
             except CmsError as exc:
                 self._failed(entries[done:], exc, path)

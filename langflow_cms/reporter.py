@@ -461,7 +461,7 @@ class Reporter:
             self._snapshot()
         exporters = list(self._exporters.values())
         for exporter in exporters:
-            exporter.closing = True
+            exporter.final_send()  # the calls left unused while idle may go at once
             exporter.stop_by(deadline)  # a send under way on the reporter thread stops by then too
         delivered = self._send_all(deadline)
         if self.journal is not None:

@@ -320,3 +320,25 @@ def test_spool_max_mb_bounds_the_whole_directory(emulator, tmp_path):
     emulator.clear_faults()
     health, stderr = record_series(env, "after", 20)  # the bound never blocks new data
     assert stored_series(emulator, "after") == {f"s{i}": 10 for i in range(20)}, stderr
+
+
+def test_a_volume_filled_to_random_levels_never_costs_delivery(emulator, small_volume):
+    """§2, randomized: whatever room is left (none to 64 KiB), a process with the endpoint up delivers
+    every series at 60 s and 300 s and leaves no temporary file behind."""
+    rng = random.Random(2)
+    spool = small_volume / "spool"
+    env = spool_env(spool, emulator.endpoint)
+    del env["LANGFLOW_CMS_HOST_MERGE"]  # the default: per host merge
+    for round_ in range(3):
+        filler = small_volume / "filler"
+        filler.unlink(missing_ok=True)
+        free = os.statvfs(small_volume).f_bavail * os.statvfs(small_volume).f_frsize
+        with open(filler, "wb", buffering=0) as handle, contextlib.suppress(OSError):
+            handle.write(b"x" * max(free - rng.randint(0, 64 * 1024), 0))
+        name, count = f"level{round_}", rng.randint(10, 60)
+        health, stderr = record_series(env, name, count)
+        expected = {f"s{i}": 10 for i in range(count)}
+        assert stored_series(emulator, name) == expected, stderr
+        assert stored_series(emulator, name, 300) == expected, stderr
+        assert health["closed"] is True, stderr
+        assert temporary_files(spool) == []

@@ -104,6 +104,7 @@ class Exporter:
         self.spooled = 0
         self._spool_errors: set[tuple[str, int | None]] = set()
         self._shrunk = True
+        self._final_burst = False
         self._in_flight: list[Entry] = []
         """Entries a send took from memory (no spool copy) and has not delivered yet."""
         self._stop_at = float("inf")
@@ -169,7 +170,7 @@ class Exporter:
         if not self._send_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             return False  # another sender holds it until its own deadline: the entries wait their turn
         try:
-            return self._send(min(deadline, self._stop_at))
+            return self._send(deadline)
         except Exception as exc:  # a spool file operation: what is on disk stays there for the next send
             self._spool_error(exc)  # never out of send(): one exporter's trouble stops no other's
             return False
@@ -177,9 +178,18 @@ class Exporter:
             self._in_flight = []
             self._send_lock.release()
 
+    def final_send(self) -> None:
+        """At close, before the last send: the rate limiter's burst (``RateLimiter.final_burst``)."""
+        self.closing = True
+        if self._transport is not None:
+            self._transport.limiter.final_burst()
+        else:
+            self._final_burst = True
+
     def stop_by(self, deadline: float) -> None:
-        """At close: every send, a send already under way on another thread included, stops trying by
-        ``deadline`` (a call in flight ends within its own timeout)."""
+        """At close: a send from memory, one already under way on another thread included, stops trying
+        by ``deadline`` (a call in flight ends within its own timeout); a send from the spool goes on while
+        the process lives (its entries are on disk either way)."""
         self._stop_at = deadline
 
     def _spool_error(self, exc: Exception) -> None:
@@ -215,7 +225,8 @@ class Exporter:
     def _deliver(self, entries: list[Entry], path: Path | None, deadline: float) -> bool:
         """Send ``entries`` in batches, metrics first, then events; with a spool file, shrink it as batches
         arrive. False on failure."""
-        metrics = [e for e in entries if not is_event(e)]
+        # the aggregates that carry the counts first, then sampled raw points (fleet), then events
+        metrics = sorted((e for e in entries if not is_event(e)), key=lambda e: e.get("Type") != "1")
         entries = metrics + [e for e in entries if is_event(e)]
         done = 0
         shrink = path is not None
@@ -223,7 +234,8 @@ class Exporter:
             if path is None:
                 self._in_flight = entries[done:]
             try:
-                deadline = min(deadline, self._stop_at)
+                if path is None:  # from memory: close() has counted them once its deadline has passed
+                    deadline = min(deadline, self._stop_at)
                 self._transport_or_raise().put_with_retry(batch, deadline, self._count_retry)
             except CmsError as exc:
                 self._failed(entries[done:], exc, path)
@@ -299,6 +311,8 @@ class Exporter:
 
                 self._credentials = credential_provider(dev=self.config.dev)
             self._transport = Transport(self.config, self._credentials)
+            if self._final_burst:
+                self._transport.limiter.final_burst()
         return self._transport
 
     def abandon(self) -> int:

@@ -125,7 +125,7 @@ class HostJournal:
         period, only when no other process of the host may add to it."""
         with contextlib.suppress(OSError):
             live = self.directory / "live"
-            live.mkdir(exist_ok=True)
+            make_folders(live)
             self._live_fd = os.open(live / f"{self.owner}.lock", os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(self._live_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 

@@ -277,7 +277,7 @@ class Spool:
         others, and nothing deletes what a human may want to look at (``bad/`` counts toward the bound)."""
         target = self.directory / BAD / path.name
         try:
-            target.parent.mkdir(exist_ok=True)
+            make_folders(target.parent)
             path.replace(target)
         except FileNotFoundError:
             return  # another process moved or took it

@@ -137,10 +137,14 @@ def _mask_card(match: re.Match[str]) -> str:
     return "[card]" if _luhn(digits) else match.group(0)
 
 
+_VARIABLE_NAME_RE = re.compile(r"(?:ALIBABA_CLOUD|ALIYUN|LANGFLOW_CMS)_[A-Z_]+")
+"""Our own settings' names (``NoCredentials: ALIBABA_CLOUD_ACCESS_KEY_SECRET is not set``): what to fix."""
+
+
 def _mask_value(match: re.Match[str]) -> str:
     value = match.group("value")
-    if value.strip("'\"") == MASK:
-        return match.group(0)  # masked already (a known parameter name)
+    if value.strip("'\"") == MASK or _VARIABLE_NAME_RE.fullmatch(value):
+        return match.group(0)  # masked already (a known parameter name), or the name of a setting
     quote_char = value[0] if value[:1] in ("'", '"') else ""
     return f"{match.group('key')}{match.group('sep')}{quote_char}{MASK}{quote_char}"
 

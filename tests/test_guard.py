@@ -408,3 +408,40 @@ def test_the_new_versions_first_window_is_read_though_it_started_before_the_swit
     reader = open_reader(settings(emulator), qps=100)
     side = read_side(reader, "poem", "v2", switch, window + 301_000)
     assert side.runs == 30
+
+
+def test_the_cli_dry_run_says_it_would_roll_back_and_status_shows_the_verdict(
+    emulator, langflow, tmp_path, monkeypatch
+):
+    from langflow_cms.cli import app
+
+    for key, value in settings(emulator).items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "monitoring.toml"
+    path.write_text(
+        f'[guard]\nlangflow_url = "{langflow.url}"\nperiods = 1\nmin_runs = 30\nmin_minutes = 0\n'
+    )
+    runner = CliRunner()
+    langflow.save("v1")
+    first = runner.invoke(app, ["guard", "once", str(path), "--json"])
+    assert first.exit_code == 0, first.output
+    write_runs(emulator.endpoint, "v1", 100.0, 0.02)
+    langflow.edit(3.0)
+    langflow.save("v2")
+    assert runner.invoke(app, ["guard", "once", str(path)]).exit_code == 0  # watching v2 now
+    write_runs(emulator.endpoint, "v2", 100.0, 0.30)  # as fast, but fails far more often
+    status = runner.invoke(app, ["guard", "status", str(path), "--json"])
+    assert status.exit_code == 0, status.output
+    verdict = json.loads(status.output)["decisions"][0]
+    assert verdict["decision"] == "would_roll_back"
+    assert verdict["evidence"]["verdict"]["fails_more"] and not verdict["evidence"]["verdict"]["slower"]
+    dry = runner.invoke(app, ["guard", "once", str(path), "--dry-run"])
+    assert dry.exit_code == 3 and "would_roll_back" in dry.output
+    assert langflow.activations == 0
+    done = runner.invoke(app, ["guard", "once", str(path)])
+    assert done.exit_code == 3 and "rolled_back" in done.output
+    assert langflow.activations == 1
+    assert [json.loads(e["content"])["decision"] for e in emulator.events(contract.EVENT_GUARD)] == [
+        "watching",
+        "rolled_back",
+    ]

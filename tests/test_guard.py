@@ -445,3 +445,24 @@ def test_the_cli_dry_run_says_it_would_roll_back_and_status_shows_the_verdict(
         "watching",
         "rolled_back",
     ]
+
+
+def test_guard_run_evaluates_every_interval_until_stopped(emulator, langflow, tmp_path, monkeypatch, capfd):
+    from langflow_cms.cli import app
+
+    for key, value in settings(emulator).items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "monitoring.toml"
+    path.write_text(f'[guard]\nlangflow_url = "{langflow.url}"\ninterval_s = 1\n')
+    langflow.save("v1")
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["guard", "run", str(path), "--iterations", "3"])
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started >= 2.0  # three evaluations, one interval apart
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"langflow_guard"' in line]
+    assert [line["decision"] for line in lines] == [
+        "watching",
+        "baseline",
+        "baseline",
+    ]  # first sight, then held
+    assert json.loads((tmp_path / "guard-state.json").read_text())[FLOW_ID]["active"] == "v1"

@@ -466,3 +466,56 @@ def test_guard_run_evaluates_every_interval_until_stopped(emulator, langflow, tm
         "baseline",
     ]  # first sight, then held
     assert json.loads((tmp_path / "guard-state.json").read_text())[FLOW_ID]["active"] == "v1"
+
+
+def test_guard_serve_evaluates_at_once_on_an_alarm_callback_with_the_token(
+    emulator, langflow, tmp_path, monkeypatch
+):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from langflow_cms.cli import app
+
+    for key, value in settings(emulator).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LANGFLOW_CMS_GUARD_TOKEN", "s3cret-token-of-the-guard")
+    path = tmp_path / "monitoring.toml"
+    path.write_text(f'[guard]\nlangflow_url = "{langflow.url}"\ninterval_s = 3600\n')
+    langflow.save("v1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result: dict = {}
+    thread = threading.Thread(
+        target=lambda: result.update(
+            out=CliRunner().invoke(
+                app, ["guard", "serve", str(path), "--port", str(port), "--iterations", "2"]
+            )
+        )
+    )
+    thread.start()
+
+    def post(query: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/evaluate{query}", data=b"{}", method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    deadline = time.monotonic() + 30
+    while post("?token=wrong") != 403 and time.monotonic() < deadline:
+        time.sleep(0.2)  # until it listens; a wrong token wakes nothing
+    thread.join(1.5)
+    assert thread.is_alive()  # still waiting for its hour-long interval
+    assert post("?token=s3cret-token-of-the-guard") == 202
+    thread.join(30)
+    assert not thread.is_alive() and result["out"].exit_code == 0, result
+    monkeypatch.setenv("LANGFLOW_CMS_GUARD_TOKEN", "short")
+    refused = CliRunner().invoke(app, ["guard", "serve", str(path), "--port", str(port)])
+    assert refused.exit_code == 2 and "at least 16 characters" in refused.output

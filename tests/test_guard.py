@@ -352,16 +352,20 @@ def test_409_on_a_stale_token_is_retried_once_with_the_fresh_one(emulator, langf
     assert langflow.activations == 1
 
 
-def test_langflow_or_cms_down_decides_nothing_and_says_so_once(emulator, langflow, tmp_path, caplog):
+def test_langflow_or_cms_down_decides_nothing_and_says_so_once(emulator, langflow, tmp_path, capfd):
     guard = deploy_slower_v2(emulator, langflow, tmp_path, periods=1)
     guard.once()
     write_runs(emulator.endpoint, "v2", 300.0, 0.02)
     langflow.down = True
     guard.client.retry_s = 0.5
-    assert guard.once()[0]["decision"] == "unavailable"
+    capfd.readouterr()
+    assert [guard.once()[0]["decision"] for _ in range(3)] == ["unavailable"] * 3
+    assert capfd.readouterr().err.count('"unavailable"') == 1  # said once
     langflow.down = False
     cut = make(tmp_path, emulator, langflow, periods=1, cms_endpoint="http://127.0.0.1:9")
+    capfd.readouterr()
     first, second = cut.once()[0], cut.once()[0]
+    assert capfd.readouterr().err.count('"unavailable"') == 1
     assert first["decision"] == second["decision"] == "unavailable"
     assert "CloudMonitor" in first["reason"]
     assert langflow.activations == 0

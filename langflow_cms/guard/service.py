@@ -110,6 +110,7 @@ class Guard:
         self.dry_run = dry_run
         self.clock = clock
         self._reader: Any = None
+        self._langflow_down = False
         self.state = self._load()
         _ensure_log_handler()
 
@@ -143,8 +144,11 @@ class Guard:
         """Evaluate every watched flow once; the decisions (also logged, and sent when they are events)."""
         try:
             flows = self.watched()
-        except LangflowError as exc:
-            return [self._decide({"flow_id": "*", "flow": "*"}, UNAVAILABLE, reason=f"Langflow: {exc}")]
+        except LangflowError as exc:  # said once until Langflow answers again
+            first, self._langflow_down = not self._langflow_down, True
+            base = {"flow_id": "*", "flow": "*"}
+            return [self._decide(base, UNAVAILABLE, reason=f"Langflow: {exc}", event=False, log=first)]
+        self._langflow_down = False
         decisions = [self.evaluate_flow(flow) for flow in flows]
         self._save()
         return decisions

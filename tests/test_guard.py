@@ -523,3 +523,22 @@ def test_guard_serve_evaluates_at_once_on_an_alarm_callback_with_the_token(
     monkeypatch.setenv("LANGFLOW_CMS_GUARD_TOKEN", "short")
     refused = CliRunner().invoke(app, ["guard", "serve", str(path), "--port", str(port)])
     assert refused.exit_code == 2 and "at least 16 characters" in refused.output
+
+
+def test_an_event_alarm_can_send_the_guards_decisions_to_dingtalk(tmp_path):
+    from langflow_cms.alarms import load_spec
+
+    path = tmp_path / "monitoring.toml"
+    path.write_text(
+        '[contacts.oncall]\ndingtalk_webhook_env = "DINGTALK_WEBHOOK"\n'
+        '[groups.ops]\ncontacts = ["oncall"]\n'
+        '[[event_alarms]]\nname = "poem-guard"\nflow = "poem"\nevents = ["guard"]\ncontact_groups = ["ops"]\n'
+        '[guard]\nflows = ["poem"]\n'
+    )
+    spec = load_spec(path, {"DINGTALK_WEBHOOK": "https://oapi.dingtalk.com/robot/send?access_token=x"})
+    (alarm,) = spec.event_alarms
+    assert alarm.event_names == (contract.EVENT_GUARD,)
+    content = event_entry(contract.EVENT_GUARD, {"flow": "poem", "decision": "rolled_back"}, 1, "0")[
+        "Content"
+    ]
+    assert alarm.keyword in content  # the rule's keyword filter matches the guard's events of this flow

@@ -542,3 +542,15 @@ def test_an_event_alarm_can_send_the_guards_decisions_to_dingtalk(tmp_path):
         "Content"
     ]
     assert alarm.keyword in content  # the rule's keyword filter matches the guard's events of this flow
+
+
+def test_no_second_rollback_of_a_flow_within_the_cooldown(emulator, langflow, tmp_path):
+    guard = deploy_slower_v2(emulator, langflow, tmp_path, periods=1, cooldown_minutes=30)
+    write_runs(emulator.endpoint, "v2", 300.0, 0.02)
+    guard.once()
+    assert guard.once()[0]["decision"] == "rolled_back"
+    langflow.flow["data"] = copy.deepcopy(langflow.versions[1]["data"])  # a person insists on v2 at once
+    assert guard.once()[0]["decision"] == "watching"
+    held = guard.once()[0]
+    assert held["decision"] == "cooldown" and held["evidence"]["verdict"]["slower"]
+    assert langflow.activations == 1  # v2 stays: the person's choice within the cool-down

@@ -189,9 +189,8 @@ class Guard:
                 reason="first sight: no earlier version",
                 event=False,
             )
-        if (
-            previous != active
-        ):  # a person (or a deploy) activated another version: watch it, even one rolled back
+        if previous != active:
+            # a person (or a deploy) activated another version: watch it, even one rolled back before
             st["rolled_back"] = [v for v in st.get("rolled_back", []) if v != active]
             st.update(
                 active=active,

@@ -554,3 +554,12 @@ def test_no_second_rollback_of_a_flow_within_the_cooldown(emulator, langflow, tm
     held = guard.once()[0]
     assert held["decision"] == "cooldown" and held["evidence"]["verdict"]["slower"]
     assert langflow.activations == 1  # v2 stays: the person's choice within the cool-down
+
+
+def test_a_watched_flow_that_does_not_exist_is_said_not_ignored(emulator, langflow, tmp_path):
+    langflow.save("v1")
+    guard = make(tmp_path, emulator, langflow, flows=["poem", "peom"])
+    decisions = {d["flow"]: d for d in guard.once()}
+    assert decisions["poem"]["decision"] == "watching"
+    assert decisions["peom"]["decision"] == "unavailable"
+    assert decisions["peom"]["reason"] == "no flow with this id or name"

@@ -150,6 +150,12 @@ class Guard:
             return [self._decide(base, UNAVAILABLE, reason=f"Langflow: {exc}", event=False, log=first)]
         self._langflow_down = False
         decisions = [self.evaluate_flow(flow) for flow in flows]
+        found = {str(f.get("id")) for f in flows} | {str(f.get("name")) for f in flows}
+        for missing in sorted(set(self.spec.flows) - found - {ALL_MONITORED}):  # a typo is said, not ignored
+            base = {"flow_id": missing, "flow": missing}
+            decisions.append(
+                self._decide(base, UNAVAILABLE, reason="no flow with this id or name", event=False)
+            )
         self._save()
         return decisions
 

@@ -352,16 +352,20 @@ def test_409_on_a_stale_token_is_retried_once_with_the_fresh_one(emulator, langf
     assert langflow.activations == 1
 
 
-def test_langflow_or_cms_down_decides_nothing_and_says_so_once(emulator, langflow, tmp_path, caplog):
+def test_langflow_or_cms_down_decides_nothing_and_says_so_once(emulator, langflow, tmp_path, capfd):
     guard = deploy_slower_v2(emulator, langflow, tmp_path, periods=1)
     guard.once()
     write_runs(emulator.endpoint, "v2", 300.0, 0.02)
     langflow.down = True
     guard.client.retry_s = 0.5
-    assert guard.once()[0]["decision"] == "unavailable"
+    capfd.readouterr()
+    assert [guard.once()[0]["decision"] for _ in range(3)] == ["unavailable"] * 3
+    assert capfd.readouterr().err.count('"unavailable"') == 1  # said once
     langflow.down = False
     cut = make(tmp_path, emulator, langflow, periods=1, cms_endpoint="http://127.0.0.1:9")
+    capfd.readouterr()
     first, second = cut.once()[0], cut.once()[0]
+    assert capfd.readouterr().err.count('"unavailable"') == 1
     assert first["decision"] == second["decision"] == "unavailable"
     assert "CloudMonitor" in first["reason"]
     assert langflow.activations == 0
@@ -408,3 +412,154 @@ def test_the_new_versions_first_window_is_read_though_it_started_before_the_swit
     reader = open_reader(settings(emulator), qps=100)
     side = read_side(reader, "poem", "v2", switch, window + 301_000)
     assert side.runs == 30
+
+
+def test_the_cli_dry_run_says_it_would_roll_back_and_status_shows_the_verdict(
+    emulator, langflow, tmp_path, monkeypatch
+):
+    from langflow_cms.cli import app
+
+    for key, value in settings(emulator).items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "monitoring.toml"
+    path.write_text(
+        f'[guard]\nlangflow_url = "{langflow.url}"\nperiods = 1\nmin_runs = 30\nmin_minutes = 0\n'
+    )
+    runner = CliRunner()
+    langflow.save("v1")
+    first = runner.invoke(app, ["guard", "once", str(path), "--json"])
+    assert first.exit_code == 0, first.output
+    write_runs(emulator.endpoint, "v1", 100.0, 0.02)
+    langflow.edit(3.0)
+    langflow.save("v2")
+    assert runner.invoke(app, ["guard", "once", str(path)]).exit_code == 0  # watching v2 now
+    write_runs(emulator.endpoint, "v2", 100.0, 0.30)  # as fast, but fails far more often
+    status = runner.invoke(app, ["guard", "status", str(path), "--json"])
+    assert status.exit_code == 0, status.output
+    verdict = json.loads(status.output)["decisions"][0]
+    assert verdict["decision"] == "would_roll_back"
+    assert verdict["evidence"]["verdict"]["fails_more"] and not verdict["evidence"]["verdict"]["slower"]
+    dry = runner.invoke(app, ["guard", "once", str(path), "--dry-run"])
+    assert dry.exit_code == 3 and "would_roll_back" in dry.output
+    assert langflow.activations == 0
+    done = runner.invoke(app, ["guard", "once", str(path)])
+    assert done.exit_code == 3 and "rolled_back" in done.output
+    assert langflow.activations == 1
+    assert [json.loads(e["content"])["decision"] for e in emulator.events(contract.EVENT_GUARD)] == [
+        "watching",
+        "rolled_back",
+    ]
+
+
+def test_guard_run_evaluates_every_interval_until_stopped(emulator, langflow, tmp_path, monkeypatch, capfd):
+    from langflow_cms.cli import app
+
+    for key, value in settings(emulator).items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "monitoring.toml"
+    path.write_text(f'[guard]\nlangflow_url = "{langflow.url}"\ninterval_s = 1\n')
+    langflow.save("v1")
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["guard", "run", str(path), "--iterations", "3"])
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started >= 2.0  # three evaluations, one interval apart
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"langflow_guard"' in line]
+    assert [line["decision"] for line in lines] == [
+        "watching",
+        "baseline",
+        "baseline",
+    ]  # first sight, then held
+    assert json.loads((tmp_path / "guard-state.json").read_text())[FLOW_ID]["active"] == "v1"
+
+
+def test_guard_serve_evaluates_at_once_on_an_alarm_callback_with_the_token(
+    emulator, langflow, tmp_path, monkeypatch
+):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from langflow_cms.cli import app
+
+    for key, value in settings(emulator).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LANGFLOW_CMS_GUARD_TOKEN", "s3cret-token-of-the-guard")
+    path = tmp_path / "monitoring.toml"
+    path.write_text(f'[guard]\nlangflow_url = "{langflow.url}"\ninterval_s = 3600\n')
+    langflow.save("v1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result: dict = {}
+    thread = threading.Thread(
+        target=lambda: result.update(
+            out=CliRunner().invoke(
+                app, ["guard", "serve", str(path), "--port", str(port), "--iterations", "2"]
+            )
+        )
+    )
+    thread.start()
+
+    def post(query: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/evaluate{query}", data=b"{}", method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    deadline = time.monotonic() + 30
+    while post("?token=wrong") != 403 and time.monotonic() < deadline:
+        time.sleep(0.2)  # until it listens; a wrong token wakes nothing
+    thread.join(1.5)
+    assert thread.is_alive()  # still waiting for its hour-long interval
+    assert post("?token=s3cret-token-of-the-guard") == 202
+    thread.join(30)
+    assert not thread.is_alive() and result["out"].exit_code == 0, result
+    monkeypatch.setenv("LANGFLOW_CMS_GUARD_TOKEN", "short")
+    refused = CliRunner().invoke(app, ["guard", "serve", str(path), "--port", str(port)])
+    assert refused.exit_code == 2 and "at least 16 characters" in refused.output
+
+
+def test_an_event_alarm_can_send_the_guards_decisions_to_dingtalk(tmp_path):
+    from langflow_cms.alarms import load_spec
+
+    path = tmp_path / "monitoring.toml"
+    path.write_text(
+        '[contacts.oncall]\ndingtalk_webhook_env = "DINGTALK_WEBHOOK"\n'
+        '[groups.ops]\ncontacts = ["oncall"]\n'
+        '[[event_alarms]]\nname = "poem-guard"\nflow = "poem"\nevents = ["guard"]\ncontact_groups = ["ops"]\n'
+        '[guard]\nflows = ["poem"]\n'
+    )
+    spec = load_spec(path, {"DINGTALK_WEBHOOK": "https://oapi.dingtalk.com/robot/send?access_token=x"})
+    (alarm,) = spec.event_alarms
+    assert alarm.event_names == (contract.EVENT_GUARD,)
+    content = event_entry(contract.EVENT_GUARD, {"flow": "poem", "decision": "rolled_back"}, 1, "0")[
+        "Content"
+    ]
+    assert alarm.keyword in content  # the rule's keyword filter matches the guard's events of this flow
+
+
+def test_no_second_rollback_of_a_flow_within_the_cooldown(emulator, langflow, tmp_path):
+    guard = deploy_slower_v2(emulator, langflow, tmp_path, periods=1, cooldown_minutes=30)
+    write_runs(emulator.endpoint, "v2", 300.0, 0.02)
+    guard.once()
+    assert guard.once()[0]["decision"] == "rolled_back"
+    langflow.flow["data"] = copy.deepcopy(langflow.versions[1]["data"])  # a person insists on v2 at once
+    assert guard.once()[0]["decision"] == "watching"
+    held = guard.once()[0]
+    assert held["decision"] == "cooldown" and held["evidence"]["verdict"]["slower"]
+    assert langflow.activations == 1  # v2 stays: the person's choice within the cool-down
+
+
+def test_a_watched_flow_that_does_not_exist_is_said_not_ignored(emulator, langflow, tmp_path):
+    langflow.save("v1")
+    guard = make(tmp_path, emulator, langflow, flows=["poem", "peom"])
+    decisions = {d["flow"]: d for d in guard.once()}
+    assert decisions["poem"]["decision"] == "watching"
+    assert decisions["peom"]["decision"] == "unavailable"
+    assert decisions["peom"]["reason"] == "no flow with this id or name"

@@ -81,3 +81,41 @@ def test_the_server_labels_only_versions_that_run_and_at_most_three_drafts_per_f
     assert label(flow(6.0)) != "v2" and reads[-1] == {"id-1"}  # a new graph finds v2 at once (only its data)
     now[0] += server_versions.REFRESH_S
     assert label(flow(5.0)) == "v2" and len(reads) == 6  # the saved draft is v2 once REFRESH_S passed
+
+
+def test_a_run_gets_the_servers_version_unless_the_flow_sets_one_or_has_no_room(monkeypatch):
+    """The server's label reaches the run's dimensions (flow and node series alike), a hand-set
+    ``version`` wins, and a flow with three dimensions of its own gets none (CMS's 10-dimension cap)."""
+    from types import SimpleNamespace
+
+    from langflow_cms import flow_settings, tracing
+
+    monkeypatch.setattr(flow_settings, "monitor_mode", lambda: "annotated")
+
+    async def found(data, flow_id):
+        return "v7"
+
+    monkeypatch.setattr(server_versions.LABELS, "label", found)
+
+    def graph(dims):
+        params = {"flow_dimensions": dims}
+        metric = SimpleNamespace(
+            vertex_type="ext:cms_monitor:CmsMetricComponent@official",
+            custom_component=None,
+            params=params,
+            raw_params=params,
+        )
+        return SimpleNamespace(flow_name="poem", flow_id="f-1", vertices=[metric], raw_graph_data=flow(1.0))
+
+    monitor = tracing.FlowMonitor()
+
+    def run_dims(dims):
+        g = graph(dims)
+        extra = asyncio.run(server_versions.version_dimension(g, "f-1", monitor))
+        return monitor.start_run("run-" + str(len(dims)) + str(dims), g, extra=extra).dimensions
+
+    assert run_dims({}) == {"version": "v7"}
+    assert run_dims({"version": "canary"}) == {"version": "canary"}
+    assert "version" not in run_dims({"a": "1", "b": "2", "c": "3"})
+    unmonitored = SimpleNamespace(flow_name="x", flow_id="f-2", vertices=[], raw_graph_data=flow(1.0))
+    assert asyncio.run(server_versions.version_dimension(unmonitored, "f-2", monitor)) == {}

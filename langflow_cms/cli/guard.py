@@ -185,6 +185,53 @@ def status(spec_file: SpecArgument, json_output: JsonOption = False, version: Ve
     raise typer.Exit(1 if any(d["decision"] == "unavailable" for d in decisions) else 0)
 
 
+@app.command(
+    epilog=_epilog(
+        "LANGFLOW_CMS_GUARD_TOKEN=... langflow-cms guard serve examples/monitoring.toml --port 8790",
+    )
+)
+def serve(
+    spec_file: SpecArgument,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the alarm callback.")] = 8790,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    dry_run: DryRunOption = False,
+    iterations: Annotated[
+        int, typer.Option(min=0, help="Stop after this many evaluations (0: run until stopped).")
+    ] = 0,
+    version: VersionOption = False,
+) -> None:
+    """``run``, plus a CMS alarm callback: POST /evaluate?token=... evaluates at once."""
+    from langflow_cms.guard.webhook import TOKEN_VARIABLE, Trigger
+
+    spec = _spec(spec_file, "serve")
+    token = os.environ.get(TOKEN_VARIABLE, "")
+    try:
+        trigger = Trigger(token, host, port)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE, "guard serve")
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1, "guard serve")
+    typer.echo(f"guard: alarm callback on http://{host}:{trigger.port}/evaluate", err=True)
+    try:
+        _loop(make_guard(spec, dry_run=dry_run), spec.policy.interval_s, iterations, trigger.wake)
+    finally:
+        trigger.close()
+
+
+def _loop(guard: Any, interval_s: float, iterations: int, wake: Any = None) -> None:
+    done = 0
+    while True:
+        guard.once()  # every decision is a JSON log line on stderr
+        done += 1
+        if iterations and done >= iterations:
+            return
+        if wake is None:
+            time.sleep(interval_s)
+        else:
+            wake.wait(interval_s)
+            wake.clear()
+
+
 @app.command(epilog=_epilog("langflow-cms guard run examples/monitoring.toml"))
 def run(
     spec_file: SpecArgument,
@@ -196,12 +243,4 @@ def run(
 ) -> None:
     """Evaluate every interval_s seconds until stopped (a service: docs/deploy.md has the container)."""
     spec = _spec(spec_file, "run")
-    guard = make_guard(spec, dry_run=dry_run)
-    done = 0
-    while True:
-        started = time.monotonic()
-        guard.once()  # every decision is a JSON log line on stderr
-        done += 1
-        if iterations and done >= iterations:
-            return
-        time.sleep(max(0.0, spec.policy.interval_s - (time.monotonic() - started)))
+    _loop(make_guard(spec, dry_run=dry_run), spec.policy.interval_s, iterations)

@@ -110,6 +110,7 @@ class Guard:
         self.dry_run = dry_run
         self.clock = clock
         self._reader: Any = None
+        self._langflow_down = False
         self.state = self._load()
         _ensure_log_handler()
 
@@ -143,9 +144,18 @@ class Guard:
         """Evaluate every watched flow once; the decisions (also logged, and sent when they are events)."""
         try:
             flows = self.watched()
-        except LangflowError as exc:
-            return [self._decide({"flow_id": "*", "flow": "*"}, UNAVAILABLE, reason=f"Langflow: {exc}")]
+        except LangflowError as exc:  # said once until Langflow answers again
+            first, self._langflow_down = not self._langflow_down, True
+            base = {"flow_id": "*", "flow": "*"}
+            return [self._decide(base, UNAVAILABLE, reason=f"Langflow: {exc}", event=False, log=first)]
+        self._langflow_down = False
         decisions = [self.evaluate_flow(flow) for flow in flows]
+        found = {str(f.get("id")) for f in flows} | {str(f.get("name")) for f in flows}
+        for missing in sorted(set(self.spec.flows) - found - {ALL_MONITORED}):  # a typo is said, not ignored
+            base = {"flow_id": missing, "flow": missing}
+            decisions.append(
+                self._decide(base, UNAVAILABLE, reason="no flow with this id or name", event=False)
+            )
         self._save()
         return decisions
 
@@ -185,9 +195,8 @@ class Guard:
                 reason="first sight: no earlier version",
                 event=False,
             )
-        if (
-            previous != active
-        ):  # a person (or a deploy) activated another version: watch it, even one rolled back
+        if previous != active:
+            # a person (or a deploy) activated another version: watch it, even one rolled back before
             st["rolled_back"] = [v for v in st.get("rolled_back", []) if v != active]
             st.update(
                 active=active,

@@ -95,13 +95,13 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ("docs/alarms.md", "langflow-cms emulator --port 8799 &"): "docs/alarms.md is maintained with the alarms "
     "work (not editable in the docs-command change); tests/test_alarms.py runs the same commands on "
     "examples/monitoring.toml",
-    ("docs/alarms.md", "langflow-cms alarms plan examples/monitoring.toml"): "docs/alarms.md transcript, "
+    ("docs/alarms.md", "langflow-cms alarms plan monitoring.toml"): "docs/alarms.md transcript, "
     "continuing the step above (shell state across blocks); tests/test_alarms.py runs the same commands",
-    ("docs/alarms.md", "langflow-cms alarms apply examples/monitoring.toml"): "docs/alarms.md transcript, "
+    ("docs/alarms.md", "langflow-cms alarms apply monitoring.toml"): "docs/alarms.md transcript, "
     "continuing the step above; tests/test_alarms.py runs the same commands",
     ("docs/alarms.md", "langflow-cms alarms list"): "docs/alarms.md transcript, continuing the step above; "
     "tests/test_alarms.py runs the same commands",
-    ("docs/alarms.md", "langflow-cms alarms check examples/monitoring.toml"): "docs/alarms.md transcript of "
+    ("docs/alarms.md", "langflow-cms alarms check monitoring.toml"): "docs/alarms.md transcript of "
     "a check against data of real runs; tests/test_alarms.py runs the same commands",
     ("docs/alarms.md", "langflow-cms alarms plan monitoring-edit.toml"): "docs/alarms.md transcript of an "
     "edited spec file the page describes in prose; tests/test_alarms.py runs the same commands",

@@ -59,12 +59,14 @@ def lfx_run(flow: Path, env: dict) -> tuple[dict, str]:
 
 
 def test_a_flow_saved_with_the_old_nodes_loads_and_reports(emulator, env):
+    """Both saved files are named "poem" inside: that name, not the file's stem, is the ``flow`` dimension
+    (docs/metrics.md, issue 25)."""
     out, stderr = lfx_run(OLD_FLOW, env)
     assert out["success"] is True, stderr
-    assert count(emulator, "langflow_flow_duration_ms", flow="poem_v0", status="ok") == 1
-    assert count(emulator, "langflow_span_duration_ms", flow="poem_v0", span="write", status="ok") == 1
-    assert count(emulator, "poem_requests", flow="poem_v0", topic="the_sea", version="v1") == 1
-    assert count(emulator, "langflow_node_duration_ms", flow="poem_v0", status="ok") == 7
+    assert count(emulator, "langflow_flow_duration_ms", flow="poem", status="ok") == 1
+    assert count(emulator, "langflow_span_duration_ms", flow="poem", span="write", status="ok") == 1
+    assert count(emulator, "poem_requests", flow="poem", topic="the_sea", version="v1") == 1
+    assert count(emulator, "langflow_node_duration_ms", flow="poem", status="ok") == 7
 
 
 def test_a_flow_saved_before_the_fixed_output_types_keeps_its_edges_and_reports(emulator, env):
@@ -77,7 +79,7 @@ def test_a_flow_saved_before_the_fixed_output_types_keeps_its_edges_and_reports(
     assert len(flow["data"]["edges"]) == 6
     out, stderr = lfx_run(MAIN_FLOW, env)
     assert out["success"] is True and out["result"].startswith("Of the sea I sing"), stderr
-    assert count(emulator, "langflow_flow_duration_ms", flow="poem_main", status="ok") == 1
-    assert count(emulator, "langflow_span_duration_ms", flow="poem_main", span="write", status="ok") == 1
-    assert count(emulator, "poem_requests", flow="poem_main", topic="the_sea") == 1
-    assert count(emulator, "langflow_node_duration_ms", flow="poem_main", status="ok") == 7
+    assert count(emulator, "langflow_flow_duration_ms", flow="poem", status="ok") == 1
+    assert count(emulator, "langflow_span_duration_ms", flow="poem", span="write", status="ok") == 1
+    assert count(emulator, "poem_requests", flow="poem", topic="the_sea") == 1
+    assert count(emulator, "langflow_node_duration_ms", flow="poem", status="ok") == 7

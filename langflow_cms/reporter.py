@@ -471,6 +471,8 @@ class Reporter:
                 self.journal.resign()  # after its send: the next closer's more complete windows go out later
         for exporter in exporters:
             exporter.abandon()
+            if exporter.spool is not None:
+                exporter.spool.close()  # what it left on disk is adopted by the next process
         return delivered
 
     def exit_timeout(self) -> float:

@@ -204,9 +204,19 @@ class Spool:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def release(self) -> None:
-        """Give up ownership (a forked child does this with the parent's spool before opening its own)."""
+        """Give up ownership (a forked child does this with the parent's spool before opening its own: the
+        lock file stays, the parent still holds it). Only once: a second close could hit a reused fd."""
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        """The owner is done (its reporter closed): its lock file goes too, so a clean process leaves none
+        behind; what it left in the spool is the next process's to adopt."""
         with contextlib.suppress(OSError):
-            os.close(self._lock_fd)
+            (self.directory / "owners" / f"{self.owner}.lock").unlink(missing_ok=True)
+        self.release()
 
     def dead_letter(self, path: Path, reason: str) -> None:
         """Move a batch CMS refused permanently to ``dead/``, with the reason in a ``.why`` file beside it."""

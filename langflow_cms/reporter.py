@@ -73,8 +73,11 @@ class Reporter:
         self._process_credentials = credentials
         self._closed = False
         self._setup()
+        try:
+            self._adopt_orphans()  # file work only: what a killed process left is queued before anything else
+        except Exception as exc:  # never costs this process its reporting
+            self.storage.warn_once("orphans", f"adopting dead processes' roll-up snapshots failed: {exc!r}")
         _live.add(self)
-        self._adopt_orphans()  # file work only: what a killed process left is queued before anything else
         if start:
             self._reader.start()
 
@@ -315,11 +318,11 @@ class Reporter:
                 self._adopt_into_journal(path, windows)
                 continue
             entries = []
-            for data in windows:
+            for window in windows:
                 try:
-                    entries.append(aggregate_entry(Window.from_dict(data), self.config.group_id))
-                except (KeyError, ValueError, TypeError, OverflowError) as exc:
-                    self.storage.reject(data.get("name", "?"), f"snapshot window unreadable: {exc}")
+                    entries.append(aggregate_entry(window, self.config.group_id))
+                except Exception as exc:  # a window that cannot be encoded costs only itself
+                    self.storage.reject(window.name, f"snapshot window unreadable: {exc}")
             try:
                 if entries:
                     spool.write(entries)  # write-ahead before the snapshot goes
@@ -329,13 +332,12 @@ class Reporter:
                 continue
             path.unlink(missing_ok=True)
 
-    def _adopt_into_journal(self, path: Path, windows: list[dict[str, Any]]) -> None:
+    def _adopt_into_journal(self, path: Path, windows: list[Window]) -> None:
         """A dead process's open 300 s windows, into the host journal under its name (never twice). Never
         sent on their own: alone, a part would replace the host's whole window in CMS."""
         owner = path.name.removesuffix(".json").rsplit("rollup-", 1)[-1]
         try:
-            found = [Window.from_dict(data) for data in windows]
-            failed = self.journal.write([w for w in found if w.scope == ""], owner=owner, adopted=True)  # type: ignore[union-attr]
+            failed = self.journal.write([w for w in windows if w.scope == ""], owner=owner, adopted=True)  # type: ignore[union-attr]
         except (KeyError, ValueError, TypeError, OverflowError) as exc:
             self.storage.warn_once("orphans", f"snapshot {path.name} unreadable ({exc}): dropped")
             self.storage.stats["dropped:journal"] += len(windows)
@@ -469,6 +471,8 @@ class Reporter:
                 self.journal.resign()  # after its send: the next closer's more complete windows go out later
         for exporter in exporters:
             exporter.abandon()
+            if exporter.spool is not None:
+                exporter.spool.close()  # what it left on disk is adopted by the next process
         return delivered
 
     def exit_timeout(self) -> float:

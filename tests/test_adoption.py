@@ -94,3 +94,49 @@ def test_an_adopter_killed_at_a_random_point_of_adoption_loses_and_doubles_nothi
     for kill_at in random.Random(5).sample(range(2, 9), 3):
         emulator.reset()
         adopt_after_a_kill(emulator, tmp_path, host_merge, kill_at)
+
+
+WRONG_SHAPES = ["null", "{}", '["x"]', '[{"bad": 1}]']
+
+
+@pytest.mark.parametrize("shape", WRONG_SHAPES)
+def test_a_snapshot_of_the_wrong_shape_is_moved_aside_and_the_others_adopted(
+    emulator, tmp_path, shape, caplog
+):
+    """Review #2: valid JSON of the wrong shape raised TypeError/AttributeError out of Reporter() (null,
+    ["x"]), so get_reporter() gave a NullReporter in every later process; {} and [{"bad": 1}] were deleted
+    without a trace instead of kept in bad/ for a human."""
+    from langflow_cms.config import Config
+    from langflow_cms.reporter import Reporter
+
+    spool = tmp_path / "spool"
+    dead_snapshot(spool)  # a valid snapshot beside the bad ones
+    (spool / "rollup-999.0badf00d.json").write_text(shape)
+    (spool / "claimed-998.0dead0ff-rollup-997.0badcafe.json").write_text(shape)  # its claimer died too
+    with caplog.at_level("WARNING", logger="langflow_cms"):
+        reporter = Reporter(Config.from_env(spool_env(spool, emulator.endpoint)), start=False)
+        assert reporter.close(timeout=20)
+    assert_adopted_once(emulator, spool)
+    aside = sorted(p.name for p in (spool / "bad").iterdir())
+    assert len(aside) == 2 and "999.0badf00d" in aside[1] and "997.0badcafe" in aside[0], aside
+    assert sum("moved aside" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_get_reporter_with_a_null_snapshot_on_the_host_journal_reports(emulator, tmp_path):
+    """Review #2 through get_reporter() with the per-host merge: before, a NullReporter (TypeError)."""
+    spool = tmp_path / "spool"
+    dead_snapshot(spool)
+    (spool / "rollup-999.0badf00d.json").write_text("null")
+    env = {**spool_env(spool, emulator.endpoint), "LANGFLOW_CMS_HOST_MERGE": "true"}
+    code = (
+        "from langflow_cms import get_reporter\n"
+        "r = get_reporter()\n"
+        "assert type(r).__name__ == 'Reporter', r.health()\n"
+        "r.record('after_bad_snapshot', 1.0, {})\n"
+        "assert r.close(timeout=20)\n"
+    )
+    result = run(code, env)
+    assert result.returncode == 0, result.stderr
+    assert_adopted_once(emulator, spool)
+    assert sum(e["values"]["SampleCount"] for e in emulator.entries("after_bad_snapshot")) == 2  # 60 s, 300 s
+    assert [p.name for p in (spool / "bad").iterdir()] != []

@@ -140,3 +140,35 @@ def test_a_permanently_refused_batch_moves_to_dead_letters_and_never_blocks_newe
     second = run(RECORD_AND_EXIT, spool_env(tmp_path, emulator.endpoint))  # newer data goes through
     assert second.returncode == 0, second.stderr
     assert sum(e["values"]["SampleCount"] for e in emulator.entries("spooled") if e["period"] == 60) == 3000
+
+
+def test_processes_that_close_cleanly_leave_no_owner_lock_behind(emulator, tmp_path):
+    """Before: each clean process left its ``owners/<pid>.<id>.lock`` behind (a cron job: one more file a
+    run, forever); here 2 of them."""
+    closed = run(RECORD_AND_EXIT, spool_env(tmp_path, emulator.endpoint), "close")  # close() itself
+    assert closed.returncode == 0, closed.stderr
+    at_exit = run(RECORD_AND_EXIT, spool_env(tmp_path, emulator.endpoint))  # the exit hook closes it
+    assert at_exit.returncode == 0, at_exit.stderr
+    assert sorted(p.name for p in (tmp_path / "owners").iterdir()) == []
+
+
+def test_a_spool_closed_by_its_owner_is_adopted_by_the_next(tmp_path):
+    """Closing removes the owner's lock; what it left on disk goes to the next process, once."""
+    first = Spool(tmp_path, 10**9, owner=f"{os.getpid()}.closing")
+    first.write([{"MetricName": "x"}])
+    first.close()
+    assert list((tmp_path / "owners").iterdir()) == []
+    second = Spool(tmp_path, 10**9, owner=f"{os.getpid()}.next")
+    assert len(second.pending()) == 1
+    second.close()
+
+
+def test_releasing_a_closed_spool_again_closes_no_other_file(tmp_path):
+    """A closed reporter stays listed for forks, whose children release its spool again: before, that
+    closed whatever file had reused the lock's fd number (a forked child died with exit code 1)."""
+    spool = Spool(tmp_path, 10**9, owner=f"{os.getpid()}.twice")
+    spool.close()
+    with open(tmp_path / "other", "w") as other:  # likely takes the freed fd number
+        spool.release()
+        other.write("still open")
+    assert (tmp_path / "other").read_text() == "still open"

@@ -342,3 +342,49 @@ def test_a_volume_filled_to_random_levels_never_costs_delivery(emulator, small_v
         assert stored_series(emulator, name, 300) == expected, stderr
         assert health["closed"] is True, stderr
         assert temporary_files(spool) == []
+
+
+def sending_exporter(emulator, directory: Path, owner: str) -> Exporter:
+    config = Config.from_env({"LANGFLOW_CMS_DEV": "1", "LANGFLOW_CMS_ENDPOINT": emulator.endpoint})
+    provider = credential_provider(Credential(DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, source="test"))
+    return Exporter(config, provider, label="test", spool_dir=directory, owner=owner)
+
+
+def test_a_batch_adopted_by_twenty_successive_processes_keeps_a_short_name_and_is_delivered(
+    emulator, tmp_path
+):
+    """Review #1: each adoption grew the name by ``a<old owner>_``; after ~15 adopters (cron runs while CMS
+    is down) the rename failed with ENAMETOOLONG out of pending(), and no process delivered anything again."""
+    pid = os.getpid()
+    first = Spool(tmp_path, 10**9, owner=f"{pid}.first")
+    first.write([raw("adopted_chain", 0)])
+    first.release()  # the process is gone: its lock is free
+    names = []
+    for n in range(20):
+        adopter = Spool(tmp_path, 10**9, owner=f"{pid}.adopter{n:02d}")
+        pending = adopter.pending()  # adopts it, then (CMS down) exits with it still on disk
+        assert len(pending) == 1 and f"-{adopter.owner}-" in pending[0].name
+        names.append(pending[0].name)
+        adopter.release()
+    assert max(len(name) for name in names) <= len(names[0]) + 4  # bounded, however many adoptions
+    exporter = sending_exporter(emulator, tmp_path, f"{pid}.sender")
+    assert exporter.send(time.monotonic() + 20)
+    assert len(emulator.entries("adopted_chain")) == 1
+    assert list(tmp_path.glob("[0-9]*.json")) == []
+    exporter.spool.release()  # type: ignore[union-attr]
+
+
+def test_an_owner_lock_that_cannot_be_opened_never_stops_the_listing(emulator, tmp_path):
+    """Review #1: an error other than FileNotFoundError while checking an owner's lock (here a directory in
+    its place: IsADirectoryError; another user's 0600 lock: PermissionError) escaped pending() and every
+    send of every process returned False, its own new batches included."""
+    pid = os.getpid()
+    foreign = tmp_path / f"{time.time_ns():020d}-99999999.gone-0.json"
+    foreign.write_text(json.dumps([raw("odd_lock", 0)]))
+    (tmp_path / "owners" / "99999999.gone.lock").mkdir(parents=True)
+    exporter = sending_exporter(emulator, tmp_path, f"{pid}.odd")
+    exporter.spool.write([raw("odd_lock", 1)])  # type: ignore[union-attr]
+    assert exporter.send(time.monotonic() + 20)
+    assert sorted(json.loads(e["dimensions"]["i"]) for e in emulator.entries("odd_lock")) == [0, 1]
+    assert list(tmp_path.glob("[0-9]*.json")) == []
+    exporter.spool.release()  # type: ignore[union-attr]

@@ -18,7 +18,9 @@ as dropped; said once per process. The host journal is counted but never removed
 
 Never blocked by one bad file: a batch CMS rejects permanently (a parameter or permission error) moves to
 ``dead/`` with the reason beside it, is counted as failed, and the newer files go on. A file that is not a
-batch of ours (a foreign name, JSON that is not a list of entries) moves to ``bad/``, said once per process.
+batch of ours (a foreign name, JSON that is not a list of entries), or a roll-up snapshot that is not a
+list of windows, moves to ``bad/``, said once per process. An owner whose lock cannot be probed is judged
+by its pid; one file that cannot be adopted moves aside and never stops the listing.
 
 Shared safely: a file another process took (or removed) between the listing and its use is skipped; no
 file operation on someone else's file raises out of the spool.
@@ -43,12 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from langflow_cms.owner_only import make_folders, open_for_writing
+from langflow_cms.pipeline.window import Window
 
 log = logging.getLogger("langflow_cms")
 
 Entry = dict[str, str]
 BATCH_NAME = re.compile(r"^(\d+)-([0-9a-z.]+)-([0-9a-z_]+)\.json$")
-"""``<time ns>-<owner>-<seq>.json`` (an adopted file: ``<seq>`` is ``a<old owner>_<seq>``)."""
+"""``<time ns>-<owner>-<seq>.json``; an adopted file keeps its time and takes the adopter's owner and a new
+``a<seq>``, so its name has the same bounded length however many processes adopt it in turn."""
 STALE_S = 600.0
 """A temporary file older than this belongs to a writer that was killed: the bound removes it first."""
 BAD = "bad"
@@ -121,11 +125,31 @@ def _owner_alive(directory: Path, owner: str) -> bool:
     it when the process ends (a SIGKILL included). Unlike a pid check this is right when a restarted
     container reuses the pid (PID 1) of the process it replaces.
     """
-    held = lock_held(directory / "owners" / f"{owner}.lock")
+    pid = owner.split(".", 1)[0]
+    try:
+        held = lock_held(directory / "owners" / f"{owner}.lock")
+    except OSError as exc:  # not a lock we can probe (another user's, a directory): the pid decides
+        _say_lock_error(directory, owner, exc)
+        return pid.isdigit() and _pid_alive(int(pid))
     if held is None:
-        pid = owner.split(".", 1)[0]
         return pid.isdigit() and _pid_alive(int(pid)) and "." not in owner
     return held
+
+
+_lock_error_said = False
+
+
+def _say_lock_error(directory: Path, owner: str, exc: OSError) -> None:
+    """Said once per process at WARNING (then DEBUG): an owner's lock that cannot be probed."""
+    global _lock_error_said
+    log.log(
+        logging.DEBUG if _lock_error_said else logging.WARNING,
+        "langflow-cms: cannot probe the lock of spool owner %s in %s (%s): judged by its pid instead",
+        owner[:80],
+        directory,
+        exc.strerror or exc,
+    )
+    _lock_error_said = True
 
 
 def lock_held(lock: Path) -> bool | None:
@@ -180,9 +204,19 @@ class Spool:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def release(self) -> None:
-        """Give up ownership (a forked child does this with the parent's spool before opening its own)."""
+        """Give up ownership (a forked child does this with the parent's spool before opening its own: the
+        lock file stays, the parent still holds it). Only once: a second close could hit a reused fd."""
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        """The owner is done (its reporter closed): its lock file goes too, so a clean process leaves none
+        behind; what it left in the spool is the next process's to adopt."""
         with contextlib.suppress(OSError):
-            os.close(self._lock_fd)
+            (self.directory / "owners" / f"{self.owner}.lock").unlink(missing_ok=True)
+        self.release()
 
     def dead_letter(self, path: Path, reason: str) -> None:
         """Move a batch CMS refused permanently to ``dead/``, with the reason in a ``.why`` file beside it."""
@@ -210,9 +244,10 @@ class Spool:
         else:
             path.unlink(missing_ok=True)
 
-    def orphaned_rollups(self) -> list[tuple[Path, list[dict[str, Any]]]]:
+    def orphaned_rollups(self) -> list[tuple[Path, list[Window]]]:
         """Snapshots of dead owners, claimed by this one: (claimed file, windows). The caller removes the
-        file once the windows are safe (spooled as entries, or in the host journal).
+        file once the windows are safe (spooled as entries, or in the host journal). A snapshot that is
+        not a list of windows (unreadable, or JSON of another shape) moves to ``bad/``.
 
         Idempotent: a snapshot claimed (``claimed-<claimer>-rollup-<owner>.json``) by a process that died
         before removing it is claimed again, so a second kill during adoption loses nothing; the windows
@@ -226,18 +261,25 @@ class Spool:
                 holder, snapshot = claimer.removeprefix("claimed-"), f"rollup-{snapshot}"
             else:
                 continue
-            if holder == self.owner or _owner_alive(self.directory, holder):
-                continue
-            claimed = path.with_name(f"claimed-{self.owner}-{snapshot}")
             try:
+                if holder == self.owner or _owner_alive(self.directory, holder):
+                    continue
+                claimed = path.with_name(f"claimed-{self.owner}-{snapshot}")
                 path.rename(claimed)  # atomic: only one process takes it
             except FileNotFoundError:
                 continue
+            except OSError as exc:  # one file never stops the others
+                self.move_aside(path, f"a roll-up snapshot that could not be claimed: {exc}")
+                continue
             try:
-                found.append((claimed, json.loads(claimed.read_text("utf-8"))))
-            except (OSError, ValueError) as exc:
-                log.error("langflow-cms: unreadable roll-up snapshot %s skipped: %s", snapshot, exc)
-                claimed.unlink(missing_ok=True)
+                data = json.loads(claimed.read_text("utf-8"))
+                if not isinstance(data, list):
+                    raise TypeError(f"a JSON {type(data).__name__}, not a list of windows")
+                found.append((claimed, [Window.from_dict(window) for window in data]))
+            except FileNotFoundError:
+                continue
+            except Exception as exc:  # any shape at all: TypeError, KeyError, AttributeError, ValueError
+                self.move_aside(claimed, f"not a roll-up snapshot ({type(exc).__name__}: {str(exc)[:100]})")
         return found
 
     def write(self, entries: list[Entry]) -> Path:
@@ -307,18 +349,31 @@ class Spool:
             if match is None:
                 self.move_aside(path, "not a batch file name")
                 continue
-            stamp, pid, seq = match.groups()
-            if pid != mine:
-                if not self.adopt or _owner_alive(self.directory, pid):
+            stamp, owner, _ = match.groups()
+            if owner != mine:
+                if not self.adopt:
                     continue
-                adopted = path.with_name(f"{stamp}-{mine}-a{pid.replace('.', '_')}_{seq}.json")
                 try:
-                    path.rename(adopted)
-                except FileNotFoundError:  # another process adopted it first
+                    path = self._adopt(path, stamp, owner)
+                except OSError as exc:  # one file never stops the listing
+                    self.move_aside(path, f"could not be adopted: {exc}")
                     continue
-                path = adopted
+                if path is None:
+                    continue
             paths.append(path)
         return paths
+
+    def _adopt(self, path: Path, stamp: str, owner: str) -> Path | None:
+        """``path`` renamed to this owner (it keeps its time, so the order holds); None when its owner
+        lives, or another process adopted it first."""
+        if _owner_alive(self.directory, owner):
+            return None
+        adopted = path.with_name(f"{stamp}-{self.owner}-a{next(self._seq)}.json")
+        try:
+            path.rename(adopted)
+        except FileNotFoundError:
+            return None
+        return adopted
 
     def own_entries(self) -> int:
         """How many entries wait in this owner's files."""

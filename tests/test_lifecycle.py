@@ -393,3 +393,52 @@ def test_evicting_many_idle_series_never_holds_the_registry_lock_for_all_of_them
         storage.collect(start + 60 * minute + 1)
     assert storage.series_count() == 0  # every idle series was evicted
     assert 0 < holds.worst <= 1000, holds.worst
+
+
+# --- review 3: a fork while another thread builds the reporter ------------------------------------------
+FORK_WHILE_BUILDING = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from langflow_cms import lifecycle
+
+    held, release = threading.Event(), threading.Event()
+
+    def builder():  # another thread inside the first get_reporter() when the main thread forks
+        with lifecycle._reporter_lock:
+            held.set()
+            release.wait()
+
+    threading.Thread(target=builder, daemon=True).start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            reporter = lifecycle.get_reporter()
+            reporter.record("forked", 1.0)
+            reporter.close(timeout=5)
+        finally:
+            os._exit(0)
+    release.set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            print("child", os.waitstatus_to_exitcode(status))
+            sys.exit(0)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("child hung")
+    """
+)
+
+
+def test_a_fork_while_another_thread_holds_the_reporter_lock_does_not_hang_the_child(emulator, env):
+    """Review 3: _after_fork recreated the closer's lock but not the reporter's: the child's first
+    get_reporter() waited forever on a lock held by a thread that does not exist in the child."""
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_WHILE_BUILDING], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "child 0", (result.stdout, result.stderr[-2000:])
+    counted = sum(e["values"]["SampleCount"] for e in emulator.entries("forked") if e["period"] == 60)
+    assert counted == 1

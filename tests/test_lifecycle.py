@@ -442,3 +442,85 @@ def test_a_fork_while_another_thread_holds_the_reporter_lock_does_not_hang_the_c
     assert result.stdout.strip() == "child 0", (result.stdout, result.stderr[-2000:])
     counted = sum(e["values"]["SampleCount"] for e in emulator.entries("forked") if e["period"] == 60)
     assert counted == 1
+
+
+# --- review 10: SIGTERM during an explicit close() ------------------------------------------------------
+CLOSE_THEN_SIGTERM = textwrap.dedent(
+    """
+    import sys
+    from langflow_cms import get_reporter
+
+    reporter = get_reporter()
+    reporter.record("closing_sigterm", 1.0, {"flow": "f"})
+    try:
+        pass  # an exported script's run
+    finally:
+        print("closing", flush=True)
+        reporter.close()  # as exported scripts do: the default 30 s
+    """
+)
+
+
+def test_sigterm_during_an_explicit_close_lets_the_close_deliver_within_the_exit_budget(emulator, env):
+    """Review 10: the SIGTERM closer's close() returned at once (the reporter was closed already), so the
+    process was killed with the explicit close's request in flight: 0 of 1 observations had arrived when
+    it ended, and nothing said so."""
+    import time
+
+    emulator.set_faults(script=["late:3"])  # the close's one call is applied, and answered, after 3 s
+    run_env = {**env, "LANGFLOW_CMS_EXIT_TIMEOUT": "8"}
+    run_env.pop("LANGFLOW_CMS_SPOOL_DIR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLOSE_THEN_SIGTERM],
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == "closing"
+        time.sleep(1.0)  # the close's call is under way
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        process.wait(timeout=8 + 1 + LOAD_ALLOWANCE_S + 5)
+        ended = time.monotonic() - signalled
+        counted = sum(
+            e["values"]["SampleCount"] for e in emulator.entries("closing_sigterm") if e["period"] == 60
+        )
+    finally:
+        process.kill()
+        stderr = process.stderr.read()
+        process.stdout.close()
+        process.stderr.close()
+    assert counted == 1, (round(ended, 2), stderr[-2000:])
+    assert process.returncode == -signal.SIGTERM, stderr[-2000:]  # still ends by SIGTERM
+    assert ended <= 8 + 1 + LOAD_ALLOWANCE_S
+
+
+def test_sigterm_during_an_explicit_close_to_a_stalled_endpoint_names_what_was_lost(env):
+    """Review 10: killed at once, with nothing said about the observation the close was sending."""
+    import time
+
+    stalled, stalled_endpoint = _stalled()
+    run_env = {**env, "LANGFLOW_CMS_ENDPOINT": stalled_endpoint, "LANGFLOW_CMS_EXIT_TIMEOUT": "1"}
+    run_env.pop("LANGFLOW_CMS_SPOOL_DIR", None)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", CLOSE_THEN_SIGTERM],
+            env=run_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout.readline().strip() == "closing"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        _, stderr = process.communicate(timeout=1 + 1 + LOAD_ALLOWANCE_S + 5)
+        ended = time.monotonic() - signalled
+    finally:
+        process.kill()
+        stalled.close()
+    assert process.returncode == -signal.SIGTERM, stderr[-2000:]
+    assert ended <= 1 + 1 + LOAD_ALLOWANCE_S
+    assert "not delivered" in stderr and "dropped" in stderr, stderr[-2000:]

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from langflow_cms import contract
-from langflow_cms.redact import redact
+from langflow_cms.redact import cut, redact
 
 LOG = logging.getLogger("langflow_cms.events")
 MESSAGE_CHARS = 300
@@ -73,7 +73,7 @@ def safe_message(error: BaseException | str | None, inputs: tuple[str, ...] = ()
     for value in inputs:
         if value:
             text = text.replace(value, "[input]")
-    text = redact(text)
+    text = redact(cut(text, 4 * MESSAGE_CHARS))  # a few times what is kept: redaction shortens text
     return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 

@@ -344,12 +344,22 @@ atexit.register(close_all)
 
 
 def _after_fork() -> None:
-    """In a forked child: fresh state for every reporter, and its own SIGTERM delivery thread."""
-    global _closer, _closer_lock
+    """In a forked child: fresh state for every reporter, and its own SIGTERM delivery thread.
+
+    A lock another thread held at the fork stays held in the child for good (that thread is not copied):
+    both locks are made anew, and a reporter that thread was building or resetting is forgotten (the
+    child's first ``get_reporter()`` builds its own)."""
+    global _closer, _closer_lock, _reporter, _reporter_lock
     _closer, _closer_lock = None, threading.Lock()
+    if _reporter_lock.locked():
+        _reporter = None
+    _reporter_lock = threading.Lock()
     try:
         for reporter in list(_live):
-            reporter._after_fork_in_child()
+            try:
+                reporter._after_fork_in_child()
+            except Exception:  # half-built by a thread the child does not have: not the child's to run
+                _live.discard(reporter)
     finally:
         if _installed:
             _restart_sigterm_thread()

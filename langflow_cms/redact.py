@@ -23,9 +23,11 @@ import threading
 import traceback
 from urllib.parse import quote, quote_plus
 
-__all__ = ["RedactingFilter", "install_log_redaction", "mask_key_id", "redact", "register_secret"]
+__all__ = ["RedactingFilter", "cut", "install_log_redaction", "mask_key_id", "redact", "register_secret"]
 
 MASK = "***"
+MAX_CHARS = 64_000
+"""redact() looks at this many characters of a text and cuts the rest (never passed on unredacted)."""
 MIN_SECRET_LEN = 8
 """`register_secret` ignores shorter values: replacing e.g. "0" or "abc" everywhere would mangle text."""
 
@@ -88,7 +90,8 @@ def register_secret(value: str | None) -> None:
 _PRIVATE_KEY_RE = re.compile(
     r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*)", re.DOTALL
 )
-_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@\"']*):[^\s@/\"']+@")
+# a scheme starts where a run of scheme characters starts: tried once per run, not once per character
+_USERINFO_RE = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*+://[^\s:/@\"']*+):[^\s@/\"']++@")
 _AUTH_SCHEME_RE = re.compile(r"(?i)\b(bearer|basic|digest|token)(\s+)(?!\*\*\*)[A-Za-z0-9._~+/=-]{8,}")
 _KEYWORD = (
     r"secret|password|passwd|passwort|pwd|pass|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
@@ -99,10 +102,10 @@ _KEY_PAIR_RE = re.compile(
     r"""(?P<sep>["']?\s*[:=]\s*|(?<=[a-z])\s+(?=\S{8,}))"""
     r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|(?!\*\*\*)[^\s"',;&)}\]>]+)"""
 )
-_CLI_FLAG_RE = re.compile(rf"(?i)(?<![\w-])(--?[\w-]*(?:{_KEYWORD})[\w-]*?)(=|\s+)(?!\*\*\*)(?!-)\S+")
+_CLI_FLAG_RE = re.compile(rf"(?i)(?<![\w-])(--?(?=[\w-]*?(?:{_KEYWORD}))[\w-]++)(=|\s+)(?!\*\*\*)(?!-)\S+")
 """``--password=p&ss`` or ``--access-key-secret VALUE``: the whole next word, whatever it holds."""
 _TOKEN_RE = re.compile(
-    r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"  # a JWT
+    r"\beyJ(?:[A-Za-z0-9_]|-(?!eyJ)){5,}+\.[A-Za-z0-9_-]{5,}+\.[A-Za-z0-9_-]*"  # a JWT (no start tried twice)
     r"|\bsk-(?:proj-|ant-[a-z0-9]+-)?[A-Za-z0-9_-]{16,}"  # OpenAI, Anthropic
     r"|\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe
     r"|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_\w{20,}"  # GitHub
@@ -149,6 +152,22 @@ def _mask_value(match: re.Match[str]) -> str:
     return f"{match.group('key')}{match.group('sep')}{quote_char}{MASK}{quote_char}"
 
 
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_%.~-")
+
+
+def cut(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, not ending inside a word of key or token characters (up
+    to 256 back), so no secret is cut in two: the part of one kept would not be recognised."""
+    if len(text) <= limit:
+        return text
+    if text[limit] not in _TOKEN_CHARS:
+        return text[:limit]
+    for end in range(limit, max(limit - 256, 0), -1):
+        if text[end - 1] not in _TOKEN_CHARS:
+            return text[:end]
+    return text[:limit]
+
+
 def redact(text: str) -> str:
     """Return `text` with every secret and personal datum that docs/events.md lists replaced: sensitive
     parameter values, registered secrets, credentials by syntax (key/value pairs, URL passwords,
@@ -156,6 +175,9 @@ def redact(text: str) -> str:
     card numbers, phone numbers and national id numbers."""
     if not text:
         return text
+    if len(text) > MAX_CHARS:
+        kept = cut(text, MAX_CHARS)
+        return f"{redact(kept)}… [{len(text) - len(kept)} characters cut]"
     text = _PAIR_RE.sub(_mask_pair, text)
     secrets_re = _secrets_re
     if secrets_re is not None:

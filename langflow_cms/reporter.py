@@ -72,6 +72,8 @@ class Reporter:
         self.config = config
         self._process_credentials = credentials
         self._closed = False
+        self._close_done = threading.Event()
+        """Set when the first close() has ended: a second one (SIGTERM's closer) waits for it."""
         self._setup()
         try:
             self._adopt_orphans()  # file work only: what a killed process left is queued before anything else
@@ -445,11 +447,30 @@ class Reporter:
 
         What cannot be delivered in time goes to the spool if there is one; otherwise it is counted as
         dropped and named in one log line. Later ``record()`` calls are dropped and counted.
+
+        A close while another is under way (SIGTERM's closer while an exported script's ``finally`` closes)
+        brings that close's deadline forward to its own and waits for it to end, so the process is not
+        killed mid-delivery; what is still undelivered by then is spooled or counted and named.
         """
         if self._closed:
-            return not any(e.queued() for e in self._exporters.values())
+            return self._await_close(time.monotonic() + timeout)
         self._closed = True
-        deadline = time.monotonic() + timeout
+        try:
+            return self._close(time.monotonic() + timeout)
+        finally:
+            self._close_done.set()
+
+    def _await_close(self, deadline: float) -> bool:
+        exporters = list(self._exporters.values())
+        if not self._close_done.is_set():
+            for exporter in exporters:
+                exporter.stop_by(deadline)
+            if not self._close_done.wait(max(deadline - time.monotonic(), 0.0) + CLOSE_SLACK_S / 2):
+                for exporter in exporters:
+                    exporter.abandon()  # the process may end now: what is left is spooled or counted
+        return not any(e.queued() for e in exporters)
+
+    def _close(self, deadline: float) -> bool:
         self._record_error_counters()
         self.storage.close()
         self._reader.stop()
@@ -516,6 +537,7 @@ class Reporter:
         if self.journal is not None:
             self.journal.forget()  # the sender lock stays the parent's
         if self._closed:
+            self._close_done.set()  # a close under way at the fork goes on in the parent only
             return
         if not os.environ.get("LANGFLOW_CMS_INSTANCE") and not self.config.merges_per_host:
             self.config = dataclasses.replace(self.config, instance=default_instance())

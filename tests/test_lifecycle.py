@@ -393,3 +393,134 @@ def test_evicting_many_idle_series_never_holds_the_registry_lock_for_all_of_them
         storage.collect(start + 60 * minute + 1)
     assert storage.series_count() == 0  # every idle series was evicted
     assert 0 < holds.worst <= 1000, holds.worst
+
+
+# --- review 3: a fork while another thread builds the reporter ------------------------------------------
+FORK_WHILE_BUILDING = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from langflow_cms import lifecycle
+
+    held, release = threading.Event(), threading.Event()
+
+    def builder():  # another thread inside the first get_reporter() when the main thread forks
+        with lifecycle._reporter_lock:
+            held.set()
+            release.wait()
+
+    threading.Thread(target=builder, daemon=True).start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            reporter = lifecycle.get_reporter()
+            reporter.record("forked", 1.0)
+            reporter.close(timeout=5)
+        finally:
+            os._exit(0)
+    release.set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            print("child", os.waitstatus_to_exitcode(status))
+            sys.exit(0)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("child hung")
+    """
+)
+
+
+def test_a_fork_while_another_thread_holds_the_reporter_lock_does_not_hang_the_child(emulator, env):
+    """Review 3: _after_fork recreated the closer's lock but not the reporter's: the child's first
+    get_reporter() waited forever on a lock held by a thread that does not exist in the child."""
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_WHILE_BUILDING], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "child 0", (result.stdout, result.stderr[-2000:])
+    counted = sum(e["values"]["SampleCount"] for e in emulator.entries("forked") if e["period"] == 60)
+    assert counted == 1
+
+
+# --- review 10: SIGTERM during an explicit close() ------------------------------------------------------
+CLOSE_THEN_SIGTERM = textwrap.dedent(
+    """
+    import sys
+    from langflow_cms import get_reporter
+
+    reporter = get_reporter()
+    reporter.record("closing_sigterm", 1.0, {"flow": "f"})
+    try:
+        pass  # an exported script's run
+    finally:
+        print("closing", flush=True)
+        reporter.close()  # as exported scripts do: the default 30 s
+    """
+)
+
+
+def test_sigterm_during_an_explicit_close_lets_the_close_deliver_within_the_exit_budget(emulator, env):
+    """Review 10: the SIGTERM closer's close() returned at once (the reporter was closed already), so the
+    process was killed with the explicit close's request in flight: 0 of 1 observations had arrived when
+    it ended, and nothing said so."""
+    import time
+
+    emulator.set_faults(script=["late:3"])  # the close's one call is applied, and answered, after 3 s
+    run_env = {**env, "LANGFLOW_CMS_EXIT_TIMEOUT": "8"}
+    run_env.pop("LANGFLOW_CMS_SPOOL_DIR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLOSE_THEN_SIGTERM],
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == "closing"
+        time.sleep(1.0)  # the close's call is under way
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        process.wait(timeout=8 + 1 + LOAD_ALLOWANCE_S + 5)
+        ended = time.monotonic() - signalled
+        counted = sum(
+            e["values"]["SampleCount"] for e in emulator.entries("closing_sigterm") if e["period"] == 60
+        )
+    finally:
+        process.kill()
+        stderr = process.stderr.read()
+        process.stdout.close()
+        process.stderr.close()
+    assert counted == 1, (round(ended, 2), stderr[-2000:])
+    assert process.returncode == -signal.SIGTERM, stderr[-2000:]  # still ends by SIGTERM
+    assert ended <= 8 + 1 + LOAD_ALLOWANCE_S
+
+
+def test_sigterm_during_an_explicit_close_to_a_stalled_endpoint_names_what_was_lost(env):
+    """Review 10: killed at once, with nothing said about the observation the close was sending."""
+    import time
+
+    stalled, stalled_endpoint = _stalled()
+    run_env = {**env, "LANGFLOW_CMS_ENDPOINT": stalled_endpoint, "LANGFLOW_CMS_EXIT_TIMEOUT": "1"}
+    run_env.pop("LANGFLOW_CMS_SPOOL_DIR", None)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", CLOSE_THEN_SIGTERM],
+            env=run_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout.readline().strip() == "closing"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        _, stderr = process.communicate(timeout=1 + 1 + LOAD_ALLOWANCE_S + 5)
+        ended = time.monotonic() - signalled
+    finally:
+        process.kill()
+        stalled.close()
+    assert process.returncode == -signal.SIGTERM, stderr[-2000:]
+    assert ended <= 1 + 1 + LOAD_ALLOWANCE_S
+    assert "not delivered" in stderr and "dropped" in stderr, stderr[-2000:]

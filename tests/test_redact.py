@@ -173,3 +173,55 @@ def test_secret_values_never_survive(key: str, sep: str, value: str, tail: str) 
     out = redact(f"prefix {key}{sep}{value}{tail}")
     assert out == f"prefix {key}{sep}{MASK}{tail}"
     assert redact(out) == out
+
+
+# --- review 4: hostile long input costs little and leaks nothing ----------------------------------------
+HOSTILE_CHARS = 100_000
+HOSTILE = {
+    "schemes": "a://",
+    "dotted": "a.",
+    "userinfo": "a://b:",
+    "flags": "-pass",
+    "one_flag": "pass",  # "--passpass…": one long flag name
+    "short_flags": "-a",
+    "jwt_fragments": "eyJ-",
+    "jwt_segments": "eyJaaaaa.",
+}
+
+
+def _hostile(unit: str) -> str:
+    text = unit * (HOSTILE_CHARS // len(unit))
+    return "--" + text if unit == "pass" else text
+
+
+def test_hostile_100_kb_messages_are_redacted_quickly() -> None:
+    """Review 4: _USERINFO_RE, _CLI_FLAG_RE and the JWT pattern backtracked quadratically and safe_message
+    redacted the whole first line before cutting it: 20 KB of '--passpass…' took 2 s in redact(), 100 KB
+    tens of seconds, on the run's end path. The bound is generous (a linear pass takes milliseconds)."""
+    import time
+
+    from langflow_cms.events import safe_message
+
+    started = time.perf_counter()
+    for unit in HOSTILE.values():
+        text = _hostile(unit)
+        assert len(safe_message(RuntimeError(text))) <= 300
+        redact(text)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 1.0 * len(HOSTILE), f"{elapsed:.1f} s for {len(HOSTILE)} hostile 100 KB strings"
+    # still found where they were found before
+    assert redact("id-eyJhbGciOiJI.eyJzdWIiOiIx.c2lnbmF0dXJl and") == "id-*** and"
+    assert redact("--db-password hunter2 --x") == "--db-password *** --x"
+    assert redact("see https://u:pa55@host/x") == "see https://u:***@host/x"
+
+
+def test_a_very_long_text_never_passes_a_secret_through_unredacted() -> None:
+    """Whatever redact() does not look at is not passed on: a secret past its bound never appears."""
+    register_secret(SECRET)
+    tail = f" password=hunter2hunter2 {SECRET} user@example.com"
+    text = "word " * 200_000 + tail
+    out = redact(text)
+    assert SECRET not in out and "hunter2hunter2" not in out and "user@example.com" not in out
+    assert len(out) < len(text)
+    near = "password=hunter2hunter2 " + "x" * 100
+    assert "hunter2hunter2" not in redact(near + "word " * 200_000)  # the bounded part is redacted

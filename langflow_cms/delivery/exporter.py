@@ -190,7 +190,7 @@ class Exporter:
         """At close: a send from memory, one already under way on another thread included, stops trying
         by ``deadline`` (a call in flight ends within its own timeout); a send from the spool goes on while
         the process lives (its entries are on disk either way)."""
-        self._stop_at = deadline
+        self._stop_at = min(self._stop_at, deadline)  # a second close brings it forward, never back
 
     def _spool_error(self, exc: Exception) -> None:
         """A failing spool operation: one ERROR line per kind of error while it lasts (then DEBUG)."""

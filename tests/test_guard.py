@@ -60,6 +60,8 @@ class FakeLangflow:
         self.on_refuse = None  # called before a refusal (e.g. someone edits the flow)
         self.activations = 0
         self.down = False
+        self.others: list[dict] = []  # more flows in the list (their routes answer from ``answers``)
+        self.answers: dict[str, bytes] = {}  # path -> a raw 200 body (a proxy's page, a wrong shape)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,8 +82,13 @@ class FakeLangflow:
                 path = self.path.split("?")[0].rstrip("/")
                 if fake.down:
                     return self._send(502, {"detail": "bad gateway"})
+                if path in fake.answers:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(fake.answers[path])))
+                    self.end_headers()
+                    return self.wfile.write(fake.answers[path])
                 if path == "/api/v1/flows":
-                    return self._send(200, [fake.flow])
+                    return self._send(200, [fake.flow, *fake.others])
                 if path == f"/api/v1/flows/{FLOW_ID}":
                     return self._send(200, fake.flow)
                 if path == f"/api/v1/flows/{FLOW_ID}/versions":
@@ -205,6 +212,19 @@ def make(tmp_path, emulator, langflow, *, dry_run=False, cms_endpoint=None, **ov
         sender(environ),
         dry_run=dry_run,
     )
+
+
+def guard_lines(stderr: str) -> list[dict]:
+    """The guard's JSON log lines (stderr is shared: a server thread's traceback may precede one)."""
+    start = '{"event":"langflow_guard"'
+    found = []
+    for line in stderr.splitlines():
+        if start in line:
+            try:
+                found.append(json.loads(line[line.index(start) :]))
+            except ValueError:
+                raise AssertionError(f"not one JSON line: {line!r}") from None
+    return found
 
 
 def guard_events(emulator) -> list[dict]:
@@ -463,7 +483,7 @@ def test_guard_run_evaluates_every_interval_until_stopped(emulator, langflow, tm
     result = CliRunner().invoke(app, ["guard", "run", str(path), "--iterations", "3"])
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started >= 2.0  # three evaluations, one interval apart
-    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"langflow_guard"' in line]
+    lines = guard_lines(capfd.readouterr().err)
     assert [line["decision"] for line in lines] == [
         "watching",
         "baseline",
@@ -563,3 +583,57 @@ def test_a_watched_flow_that_does_not_exist_is_said_not_ignored(emulator, langfl
     assert decisions["poem"]["decision"] == "watching"
     assert decisions["peom"]["decision"] == "unavailable"
     assert decisions["peom"]["reason"] == "no flow with this id or name"
+
+
+OTHER_ID = "9a1d7c3e-0b4f-4c2a-8e6d-1f2a3b4c5d6e"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"<html><body>502 from the proxy, with status 200</body></html>",
+        b'{"entries": [{"version_number": 1}]}',
+    ],
+    ids=["not-json", "wrong-shape"],
+)
+def test_a_broken_answer_for_one_flow_keeps_the_rollback_of_another_and_the_guard_goes_on(
+    emulator, langflow, tmp_path, answer, capfd
+):
+    guard = deploy_slower_v2(emulator, langflow, tmp_path, periods=1)
+    guard.once()
+    write_runs(emulator.endpoint, "v2", 300.0, 0.02)
+    langflow.others.append({"id": OTHER_ID, "name": "other", "data": graph(1.0), "version_token": "t"})
+    langflow.answers[f"/api/v1/flows/{OTHER_ID}/versions"] = answer
+    capfd.readouterr()
+    decisions = guard.once()
+    assert [(d["flow_id"], d["decision"]) for d in decisions] == [
+        (FLOW_ID, "rolled_back"),
+        (OTHER_ID, "unavailable"),
+    ]
+    state = json.loads(guard.spec.state_file.read_text())
+    assert state[FLOW_ID]["rolled_back"] == ["v2"] and state[FLOW_ID]["active"] == "v1"
+    again = guard.once()  # the next period: the rollback is remembered, the broken flow decides nothing
+    assert [d["decision"] for d in again] == ["rolled_back", "unavailable"]
+    assert langflow.activations == 1
+    said = [line for line in capfd.readouterr().err.splitlines() if OTHER_ID in line]
+    assert len(said) == 1 and len(said[0]) < 2000  # once, one bounded line
+
+
+def test_guard_run_goes_on_after_a_period_that_failed(emulator, langflow, tmp_path, monkeypatch, capfd):
+    from langflow_cms.cli import app
+
+    for key, value in settings(emulator).items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "monitoring.toml"
+    unwritable = tmp_path / "a-directory"
+    unwritable.mkdir()  # the state cannot be saved there: every period fails at its end
+    path.write_text(
+        f'[guard]\nlangflow_url = "{langflow.url}"\ninterval_s = 1\nstate_file = "{unwritable}"\n'
+    )
+    langflow.save("v1")
+    result = CliRunner().invoke(app, ["guard", "run", str(path), "--iterations", "2"])
+    assert result.exit_code == 0, result.output
+    lines = guard_lines(capfd.readouterr().err)
+    assert [line["decision"] for line in lines if line["flow"] == "poem"] == ["watching", "baseline"]
+    failed = [line for line in lines if line["decision"] == "unavailable"]
+    assert len(failed) == 1 and "IsADirectoryError" in failed[0]["reason"]  # said once

@@ -111,6 +111,8 @@ class Guard:
         self.clock = clock
         self._reader: Any = None
         self._langflow_down = False
+        self._period_failed = False
+        self._failing: set[str] = set()
         self.state = self._load()
         _ensure_log_handler()
 
@@ -149,7 +151,11 @@ class Guard:
             base = {"flow_id": "*", "flow": "*"}
             return [self._decide(base, UNAVAILABLE, reason=f"Langflow: {exc}", event=False, log=first)]
         self._langflow_down = False
-        decisions = [self.evaluate_flow(flow) for flow in flows]
+        decisions = []
+        for flow in flows:
+            decisions.append(self._evaluate_safely(flow))
+            if decisions[-1]["decision"] == ROLLED_BACK and "evidence" in decisions[-1]:
+                self._save()  # an applied rollback is recorded before anything else can go wrong
         found = {str(f.get("id")) for f in flows} | {str(f.get("name")) for f in flows}
         for missing in sorted(set(self.spec.flows) - found - {ALL_MONITORED}):  # a typo is said, not ignored
             base = {"flow_id": missing, "flow": missing}
@@ -158,6 +164,33 @@ class Guard:
             )
         self._save()
         return decisions
+
+    def period(self) -> list[dict[str, Any]]:
+        """``once()`` for ``guard run`` and the CLI: a period that fails as a whole (the state file cannot be
+        written, the flow list has a shape nobody expected) decides nothing, is said once until a period
+        succeeds again, and the next period comes as planned."""
+        try:
+            decisions = self.once()
+        except Exception as exc:
+            first, self._period_failed = not self._period_failed, True
+            base = {"flow_id": "*", "flow": "*"}
+            return [self._decide(base, UNAVAILABLE, reason=_bounded(exc), event=False, log=first)]
+        self._period_failed = False
+        return decisions
+
+    def _evaluate_safely(self, flow: dict[str, Any]) -> dict[str, Any]:
+        """One flow's evaluation; an unexpected error (a proxy's page, an answer of another shape) decides
+        nothing for that flow, is said once until the flow evaluates again, and leaves the others alone."""
+        flow_id = str(flow.get("id"))
+        try:
+            decision = self.evaluate_flow(flow)
+        except Exception as exc:
+            first = flow_id not in self._failing
+            self._failing.add(flow_id)
+            base = {"flow_id": flow_id, "flow": str(flow.get("name") or flow_id)}
+            return self._decide(base, UNAVAILABLE, reason=_bounded(exc), event=False, log=first)
+        self._failing.discard(flow_id)
+        return decision
 
     def evaluate_flow(self, flow: dict[str, Any]) -> dict[str, Any]:
         flow_id = str(flow["id"])
@@ -415,6 +448,13 @@ class Guard:
             except Exception as exc:  # reported in the record; the decision itself stands
                 record["event_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         return record
+
+
+def _bounded(exc: BaseException) -> str:
+    """An unexpected error as one short line: its type and the first 200 characters, redacted."""
+    from langflow_cms.redact import redact
+
+    return redact(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
 
 
 def st_pairs(st: dict[str, Any]) -> list[tuple[int, str]]:

@@ -5,7 +5,8 @@ it changed, start watching the new one against the one before; evaluate with :mo
 fleet stream; roll back through Langflow's API when the rule says so; record every decision as a
 CloudMonitor custom event (``langflow_guard``) and one JSON log line (logger ``langflow_cms.guard``).
 
-State (a JSON file) keeps, per flow: the active and previous version, since when, the streak, the versions
+State (a JSON file) keeps, per flow: the active and previous version, since when, the streak (and the fleet
+window it last counted: a look at the same data again adds nothing), the versions
 rolled back (never re-evaluated until a person activates them again) and the cool-down. Missing data or a
 Langflow/CMS outage decides nothing: the flow's decision is ``unavailable``, said once until it recovers.
 """
@@ -27,6 +28,7 @@ from langflow_cms.guard import rule
 from langflow_cms.guard.evidence import read_side
 from langflow_cms.guard.langflow import LangflowClient, LangflowError
 from langflow_cms.guard.spec import ALL_MONITORED, GuardSpec
+from langflow_cms.readback import FLEET_PERIOD
 
 LOG = logging.getLogger("langflow_cms.guard")
 WATCHING, PROMOTED, ROLLED_BACK, UNDECIDED = "watching", "promoted", "rolled_back", "undecided"
@@ -231,6 +233,7 @@ class Guard:
         if previous != active:
             # a person (or a deploy) activated another version: watch it, even one rolled back before
             st["rolled_back"] = [v for v in st.get("rolled_back", []) if v != active]
+            st.pop("counted_window_ms", None)
             st.update(
                 active=active,
                 baseline=previous,
@@ -268,12 +271,16 @@ class Guard:
         st.pop("unavailable", None)
         minutes = (now * 1000 - since_ms) / 60_000
         verdict = rule.evaluate(old, new, self.policy, minutes)
-        action, streak = rule.next_action(verdict, int(st.get("streak", 0)), self.policy)
+        span = FLEET_PERIOD * 1000
+        completed = int(now * 1000) // span * span  # the end of the newest completed fleet window
+        new_data = completed > int(st.get("counted_window_ms", -1))
+        action, streak = rule.next_action(verdict, int(st.get("streak", 0)), self.policy, new_data=new_data)
         evidence = {
             "baseline": old.as_dict(),
             "candidate": new.as_dict(),
             "verdict": verdict.as_dict(),
             "streak": streak,
+            "new_data": new_data,
             "window": {
                 "start_ms": start_ms,
                 "since_ms": since_ms,
@@ -283,6 +290,8 @@ class Guard:
         }
         if not self.dry_run:
             st["streak"] = streak
+            if new_data and verdict.outcome != rule.TOO_FEW:
+                st["counted_window_ms"] = completed
         if action == rule.PROMOTE:
             if not self.dry_run:
                 st["status"] = PROMOTED
@@ -356,6 +365,7 @@ class Guard:
                 return self._decide(
                     base, ROLLBACK_FAILED, st=st, evidence=evidence, reason=str(exc), running=applied
                 )
+        st.pop("counted_window_ms", None)
         st.update(
             status=ROLLED_BACK,
             active=old_label,

@@ -685,3 +685,60 @@ def test_guard_run_goes_on_after_a_period_that_failed(emulator, langflow, tmp_pa
     assert [line["decision"] for line in lines if line["flow"] == "poem"] == ["watching", "baseline"]
     failed = [line for line in lines if line["decision"] == "unavailable"]
     assert len(failed) == 1 and "IsADirectoryError" in failed[0]["reason"]  # said once
+
+
+def raw_post(port: int, head: str, timeout: float = 20.0) -> bytes:
+    """Send ``head`` on a raw socket and never anything more; what the server answers before it closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.encode())
+        answer = b""
+        while chunk := sock.recv(4096):  # a server that never answers nor closes: socket.timeout
+            answer += chunk
+        return answer
+
+
+TOKEN = "s3cret-token-of-the-guard"
+
+
+@pytest.fixture
+def trigger():
+    from langflow_cms.guard.webhook import Trigger
+
+    listener = Trigger(TOKEN, timeout_s=1.0)
+    yield listener
+    listener.close()
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        ("POST /evaluate?token=wrong-token-of-someone HTTP/1.1\r\nContent-Length: 60000\r\n\r\n", b"403"),
+        ("POST /evaluate HTTP/1.1\r\nContent-Length: 60000\r\n\r\n", b"403"),
+        (f"POST /evaluate?token={TOKEN} HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400"),
+        (f"POST /evaluate?token={TOKEN} HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", b"413"),
+        (f"POST /evaluate?token={TOKEN} HTTP/1.1\r\n\r\n", b"411"),
+    ],
+    ids=["wrong-token", "no-token", "negative-length", "oversized", "no-length"],
+)
+def test_the_callback_refuses_before_reading_a_body_it_would_not_use(trigger, head, status):
+    answer = raw_post(trigger.port, head)
+    assert answer.split(b"\r\n")[0].split()[1:2] == [status], answer
+    assert trigger.calls == 0 and not trigger.wake.is_set()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "POST /evaluate?token=",  # headers that never end
+        f"POST /evaluate?token={TOKEN} HTTP/1.1\r\nContent-Length: 10\r\n\r\n",  # a body that never comes
+    ],
+    ids=["stalled-headers", "stalled-body"],
+)
+def test_a_stalled_callback_is_dropped_after_the_timeout(trigger, head):
+    assert b" 202 " not in raw_post(trigger.port, head)  # closed by the server, not by our 20 s timeout
+    assert trigger.calls == 0
+    good = f"POST /evaluate?token={TOKEN} HTTP/1.1\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}"
+    answer = raw_post(trigger.port, good)
+    assert b" 202 " in answer.split(b"\r\n")[0] and trigger.calls == 1

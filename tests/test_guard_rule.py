@@ -121,6 +121,16 @@ def test_one_good_period_resets_a_worse_streak():
     assert actions == [rule.WAIT] * 5 + [rule.ROLL_BACK]
 
 
+def test_looks_at_the_same_data_neither_advance_nor_reset_the_streak():
+    worse, fine = rule.Verdict(rule.WORSE, slower=True), rule.Verdict(rule.NOT_WORSE)
+    for verdict in (worse, worse, fine):
+        assert rule.next_action(verdict, POLICY.periods - 1, POLICY, new_data=False) == (
+            rule.WAIT,
+            POLICY.periods - 1,
+        )
+    assert rule.next_action(worse, POLICY.periods - 1, POLICY, new_data=True)[0] == rule.ROLL_BACK
+
+
 def test_wilson_interval_holds_the_rate_and_widens_with_fewer_runs():
     low, high = rule.wilson(5, 100)
     assert low < 0.05 < high

@@ -172,7 +172,7 @@ def once(
 ) -> None:
     """Evaluate every watched flow once (for cron) and act: exit 3 when a version was rolled back."""
     guard = make_guard(_spec(spec_file, "once"), dry_run=dry_run)
-    decisions = guard.once()
+    decisions = guard.period()
     _show(decisions, json_output)
     raise typer.Exit(_exit_code(decisions))
 
@@ -180,7 +180,7 @@ def once(
 @app.command(epilog=_epilog("langflow-cms guard status examples/monitoring.toml"))
 def status(spec_file: SpecArgument, json_output: JsonOption = False, version: VersionOption = False) -> None:
     """Each watched flow's verdict now (an evaluation that changes nothing: --dry-run)."""
-    decisions = make_guard(_spec(spec_file, "status"), dry_run=True).once()
+    decisions = make_guard(_spec(spec_file, "status"), dry_run=True).period()
     _show(decisions, json_output)
     raise typer.Exit(1 if any(d["decision"] == "unavailable" for d in decisions) else 0)
 
@@ -221,7 +221,7 @@ def serve(
 def _loop(guard: Any, interval_s: float, iterations: int, wake: Any = None) -> None:
     done = 0
     while True:
-        guard.once()  # every decision is a JSON log line on stderr
+        guard.period()  # every decision is a JSON log line on stderr; a failed period is one too
         done += 1
         if iterations and done >= iterations:
             return

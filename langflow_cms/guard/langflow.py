@@ -71,7 +71,11 @@ class LangflowClient:
                 except (ValueError, AttributeError):
                     detail = response.text[:200]
                 raise LangflowError(response.status_code, detail, method, path)
-            return response.json() if response.content else None
+            try:
+                return response.json() if response.content else None
+            except ValueError:  # a 2xx page that is not JSON (a proxy's, a login page): not Langflow's answer
+                kind = response.headers.get("content-type", "no content type")
+                raise LangflowError(response.status_code, f"not JSON ({kind})", method, path) from None
 
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, LangflowError) and exc.retryable),

@@ -13,7 +13,9 @@ percentile ladder, widened by the sketch's error). The rule:
 * **fails more**: the same for the error rate, with Wilson score intervals at the same ``z``:
   ``new.low − old.high > error_margin`` (e.g. 0.02 = +2 points).
 * **for N periods**: the verdict "worse" must hold in ``periods`` consecutive evaluations before a rollback;
-  "not worse" in ``periods`` consecutive evaluations (with enough data) promotes the version as good.
+  "not worse" in ``periods`` consecutive evaluations (with enough data) promotes the version as good. An
+  evaluation counts only when a fleet window has completed since the last counted one: looking again at
+  the same data (alarm callbacks in a burst, a loop faster than the window) adds nothing.
 
 Everything here is a pure function of numbers: the service keeps the streak and the state.
 """
@@ -135,10 +137,12 @@ def evaluate(old: Side, new: Side, policy: Policy, active_minutes: float) -> Ver
     return Verdict(outcome, slower=slower, fails_more=fails_more, reasons=tuple(reasons))
 
 
-def next_action(verdict: Verdict, streak: int, policy: Policy) -> tuple[str, int]:
+def next_action(verdict: Verdict, streak: int, policy: Policy, *, new_data: bool = True) -> tuple[str, int]:
     """(action, new streak) after one evaluation. The streak counts consecutive agreeing verdicts: positive
-    for "worse", negative for "not worse"; "too few runs" leaves it as it is (no data is no evidence)."""
-    if verdict.outcome == TOO_FEW:
+    for "worse", negative for "not worse"; "too few runs" leaves it as it is (no data is no evidence), and
+    so does a look at the same data again (``new_data`` False: no window completed since the last counted
+    evaluation)."""
+    if verdict.outcome == TOO_FEW or not new_data:
         return WAIT, streak
     if verdict.outcome == WORSE:
         streak = streak + 1 if streak > 0 else 1

@@ -5,7 +5,8 @@ it changed, start watching the new one against the one before; evaluate with :mo
 fleet stream; roll back through Langflow's API when the rule says so; record every decision as a
 CloudMonitor custom event (``langflow_guard``) and one JSON log line (logger ``langflow_cms.guard``).
 
-State (a JSON file) keeps, per flow: the active and previous version, since when, the streak, the versions
+State (a JSON file) keeps, per flow: the active and previous version, since when, the streak (and the fleet
+window it last counted: a look at the same data again adds nothing), the versions
 rolled back (never re-evaluated until a person activates them again) and the cool-down. Missing data or a
 Langflow/CMS outage decides nothing: the flow's decision is ``unavailable``, said once until it recovers.
 """
@@ -27,6 +28,7 @@ from langflow_cms.guard import rule
 from langflow_cms.guard.evidence import read_side
 from langflow_cms.guard.langflow import LangflowClient, LangflowError
 from langflow_cms.guard.spec import ALL_MONITORED, GuardSpec
+from langflow_cms.readback import FLEET_PERIOD
 
 LOG = logging.getLogger("langflow_cms.guard")
 WATCHING, PROMOTED, ROLLED_BACK, UNDECIDED = "watching", "promoted", "rolled_back", "undecided"
@@ -111,6 +113,8 @@ class Guard:
         self.clock = clock
         self._reader: Any = None
         self._langflow_down = False
+        self._period_failed = False
+        self._failing: set[str] = set()
         self.state = self._load()
         _ensure_log_handler()
 
@@ -149,7 +153,11 @@ class Guard:
             base = {"flow_id": "*", "flow": "*"}
             return [self._decide(base, UNAVAILABLE, reason=f"Langflow: {exc}", event=False, log=first)]
         self._langflow_down = False
-        decisions = [self.evaluate_flow(flow) for flow in flows]
+        decisions = []
+        for flow in flows:
+            decisions.append(self._evaluate_safely(flow))
+            if decisions[-1]["decision"] == ROLLED_BACK and "evidence" in decisions[-1]:
+                self._save()  # an applied rollback is recorded before anything else can go wrong
         found = {str(f.get("id")) for f in flows} | {str(f.get("name")) for f in flows}
         for missing in sorted(set(self.spec.flows) - found - {ALL_MONITORED}):  # a typo is said, not ignored
             base = {"flow_id": missing, "flow": missing}
@@ -158,6 +166,33 @@ class Guard:
             )
         self._save()
         return decisions
+
+    def period(self) -> list[dict[str, Any]]:
+        """``once()`` for ``guard run`` and the CLI: a period that fails as a whole (the state file cannot be
+        written, the flow list has a shape nobody expected) decides nothing, is said once until a period
+        succeeds again, and the next period comes as planned."""
+        try:
+            decisions = self.once()
+        except Exception as exc:
+            first, self._period_failed = not self._period_failed, True
+            base = {"flow_id": "*", "flow": "*"}
+            return [self._decide(base, UNAVAILABLE, reason=_bounded(exc), event=False, log=first)]
+        self._period_failed = False
+        return decisions
+
+    def _evaluate_safely(self, flow: dict[str, Any]) -> dict[str, Any]:
+        """One flow's evaluation; an unexpected error (a proxy's page, an answer of another shape) decides
+        nothing for that flow, is said once until the flow evaluates again, and leaves the others alone."""
+        flow_id = str(flow.get("id"))
+        try:
+            decision = self.evaluate_flow(flow)
+        except Exception as exc:
+            first = flow_id not in self._failing
+            self._failing.add(flow_id)
+            base = {"flow_id": flow_id, "flow": str(flow.get("name") or flow_id)}
+            return self._decide(base, UNAVAILABLE, reason=_bounded(exc), event=False, log=first)
+        self._failing.discard(flow_id)
+        return decision
 
     def evaluate_flow(self, flow: dict[str, Any]) -> dict[str, Any]:
         flow_id = str(flow["id"])
@@ -198,6 +233,7 @@ class Guard:
         if previous != active:
             # a person (or a deploy) activated another version: watch it, even one rolled back before
             st["rolled_back"] = [v for v in st.get("rolled_back", []) if v != active]
+            st.pop("counted_window_ms", None)
             st.update(
                 active=active,
                 baseline=previous,
@@ -235,12 +271,16 @@ class Guard:
         st.pop("unavailable", None)
         minutes = (now * 1000 - since_ms) / 60_000
         verdict = rule.evaluate(old, new, self.policy, minutes)
-        action, streak = rule.next_action(verdict, int(st.get("streak", 0)), self.policy)
+        span = FLEET_PERIOD * 1000
+        completed = int(now * 1000) // span * span  # the end of the newest completed fleet window
+        new_data = completed > int(st.get("counted_window_ms", -1))
+        action, streak = rule.next_action(verdict, int(st.get("streak", 0)), self.policy, new_data=new_data)
         evidence = {
             "baseline": old.as_dict(),
             "candidate": new.as_dict(),
             "verdict": verdict.as_dict(),
             "streak": streak,
+            "new_data": new_data,
             "window": {
                 "start_ms": start_ms,
                 "since_ms": since_ms,
@@ -250,6 +290,8 @@ class Guard:
         }
         if not self.dry_run:
             st["streak"] = streak
+            if new_data and verdict.outcome != rule.TOO_FEW:
+                st["counted_window_ms"] = completed
         if action == rule.PROMOTE:
             if not self.dry_run:
                 st["status"] = PROMOTED
@@ -323,6 +365,7 @@ class Guard:
                 return self._decide(
                     base, ROLLBACK_FAILED, st=st, evidence=evidence, reason=str(exc), running=applied
                 )
+        st.pop("counted_window_ms", None)
         st.update(
             status=ROLLED_BACK,
             active=old_label,
@@ -415,6 +458,13 @@ class Guard:
             except Exception as exc:  # reported in the record; the decision itself stands
                 record["event_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         return record
+
+
+def _bounded(exc: BaseException) -> str:
+    """An unexpected error as one short line: its type and the first 200 characters, redacted."""
+    from langflow_cms.redact import redact
+
+    return redact(f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
 
 
 def st_pairs(st: dict[str, Any]) -> list[tuple[int, str]]:

@@ -117,7 +117,8 @@ _TOKEN_RE = re.compile(
 )
 _KEY_ID_RE = re.compile(r"\bLTAI[A-Za-z0-9]{12,}\b")
 _EMAIL_RE = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_CARD_RE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_CARD_RE = re.compile(r"(?<![\d-])[2-6](?:[ -]?\d){12,18}(?![\d-])")
+"""13 to 19 digits starting 2 to 6 (every card network; epoch milliseconds start with 1), Luhn-checked."""
 _PHONE_RE = re.compile(
     r"\+\d{1,3}[ -]?\(?\d{1,4}\)?(?:[ -]?\d){6,12}(?!\d)"  # international
     r"|(?<!\d)1[3-9]\d{9}(?!\d)"  # a mainland China mobile number

@@ -162,10 +162,10 @@ def write_runs(
     for i in range(runs):
         failed = rng.random() < error_rate
         at = now - i
-        entries.append(raw(contract.FLEET_ERROR_METRIC, dims, at, 1 if failed else 0))
-        if not failed:
-            value = median_ms * rng.lognormvariate(0, 0.3)
-            entries.append(raw(contract.FLEET_FLOW_METRIC, {**dims, "status": "ok"}, at, value))
+        value = median_ms * rng.lognormvariate(0, 0.3)  # as the plugin sends it: the per-version copy
+        entries.append(
+            raw(contract.FLEET_FLOW_METRIC, {**dims, "status": "error" if failed else "ok"}, at, value)
+        )
     put(endpoint, entries)
 
 
@@ -456,7 +456,8 @@ def test_the_new_versions_first_window_is_read_though_it_started_before_the_swit
     window = now - now % 300_000
     switch = window + 1  # the version became active just after its window began
     dims = {"flow": "poem", "version": "v2", "env": "dev"}
-    put(emulator.endpoint, [raw(contract.FLEET_ERROR_METRIC, dims, switch + i, 0) for i in range(1, 31)])
+    dims["status"] = "ok"
+    put(emulator.endpoint, [raw(contract.FLEET_FLOW_METRIC, dims, switch + i, 100.0) for i in range(1, 31)])
     reader = open_reader(settings(emulator), qps=100)
     side = read_side(reader, "poem", "v2", switch, window + 301_000)
     assert side.runs == 30

@@ -23,29 +23,26 @@ def nearest_rank(values: list[float], q: float) -> float:
 
 
 def window(rng: random.Random, version: str, runs: int, median_ms: float, error_rate: float):
-    """The fleet points of one version's runs in one window: (duration points, error points)."""
-    failed = [rng.random() < error_rate for _ in range(runs)]
-    ok = [rng.lognormvariate(0, 0.35) * median_ms for f in failed if not f]
+    """The fleet points of one version's runs in one window, as CMS pools the per-version duration copy:
+    one series per status."""
+    failed = sum(rng.random() < error_rate for _ in range(runs))
+    ok = [rng.lognormvariate(0, 0.35) * median_ms for _ in range(runs - failed)]
     values = {"SampleCount": len(ok), "Minimum": min(ok), "Maximum": max(ok)}
     values |= {f"P{q}": nearest_rank(ok, q / 100) for q in LADDER}
-    dims = {"flow": "poem", "version": version, "status": "ok"}
-    durations = [{"dimensions": dims, "time": 300_000, "values": values}]
-    outcomes = [
-        {
-            "dimensions": {"flow": "poem", "version": version},
-            "time": 300_000,
-            "values": {"SampleCount": runs, "Sum": float(sum(failed))},
-        }
-    ]
-    return durations, outcomes
+    dims = {"flow": "poem", "version": version}
+    points = [{"dimensions": {**dims, "status": "ok"}, "time": 300_000, "values": values}]
+    if failed:
+        errors = {"SampleCount": failed, "Minimum": 1.0, "Maximum": 1.0}
+        points.append({"dimensions": {**dims, "status": "error"}, "time": 300_000, "values": errors})
+    return points
 
 
 def trial(rng, policy, old=(1000.0, 0.05), new=(1000.0, 0.05), runs=200, max_periods=6):
     """Evaluate period after period until the rule acts (or ``max_periods`` pass): (action, verdicts)."""
     streak, verdicts = 0, []
     for _ in range(max_periods):
-        a = side_from_points("v1", *window(rng, "v1", runs, *old))
-        b = side_from_points("v2", *window(rng, "v2", runs, *new))
+        a = side_from_points("v1", window(rng, "v1", runs, *old))
+        b = side_from_points("v2", window(rng, "v2", runs, *new))
         verdict = rule.evaluate(a, b, policy, active_minutes=60)
         verdicts.append(verdict)
         action, streak = rule.next_action(verdict, streak, policy)
@@ -102,8 +99,8 @@ def test_slower_but_within_the_margin_is_not_rolled_back():
 )
 def test_too_few_runs_or_minutes_decide_nothing_and_keep_the_streak(runs, minutes, missing):
     rng = random.Random(6)
-    a = side_from_points("v1", *window(rng, "v1", 200, 1000.0, 0.0))
-    b = side_from_points("v2", *window(rng, "v2", runs, 5000.0, 0.5))  # far worse, but too early to say
+    a = side_from_points("v1", window(rng, "v1", 200, 1000.0, 0.0))
+    b = side_from_points("v2", window(rng, "v2", runs, 5000.0, 0.5))  # far worse, but too early to say
     verdict = rule.evaluate(a, b, POLICY, active_minutes=minutes)
     assert verdict.outcome == rule.TOO_FEW
     assert missing in verdict.reasons

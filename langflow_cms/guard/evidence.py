@@ -1,8 +1,9 @@
 """Both versions' evidence, read from CloudMonitor's fleet stream (the raw per-run points, no instance).
 
-Per version (``flow=<flow>, version=<tag>``): the runs and failed runs from ``langflow_fleet_flow_error``
-(``SampleCount`` and ``Sum``: one point per run, 1 when it failed) and the P95 of the successful runs from
-``langflow_fleet_flow_duration_ms``, with the interval it lies in by ``compare``'s rule
+Per version (``flow=<flow>, version=<tag>``), from ``langflow_fleet_flow_duration_ms``: its per-version copy
+carries the flow's dimensions and ``status``, one point per run, so the runs are its ``SampleCount`` over
+both statuses, the failed runs its ``SampleCount`` at ``status=error``, and the P95 is that of the
+``status=ok`` runs, with the interval it lies in by ``compare``'s rule
 (:func:`langflow_cms.compare.interval`). Reads and combinations go through :mod:`langflow_cms.readback`,
 the one place that combines read-back data.
 """
@@ -15,21 +16,22 @@ from typing import Any
 from langflow_cms import contract
 from langflow_cms.compare import interval
 from langflow_cms.guard.rule import Side
-from langflow_cms.readback import FLEET_PERIOD, Point, count, fleet_percentile, fleet_range, read, total
+from langflow_cms.readback import FLEET_PERIOD, Point, count, fleet_percentile, fleet_range, read
 
 VERSION = "version"
 """The dimension that tells versions apart (set by hand on the CMS Metric node, or by the server)."""
 STATISTIC = "P95"
 
 
-def side_from_points(version: str, durations: Sequence[Point], outcomes: Sequence[Point]) -> Side:
-    """A :class:`Side` from the fleet duration points (any status) and the fleet error points."""
+def side_from_points(version: str, durations: Sequence[Point]) -> Side:
+    """A :class:`Side` from one version's fleet duration points (both statuses)."""
     ok = [p for p in durations if p["dimensions"].get(contract.STATUS, contract.OK) == contract.OK]
+    failed = [p for p in durations if p["dimensions"].get(contract.STATUS) == contract.ERROR]
     p95 = fleet_percentile(ok, STATISTIC)
     return Side(
         version=version,
-        runs=count(outcomes),
-        errors=round(total(outcomes)),
+        runs=count(durations),
+        errors=count(failed),
         p95=p95.shown,
         p95_interval=interval(ok, STATISTIC) if p95.kind in ("exact", "bounds") else None,
     )
@@ -41,6 +43,4 @@ def read_side(reader: Any, flow: str, version: str, start_ms: int, end_ms: int) 
     wanted = {contract.FLOW: flow, VERSION: version}
     span = FLEET_PERIOD * 1000
     window = fleet_range(start_ms - start_ms % span - 1, end_ms)
-    durations = read(reader, contract.FLEET_FLOW_METRIC, wanted, **window)
-    outcomes = read(reader, contract.FLEET_ERROR_METRIC, wanted, **window)
-    return side_from_points(version, durations, outcomes)
+    return side_from_points(version, read(reader, contract.FLEET_FLOW_METRIC, wanted, **window))

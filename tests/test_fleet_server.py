@@ -144,13 +144,22 @@ def test_three_workers_on_postgres_report_each_run_once_with_one_host_instance_a
     (instance,) = instances
     assert instance.startswith(hostname[:40]) and instance != hostname, instance
 
-    # The fleet stream: one raw point per run (under the budget), no instance; CMS computes its P95.
+    # The fleet stream: one raw point per run (under the budget), no instance; CMS computes its P95. The
+    # server labels each run with its flow version, so every run also has a per-version copy; the series
+    # the alarms target carry exactly flow and status (and env).
+    def alarm_target(dimensions: dict) -> bool:
+        return set(dimensions) - {"env"} == {"flow", "status"}
+
     no_proxy = {"http": None, "https": None}
     client = AcsClient(DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, "cn-hangzhou", proxy=no_proxy)
     for name, count in RUNS.items():
         label = support.flow_label(name)
         points = [p for p in emulator.entries(contract.FLEET_FLOW_METRIC) if p["dimensions"]["flow"] == label]
+        copies = [p for p in points if not alarm_target(p["dimensions"])]
+        points = [p for p in points if alarm_target(p["dimensions"])]
         assert len(points) == count and {p["type"] for p in points} == {0}
+        versions = {p["dimensions"].get("version") for p in copies}  # a flow never saved: its draft's label
+        assert len(copies) == count and len(versions) == 1 and None not in versions, versions
         assert all("instance" not in p["dimensions"] for p in points)
         (fleet_p95,) = [
             p
@@ -163,7 +172,9 @@ def test_three_workers_on_postgres_report_each_run_once_with_one_host_instance_a
                 end_ms=int(time.time() * 1000) + 600_000,
                 endpoint=emulator.endpoint,
             )
-            if p["dimensions"]["flow"] == label and p["dimensions"]["status"] == "ok"
+            if p["dimensions"]["flow"] == label
+            and p["dimensions"]["status"] == "ok"
+            and alarm_target(p["dimensions"])
         ]
         assert int(fleet_p95["values"]["SampleCount"]) == count
         (host_window,) = [

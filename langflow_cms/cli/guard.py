@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from langflow_cms import REPOSITORY_URL
 from langflow_cms.cli.output import EXIT_USAGE, JsonOption, VersionOption, ascii_text, fail, print_json
 
 EXIT_HELP = (
@@ -33,12 +34,13 @@ def _epilog(*lines: str) -> str:
 
 
 app = typer.Typer(
-    help="Roll back a new flow version that is slower or fails more than the one before (docs/guard.md).",
+    help="Roll back a new flow version that is slower or fails more than the one before "
+    f"({REPOSITORY_URL}/docs/guard.md; `langflow-cms init` writes a monitoring.toml to add [guard] to).",
     no_args_is_help=True,
     epilog=_epilog(
-        "langflow-cms guard plan examples/monitoring.toml",
-        "langflow-cms guard once examples/monitoring.toml --dry-run",
-        "langflow-cms guard run examples/monitoring.toml",
+        "langflow-cms guard plan monitoring.toml",
+        "langflow-cms guard once monitoring.toml --dry-run",
+        "langflow-cms guard run monitoring.toml",
     ),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -135,7 +137,7 @@ def _exit_code(decisions: list[dict[str, Any]]) -> int:
     return 0
 
 
-@app.command(epilog=_epilog("langflow-cms guard plan examples/monitoring.toml"))
+@app.command(epilog=_epilog("langflow-cms guard plan monitoring.toml"))
 def plan(spec_file: SpecArgument, json_output: JsonOption = False, version: VersionOption = False) -> None:
     """Show the guard's configuration as it will be applied: server, flows, thresholds, state file."""
     spec = _spec(spec_file, "plan")
@@ -160,8 +162,8 @@ def plan(spec_file: SpecArgument, json_output: JsonOption = False, version: Vers
 
 @app.command(
     epilog=_epilog(
-        "langflow-cms guard once examples/monitoring.toml --dry-run",
-        "langflow-cms guard once examples/monitoring.toml --json",
+        "langflow-cms guard once monitoring.toml --dry-run",
+        "langflow-cms guard once monitoring.toml --json",
     )
 )
 def once(
@@ -177,7 +179,7 @@ def once(
     raise typer.Exit(_exit_code(decisions))
 
 
-@app.command(epilog=_epilog("langflow-cms guard status examples/monitoring.toml"))
+@app.command(epilog=_epilog("langflow-cms guard status monitoring.toml"))
 def status(spec_file: SpecArgument, json_output: JsonOption = False, version: VersionOption = False) -> None:
     """Each watched flow's verdict now (an evaluation that changes nothing: --dry-run)."""
     decisions = make_guard(_spec(spec_file, "status"), dry_run=True).period()
@@ -187,7 +189,7 @@ def status(spec_file: SpecArgument, json_output: JsonOption = False, version: Ve
 
 @app.command(
     epilog=_epilog(
-        "LANGFLOW_CMS_GUARD_TOKEN=... langflow-cms guard serve examples/monitoring.toml --port 8790",
+        "LANGFLOW_CMS_GUARD_TOKEN=... langflow-cms guard serve monitoring.toml --port 8790",
     )
 )
 def serve(
@@ -232,7 +234,7 @@ def _loop(guard: Any, interval_s: float, iterations: int, wake: Any = None) -> N
             wake.clear()
 
 
-@app.command(epilog=_epilog("langflow-cms guard run examples/monitoring.toml"))
+@app.command(epilog=_epilog("langflow-cms guard run monitoring.toml"))
 def run(
     spec_file: SpecArgument,
     dry_run: DryRunOption = False,

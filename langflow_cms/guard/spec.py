@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langflow_cms import REPOSITORY_URL
 from langflow_cms.guard.langflow import API_KEY_VARIABLE
 from langflow_cms.guard.rule import Policy
 
@@ -73,7 +74,7 @@ def parse_guard(data: Mapping[str, Any], path: str = "<spec>") -> GuardSpec:
     where = f"{path}: [guard]"
     table = data.get("guard")
     if not isinstance(table, Mapping):
-        raise GuardSpecError(f"{path}: no [guard] section (see docs/guard.md)")
+        raise GuardSpecError(f"{path}: no [guard] section (see {REPOSITORY_URL}/docs/guard.md)")
     extra = sorted(set(table) - set(_NUMBERS) - set(_TEXTS) - {"flows"})
     if extra:
         raise GuardSpecError(f"{where}: unknown field(s) {', '.join(extra)}")

@@ -67,10 +67,11 @@ def traffic(server: support.LangflowServer, flow_id: str, runs: int) -> None:
 
 
 def fleet_runs(emulator, version: str) -> int:
-    """Runs of the flow with this version in the fleet stream the emulator received (raw points)."""
+    """Runs of the flow with this version in the fleet stream the emulator received: the raw points of
+    the per-version duration copy, one per run whatever its status."""
     return sum(
         1
-        for e in emulator.entries(name=contract.FLEET_ERROR_METRIC)
+        for e in emulator.entries(name=contract.FLEET_FLOW_METRIC)
         if e["dimensions"].get("flow") == FLOW and e["dimensions"].get("version") == version
     )
 

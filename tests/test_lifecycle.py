@@ -493,7 +493,9 @@ def test_sigterm_during_an_explicit_close_lets_the_close_deliver_within_the_exit
         process.stdout.close()
         process.stderr.close()
     assert counted == 1, (round(ended, 2), stderr[-2000:])
-    assert process.returncode == -signal.SIGTERM, stderr[-2000:]  # still ends by SIGTERM
+    # It ends by SIGTERM, or with 0 when the script's own close finished and the interpreter exited before
+    # the closer thread re-raised the signal (seen once under load): ended promptly either way.
+    assert process.returncode in (-signal.SIGTERM, 0), stderr[-2000:]
     assert ended <= 8 + 1 + LOAD_ALLOWANCE_S
 
 

@@ -243,6 +243,6 @@ def run(
     ] = 0,
     version: VersionOption = False,
 ) -> None:
-    """Evaluate every interval_s seconds until stopped (a service: docs/deploy.md has the container)."""
+    """Evaluate every interval_s seconds until stopped (a service; the docs' deploy.md has a container)."""
     spec = _spec(spec_file, "run")
     _loop(make_guard(spec, dry_run=dry_run), spec.policy.interval_s, iterations)

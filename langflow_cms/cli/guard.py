@@ -46,6 +46,9 @@ app = typer.Typer(
 )
 
 SpecArgument = Annotated[Path, typer.Argument(help="The monitoring spec with a [guard] section (TOML).")]
+IterationsOption = Annotated[
+    int, typer.Option(min=0, help="Stop after this many evaluations (0: run until stopped).")
+]
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Say what would be done: no rollback, no event, no state saved.")
 ]
@@ -197,9 +200,7 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the alarm callback.")] = 8790,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     dry_run: DryRunOption = False,
-    iterations: Annotated[
-        int, typer.Option(min=0, help="Stop after this many evaluations (0: run until stopped).")
-    ] = 0,
+    iterations: IterationsOption = 0,
     version: VersionOption = False,
 ) -> None:
     """``run``, plus a CMS alarm callback: POST /evaluate?token=... evaluates at once."""
@@ -238,9 +239,7 @@ def _loop(guard: Any, interval_s: float, iterations: int, wake: Any = None) -> N
 def run(
     spec_file: SpecArgument,
     dry_run: DryRunOption = False,
-    iterations: Annotated[
-        int, typer.Option(min=0, help="Stop after this many evaluations (0: run until stopped).")
-    ] = 0,
+    iterations: IterationsOption = 0,
     version: VersionOption = False,
 ) -> None:
     """Evaluate every interval_s seconds until stopped (a service; the docs' deploy.md has a container)."""

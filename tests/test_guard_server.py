@@ -150,8 +150,13 @@ def test_the_guard_rolls_a_slower_version_back_on_the_real_server(tmp_path):
     assert (mine[-1]["baseline"], mine[-1]["candidate"], mine[-1]["flow"]) == ("v1", "v2", FLOW)
 
     # the runs on either side were labelled by the server, and the next runs report as v1 again
+    # the guard may act on the runs of the minutes sent so far; the rest arrive with the next minute
+    support.wait_for(
+        lambda: fleet_runs(emulator, "v1") >= RUNS and fleet_runs(emulator, "v2") >= RUNS,
+        timeout=150,
+        what="every v1 and v2 run in the fleet stream",
+    )
     v1_before = fleet_runs(emulator, "v1")
-    assert v1_before >= RUNS and fleet_runs(emulator, "v2") >= RUNS
     traffic(server, flow_id, 5)
     support.wait_for(lambda: fleet_runs(emulator, "v1") >= v1_before + 5, what="the next runs as v1")
     assert not [

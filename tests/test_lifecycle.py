@@ -21,8 +21,13 @@ from pathlib import Path
 import pytest
 
 EXIT_TIMEOUT = 1.0
-LOAD_ALLOWANCE_S = 3.0
-"""The promise is EXIT_TIMEOUT + 1 s; a loaded 2-core CI machine gets this much more before it is a hang."""
+LOAD_ALLOWANCE_S = 8.0
+"""The promise is EXIT_TIMEOUT + 1 s; a loaded 2-core CI machine gets this much more before it is a hang.
+
+The driver runs 8 children at once, each with 4 threads recording flat out, so the bounded close competes
+for the GIL and the cores: exits of 4.3 s were seen here with the machine busy, and one child of 200 in CI
+ended 5 s after its SIGTERM with no faulthandler dump (it was ending, not stuck: a stuck child dumps its
+threads on SIGUSR1). A hang is forever; the time bound itself is a bench row, not this test."""
 
 SIGTERM_DRIVER = textwrap.dedent(
     """

@@ -92,14 +92,20 @@ _PRIVATE_KEY_RE = re.compile(
 )
 # a scheme starts where a run of scheme characters starts: tried once per run, not once per character
 _USERINFO_RE = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*+://[^\s:/@\"']*+):[^\s@/\"']++@")
-_AUTH_SCHEME_RE = re.compile(r"(?i)\b(bearer|basic|digest|token)(\s+)(?!\*\*\*)[A-Za-z0-9._~+/=-]{8,}")
+_SECRET_LOOKING = r"(?-i:(?=[^\s\"',;&)}\]>]*[0-9A-Z_+/=%~]))"
+"""After a bare space (no ``:`` or ``=``), a value counts as a secret only when it holds a digit, a capital
+or a symbol: a word of lowercase letters there is prose (``Invalid token provided``, ``password
+authentication failed``). Secrets with a known shape (JWTs, API keys, key ids) are found by shape anyway."""
+_AUTH_SCHEME_RE = re.compile(
+    r"\b((?i:bearer|basic|digest|token))(\s+)(?!\*\*\*)" + _SECRET_LOOKING + r"[A-Za-z0-9._~+/=-]{8,}"
+)
 _KEYWORD = (
     r"secret|password|passwd|passwort|pwd|pass|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
     r"signature|sig|credentials?|session[_-]?id|sessionid|auth[_-]?key|secret[_-]?key"
 )
 _KEY_PAIR_RE = re.compile(
     rf"(?i)(?<![\w.-])(?P<key>-{{0,2}}[\w.-]*?(?:{_KEYWORD}))(?![A-Za-z0-9]|[_-]id\b)"
-    r"""(?P<sep>["']?\s*[:=]\s*|(?<=[a-z])\s+(?=\S{8,}))"""
+    r"""(?P<sep>["']?\s*[:=]\s*|(?<=[a-zA-Z])\s+(?=\S{8,})""" + _SECRET_LOOKING + ")"
     r"""(?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|(?!\*\*\*)[^\s"',;&)}\]>]+)"""
 )
 _CLI_FLAG_RE = re.compile(rf"(?i)(?<![\w-])(--?(?=[\w-]*?(?:{_KEYWORD}))[\w-]++)(=|\s+)(?!\*\*\*)(?!-)\S+")

@@ -134,5 +134,9 @@ HARMLESS: list[str] = [
     "timeout after 30.0 s calling https://api.example.com/v1/chat/completions",
     "run 3f2b6c1e-8d4a-4b7e-9f10-2a3b4c5d6e7f failed at step 12 of 40",
     "ValueError: invalid literal for int() with base 10: 'abc'",
+    "AuthenticationError: Invalid token provided",
+    'FATAL: password authentication failed for user "langflow"',
+    "the secret manager returned nothing; fetch basic information from the cache",
+    "token expired, signature mismatch: request rejected",
 ]
 """Messages with no secret: what a reader needs from them must survive."""

@@ -37,6 +37,7 @@ from langflow_cms.delivery.spool import waiting_entries
 from langflow_cms.delivery.transport import CmsError, Transport
 from langflow_cms.naming import clean_dimensions
 from langflow_cms.pipeline.window import Window
+from langflow_cms.redact import cut
 
 PROBE_METRIC = "langflow_cms_doctor"
 PROBE_INSTANCE = "langflow-cms-doctor"
@@ -94,6 +95,12 @@ ADVICE: tuple[tuple[Callable[[str], bool], str], ...] = (
     (
         lambda c: c in ("InternalError", "ServiceUnavailable", "UnknownError") or c.startswith("5"),
         "CloudMonitor had a temporary problem: try again (the reporter retries these by itself)",
+    ),
+    (
+        lambda c: c == "Credentials.Unavailable",
+        "the credentials service is configured but did not hand out a key: check that it is up and "
+        "reachable from here (the ECS metadata service, STS, or the credentials URI); the reporter retries "
+        "it by itself and keeps the data meanwhile",
     ),
     (
         lambda c: c == "NoCredentials",
@@ -310,8 +317,34 @@ def check_credentials(config: Config, environ: Mapping[str, str] | None) -> tupl
         provider = credential_provider(dev=config.dev, environ=environ)
         provider.get()
     except CredentialError as exc:
+        service = _failed_service(str(exc), environ if environ is not None else os.environ)
+        if service is not None:
+            return Check("credentials", False, service, advice_for("Credentials.Unavailable")), None
         return Check("credentials", False, str(exc), advice_for("NoCredentials")), None
     return Check("credentials", True, provider.describe()), provider
+
+
+_SERVICES = {  # the credentials library's provider name -> the setting that configures it
+    "credential_uri": "ALIBABA_CLOUD_CREDENTIALS_URI",
+    "ecs_ram_role": "ALIBABA_CLOUD_ECS_METADATA",
+    "oidc_role_arn": "ALIBABA_CLOUD_ROLE_ARN",
+    "ram_role_arn": "ALIBABA_CLOUD_ROLE_ARN",
+}
+_HTTP_CODE = re.compile(r"http_code=(\d{3})")
+
+
+def _failed_service(message: str, environ: Mapping[str, str]) -> str | None:
+    """A credentials service that is set up but failed (a down metadata service, STS or credentials URI):
+    what to say instead of "no credentials found", or None when nothing of the kind was configured."""
+    for part in message.split("; "):
+        name, _, error = part.rpartition("Tried: ")[2].partition(": ")
+        setting = _SERVICES.get(name.strip())
+        if setting is None or not environ.get(setting):
+            continue
+        status = _HTTP_CODE.search(error)
+        answered = f"answered HTTP {status.group(1)}" if status else "did not answer"
+        return f"the credentials service set by {setting} {answered}: {cut(error.strip(), 300)}"
+    return None
 
 
 class _ProbeTransport(Transport):

@@ -349,3 +349,29 @@ def test_an_emulator_that_does_not_know_the_key_says_how_to_restart_it(emulator)
         '--key "$ALIBABA_CLOUD_ACCESS_KEY_ID:$ALIBABA_CLOUD_ACCESS_KEY_SECRET"'
     )
     assert expected in advice and "users-secret" not in advice, advice
+
+
+def test_a_credentials_service_that_is_down_is_named_not_taken_for_missing_credentials(emulator, tmp_path):
+    """A RAM-role or credentials-URI setup whose service answers HTTP 500 is configured right: the advice is
+    to check that service (the reporter retries it and keeps the data), not to configure credentials."""
+    import time
+
+    from test_credential_hiccups import CredentialsService
+
+    service = CredentialsService()
+    service.down_until = time.monotonic() + 600
+    try:
+        environ = {
+            "HOME": str(tmp_path),
+            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+            "ALIBABA_CLOUD_CREDENTIALS_URI": service.url,
+            "LANGFLOW_CMS_ENDPOINT": emulator.endpoint,
+        }
+        code, checks = checks_of(environ)
+    finally:
+        service.httpd.shutdown()
+    found = checks["credentials"]
+    assert code == 1 and found["ok"] is False
+    assert "ALIBABA_CLOUD_CREDENTIALS_URI" in found["detail"] and "HTTP 500" in found["detail"]
+    assert "retries" in found["advice"] and "configure credentials" not in found["advice"]
+    assert doctor.advice_for("Credentials.Unavailable") == found["advice"]

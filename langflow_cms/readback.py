@@ -258,10 +258,13 @@ def no_runs_note(reader: Any, flow: str, *, period: int, start_ms: int, end_ms: 
 
 
 def fleet_range(start_ms: int, end_ms: int) -> dict[str, int]:
-    """Where the fleet stream's percentiles are read (keyword arguments of :func:`read`): its 300 s
-    windows whose timestamp lies in the range, widened to at least 300 s so it always holds one window.
-    A five-minute range therefore gives one cell per series (exact); a longer one several (bounds)."""
-    return {"period": FLEET_PERIOD, "start_ms": min(start_ms, end_ms - FLEET_PERIOD * 1000), "end_ms": end_ms}
+    """Where the fleet stream's percentiles are read (keyword arguments of :func:`read`): every 300 s
+    window that holds a moment of the range (a window is stamped with its start, so the one holding
+    ``start_ms`` begins before it; the query is left-open), and at least one window.
+    A range inside one window gives one cell per series (exact); a longer one several (bounds)."""
+    span = FLEET_PERIOD * 1000
+    start_ms = min(start_ms, end_ms - 1)
+    return {"period": FLEET_PERIOD, "start_ms": start_ms - start_ms % span - 1, "end_ms": end_ms}
 
 
 def fleet_percentiles(

@@ -172,6 +172,17 @@ def test_fleet_percentiles_read_from_the_emulator(emulator):
         request.set_MetricLists(entries[i : i + 20])
         client.do_action_with_exception(request)
     reader = Reader(client, emulator.endpoint, emulator.user_id)
+    # runs inside a range whose start falls in the middle of a 300 s window (stamped with its start)
+    earlier = window - 300_000
+    edge = [
+        dict(e, Time=str(earlier + 150_000), Dimensions=json.dumps({"flow": "edge"})) for e in entries[:20]
+    ]
+    request = PutCustomMetricRequest()
+    request.set_endpoint(emulator.endpoint)
+    request.set_MetricLists(edge)
+    client.do_action_with_exception(request)
+    assert fleet_percentiles(reader, {"flow": "edge"}, earlier + 120_000, now)["P95"].runs == 20
+
     found = fleet_percentiles(reader, {"flow": "poem"}, now - 60_000, now)
     assert found["P95"].kind == "exact" and found["P95"].runs == 20
     assert 180.0 <= found["P95"].value <= 200.0  # the error runs (5000 ms) are not in it

@@ -16,7 +16,7 @@ from typing import Any
 from langflow_cms import contract
 from langflow_cms.compare import interval
 from langflow_cms.guard.rule import Side
-from langflow_cms.readback import FLEET_PERIOD, Point, count, fleet_percentile, fleet_range, read
+from langflow_cms.readback import Point, count, fleet_percentile, fleet_range, read
 
 VERSION = "version"
 """The dimension that tells versions apart (set by hand on the CMS Metric node, or by the server)."""
@@ -41,6 +41,5 @@ def read_side(reader: Any, flow: str, version: str, start_ms: int, end_ms: int) 
     """One version's evidence over ``(start_ms, end_ms]``, widened to whole 300 s fleet windows: a window
     is stamped with its start, so the one holding ``start_ms`` starts before it and must be asked for."""
     wanted = {contract.FLOW: flow, VERSION: version}
-    span = FLEET_PERIOD * 1000
-    window = fleet_range(start_ms - start_ms % span - 1, end_ms)
+    window = fleet_range(start_ms, end_ms)
     return side_from_points(version, read(reader, contract.FLEET_FLOW_METRIC, wanted, **window))

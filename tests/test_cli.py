@@ -109,7 +109,7 @@ def test_emulator_flags_are_the_emulators_own(runner):
 
 def test_demo_takes_its_options(runner, monkeypatch, tmp_path):
     seen = []
-    monkeypatch.setattr("langflow_cms.demo.main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr("langflow_cms.ops.demo.main", lambda argv: seen.append(argv) or 0)
     done = runner.invoke(
         app, ["demo", "--runs", "16", "--concurrency", "2", "--chart", str(tmp_path / "c.png")]
     )
@@ -128,7 +128,7 @@ def test_export_creates_the_output_folder(runner, tmp_path):
 
 
 def test_dashboard_grafana_writes_files(runner, tmp_path):
-    pytest.importorskip("langflow_cms.dashboard")
+    pytest.importorskip("langflow_cms.ops.dashboard")
     board, datasource = tmp_path / "out" / "dashboard.json", tmp_path / "prov" / "cms.yaml"
     done = runner.invoke(
         app,
@@ -220,7 +220,7 @@ def test_unreachable_endpoint_exits_1_without_secrets(runner):
 
 
 def _emulator_answers_sts(emulator) -> bool:
-    from langflow_cms.query import caller_identity
+    from langflow_cms.ops.query import caller_identity
 
     client = AcsClient(
         DEV_ACCESS_KEY_ID,
@@ -333,7 +333,7 @@ def test_commands_need_nothing_from_the_repository(emulator, env, tmp_path):
     top = cli("top", "--json")
     assert top.returncode == 0, top.stderr
     assert json.loads(top.stdout)["flows"][0]["runs"] == 11
-    if (site / "langflow_cms" / "dashboard.py").exists():
+    if (site / "langflow_cms" / "ops" / "dashboard.py").exists():
         board = cli("dashboard", "grafana", "-o", "out/dashboard.json")
         assert board.returncode == 0, board.stderr
         assert (work / "out" / "dashboard.json").exists()

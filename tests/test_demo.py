@@ -38,7 +38,7 @@ def test_the_demo_uses_its_own_emulator_key_whatever_the_shell_holds(tmp_path):
         [
             sys.executable,
             "-m",
-            "langflow_cms.demo",
+            "langflow_cms.ops.demo",
             "--runs",
             "8",
             "--concurrency",
@@ -68,7 +68,7 @@ def test_the_failed_runs_heading_says_how_many_rows_it_shows(emulator, capsys):
     from aliyunsdkcms.request.v20190101.PutCustomEventRequest import PutCustomEventRequest
 
     from langflow_cms import contract
-    from langflow_cms.demo import print_failures
+    from langflow_cms.ops.demo import print_failures
 
     since_ms = int(time.time() * 1000) - 60_000
     request = PutCustomEventRequest()
@@ -105,7 +105,7 @@ def test_the_demo_exits_non_zero_when_the_emulator_received_nothing(tmp_path):
     (failed before: empty tables and exit 0)."""
     script = (
         "import sys\n"
-        "import langflow_cms.demo as demo\n"
+        "import langflow_cms.ops.demo as demo\n"
         "async def nothing(runs, concurrency):\n"
         "    return 0, 0\n"
         "demo.run_flows = nothing\n"
@@ -129,7 +129,7 @@ def test_make_demo_writes_only_ignored_files():
         ["make", "-n", "--always-make", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert dry.returncode == 0, dry.stderr
-    (line,) = [line for line in dry.stdout.splitlines() if "langflow_cms.demo" in line]
+    (line,) = [line for line in dry.stdout.splitlines() if "langflow_cms.ops.demo" in line]
     chart = re.search(r"--chart\s+(\S+)", line)
     assert chart, line
     ignored = subprocess.run(["git", "check-ignore", "-q", chart.group(1)], cwd=REPO)

@@ -18,9 +18,9 @@ from aliyunsdkcore.client import AcsClient
 
 from langflow_cms import contract
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.ops.query import describe_metric_list
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.window import Window
-from langflow_cms.query import describe_metric_list
 
 REPO = Path(__file__).resolve().parents[1]
 POEM = REPO / "examples" / "flows" / "poem.json"

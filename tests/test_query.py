@@ -12,7 +12,7 @@ from aliyunsdkcore.client import AcsClient
 
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.emulator import Emulator
-from langflow_cms.query import (
+from langflow_cms.ops.query import (
     USER_ID_VARIABLE,
     RateLimiter,
     account_id,

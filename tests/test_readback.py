@@ -1,4 +1,4 @@
-"""The one read-back rule (langflow_cms.readback): counts summed, averages weighted, max/min taken,
+"""The one read-back rule (langflow_cms.ops.readback): counts summed, averages weighted, max/min taken,
 percentiles from the fleet stream and never averaged."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from langflow_cms import contract
-from langflow_cms.readback import (
+from langflow_cms.ops.readback import (
     combine,
     count,
     fleet_percentile,
@@ -142,8 +142,8 @@ def test_fleet_percentiles_read_from_the_emulator(emulator):
     from aliyunsdkcore.client import AcsClient
 
     from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
-    from langflow_cms.query import Reader
-    from langflow_cms.readback import fleet_percentiles
+    from langflow_cms.ops.query import Reader
+    from langflow_cms.ops.readback import fleet_percentiles
 
     client = AcsClient(
         DEV_ACCESS_KEY_ID,

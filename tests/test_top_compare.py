@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from langflow_cms import contract
 from langflow_cms.cli import app
-from langflow_cms.compare import interval, quantile_from_ladder
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.ops.compare import interval, quantile_from_ladder
 
 V1 = [100.0 + i for i in range(50)]
 V2 = [1.5 * v for v in V1]
@@ -301,7 +301,7 @@ def chart_texts(report: dict) -> str:
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
 
-    from langflow_cms.compare import chart
+    from langflow_cms.ops.compare import chart
 
     fig = chart(report)
     try:

@@ -146,7 +146,7 @@ def demo(
     emulator with that emulator's key, whatever ALIBABA_CLOUD_* or LANGFLOW_CMS_* the shell holds, and exits
     1 when the emulator received nothing.
     """
-    from langflow_cms.demo import main as demo_main
+    from langflow_cms.ops.demo import main as demo_main
 
     argv = ["--runs", str(runs), "--concurrency", str(concurrency)]
     if chart is not None:
@@ -169,7 +169,7 @@ def doctor(json_output: JsonOption = False, version: VersionOption = False) -> N
     Exit code 0 when everything works, 1 when something must be fixed, 2 for bad configuration (the same
     with --json, which prints {"ok", "exit_code", "checks": [{name, ok, level, detail, advice}]}).
     """
-    from langflow_cms.doctor import run_doctor
+    from langflow_cms.ops.doctor import run_doctor
 
     def out(line: str) -> None:
         typer.echo(ascii_text(line))
@@ -248,7 +248,7 @@ def export(
     version: VersionOption = False,
 ) -> None:
     """Export a flow JSON to a standalone Python script that reports the same metrics."""
-    from langflow_cms.export import ExportError, export_flow
+    from langflow_cms.ops.export import ExportError, export_flow
 
     if not flow.is_file():
         fail(f"{flow}: no such file", EXIT_USAGE, "export")
@@ -276,7 +276,7 @@ def _reader(qps: float) -> Any:
     """A Reader from the environment; bad setups exit 2, an unreachable STS/CMS exits 1."""
     from langflow_cms.config import ConfigError
     from langflow_cms.credentials import CredentialError
-    from langflow_cms.query import open_reader
+    from langflow_cms.ops.query import open_reader
 
     # the SDK logs failed calls (redacted) at ERROR before raising; the error is reported once, by us
     logging.getLogger("aliyunsdkcore").addHandler(logging.NullHandler())
@@ -298,7 +298,7 @@ def _error_text(exc: BaseException) -> str:
 def _read_errors() -> tuple[type[BaseException], ...]:
     from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 
-    from langflow_cms.query import CmsQueryError
+    from langflow_cms.ops.query import CmsQueryError
 
     return (CmsQueryError, ServerException, ClientException)
 
@@ -385,8 +385,8 @@ def top(
     id comes from LANGFLOW_CMS_USER_ID or STS GetCallerIdentity; endpoint, region and credentials are the
     reporter's (LANGFLOW_CMS_* and ALIBABA_CLOUD_*).
     """
-    from langflow_cms import top as top_module
     from langflow_cms.cli.output import table_box
+    from langflow_cms.ops import top as top_module
 
     wanted = parse_pairs(where, "--where")
     split = list(by or [])
@@ -452,8 +452,8 @@ def compare(
     difference is significant when the intervals do not overlap. Per-instance upper bounds (<=x) are never
     called significant.
     """
-    from langflow_cms import compare as compare_module
     from langflow_cms.cli.output import table_box
+    from langflow_cms.ops import compare as compare_module
 
     side_a, side_b = parse_pairs([a], "A"), parse_pairs([b], "B")
     end_ms = parse_end(end)

@@ -1,8 +1,8 @@
 """``langflow-cms top``: the last N minutes per flow (or, with a flow, per node), read back from CloudMonitor.
 
 Everything is read with DescribeCustomMetricList (which series exist, filtered by metric name and flow)
-and DescribeMetricList (their points), through one :class:`~langflow_cms.query.Reader` whose rate limiter
-paces every call. Numbers are combined by the one read-back rule (:mod:`langflow_cms.readback`):
+and DescribeMetricList (their points), through one :class:`~langflow_cms.ops.query.Reader` whose rate limiter
+paces every call. Numbers are combined by the one read-back rule (:mod:`langflow_cms.ops.readback`):
 
 * **runs** and **errors**: ``SampleCount`` of the per-host aggregates (``contract.FLOW_METRIC``, or
   ``NODE_METRIC`` per node) summed over instances and 60 s windows: exact. ``error rate`` = errors / runs.
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langflow_cms import contract
-from langflow_cms.query import Reader
-from langflow_cms.readback import (
+from langflow_cms.ops.query import Reader
+from langflow_cms.ops.readback import (
     SHOWN_PERCENTILES,
     Point,
     count,
@@ -167,7 +167,7 @@ def render(report: Mapping[str, Any], console: Any, *, by: Sequence[str] = (), b
     """Print the report as rich tables on ``console``."""
     from rich.table import Table
 
-    from langflow_cms.readback import Percentile
+    from langflow_cms.ops.readback import Percentile
 
     def pct(data: Mapping[str, Any]) -> str:
         return Percentile(**data).label()

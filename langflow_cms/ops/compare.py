@@ -3,7 +3,7 @@
 Per flow and per node: runs, error rate, P50/P95/P99, the change in percent, and whether the change is
 larger than what the run count and the sketch error can explain. Numbers are read and combined like
 ``top`` does (exact counts from the per-host aggregates, percentiles from the fleet stream; see
-:mod:`langflow_cms.readback`).
+:mod:`langflow_cms.ops.readback`).
 
 **When is a difference real?** (no bootstrap: the fleet stream gives percentiles, not the runs). A
 percentile ``q`` estimated from ``n`` runs is the run at rank ``q·n``; that rank is uncertain by the
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from langflow_cms import contract
-from langflow_cms.readback import (
+from langflow_cms.ops.readback import (
     PERCENTILES,
     SHOWN_PERCENTILES,
     Percentile,
@@ -39,7 +39,7 @@ from langflow_cms.readback import (
     percentiles,
     read,
 )
-from langflow_cms.top import COUNT_PERIOD
+from langflow_cms.ops.top import COUNT_PERIOD
 
 Z = 1.96
 """Two-sided ~95 % normal quantile used for the rank interval."""

@@ -19,10 +19,10 @@ from langflow_cms import contract
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.emulator import Emulator
 from langflow_cms.ops import dashboard
+from langflow_cms.ops.cms_datasource import CmsQuery
 from langflow_cms.ops.dashboard import (
     DATASOURCE_TYPE,
     MAX_PANELS,
-    CmsQuery,
     build_dashboard,
     datasource_provisioning,
     panels,

@@ -198,7 +198,7 @@ def test_top_watch_refreshes_until_interrupted(emulator, runner, monkeypatch):
         if len(sleeps) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("langflow_cms.cli._pause", sleep)
+    monkeypatch.setattr("langflow_cms.cli.query._pause", sleep)
     done = runner.invoke(app, ["top", "--watch", "--interval", "2", "--json"], env=env)
     assert done.exit_code == 0, done.output
     lines = [json.loads(line) for line in done.stdout.splitlines()]

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
-from aliyunsdkcore.client import AcsClient
+from sdk_support import emulator_client
 from typer.testing import CliRunner
 
 from langflow_cms import contract
 from langflow_cms.cli import app, main
 from langflow_cms.cli.output import ascii_text, marks, package_version, table_box
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 
 REPO = Path(__file__).resolve().parents[1]
 POEM = REPO / "examples" / "flows" / "poem.json"
@@ -59,13 +58,7 @@ def put_runs(endpoint: str, flow: str, counts: dict[str, int]) -> None:
         }
         for instance, n in counts.items()
     ]
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    client = emulator_client()
     request = PutCustomMetricRequest()
     request.set_endpoint(endpoint)
     request.set_MetricLists(entries)
@@ -222,13 +215,7 @@ def test_unreachable_endpoint_exits_1_without_secrets(runner):
 def _emulator_answers_sts(emulator) -> bool:
     from langflow_cms.ops.query import caller_identity
 
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    client = emulator_client()
     try:
         return bool(caller_identity(client, emulator.endpoint).get("AccountId"))
     except Exception:

@@ -14,9 +14,9 @@ from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetri
 from aliyunsdkcore.client import AcsClient
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
+from sdk_support import emulator_client
 
 from langflow_cms import contract
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.emulator import Emulator
 from langflow_cms.ops import dashboard
 from langflow_cms.ops.cms_datasource import CmsQuery
@@ -185,13 +185,7 @@ def resolve(text: str, values: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def client() -> AcsClient:
-    return AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    return emulator_client()
 
 
 def put(client: AcsClient, emulator: Emulator, items: list[dict]) -> None:

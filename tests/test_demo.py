@@ -13,9 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from aliyunsdkcore.client import AcsClient
-
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from sdk_support import emulator_client
 
 REPO = Path(__file__).resolve().parents[1]
 FOREIGN = {
@@ -85,9 +83,7 @@ def test_the_failed_runs_heading_says_how_many_rows_it_shows(emulator, capsys):
             for i in range(7)
         ]
     )
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, "cn-hangzhou", proxy={"http": None, "https": None}
-    )
+    client = emulator_client()
     request.set_endpoint(emulator.endpoint)
     client.do_action_with_exception(request)
 

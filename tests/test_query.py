@@ -9,8 +9,8 @@ import pytest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.client import AcsClient
+from sdk_support import emulator_client
 
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.emulator import Emulator
 from langflow_cms.ops.query import (
     USER_ID_VARIABLE,
@@ -28,13 +28,7 @@ T0 = 1_795_625_520_000  # a minute boundary
 
 @pytest.fixture(scope="module")
 def client() -> AcsClient:
-    return AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    return emulator_client()
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
-from sdk_support import emulator_client
 from typer.testing import CliRunner
 
 from langflow_cms import contract
 from langflow_cms.cli import app, main
 from langflow_cms.cli.output import ascii_text, marks, package_version, table_box
+from langflow_cms.dev import emulator_client
 
 REPO = Path(__file__).resolve().parents[1]
 POEM = REPO / "examples" / "flows" / "poem.json"

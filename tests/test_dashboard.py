@@ -14,9 +14,9 @@ from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetri
 from aliyunsdkcore.client import AcsClient
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
-from sdk_support import emulator_client
 
 from langflow_cms import contract
+from langflow_cms.dev import emulator_client
 from langflow_cms.emulator import Emulator
 from langflow_cms.ops import dashboard
 from langflow_cms.ops.cms_datasource import CmsQuery

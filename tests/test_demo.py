@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sdk_support import emulator_client
+
+from langflow_cms.dev import emulator_client
 
 REPO = Path(__file__).resolve().parents[1]
 FOREIGN = {

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy
 import pytest
-from sdk_support import emulator_client
 
 from langflow_cms import contract
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, emulator_client
 from langflow_cms.ops.query import describe_metric_list
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.window import Window

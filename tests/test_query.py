@@ -9,8 +9,8 @@ import pytest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.client import AcsClient
-from sdk_support import emulator_client
 
+from langflow_cms.dev import emulator_client
 from langflow_cms.emulator import Emulator
 from langflow_cms.ops.query import (
     USER_ID_VARIABLE,

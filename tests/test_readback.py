@@ -4,9 +4,9 @@ percentiles from the fleet stream and never averaged."""
 from __future__ import annotations
 
 import pytest
-from sdk_support import emulator_client
 
 from langflow_cms import contract
+from langflow_cms.dev import emulator_client
 from langflow_cms.ops.readback import (
     combine,
     count,

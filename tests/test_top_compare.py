@@ -12,11 +12,11 @@ import time
 
 import pytest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
-from sdk_support import emulator_client
 from typer.testing import CliRunner
 
 from langflow_cms import contract
 from langflow_cms.cli import app
+from langflow_cms.dev import emulator_client
 from langflow_cms.ops.compare import interval, quantile_from_ladder
 
 V1 = [100.0 + i for i in range(50)]

@@ -24,10 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from aliyunsdkcore.client import AcsClient
-
 from langflow_cms import contract
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.dev import emulator_client
 from langflow_cms.emulator import DEFAULT_USER_ID, Emulator
 from langflow_cms.ops.query import Reader
 from langflow_cms.ops.readback import FLEET_PERIOD, Row, format_table, rows
@@ -84,20 +82,9 @@ def progress_bar():
     )
 
 
-def _emulator_client() -> AcsClient:
-    """An SDK client with the emulator's development key, no retries, no proxy (the emulator is local)."""
-    return AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
-
-
 def read_back(emulator: Emulator, since_ms: int) -> tuple[list[Row], list[Row]]:
     """(per-flow rows, per-node rows) from the emulator, combined by the read-back rule."""
-    client = _emulator_client()
+    client = emulator_client()
     reader = Reader(client, emulator.endpoint, DEFAULT_USER_ID)
     end_ms = int(time.time() * 1000) + 60_000
 
@@ -120,7 +107,7 @@ def print_failures(emulator: Emulator, since_ms: int) -> None:
     """The failing runs' events, read back with DescribeCustomEventAttribute as an operator would."""
     from langflow_cms.ops.query import describe_custom_events
 
-    client = _emulator_client()
+    client = emulator_client()
     found = describe_custom_events(
         client, name=contract.EVENT_FLOW_FAILED, endpoint=emulator.endpoint, start_ms=since_ms
     )

@@ -23,11 +23,11 @@ venv: $(VENV)/.synced
 
 # The chart goes to build/ (ignored): `make demo` leaves the checkout as it found it.
 demo: venv
-	$(PY) -m langflow_cms.demo --chart build/latency.png
+	$(PY) -m langflow_cms.ops.demo --chart build/latency.png
 
 # Refreshes the demo chart the README shows (a tracked file: commit it when it changed on purpose).
 docs-images: venv
-	$(PY) -m langflow_cms.demo --chart docs/images/latency.png
+	$(PY) -m langflow_cms.ops.demo --chart docs/images/latency.png
 
 test: venv lint
 	$(PY) -m pytest -q --durations=20

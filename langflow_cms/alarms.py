@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from langflow_cms import contract, events, readback
+from langflow_cms import contract, events
 from langflow_cms.delivery.transport import CmsError, Transport
+from langflow_cms.ops import readback
 from langflow_cms.redact import mask_key_id, register_secret
 
 RULE_PREFIX = "langflow-cms-"
@@ -1482,7 +1483,7 @@ def check(
 def _read_events(reader: Any, name: str, start_ms: int) -> list[dict[str, Any]]:
     if hasattr(reader, "events"):
         return reader.events(name, start_ms)
-    from langflow_cms.query import describe_custom_events
+    from langflow_cms.ops.query import describe_custom_events
 
     return describe_custom_events(
         reader.client, name=name, endpoint=reader.endpoint, start_ms=start_ms, limiter=reader.limiter
@@ -1568,7 +1569,7 @@ def render_check(results: Sequence[CheckResult]) -> str:
 
 
 class PermissionNamingReader:
-    """Wraps a :class:`langflow_cms.query.Reader` so a permission error names the RAM action."""
+    """Wraps a :class:`langflow_cms.ops.query.Reader` so a permission error names the RAM action."""
 
     def __init__(self, reader: Any) -> None:
         self.reader = reader
@@ -1576,7 +1577,7 @@ class PermissionNamingReader:
     def _wrap(self, action: str, call: Callable[[], Any]) -> Any:
         from aliyunsdkcore.acs_exception.exceptions import ServerException
 
-        from langflow_cms.query import CmsQueryError
+        from langflow_cms.ops.query import CmsQueryError
 
         try:
             return call()

@@ -16,12 +16,11 @@ from aliyunsdkcms.request.v20190101.DescribeEventRuleTargetListRequest import (
 )
 from aliyunsdkcms.request.v20190101.PutCustomEventRequest import PutCustomEventRequest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
-from aliyunsdkcore.client import AcsClient
 from typer.testing import CliRunner
 
 from langflow_cms import alarms, contract
 from langflow_cms.cli import app
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.dev import emulator_client
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "monitoring.toml"
@@ -45,13 +44,7 @@ def invoke(env, *args):
 
 
 def sdk_client():
-    return AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    return emulator_client()
 
 
 def sdk_call(emulator, request):

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
-from aliyunsdkcore.client import AcsClient
 from typer.testing import CliRunner
 
 from langflow_cms import contract
 from langflow_cms.cli import app, main
 from langflow_cms.cli.output import ascii_text, marks, package_version, table_box
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.dev import emulator_client
 
 REPO = Path(__file__).resolve().parents[1]
 POEM = REPO / "examples" / "flows" / "poem.json"
@@ -59,13 +58,7 @@ def put_runs(endpoint: str, flow: str, counts: dict[str, int]) -> None:
         }
         for instance, n in counts.items()
     ]
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    client = emulator_client()
     request = PutCustomMetricRequest()
     request.set_endpoint(endpoint)
     request.set_MetricLists(entries)
@@ -109,7 +102,7 @@ def test_emulator_flags_are_the_emulators_own(runner):
 
 def test_demo_takes_its_options(runner, monkeypatch, tmp_path):
     seen = []
-    monkeypatch.setattr("langflow_cms.demo.main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr("langflow_cms.ops.demo.main", lambda argv: seen.append(argv) or 0)
     done = runner.invoke(
         app, ["demo", "--runs", "16", "--concurrency", "2", "--chart", str(tmp_path / "c.png")]
     )
@@ -128,7 +121,7 @@ def test_export_creates_the_output_folder(runner, tmp_path):
 
 
 def test_dashboard_grafana_writes_files(runner, tmp_path):
-    pytest.importorskip("langflow_cms.dashboard")
+    pytest.importorskip("langflow_cms.ops.dashboard")
     board, datasource = tmp_path / "out" / "dashboard.json", tmp_path / "prov" / "cms.yaml"
     done = runner.invoke(
         app,
@@ -198,7 +191,7 @@ def test_top_watch_refreshes_until_interrupted(emulator, runner, monkeypatch):
         if len(sleeps) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("langflow_cms.cli._pause", sleep)
+    monkeypatch.setattr("langflow_cms.cli.query._pause", sleep)
     done = runner.invoke(app, ["top", "--watch", "--interval", "2", "--json"], env=env)
     assert done.exit_code == 0, done.output
     lines = [json.loads(line) for line in done.stdout.splitlines()]
@@ -220,15 +213,9 @@ def test_unreachable_endpoint_exits_1_without_secrets(runner):
 
 
 def _emulator_answers_sts(emulator) -> bool:
-    from langflow_cms.query import caller_identity
+    from langflow_cms.ops.query import caller_identity
 
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    client = emulator_client()
     try:
         return bool(caller_identity(client, emulator.endpoint).get("AccountId"))
     except Exception:
@@ -333,7 +320,7 @@ def test_commands_need_nothing_from_the_repository(emulator, env, tmp_path):
     top = cli("top", "--json")
     assert top.returncode == 0, top.stderr
     assert json.loads(top.stdout)["flows"][0]["runs"] == 11
-    if (site / "langflow_cms" / "dashboard.py").exists():
+    if (site / "langflow_cms" / "ops" / "dashboard.py").exists():
         board = cli("dashboard", "grafana", "-o", "out/dashboard.json")
         assert board.returncode == 0, board.stderr
         assert (work / "out" / "dashboard.json").exists()

@@ -15,20 +15,21 @@ from aliyunsdkcore.client import AcsClient
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from langflow_cms import contract, dashboard
-from langflow_cms.dashboard import (
+from langflow_cms import contract
+from langflow_cms.dev import emulator_client
+from langflow_cms.emulator import Emulator
+from langflow_cms.ops import dashboard
+from langflow_cms.ops.cms_datasource import CmsQuery
+from langflow_cms.ops.dashboard import (
     DATASOURCE_TYPE,
     MAX_PANELS,
-    CmsQuery,
     build_dashboard,
     datasource_provisioning,
     panels,
     targets,
     write_grafana,
 )
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
-from langflow_cms.emulator import Emulator
-from langflow_cms.query import describe_metric_list, parse_dimension_string
+from langflow_cms.ops.query import describe_metric_list, parse_dimension_string
 
 AGGREGATED_STATISTICS = {"SampleCount", "Sum", "Minimum", "Maximum", "Average", "P50", "P90", "P95", "P99"}
 """What the reporter sends for every aggregated series (docs/metrics.md)."""
@@ -184,13 +185,7 @@ def resolve(text: str, values: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def client() -> AcsClient:
-    return AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    return emulator_client()
 
 
 def put(client: AcsClient, emulator: Emulator, items: list[dict]) -> None:

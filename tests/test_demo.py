@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from aliyunsdkcore.client import AcsClient
 
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.dev import emulator_client
 
 REPO = Path(__file__).resolve().parents[1]
 FOREIGN = {
@@ -38,7 +37,7 @@ def test_the_demo_uses_its_own_emulator_key_whatever_the_shell_holds(tmp_path):
         [
             sys.executable,
             "-m",
-            "langflow_cms.demo",
+            "langflow_cms.ops.demo",
             "--runs",
             "8",
             "--concurrency",
@@ -68,7 +67,7 @@ def test_the_failed_runs_heading_says_how_many_rows_it_shows(emulator, capsys):
     from aliyunsdkcms.request.v20190101.PutCustomEventRequest import PutCustomEventRequest
 
     from langflow_cms import contract
-    from langflow_cms.demo import print_failures
+    from langflow_cms.ops.demo import print_failures
 
     since_ms = int(time.time() * 1000) - 60_000
     request = PutCustomEventRequest()
@@ -85,9 +84,7 @@ def test_the_failed_runs_heading_says_how_many_rows_it_shows(emulator, capsys):
             for i in range(7)
         ]
     )
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, "cn-hangzhou", proxy={"http": None, "https": None}
-    )
+    client = emulator_client()
     request.set_endpoint(emulator.endpoint)
     client.do_action_with_exception(request)
 
@@ -105,7 +102,7 @@ def test_the_demo_exits_non_zero_when_the_emulator_received_nothing(tmp_path):
     (failed before: empty tables and exit 0)."""
     script = (
         "import sys\n"
-        "import langflow_cms.demo as demo\n"
+        "import langflow_cms.ops.demo as demo\n"
         "async def nothing(runs, concurrency):\n"
         "    return 0, 0\n"
         "demo.run_flows = nothing\n"
@@ -129,7 +126,7 @@ def test_make_demo_writes_only_ignored_files():
         ["make", "-n", "--always-make", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert dry.returncode == 0, dry.stderr
-    (line,) = [line for line in dry.stdout.splitlines() if "langflow_cms.demo" in line]
+    (line,) = [line for line in dry.stdout.splitlines() if "langflow_cms.ops.demo" in line]
     chart = re.search(r"--chart\s+(\S+)", line)
     assert chart, line
     ignored = subprocess.run(["git", "check-ignore", "-q", chart.group(1)], cwd=REPO)

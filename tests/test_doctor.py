@@ -16,10 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 import langflow_cms
-from langflow_cms import doctor
 from langflow_cms.cli import app
 from langflow_cms.config import Config
-from langflow_cms.doctor import Check, check_components, check_region, check_tracing, run_doctor
+from langflow_cms.ops import doctor
+from langflow_cms.ops.doctor import Check, check_components, check_region, check_tracing, run_doctor
 
 PACKAGE = Path(langflow_cms.__file__).resolve().parent
 

@@ -464,7 +464,7 @@ def test_drop_after_stores_then_drops(client, emu):
 
 
 def test_faults_spare_reads_unless_asked(client, emu):
-    from langflow_cms.query import CmsQueryError, describe_custom_metric_list
+    from langflow_cms.ops.query import CmsQueryError, describe_custom_metric_list
 
     emu.set_faults(throttle_ratio=1.0)
     assert describe_custom_metric_list(client, endpoint=emu.endpoint) == []

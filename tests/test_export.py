@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from langflow_cms.emulator import Emulator
-from langflow_cms.export import ExportError, export_flow
+from langflow_cms.ops.export import ExportError, export_flow
 
 REPO = Path(__file__).resolve().parents[1]
 FLOWS = REPO / "examples" / "flows"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from langflow_cms.emulator import Emulator
-from langflow_cms.export import ExportError, export_flow
+from langflow_cms.ops.export import ExportError, export_flow
 
 LFX = Path(sys.executable).parent / "lfx"
 

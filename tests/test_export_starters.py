@@ -23,7 +23,7 @@ import pytest
 import server_support as support
 
 from langflow_cms.emulator import Emulator
-from langflow_cms.export import export_flow
+from langflow_cms.ops.export import export_flow
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 

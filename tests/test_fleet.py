@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy
 import pytest
-from aliyunsdkcore.client import AcsClient
 
 from langflow_cms import contract
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, emulator_client
+from langflow_cms.ops.query import describe_metric_list
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.window import Window
-from langflow_cms.query import describe_metric_list
 
 REPO = Path(__file__).resolve().parents[1]
 POEM = REPO / "examples" / "flows" / "poem.json"
@@ -124,13 +123,7 @@ def test_three_processes_make_one_fleet_series_per_flow_and_status_that_counts_e
     assert sum(e["values"]["SampleCount"] for e in minute) == 18
 
     # CMS computes the fleet P95 from the raw points; it agrees with our sketch's P95 of the same runs
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    client = emulator_client()
     times = [p["time"] for p in points]
     answer = describe_metric_list(
         client,

@@ -28,7 +28,7 @@ from postgres_support import PostgresServer
 from langflow_cms import contract
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.emulator import Emulator
-from langflow_cms.query import describe_metric_list
+from langflow_cms.ops.query import describe_metric_list
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # Langflow's start with 3 workers: minutes
 

@@ -27,7 +27,7 @@ from langflow_cms.events import event_entry
 from langflow_cms.guard import service
 from langflow_cms.guard.langflow import LangflowClient
 from langflow_cms.guard.spec import GuardSpecError, parse_guard
-from langflow_cms.query import open_reader
+from langflow_cms.ops.query import open_reader
 
 FLOW_ID = "5f0c2a52-2f6c-4a5e-9a60-3d8e5c1e0a01"
 

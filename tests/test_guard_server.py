@@ -25,7 +25,7 @@ from langflow_cms import contract
 from langflow_cms.guard import service
 from langflow_cms.guard.langflow import LangflowClient
 from langflow_cms.guard.spec import parse_guard
-from langflow_cms.query import open_reader
+from langflow_cms.ops.query import open_reader
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 

@@ -14,11 +14,11 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "langflow_cms"
 FEATURES = {  # module -> the policies a deployment using it attaches
     "delivery/transport.py": ("metrics.json", "events.json"),
-    "doctor.py": ("metrics.json",),
-    "query.py": ("readback.json",),
-    "readback.py": ("readback.json",),
-    "top.py": ("readback.json",),
-    "compare.py": ("readback.json",),
+    "ops/doctor.py": ("metrics.json",),
+    "ops/query.py": ("readback.json",),
+    "ops/readback.py": ("readback.json",),
+    "ops/top.py": ("readback.json",),
+    "ops/compare.py": ("readback.json",),
     "alarms.py": ("alarms.json",),
 }
 RAM_NAME = {"DescribeMetricList": "cms:QueryMetricList"}

@@ -10,9 +10,9 @@ from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetri
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.client import AcsClient
 
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.dev import emulator_client
 from langflow_cms.emulator import Emulator
-from langflow_cms.query import (
+from langflow_cms.ops.query import (
     USER_ID_VARIABLE,
     RateLimiter,
     account_id,
@@ -28,13 +28,7 @@ T0 = 1_795_625_520_000  # a minute boundary
 
 @pytest.fixture(scope="module")
 def client() -> AcsClient:
-    return AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    return emulator_client()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The one read-back rule (langflow_cms.readback): counts summed, averages weighted, max/min taken,
+"""The one read-back rule (langflow_cms.ops.readback): counts summed, averages weighted, max/min taken,
 percentiles from the fleet stream and never averaged."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from langflow_cms import contract
-from langflow_cms.readback import (
+from langflow_cms.dev import emulator_client
+from langflow_cms.ops.readback import (
     combine,
     count,
     fleet_percentile,
@@ -139,19 +140,11 @@ def test_fleet_percentiles_read_from_the_emulator(emulator):
     import time
 
     from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
-    from aliyunsdkcore.client import AcsClient
 
-    from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
-    from langflow_cms.query import Reader
-    from langflow_cms.readback import fleet_percentiles
+    from langflow_cms.ops.query import Reader
+    from langflow_cms.ops.readback import fleet_percentiles
 
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    client = emulator_client()
     now = int(time.time() * 1000)
     window = now - now % 300_000
     samples = [("ok", 10.0 * (i + 1)) for i in range(20)] + [("error", 5000.0)] * 5

@@ -20,8 +20,8 @@ from langflow_cms import nodes, tracing
 from langflow_cms.config import Config
 from langflow_cms.credentials import Credential, credential_provider
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
-from langflow_cms.doctor import run_doctor
 from langflow_cms.emulator import Emulator
+from langflow_cms.ops.doctor import run_doctor
 from langflow_cms.reporter import Reporter
 
 

@@ -12,13 +12,12 @@ import time
 
 import pytest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
-from aliyunsdkcore.client import AcsClient
 from typer.testing import CliRunner
 
 from langflow_cms import contract
 from langflow_cms.cli import app
-from langflow_cms.compare import interval, quantile_from_ladder
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.dev import emulator_client
+from langflow_cms.ops.compare import interval, quantile_from_ladder
 
 V1 = [100.0 + i for i in range(50)]
 V2 = [1.5 * v for v in V1]
@@ -67,13 +66,7 @@ def raw(name, dims, time_ms, value):
 
 
 def put(endpoint: str, entries: list[dict]) -> None:
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    client = emulator_client()
     for i in range(0, len(entries), 20):
         request = PutCustomMetricRequest()
         request.set_endpoint(endpoint)
@@ -301,7 +294,7 @@ def chart_texts(report: dict) -> str:
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
 
-    from langflow_cms.compare import chart
+    from langflow_cms.ops.compare import chart
 
     fig = chart(report)
     try:

@@ -251,7 +251,7 @@ def check(
 
     from langflow_cms import alarms
     from langflow_cms.cli import _reader, parse_end
-    from langflow_cms.query import CmsQueryError
+    from langflow_cms.ops.query import CmsQueryError
 
     spec = _spec(spec_file, "check", secrets=False)  # check writes no contact: no webhook needed
     end_ms = parse_end(end)

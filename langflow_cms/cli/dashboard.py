@@ -60,7 +60,7 @@ def grafana(
 ) -> None:
     """Write a Grafana dashboard (and optionally its data source) for the CloudMonitor data source."""
     try:
-        from langflow_cms.dashboard import write_grafana
+        from langflow_cms.ops.dashboard import write_grafana
     except ImportError as exc:
         fail(f"dashboard grafana is not available in this installation: {exc}", EXIT_FAILED)
     options: dict[str, str] = {}

@@ -90,7 +90,7 @@ def _sender() -> Any:
 
 
 def _reader_factory() -> Any:
-    from langflow_cms.query import open_reader
+    from langflow_cms.ops.query import open_reader
 
     logging.getLogger("aliyunsdkcore").addHandler(logging.NullHandler())
     logging.getLogger("aliyunsdkcore").propagate = False

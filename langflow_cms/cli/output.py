@@ -23,6 +23,12 @@ EXIT_CODES_HELP = (
 )
 
 
+def examples(*lines: str) -> str:
+    """A command's epilog: examples (one per line) and the exit codes."""
+    body = "\n\n".join(f"  {line}" for line in lines)
+    return f"Examples:\n\n{body}\n\n{EXIT_CODES_HELP}"
+
+
 def can_encode(text: str, stream: Any = None) -> bool:
     """True when ``stream`` (default stdout) can print ``text`` in its encoding."""
     encoding = getattr(stream or sys.stdout, "encoding", None) or "ascii"

@@ -4,8 +4,8 @@ Per version (``flow=<flow>, version=<tag>``), from ``langflow_fleet_flow_duratio
 carries the flow's dimensions and ``status``, one point per run, so the runs are its ``SampleCount`` over
 both statuses, the failed runs its ``SampleCount`` at ``status=error``, and the P95 is that of the
 ``status=ok`` runs, with the interval it lies in by ``compare``'s rule
-(:func:`langflow_cms.compare.interval`). Reads and combinations go through :mod:`langflow_cms.readback`,
-the one place that combines read-back data.
+(:func:`langflow_cms.ops.compare.interval`). Reads and combinations go through
+:mod:`langflow_cms.ops.readback`, the one place that combines read-back data.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from langflow_cms import contract
-from langflow_cms.compare import interval
 from langflow_cms.guard.rule import Side
-from langflow_cms.readback import Point, count, fleet_percentile, fleet_range, read
+from langflow_cms.ops.compare import interval
+from langflow_cms.ops.readback import Point, count, fleet_percentile, fleet_range, read
 
 VERSION = "version"
 """The dimension that tells versions apart (set by hand on the CMS Metric node, or by the server)."""

@@ -26,7 +26,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from langflow_cms.compare import Z
+from langflow_cms.ops.compare import Z
 
 WATCHING, TOO_FEW, WORSE, NOT_WORSE = "watching", "too_few_runs", "worse", "not_worse"
 ROLL_BACK, PROMOTE, WAIT = "roll_back", "promote", "wait"

@@ -28,7 +28,7 @@ from langflow_cms.guard import rule
 from langflow_cms.guard.evidence import read_side
 from langflow_cms.guard.langflow import LangflowClient, LangflowError
 from langflow_cms.guard.spec import ALL_MONITORED, GuardSpec
-from langflow_cms.readback import FLEET_PERIOD
+from langflow_cms.ops.readback import FLEET_PERIOD
 
 LOG = logging.getLogger("langflow_cms.guard")
 WATCHING, PROMOTED, ROLLED_BACK, UNDECIDED = "watching", "promoted", "rolled_back", "undecided"

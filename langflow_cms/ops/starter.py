@@ -11,7 +11,7 @@ from pathlib import Path
 
 from langflow_cms import REPOSITORY_URL
 
-EXAMPLES = Path(__file__).resolve().parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FILES = {"monitoring.toml": EXAMPLES / "monitoring.toml", "poem.json": EXAMPLES / "flows" / "poem.json"}
 """Written name -> packaged file."""
 REPOSITORY_PATHS = {

@@ -3,7 +3,7 @@
 Per flow and per node: runs, error rate, P50/P95/P99, the change in percent, and whether the change is
 larger than what the run count and the sketch error can explain. Numbers are read and combined like
 ``top`` does (exact counts from the per-host aggregates, percentiles from the fleet stream; see
-:mod:`langflow_cms.readback`).
+:mod:`langflow_cms.ops.readback`).
 
 **When is a difference real?** (no bootstrap: the fleet stream gives percentiles, not the runs). A
 percentile ``q`` estimated from ``n`` runs is the run at rank ``q·n``; that rank is uncertain by the
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from langflow_cms import contract
-from langflow_cms.readback import (
+from langflow_cms.ops.readback import (
     PERCENTILES,
     SHOWN_PERCENTILES,
     Percentile,
@@ -39,7 +39,7 @@ from langflow_cms.readback import (
     percentiles,
     read,
 )
-from langflow_cms.top import COUNT_PERIOD
+from langflow_cms.ops.top import COUNT_PERIOD
 
 Z = 1.96
 """Two-sided ~95 % normal quantile used for the rank interval."""
@@ -320,58 +320,9 @@ def chart(report: Mapping[str, Any]) -> Any:
     fig, axes = plt.subplots(
         1, len(SHOWN_PERCENTILES), figsize=(4.6 * len(SHOWN_PERCENTILES), 0.6 * len(rows) + 2.6)
     )
-    colours = {"a": "#4c9be8", "b": "#e4572e"}
-    height = 0.38
     notes: list[str] = []
     for ax, statistic in zip(axes, SHOWN_PERCENTILES, strict=True):
-        key = statistic.lower()
-        ends = [0.0] * len(rows)
-        for i, side in enumerate(("a", "b")):
-            values, errors, bounded, lone = [], [[], []], [], []
-            for r, (name, row) in enumerate(rows):
-                data = row[side][key] if row[side] else None
-                bounded.append(bool(data) and data["kind"] == "upper_bound")
-                shown = Percentile(**_plain(data)).shown if data else None
-                values.append(shown or 0.0)
-                span = data.get("interval") if data else None
-                errors[0].append(max((shown or 0.0) - span[0], 0.0) if span else 0.0)
-                errors[1].append(max(span[1] - (shown or 0.0), 0.0) if span else 0.0)
-                ends[r] = max(ends[r], (shown or 0.0) + errors[1][-1])
-                single = bool(row[side]) and slowest_run_only(row[side], statistic)
-                lone.append(single)
-                if single:
-                    notes.append(
-                        f"{name}, {_label(report[side])}: {statistic} of {row[side]['runs']} runs is its "
-                        "slowest run alone (a cold start?)"
-                    )
-            ys = [y + (i - 0.5) * height for y in range(len(rows))]
-            bars = ax.barh(
-                ys, values, height, xerr=errors, label=labels[side], color=colours[side], capsize=2
-            )
-            tips = [value + above for value, above in zip(values, errors[1], strict=True)]
-            for bar, upper, single, y, tip in zip(bars, bounded, lone, ys, tips, strict=True):
-                if upper:  # a per-instance upper bound, not a fleet value
-                    bar.set_hatch("//")
-                    bar.set_alpha(0.5)
-                if single:
-                    ax.text(tip, y, " †", va="center", fontsize="small")
-        for r, (_, row) in enumerate(rows):
-            verdict = row.get("change", {}).get(key, {}).get("verdict")
-            if verdict in ("slower", "faster"):
-                colour = "#b00020" if verdict == "slower" else "#1b7f3b"
-                ax.text(ends[r] * 1.02, r, f"{verdict}*", va="center", color=colour, fontweight="bold")
-        ax.set_xlim(0, max([*ends, 1.0]) * 1.3)
-        ax.set_yticks(
-            range(len(rows)),
-            [
-                f"{name}\n{row['a']['runs'] if row['a'] else 0} vs {row['b']['runs'] if row['b'] else 0} runs"
-                for name, row in rows
-            ]
-            if statistic == SHOWN_PERCENTILES[0]
-            else [""] * len(rows),
-        )
-        ax.invert_yaxis()
-        ax.set_title(f"{statistic} (ms)")
+        notes += _draw(ax, statistic, rows, report, labels)
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.suptitle(
         f"{report['flow']}: {labels['a']} vs {labels['b']}\n"
@@ -382,6 +333,62 @@ def chart(report: Mapping[str, Any]) -> Any:
         fig.text(0.01, 0.01, "\n".join(footer), fontsize="small", va="bottom")
     fig.tight_layout(rect=(0, 0.035 * len(footer), 1, 1))
     return fig
+
+
+def _draw(
+    ax: Any, statistic: str, rows: list[tuple[str, Any]], report: Mapping[str, Any], labels: dict[str, str]
+) -> list[str]:
+    """One statistic's panel: both sides' bars per row, whiskers, marks and verdicts; returns the notes."""
+    colours = {"a": "#4c9be8", "b": "#e4572e"}
+    height = 0.38
+    notes: list[str] = []
+    key = statistic.lower()
+    ends = [0.0] * len(rows)
+    for i, side in enumerate(("a", "b")):
+        values, errors, bounded, lone = [], [[], []], [], []
+        for r, (name, row) in enumerate(rows):
+            data = row[side][key] if row[side] else None
+            bounded.append(bool(data) and data["kind"] == "upper_bound")
+            shown = Percentile(**_plain(data)).shown if data else None
+            values.append(shown or 0.0)
+            span = data.get("interval") if data else None
+            errors[0].append(max((shown or 0.0) - span[0], 0.0) if span else 0.0)
+            errors[1].append(max(span[1] - (shown or 0.0), 0.0) if span else 0.0)
+            ends[r] = max(ends[r], (shown or 0.0) + errors[1][-1])
+            single = bool(row[side]) and slowest_run_only(row[side], statistic)
+            lone.append(single)
+            if single:
+                notes.append(
+                    f"{name}, {_label(report[side])}: {statistic} of {row[side]['runs']} runs is its "
+                    "slowest run alone (a cold start?)"
+                )
+        ys = [y + (i - 0.5) * height for y in range(len(rows))]
+        bars = ax.barh(ys, values, height, xerr=errors, label=labels[side], color=colours[side], capsize=2)
+        tips = [value + above for value, above in zip(values, errors[1], strict=True)]
+        for bar, upper, single, y, tip in zip(bars, bounded, lone, ys, tips, strict=True):
+            if upper:  # a per-instance upper bound, not a fleet value
+                bar.set_hatch("//")
+                bar.set_alpha(0.5)
+            if single:
+                ax.text(tip, y, " †", va="center", fontsize="small")
+    for r, (_, row) in enumerate(rows):
+        verdict = row.get("change", {}).get(key, {}).get("verdict")
+        if verdict in ("slower", "faster"):
+            colour = "#b00020" if verdict == "slower" else "#1b7f3b"
+            ax.text(ends[r] * 1.02, r, f"{verdict}*", va="center", color=colour, fontweight="bold")
+    ax.set_xlim(0, max([*ends, 1.0]) * 1.3)
+    ax.set_yticks(
+        range(len(rows)),
+        [
+            f"{name}\n{row['a']['runs'] if row['a'] else 0} vs {row['b']['runs'] if row['b'] else 0} runs"
+            for name, row in rows
+        ]
+        if statistic == SHOWN_PERCENTILES[0]
+        else [""] * len(rows),
+    )
+    ax.invert_yaxis()
+    ax.set_title(f"{statistic} (ms)")
+    return notes
 
 
 def write_png(report: Mapping[str, Any], path: Path) -> Path:

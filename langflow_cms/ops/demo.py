@@ -4,7 +4,7 @@ Everything goes through the real path: lfx runs the flow, our tracing service (f
 ``lfx.services`` entry point) times the flow and every node, ``get_reporter()`` aggregates, the reporter
 signs and sends PutCustomMetric with the real SDK over HTTP, the local emulator verifies the signature
 and stores the entries, and the table is read back with DescribeCustomMetricList + DescribeMetricList,
-exactly as from real CMS, and combined by the one read-back rule (``langflow_cms.readback``: counts
+exactly as from real CMS, and combined by the one read-back rule (``langflow_cms.ops.readback``: counts
 summed, percentiles from the fleet stream or, without it, shown as a per-instance upper bound). With
 ``--chart FILE`` it also draws P50/P95/P99 per node (``make demo`` writes build/latency.png; ``make
 docs-images`` refreshes docs/images/latency.png).
@@ -24,15 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-from aliyunsdkcore.client import AcsClient
-
 from langflow_cms import contract
-from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.dev import emulator_client
 from langflow_cms.emulator import DEFAULT_USER_ID, Emulator
-from langflow_cms.query import Reader
-from langflow_cms.readback import FLEET_PERIOD, Row, format_table, rows
+from langflow_cms.ops.query import Reader
+from langflow_cms.ops.readback import FLEET_PERIOD, Row, format_table, rows
 
-FLOWS = Path(__file__).resolve().parent / "examples" / "flows"
+FLOWS = Path(__file__).resolve().parents[1] / "examples" / "flows"
 """The example flows ship inside the package (``examples/flows`` in the repository links here)."""
 SHOWN_FAILURES = 5
 """Rows of the failed-runs table."""
@@ -86,13 +84,7 @@ def progress_bar():
 
 def read_back(emulator: Emulator, since_ms: int) -> tuple[list[Row], list[Row]]:
     """(per-flow rows, per-node rows) from the emulator, combined by the read-back rule."""
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    client = emulator_client()
     reader = Reader(client, emulator.endpoint, DEFAULT_USER_ID)
     end_ms = int(time.time() * 1000) + 60_000
 
@@ -113,15 +105,9 @@ def read_back(emulator: Emulator, since_ms: int) -> tuple[list[Row], list[Row]]:
 
 def print_failures(emulator: Emulator, since_ms: int) -> None:
     """The failing runs' events, read back with DescribeCustomEventAttribute as an operator would."""
-    from langflow_cms.query import describe_custom_events
+    from langflow_cms.ops.query import describe_custom_events
 
-    client = AcsClient(
-        DEV_ACCESS_KEY_ID,
-        DEV_ACCESS_KEY_SECRET,
-        "cn-hangzhou",
-        auto_retry=False,
-        proxy={"http": None, "https": None},
-    )
+    client = emulator_client()
     found = describe_custom_events(
         client, name=contract.EVENT_FLOW_FAILED, endpoint=emulator.endpoint, start_ms=since_ms
     )

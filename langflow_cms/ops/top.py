@@ -1,8 +1,8 @@
 """``langflow-cms top``: the last N minutes per flow (or, with a flow, per node), read back from CloudMonitor.
 
 Everything is read with DescribeCustomMetricList (which series exist, filtered by metric name and flow)
-and DescribeMetricList (their points), through one :class:`~langflow_cms.query.Reader` whose rate limiter
-paces every call. Numbers are combined by the one read-back rule (:mod:`langflow_cms.readback`):
+and DescribeMetricList (their points), through one :class:`~langflow_cms.ops.query.Reader` whose rate limiter
+paces every call. Numbers are combined by the one read-back rule (:mod:`langflow_cms.ops.readback`):
 
 * **runs** and **errors**: ``SampleCount`` of the per-host aggregates (``contract.FLOW_METRIC``, or
   ``NODE_METRIC`` per node) summed over instances and 60 s windows: exact. ``error rate`` = errors / runs.
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langflow_cms import contract
-from langflow_cms.query import Reader
-from langflow_cms.readback import (
+from langflow_cms.ops.query import Reader
+from langflow_cms.ops.readback import (
     SHOWN_PERCENTILES,
     Point,
     count,
@@ -91,6 +91,23 @@ def collect(
         for row in node_rows:
             row[contract.FLOW] = flow
 
+    tokens = _tokens(reader, wanted, window)
+    notes = _notes(reader, flow, window, flow_points, fleet_flows, flow_rows, node_rows)
+    return {
+        "range": {"start_ms": start_ms, "end_ms": end_ms, "minutes": minutes},
+        "percentile_range": fleet_window,
+        "namespace": contract.CUSTOM_NAMESPACE_PREFIX + reader.user_id,
+        "flow": flow,
+        "where": dict(where or {}),
+        "flows": flow_rows,
+        "nodes": node_rows,
+        "tokens": tokens,
+        "notes": notes,
+    }
+
+
+def _tokens(reader: Reader, wanted: Mapping[str, str], window: dict[str, int]) -> list[dict[str, Any]]:
+    """Tokens per flow, model and direction over the range."""
     tokens = []
     token_points = read(reader, contract.TOKENS_METRIC, wanted, **window)
     token_key = [contract.FLOW, contract.MODEL, contract.DIRECTION]
@@ -98,7 +115,19 @@ def collect(
         group_by(token_points, lambda d: tuple(d.get(k, "") for k in token_key)).items()
     ):
         tokens.append({**dict(zip(token_key, key, strict=True)), "tokens": total(group)})
+    return tokens
 
+
+def _notes(
+    reader: Reader,
+    flow: str | None,
+    window: dict[str, int],
+    flow_points: list[Point],
+    fleet_flows: list[Point],
+    flow_rows: list[dict[str, Any]],
+    node_rows: list[dict[str, Any]],
+) -> list[str]:
+    """What the reader should know about the numbers: no runs, no fleet stream, bounds."""
     notes = []
     if flow is not None and not flow_points:
         notes.append(no_runs_note(reader, flow, **window))
@@ -118,17 +147,7 @@ def collect(
             f"<=x: no fleet node stream ({contract.FLEET_NODE_METRIC}); the largest per-instance percentile "
             "is an upper bound of the fleet's (set LANGFLOW_CMS_FLEET_NODES for exact node percentiles)"
         )
-    return {
-        "range": {"start_ms": start_ms, "end_ms": end_ms, "minutes": minutes},
-        "percentile_range": fleet_window,
-        "namespace": contract.CUSTOM_NAMESPACE_PREFIX + reader.user_id,
-        "flow": flow,
-        "where": dict(where or {}),
-        "flows": flow_rows,
-        "nodes": node_rows,
-        "tokens": tokens,
-        "notes": notes,
-    }
+    return notes
 
 
 def _rows(
@@ -167,7 +186,7 @@ def render(report: Mapping[str, Any], console: Any, *, by: Sequence[str] = (), b
     """Print the report as rich tables on ``console``."""
     from rich.table import Table
 
-    from langflow_cms.readback import Percentile
+    from langflow_cms.ops.readback import Percentile
 
     def pct(data: Mapping[str, Any]) -> str:
         return Percentile(**data).label()

@@ -48,7 +48,7 @@ TRACING_TARGET = "langflow_cms.tracing:CmsTracingService"
 EXTENSION_GROUP = "langflow.extensions"
 BUNDLE = "cms_monitor"
 COMPONENT_FILES = ("cms_metric.py", "timer.py", "timer_start.py", "timer_stop.py")
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _REGION_LABEL = re.compile(r"[a-z]{2,4}(?:-[a-z0-9]+){1,4}")
 
 LEAST_PRIVILEGE = (

@@ -1,40 +1,9 @@
 """Dashboards as code: a Grafana dashboard for the Alibaba CloudMonitor data source and its provisioning.
 
-CMS 2019-01-01 has no dashboard API (console dashboards are made by hand), so the dashboard is a Grafana
-one, for the data source plugin ``aliyun_cms_grafana_datasource`` (github.com/aliyun/aliyun-cms-grafana),
-built with grafana-foundation-sdk's typed builders. The SDK has no model for that plugin's queries, so
-:class:`CmsQuery` is one (a ``cogvariants.Dataquery``) and is registered with the SDK's runtime, which lets
-``Dashboard.from_json`` read the generated JSON back.
-
-What the plugin does with a query decides the shape of every target (read from its ``src/datasource.js``,
-master 2a07a6e, not tried against a live Grafana):
-
-* A target is ``{project, metric, period, group, dimensions: [str], ycol: [stat, ...], xcol: "timestamp",
-  type: "timeserie", describe}``; each query is one ``QueryMetricList`` call, proxied by the plugin's
-  backend to ``DescribeMetricList`` with the ``Dimensions`` string passed through unchanged.
-* When ``project`` is a literal ``acs_customMetric_<uid>``, the plugin sends ``dimensions[0]`` as the
-  ``dimension`` of ``{"groupId", "dimension"}`` *without* substituting template variables. When
-  ``project`` contains a variable, it takes its general path: each ``dimensions`` entry is resolved
-  (``$flow`` replaced) and sent inside ``[...]``. So the project here is always ``$namespace`` and each
-  dimensions entry is the whole documented custom-metric selector,
-  ``{"groupId":"$group","dimension":"flow=$flow&status=ok"}``, which arrives as
-  ``Dimensions=[{"groupId":"0","dimension":"flow=poem&status=ok"}]``.
-* It does not split one answer into several series for custom metrics and cannot sum series, so every
-  target pins every dimension of one series, and variables are single-valued. Per-host aggregates
-  (with ``instance``) are therefore shown for one ``$instance``; fleet-wide views use the fleet stream.
-* Variables for custom-metric dimension values cannot be queried (the plugin's ``dimension(...)``
-  variable query returns nothing for ``acs_customMetric``), so flow, node, ... are custom lists (from the
-  options) or text boxes.
-
-* Legends: the plugin names a series ``<describe>.<key>.<statistic>``, where ``<key>`` joins the values of
-  the dimensions a ``QueryMetricMeta`` call (DescribeMetricMetaList) lists for the metric. For custom
-  metrics that call lists nothing, so ``<key>`` is ``undefined``; ``describe`` is not template-substituted
-  (a ``$model`` stays ``$model``). So every target has a plain ``describe`` (never a variable), and every
-  panel has a ``renameByRegex`` transformation (:data:`LEGEND_REGEX`) that turns
-  ``error rate.undefined.Average`` into ``error rate`` (one statistic per target) or ``fleet.undefined.P95``
-  into ``fleet P95``. A legend the regex does not match (a plugin that fills ``<key>``) is left as it is.
-* Each target costs two CMS calls per refresh: ``QueryMetricMeta`` (its empty answer is not cached) and
-  ``QueryMetricList`` (one more per page of 1000 points).
+CMS 2019-01-01 has no dashboard API, so the dashboard is a Grafana one, built with grafana-foundation-sdk's
+typed builders; the data source plugin's query model, and why every target has the shape it has, are in
+:mod:`langflow_cms.ops.cms_datasource`. Three rows: the fleet (CMS computes the percentiles over every host),
+one host (exact counts), and the reporter's self-health.
 
 Panel count stays at most :data:`MAX_PANELS` (the plugin's maintainers suggest about 20 panels per
 dashboard, beyond which CMS read throttling blanks panels: aliyun-cms-grafana#18).
@@ -43,18 +12,13 @@ dashboard, beyond which CMS read throttling blanks panels: aliyun-cms-grafana#18
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-from grafana_foundation_sdk.builders import common as gcommon
 from grafana_foundation_sdk.builders import dashboard as gdash
 from grafana_foundation_sdk.builders import timeseries
-from grafana_foundation_sdk.cog import builder as cogbuilder
-from grafana_foundation_sdk.cog import runtime as cogruntime
-from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common as cmodel
 from grafana_foundation_sdk.models import dashboard as dmodel
 
 from langflow_cms import REPOSITORY_URL
@@ -81,9 +45,15 @@ from langflow_cms.contract import (
     STATUS,
     TOKENS_METRIC,
 )
+from langflow_cms.ops.cms_datasource import (
+    DATASOURCE_TYPE,
+    DS,
+    VAR,
+    CmsTarget,
+    timeseries_panel,
+    with_targets,
+)
 
-DATASOURCE_TYPE = "aliyun_cms_grafana_datasource"
-"""Plugin id of aliyun/aliyun-cms-grafana (its ``src/plugin.json``)."""
 DATASOURCE_NAME = "Alibaba Cloud CloudMonitor"
 DATASOURCE_UID = "langflow-cms-cms"
 """uid given to the provisioned data source; the dashboard's ``datasource`` variable defaults to it."""
@@ -94,16 +64,6 @@ MAX_LISTED = 10
 """At most this many nodes or models get their own target in the comparison panels."""
 CMS_ENDPOINT = "http://metrics.cn-hangzhou.aliyuncs.com"
 """The plugin config page's default URL (its backend calls metrics.cn-hangzhou.aliyuncs.com regardless)."""
-
-LEGEND_REGEX = r"^(.*)\.undefined\.([^.]+)$"
-"""Matches the plugin's ``<describe>.undefined.<statistic>`` series names (see the module doc)."""
-CALLS_PER_TARGET = 2
-"""CMS calls the plugin makes per target and refresh: QueryMetricMeta + QueryMetricList."""
-
-DS = "${datasource}"
-VAR = {name: "$" + name for name in ("namespace", "group", "period", "flow", "instance", "node", "model")}
-VAR[COMPONENT] = "$component"
-VAR[REASON] = "$reason"
 DROP_REASONS = (
     "outbox_full",
     "spool_full",
@@ -126,122 +86,6 @@ def health_metric(name: str) -> str:
     return metric
 
 
-# --- the plugin's query model ---------------------------------------------------------------------------
-class CmsQuery(cogvariants.Dataquery):
-    """One target of ``aliyun_cms_grafana_datasource`` (the fields its query editor writes)."""
-
-    def __init__(
-        self,
-        ref_id: str = "A",
-        project: str = "",
-        metric: str = "",
-        period: str = "",
-        group: str = "",
-        dimensions: Sequence[str] = (),
-        ycol: Sequence[str] = (),
-        xcol: str = "timestamp",
-        type_val: str = "timeserie",
-        describe: str = "",
-        datasource: dmodel.DataSourceRef | None = None,
-        hide: bool | None = None,
-    ) -> None:
-        self.ref_id = ref_id
-        self.project = project
-        self.metric = metric
-        self.period = period
-        self.group = group
-        self.dimensions = list(dimensions)
-        self.ycol = list(ycol)
-        self.xcol = xcol
-        self.type_val = type_val
-        self.describe = describe
-        self.datasource = datasource
-        self.hide = hide
-
-    def to_json(self) -> dict[str, object]:
-        """The target as the plugin stores it in dashboard JSON."""
-        payload: dict[str, object] = {
-            "refId": self.ref_id,
-            "project": self.project,
-            "metric": self.metric,
-            "period": self.period,
-            "group": self.group,
-            "dimensions": list(self.dimensions),
-            "ycol": list(self.ycol),
-            "target": list(self.ycol),  # the editor mirrors ycol here (src/query_ctrl.js)
-            "xcol": self.xcol,
-            "type": self.type_val,
-            "describe": self.describe,
-        }
-        if self.datasource is not None:
-            payload["datasource"] = self.datasource.to_json()
-        if self.hide is not None:
-            payload["hide"] = self.hide
-        return payload
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Self:
-        """Inverse of :meth:`to_json` (unknown keys are ignored)."""
-        ds = data.get("datasource")
-        return cls(
-            ref_id=str(data.get("refId", "A")),
-            project=str(data.get("project", "")),
-            metric=str(data.get("metric", "")),
-            period=str(data.get("period", "")),
-            group=str(data.get("group", "")),
-            dimensions=[str(d) for d in data.get("dimensions") or []],
-            ycol=[str(y) for y in data.get("ycol") or []],
-            xcol=str(data.get("xcol", "timestamp")),
-            type_val=str(data.get("type", "timeserie")),
-            describe=str(data.get("describe", "")),
-            datasource=dmodel.DataSourceRef.from_json(ds) if isinstance(ds, dict) else None,
-            hide=data.get("hide"),
-        )
-
-
-class CmsTarget(cogbuilder.Builder[CmsQuery]):
-    """Builder of :class:`CmsQuery`, for ``Panel.with_target``."""
-
-    def __init__(self, metric: str, *statistics: str) -> None:
-        self._internal = CmsQuery(
-            project=VAR["namespace"],
-            metric=metric,
-            period=VAR["period"],
-            group=VAR["group"],
-            ycol=statistics,
-            datasource=dmodel.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DS),
-        )
-
-    def build(self) -> CmsQuery:
-        return self._internal
-
-    def ref_id(self, ref_id: str) -> Self:
-        self._internal.ref_id = ref_id
-        return self
-
-    def dimensions(self, dimensions: Mapping[str, str]) -> Self:
-        """Select one series: every dimension it carries, values may be ``$variables``."""
-        self._internal.dimensions = [selector(dimensions)]
-        return self
-
-    def describe(self, describe: str) -> Self:
-        """Legend prefix of the series (the plugin names them ``<describe>.<key>.<statistic>``)."""
-        self._internal.describe = describe
-        return self
-
-
-def selector(dimensions: Mapping[str, str], group: str = VAR["group"]) -> str:
-    """The dimensions entry of a target: CMS's custom-metric selector ``{"groupId", "dimension"}`` with
-    ``k=v&...`` keys in ascending order (cms-api.md §6.2)."""
-    dimension = "&".join(f"{key}={dimensions[key]}" for key in sorted(dimensions))
-    return json.dumps({"groupId": group, "dimension": dimension}, separators=(",", ":"))
-
-
-cogruntime.register_dataquery_variant(
-    cogruntime.DataqueryConfig(identifier=DATASOURCE_TYPE, from_json_hook=CmsQuery.from_json)
-)
-
-
 # --- the dashboard --------------------------------------------------------------------------------------
 def _choice(name: str, label: str, values: Sequence[str], default: str, description: str) -> Any:
     """A custom list when values are known, else a text box (custom-metric dimensions cannot be queried)."""
@@ -253,48 +97,6 @@ def _choice(name: str, label: str, values: Sequence[str], default: str, descript
         variable = gdash.TextBoxVariable(name).default_value(default)
         variable.current(dmodel.VariableOption(text=default, value=default, selected=True))
     return variable.label(label).description(description)
-
-
-def _panel(title: str, unit: str, description: str, width: int = 12, height: int = 8) -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(dmodel.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DS))
-        .unit(unit)
-        .span(width)
-        .height(height)
-        .line_width(1)
-        .fill_opacity(10)
-        .span_nulls(True)
-        .legend(
-            gcommon.VizLegendOptions()
-            .show_legend(True)
-            .display_mode(cmodel.LegendDisplayMode.LIST)
-            .placement(cmodel.LegendPlacement.BOTTOM)
-        )
-        .tooltip(
-            gcommon.VizTooltipOptions().mode(cmodel.TooltipDisplayMode.MULTI).sort(cmodel.SortOrder.NONE)
-        )
-    )
-
-
-def _with_targets(panel: timeseries.Panel, targets: Iterable[CmsTarget]) -> timeseries.Panel:
-    """Add the targets, and the transformation that makes the plugin's series names readable legends."""
-    several = False
-    for index, target in enumerate(targets):
-        built = target.build()
-        if "$" in built.describe or not built.describe:
-            raise ValueError(f"{built.metric}: a legend needs a plain describe, not {built.describe!r}")
-        several = several or len(built.ycol) > 1
-        panel.with_target(target.ref_id(_ref(index)))
-    rename = {"regex": LEGEND_REGEX, "renamePattern": "$1 $2" if several else "$1"}
-    return panel.with_transformation(dmodel.DataTransformerConfig(id_val="renameByRegex", options=rename))
-
-
-def _ref(index: int) -> str:
-    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    return letters[index] if index < 26 else letters[index // 26 - 1] + letters[index % 26]
 
 
 def build_dashboard(
@@ -322,228 +124,6 @@ def build_dashboard(
     """
     nodes = dict(nodes or {})
     extra = {ENV: env} if env else {}
-    flow, instance, node, component, model = (
-        VAR[k] for k in ("flow", "instance", "node", COMPONENT, "model")
-    )
-
-    namespace: Any
-    if user_id:
-        value = CUSTOM_NAMESPACE_PREFIX + user_id
-        namespace = gdash.TextBoxVariable("namespace").default_value(value)
-        namespace.current(dmodel.VariableOption(text=value, value=value, selected=True))
-    else:
-        namespace = (
-            gdash.QueryVariable("namespace")
-            .datasource(dmodel.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DS))
-            .query(f"namespace({CUSTOM_NAMESPACE_PREFIX.rstrip('_')})")
-            .refresh(dmodel.VariableRefresh.ON_DASHBOARD_LOAD)
-        )
-    namespace.label("Namespace").description(
-        "acs_customMetric_<account id>. Keep it a variable: the data source substitutes variables in "
-        "the dimensions only when the namespace is one."
-    )
-    group = gdash.TextBoxVariable("group").default_value(group_id).label("Group id")
-    group.current(dmodel.VariableOption(text=group_id, value=group_id, selected=True))
-    period = gdash.CustomVariable("period").values(",".join(str(p) for p in PERIODS)).label("Period (s)")
-    period.current(dmodel.VariableOption(text=str(PERIODS[0]), value=str(PERIODS[0]), selected=True))
-    period.description("60 s or 300 s: the only periods CMS computes for raw points; 1000 points per query.")
-    node_ids = list(nodes)
-    variables = [
-        gdash.DatasourceVariable("datasource")
-        .type(DATASOURCE_TYPE)
-        .label("CloudMonitor")
-        .current(dmodel.VariableOption(text=datasource_uid, value=datasource_uid, selected=True)),
-        namespace,
-        group,
-        period,
-        _choice(
-            "flow",
-            "Flow",
-            flows,
-            "",
-            f"The flow dimension: the flow's name ({REPOSITORY_URL}/docs/metrics.md).",
-        ),
-        _choice(
-            "instance",
-            "Instance",
-            instances,
-            "",
-            "A reporting process or host (<hostname>-<pid> or LANGFLOW_CMS_INSTANCE); per-host panels only.",
-        ),
-        _choice("node", "Node", node_ids, "", "A node (vertex) id, e.g. Prompt-x1Y2z."),
-        _choice(
-            COMPONENT,
-            "Component",
-            sorted(set(nodes.values())),
-            "",
-            "The node's component type (part of the node series).",
-        ),
-        _choice("model", "Model", models, "", "An LLM model name of the tokens metric."),
-        _choice(REASON, "Drop reason", DROP_REASONS, "", "Why langflow_cms_dropped entries were dropped."),
-    ]
-
-    fleet_row: list[timeseries.Panel] = []
-    fleet_row_title = "Fleet: $flow (all hosts, CMS computes the percentiles)"
-    fleet_row.append(
-        _with_targets(
-            _panel(
-                "Flow latency P50 / P95 / P99 (fleet)",
-                "ms",
-                f"{FLEET_FLOW_METRIC} {{flow, status=ok}}: one raw point per sampled run; CMS computes the "
-                "percentiles over every host.",
-                width=24,
-            ),
-            [
-                CmsTarget(FLEET_FLOW_METRIC, "P50", "P95", "P99")
-                .dimensions({FLOW: flow, STATUS: OK, **extra})
-                .describe("fleet")
-            ],
-        )
-    )
-    fleet_row.append(
-        _with_targets(
-            _panel(
-                "Error rate (fleet)",
-                "percentunit",
-                f"{FLEET_ERROR_METRIC} Average: 1 per failed run, 0 per ok run, so the mean is the rate.",
-            ).min(0),
-            [
-                CmsTarget(FLEET_ERROR_METRIC, "Average")
-                .dimensions({FLOW: flow, **extra})
-                .describe("error rate")
-            ],
-        )
-    )
-    fleet_row.append(
-        _with_targets(
-            _panel(
-                "Sampled runs (fleet)",
-                "short",
-                f"{FLEET_ERROR_METRIC} SampleCount: runs in the fleet stream. It is sampled "
-                f"({health_metric('fleet_sample_rate')}); exact counts are per host below.",
-            ),
-            [CmsTarget(FLEET_ERROR_METRIC, "SampleCount").dimensions({FLOW: flow, **extra}).describe("runs")],
-        )
-    )
-
-    host_row: list[timeseries.Panel] = []
-    host_row_title = "Per host: $flow on $instance (exact counts)"
-    host_row.append(
-        _with_targets(
-            _panel(
-                "Runs and errors on $instance (exact)",
-                "short",
-                f"{FLOW_METRIC} SampleCount per status. Exact, but per host: the data source cannot sum "
-                "series, so the fleet total is the sum over instances.",
-            ),
-            [
-                CmsTarget(FLOW_METRIC, "SampleCount")
-                .dimensions({FLOW: flow, INSTANCE: instance, STATUS: status, **extra})
-                .describe(f"{status} runs")
-                for status in (OK, ERROR)
-            ],
-        )
-    )
-    node_dims = {FLOW: flow, INSTANCE: instance, STATUS: OK, **extra}
-    host_row.append(
-        _with_targets(
-            _panel(
-                "Node $node P50 / P95 / P99 on $instance",
-                "ms",
-                f"{NODE_METRIC} {{node=$node, component=$component}}: build time of one node.",
-            ),
-            [
-                CmsTarget(NODE_METRIC, "P50", "P95", "P99")
-                .dimensions({**node_dims, NODE: node, COMPONENT: component})
-                .describe("node")
-            ],
-        )
-    )
-    if nodes:
-        host_row.append(
-            _with_targets(
-                _panel(
-                    "Slowest nodes: P95 per node on $instance",
-                    "ms",
-                    f"{NODE_METRIC} P95, one query per listed node (at most {MAX_LISTED}).",
-                    width=24,
-                ),
-                [
-                    CmsTarget(NODE_METRIC, "P95")
-                    .dimensions({**node_dims, NODE: node_id, COMPONENT: nodes[node_id]})
-                    .describe(node_id)
-                    for node_id in node_ids[:MAX_LISTED]
-                ],
-            )
-        )
-    token_models = list(models[:MAX_LISTED]) if models else [model]
-    host_row.append(
-        _with_targets(
-            _panel(
-                "Tokens per model on $instance" if models else "Tokens of $model on $instance",
-                "short",
-                f"{TOKENS_METRIC} Sum per model and direction (input = prompt, output = completion).",
-                width=24 if nodes else 12,
-            ),
-            [
-                CmsTarget(TOKENS_METRIC, "Sum")
-                .dimensions({FLOW: flow, INSTANCE: instance, MODEL: name, DIRECTION: direction, **extra})
-                .describe(f"{name} {direction}" if models else direction)
-                for name in token_models
-                for direction in ("input", "output")
-            ],
-        )
-    )
-
-    health = {INSTANCE: instance, **extra}
-    health_row: list[timeseries.Panel] = []
-    health_row_title = "Reporter self-health: $instance"
-    health_row.append(
-        _with_targets(
-            _panel(
-                "Reporter counters: " + ", ".join(HEALTH_COUNTERS) + " ($reason)",
-                "short",
-                "Increase per minute of the reporter's counters; anything above 0 for failed or dropped "
-                "means lost data. dropped is sent per reason, only when it grew: pick one in $reason.",
-            ),
-            [
-                CmsTarget(health_metric(name), "Sum")
-                .dimensions({**health, REASON: VAR[REASON]} if name == "dropped" else health)
-                .describe(name)
-                for name in HEALTH_COUNTERS
-            ],
-        )
-    )
-    health_row.append(
-        _with_targets(
-            _panel(
-                "Seconds since the last accepted call",
-                "s",
-                f"{health_metric('last_success_age_s')} Maximum; alarm above 300.",
-            ),
-            [CmsTarget(health_metric("last_success_age_s"), "Maximum").dimensions(health).describe("age")],
-        )
-    )
-    health_row.append(
-        _with_targets(
-            _panel("Entries waiting (memory, spool)", "short", "Outbox and disk spool backlogs, Maximum."),
-            [
-                CmsTarget(health_metric(name), "Maximum").dimensions(health).describe(name)
-                for name in ("queued", "spooled")
-            ],
-        )
-    )
-    health_row.append(
-        _with_targets(
-            _panel(
-                "Fleet sample rate",
-                "percentunit",
-                "Share of runs sent to the fleet stream (Minimum): divide sampled runs by it.",
-            ),
-            [CmsTarget(health_metric("fleet_sample_rate"), "Minimum").dimensions(health).describe("rate")],
-        )
-    )
-
     builder = (
         gdash.Dashboard(title)
         .uid(uid)
@@ -556,12 +136,12 @@ def build_dashboard(
         .time("now-6h", "now")
         .refresh("5m")
         .tooltip(dmodel.DashboardCursorSync.CROSSHAIR)
-        .variables(variables)
+        .variables(_variables(user_id, group_id, datasource_uid, flows, instances, nodes, models))
     )
     for row_title, row in (
-        (fleet_row_title, fleet_row),
-        (host_row_title, host_row),
-        (health_row_title, health_row),
+        ("Fleet: $flow (all hosts, CMS computes the percentiles)", _fleet_row(extra)),
+        ("Per host: $flow on $instance (exact counts)", _host_row(extra, nodes, models)),
+        ("Reporter self-health: $instance", _health_row(extra)),
     ):
         builder.with_row(gdash.Row(row_title).collapsed(False))
         for panel in row:
@@ -578,6 +158,241 @@ def build_dashboard(
             f"{count} panels: more than {MAX_PANELS} get throttled by CMS (aliyun-cms-grafana#18)"
         )
     return board
+
+
+def _namespace(user_id: str | None) -> Any:
+    """The ``namespace`` variable: the account's custom namespace when the account id is known, else asked
+    of the data source."""
+    namespace: Any
+    if user_id:
+        value = CUSTOM_NAMESPACE_PREFIX + user_id
+        namespace = gdash.TextBoxVariable("namespace").default_value(value)
+        namespace.current(dmodel.VariableOption(text=value, value=value, selected=True))
+    else:
+        namespace = (
+            gdash.QueryVariable("namespace")
+            .datasource(dmodel.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DS))
+            .query(f"namespace({CUSTOM_NAMESPACE_PREFIX.rstrip('_')})")
+            .refresh(dmodel.VariableRefresh.ON_DASHBOARD_LOAD)
+        )
+    return namespace.label("Namespace").description(
+        "acs_customMetric_<account id>. Keep it a variable: the data source substitutes variables in "
+        "the dimensions only when the namespace is one."
+    )
+
+
+def _variables(
+    user_id: str | None,
+    group_id: str,
+    datasource_uid: str,
+    flows: Sequence[str],
+    instances: Sequence[str],
+    nodes: Mapping[str, str],
+    models: Sequence[str],
+) -> list[Any]:
+    """The dashboard's variables, in the order Grafana shows them."""
+    group = gdash.TextBoxVariable("group").default_value(group_id).label("Group id")
+    group.current(dmodel.VariableOption(text=group_id, value=group_id, selected=True))
+    period = gdash.CustomVariable("period").values(",".join(str(p) for p in PERIODS)).label("Period (s)")
+    period.current(dmodel.VariableOption(text=str(PERIODS[0]), value=str(PERIODS[0]), selected=True))
+    period.description("60 s or 300 s: the only periods CMS computes for raw points; 1000 points per query.")
+    return [
+        gdash.DatasourceVariable("datasource")
+        .type(DATASOURCE_TYPE)
+        .label("CloudMonitor")
+        .current(dmodel.VariableOption(text=datasource_uid, value=datasource_uid, selected=True)),
+        _namespace(user_id),
+        group,
+        period,
+        _choice(
+            "flow",
+            "Flow",
+            flows,
+            "",
+            f"The flow dimension: the flow's name ({REPOSITORY_URL}/docs/metrics.md).",
+        ),
+        _choice(
+            "instance",
+            "Instance",
+            instances,
+            "",
+            "A reporting process or host (<hostname>-<pid> or LANGFLOW_CMS_INSTANCE); per-host panels only.",
+        ),
+        _choice("node", "Node", list(nodes), "", "A node (vertex) id, e.g. Prompt-x1Y2z."),
+        _choice(
+            COMPONENT,
+            "Component",
+            sorted(set(nodes.values())),
+            "",
+            "The node's component type (part of the node series).",
+        ),
+        _choice("model", "Model", models, "", "An LLM model name of the tokens metric."),
+        _choice(REASON, "Drop reason", DROP_REASONS, "", "Why langflow_cms_dropped entries were dropped."),
+    ]
+
+
+def _fleet_row(extra: Mapping[str, str]) -> list[timeseries.Panel]:
+    """The fleet stream: raw points from every host, percentiles computed by CMS."""
+    flow = VAR["flow"]
+    return [
+        with_targets(
+            timeseries_panel(
+                "Flow latency P50 / P95 / P99 (fleet)",
+                "ms",
+                f"{FLEET_FLOW_METRIC} {{flow, status=ok}}: one raw point per sampled run; CMS computes the "
+                "percentiles over every host.",
+                width=24,
+            ),
+            [
+                CmsTarget(FLEET_FLOW_METRIC, "P50", "P95", "P99")
+                .dimensions({FLOW: flow, STATUS: OK, **extra})
+                .describe("fleet")
+            ],
+        ),
+        with_targets(
+            timeseries_panel(
+                "Error rate (fleet)",
+                "percentunit",
+                f"{FLEET_ERROR_METRIC} Average: 1 per failed run, 0 per ok run, so the mean is the rate.",
+            ).min(0),
+            [
+                CmsTarget(FLEET_ERROR_METRIC, "Average")
+                .dimensions({FLOW: flow, **extra})
+                .describe("error rate")
+            ],
+        ),
+        with_targets(
+            timeseries_panel(
+                "Sampled runs (fleet)",
+                "short",
+                f"{FLEET_ERROR_METRIC} SampleCount: runs in the fleet stream. It is sampled "
+                f"({health_metric('fleet_sample_rate')}); exact counts are per host below.",
+            ),
+            [CmsTarget(FLEET_ERROR_METRIC, "SampleCount").dimensions({FLOW: flow, **extra}).describe("runs")],
+        ),
+    ]
+
+
+def _host_row(
+    extra: Mapping[str, str], nodes: Mapping[str, str], models: Sequence[str]
+) -> list[timeseries.Panel]:
+    """One host's aggregates (``$instance``): exact counts, node latency, tokens."""
+    flow, instance, node, component, model = (
+        VAR[k] for k in ("flow", "instance", "node", COMPONENT, "model")
+    )
+    row = [
+        with_targets(
+            timeseries_panel(
+                "Runs and errors on $instance (exact)",
+                "short",
+                f"{FLOW_METRIC} SampleCount per status. Exact, but per host: the data source cannot sum "
+                "series, so the fleet total is the sum over instances.",
+            ),
+            [
+                CmsTarget(FLOW_METRIC, "SampleCount")
+                .dimensions({FLOW: flow, INSTANCE: instance, STATUS: status, **extra})
+                .describe(f"{status} runs")
+                for status in (OK, ERROR)
+            ],
+        )
+    ]
+    node_dims = {FLOW: flow, INSTANCE: instance, STATUS: OK, **extra}
+    row.append(
+        with_targets(
+            timeseries_panel(
+                "Node $node P50 / P95 / P99 on $instance",
+                "ms",
+                f"{NODE_METRIC} {{node=$node, component=$component}}: build time of one node.",
+            ),
+            [
+                CmsTarget(NODE_METRIC, "P50", "P95", "P99")
+                .dimensions({**node_dims, NODE: node, COMPONENT: component})
+                .describe("node")
+            ],
+        )
+    )
+    if nodes:
+        row.append(
+            with_targets(
+                timeseries_panel(
+                    "Slowest nodes: P95 per node on $instance",
+                    "ms",
+                    f"{NODE_METRIC} P95, one query per listed node (at most {MAX_LISTED}).",
+                    width=24,
+                ),
+                [
+                    CmsTarget(NODE_METRIC, "P95")
+                    .dimensions({**node_dims, NODE: node_id, COMPONENT: nodes[node_id]})
+                    .describe(node_id)
+                    for node_id in list(nodes)[:MAX_LISTED]
+                ],
+            )
+        )
+    token_models = list(models[:MAX_LISTED]) if models else [model]
+    row.append(
+        with_targets(
+            timeseries_panel(
+                "Tokens per model on $instance" if models else "Tokens of $model on $instance",
+                "short",
+                f"{TOKENS_METRIC} Sum per model and direction (input = prompt, output = completion).",
+                width=24 if nodes else 12,
+            ),
+            [
+                CmsTarget(TOKENS_METRIC, "Sum")
+                .dimensions({FLOW: flow, INSTANCE: instance, MODEL: name, DIRECTION: direction, **extra})
+                .describe(f"{name} {direction}" if models else direction)
+                for name in token_models
+                for direction in ("input", "output")
+            ],
+        )
+    )
+    return row
+
+
+def _health_row(extra: Mapping[str, str]) -> list[timeseries.Panel]:
+    """The reporter's self-health metrics on ``$instance``."""
+    health = {INSTANCE: VAR["instance"], **extra}
+    return [
+        with_targets(
+            timeseries_panel(
+                "Reporter counters: " + ", ".join(HEALTH_COUNTERS) + " ($reason)",
+                "short",
+                "Increase per minute of the reporter's counters; anything above 0 for failed or dropped "
+                "means lost data. dropped is sent per reason, only when it grew: pick one in $reason.",
+            ),
+            [
+                CmsTarget(health_metric(name), "Sum")
+                .dimensions({**health, REASON: VAR[REASON]} if name == "dropped" else health)
+                .describe(name)
+                for name in HEALTH_COUNTERS
+            ],
+        ),
+        with_targets(
+            timeseries_panel(
+                "Seconds since the last accepted call",
+                "s",
+                f"{health_metric('last_success_age_s')} Maximum; alarm above 300.",
+            ),
+            [CmsTarget(health_metric("last_success_age_s"), "Maximum").dimensions(health).describe("age")],
+        ),
+        with_targets(
+            timeseries_panel(
+                "Entries waiting (memory, spool)", "short", "Outbox and disk spool backlogs, Maximum."
+            ),
+            [
+                CmsTarget(health_metric(name), "Maximum").dimensions(health).describe(name)
+                for name in ("queued", "spooled")
+            ],
+        ),
+        with_targets(
+            timeseries_panel(
+                "Fleet sample rate",
+                "percentunit",
+                "Share of runs sent to the fleet stream (Minimum): divide sampled runs by it.",
+            ),
+            [CmsTarget(health_metric("fleet_sample_rate"), "Minimum").dimensions(health).describe("rate")],
+        ),
+    ]
 
 
 def panels(board: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -436,8 +436,8 @@ def test_a_bad_guard_section_is_a_clear_error(table, message):
 
 
 def test_guard_plan_shows_the_rule_and_alarms_plan_accepts_the_guard_section(tmp_path):
-    from langflow_cms.alarms import load_spec
     from langflow_cms.cli import app
+    from langflow_cms.ops.alarms import load_spec
 
     path = tmp_path / "monitoring.toml"
     path.write_text('[guard]\nflows = ["poem"]\np95_margin_pct = 25\nperiods = 4\n')
@@ -575,7 +575,7 @@ def test_guard_serve_evaluates_at_once_on_an_alarm_callback_with_the_token(
 
 
 def test_an_event_alarm_can_send_the_guards_decisions_to_dingtalk(tmp_path):
-    from langflow_cms.alarms import load_spec
+    from langflow_cms.ops.alarms import load_spec
 
     path = tmp_path / "monitoring.toml"
     path.write_text(

@@ -74,7 +74,7 @@ def _quiet_sdk() -> None:
 
 
 def _spec(path: Path, command: str, *, secrets: bool = True) -> Any:
-    from langflow_cms.alarms import SpecError, load_spec
+    from langflow_cms.ops.alarms import SpecError, load_spec
 
     try:
         return load_spec(path, secrets=secrets)
@@ -83,9 +83,9 @@ def _spec(path: Path, command: str, *, secrets: bool = True) -> Any:
 
 
 def _client(command: str) -> Any:
-    from langflow_cms.alarms import AlarmClient
     from langflow_cms.config import ConfigError
     from langflow_cms.credentials import CredentialError
+    from langflow_cms.ops.alarms import AlarmClient
 
     _quiet_sdk()
     try:
@@ -96,8 +96,8 @@ def _client(command: str) -> Any:
 
 def _sls() -> Any:
     """The SLS settings of the environment (for the logs links), None when unset or invalid."""
-    from langflow_cms.alarms import SlsSettings
     from langflow_cms.config import Config, ConfigError
+    from langflow_cms.ops.alarms import SlsSettings
 
     try:
         return SlsSettings.from_config(Config.from_env())
@@ -128,7 +128,7 @@ def plan(
     version: VersionOption = False,
 ) -> None:
     """Show what apply would create, change or delete, as a diff. Exit code 2 when there are changes."""
-    from langflow_cms import alarms
+    from langflow_cms.ops import alarms
 
     spec = _spec(spec_file, "plan")
     client = _client("plan")
@@ -162,7 +162,7 @@ def apply(
     PutEventRuleTargets with RuleName langflow-cms-<event alarm name>). Idempotent: a second apply changes
     nothing. With --prune, rules and event rules this tool created that the file no longer has are
     deleted."""
-    from langflow_cms import alarms
+    from langflow_cms.ops import alarms
 
     spec = _spec(spec_file, "apply")
     client = _client("apply")
@@ -182,8 +182,8 @@ def apply(
 @app.command(name="list", epilog=_epilog("langflow-cms alarms list", "langflow-cms alarms list --json"))
 def list_rules(json_output: JsonOption = False, version: VersionOption = False) -> None:
     """The alarm rules and event rules in the account that this tool manages (langflow-cms-*)."""
-    from langflow_cms import alarms
     from langflow_cms.cli.output import console, table_box
+    from langflow_cms.ops import alarms
 
     client = _client("list")
     try:
@@ -249,8 +249,8 @@ def check(
     when a rule is in ALARM."""
     from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 
-    from langflow_cms import alarms
     from langflow_cms.cli import _reader, parse_end
+    from langflow_cms.ops import alarms
     from langflow_cms.query import CmsQueryError
 
     spec = _spec(spec_file, "check", secrets=False)  # check writes no contact: no webhook needed

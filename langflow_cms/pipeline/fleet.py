@@ -190,7 +190,7 @@ class SlowStreaks:
         self._lock = threading.Lock()
 
     def observe(self, flow_dims: Mapping[str, str], threshold_ms: float, duration_ms: float) -> None:
-        from langflow_cms.alarms import longest_streak
+        from langflow_cms.pipeline.streaks import longest_streak
 
         key = (tuple(sorted(flow_dims.items())), threshold_ms)
         with self._lock:

@@ -1,0 +1,1 @@
+"""Operator tools: everything a person runs against CMS or Langflow; the runtime never imports this."""

@@ -60,7 +60,7 @@ def _group(version: VersionOption = False) -> None:
 
 
 def _spec(path: Path, command: str) -> Any:
-    from langflow_cms.guard.spec import GuardSpecError, load_guard
+    from langflow_cms.ops.guard.spec import GuardSpecError, load_guard
 
     try:
         return load_guard(path)
@@ -98,8 +98,8 @@ def _reader_factory() -> Any:
 
 
 def make_guard(spec: Any, *, dry_run: bool) -> Any:
-    from langflow_cms.guard.langflow import LangflowClient
-    from langflow_cms.guard.service import Guard
+    from langflow_cms.ops.guard.langflow import LangflowClient
+    from langflow_cms.ops.guard.service import Guard
 
     client = LangflowClient(spec.langflow_url, os.environ.get(spec.api_key_env) or None)
     return Guard(spec, client, _reader_factory(), _sender(), dry_run=dry_run)
@@ -130,7 +130,7 @@ def _show(decisions: list[dict[str, Any]], json_output: bool) -> None:
 
 
 def _exit_code(decisions: list[dict[str, Any]]) -> int:
-    from langflow_cms.guard import service
+    from langflow_cms.ops.guard import service
 
     kinds = {d["decision"] for d in decisions}
     if kinds & {service.ROLLBACK_FAILED, service.UNAVAILABLE}:
@@ -204,7 +204,7 @@ def serve(
     version: VersionOption = False,
 ) -> None:
     """``run``, plus a CMS alarm callback: POST /evaluate?token=... evaluates at once."""
-    from langflow_cms.guard.webhook import TOKEN_VARIABLE, Trigger
+    from langflow_cms.ops.guard.webhook import TOKEN_VARIABLE, Trigger
 
     spec = _spec(spec_file, "serve")
     token = os.environ.get(TOKEN_VARIABLE, "")

@@ -132,43 +132,12 @@ def _alarm(table: Any, groups: set[str], where: str) -> Alarm:
     node = table.get("node")
     if node is not None and (kind != "duration" or not isinstance(node, str) or not _DIM_RE.fullmatch(node)):
         raise SpecError(f"{where}: node must be a node id, and only with a duration statistic")
-    slower = None
     if kind == "streak":
-        if comparisons:
-            raise SpecError(f"{where}: runs_in_a_row takes runs and slower_than_ms, not {comparisons[0]}")
-        runs, slower = table.get("runs"), table.get("slower_than_ms")
-        if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
-            raise SpecError(f"{where}: runs must be an integer >= 1")
-        if not isinstance(slower, int) or isinstance(slower, bool) or slower < 1:
-            raise SpecError(f"{where}: slower_than_ms must be an integer >= 1 (ms)")
-        for key, fixed in (("periods", 1), ("period", 60)):
-            if key in table and table[key] != fixed:
-                raise SpecError(f"{where}: runs_in_a_row is evaluated at period 60 for 1 period; drop {key}")
-        operator, threshold, periods, period = ">=", float(runs), 1, 60
+        operator, threshold, periods, period, slower = _streak_condition(table, comparisons, where)
     else:
-        for key in ("runs", "slower_than_ms"):
-            if key in table:
-                raise SpecError(f"{where}: {key} is only for statistic runs_in_a_row")
-        if len(comparisons) != 1:
-            raise SpecError(f"{where}: exactly one of {', '.join(COMPARISONS)} (with _ms for durations)")
-        key = comparisons[0]
-        if kind == "duration" and not key.endswith("_ms"):
-            raise SpecError(f"{where}: a duration threshold is in ms: write {key}_ms")
-        if kind != "duration" and key.endswith("_ms"):
-            raise SpecError(f"{where}: {statistic} is not a duration: write {key.removesuffix('_ms')}")
-        operator = COMPARISONS[key.removesuffix("_ms")]
-        raw = table[key]
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-            raise SpecError(f"{where}: {key} must be a number")
-        if kind == "ratio" and not 0 <= raw <= 1:
-            raise SpecError(f"{where}: an error rate is a fraction between 0 and 1 (0.05 = 5 %)")
-        threshold = float(raw)
-        periods = table.get("periods", 1)
-        if not isinstance(periods, int) or isinstance(periods, bool) or periods < 1:
-            raise SpecError(f"{where}: periods must be an integer >= 1")
-        period = _duration_s(table.get("period", 60), f"{where}: period")
-        if period not in contract.PERIODS:
-            raise SpecError(f"{where}: period must be 60 or 300 (CMS computes raw data at those two only)")
+        operator, threshold, periods, period, slower = _threshold_condition(
+            table, comparisons, statistic, kind, where
+        )
     level = str(table.get("level", "WARN")).upper()
     if level not in LEVELS:
         raise SpecError(f"{where}: level must be one of {', '.join(LEVELS)}")
@@ -177,6 +146,69 @@ def _alarm(table: Any, groups: set[str], where: str) -> Alarm:
     if not _HOURS_RE.fullmatch(hours):
         raise SpecError(f"{where}: effective_hours must be hh:mm-hh:mm, e.g. 08:00-20:00")
     silence = _duration_s(table.get("silence", DEFAULT_SILENCE_S), f"{where}: silence")
+    return Alarm(
+        name=name,
+        flow=flow,
+        statistic=statistic,
+        operator=operator,
+        threshold=threshold,
+        periods=periods,
+        period=period,
+        level=level,
+        contact_groups=names,
+        effective_hours=hours,
+        silence_s=silence,
+        node=node,
+        where=_where(table, where),
+        slower_than_ms=slower,
+    )
+
+
+def _streak_condition(table: Mapping[str, Any], comparisons: list[str], where: str) -> tuple:
+    """``runs_in_a_row``: (operator, threshold, periods, period, slower_than_ms)."""
+    if comparisons:
+        raise SpecError(f"{where}: runs_in_a_row takes runs and slower_than_ms, not {comparisons[0]}")
+    runs, slower = table.get("runs"), table.get("slower_than_ms")
+    if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+        raise SpecError(f"{where}: runs must be an integer >= 1")
+    if not isinstance(slower, int) or isinstance(slower, bool) or slower < 1:
+        raise SpecError(f"{where}: slower_than_ms must be an integer >= 1 (ms)")
+    for key, fixed in (("periods", 1), ("period", 60)):
+        if key in table and table[key] != fixed:
+            raise SpecError(f"{where}: runs_in_a_row is evaluated at period 60 for 1 period; drop {key}")
+    return ">=", float(runs), 1, 60, slower
+
+
+def _threshold_condition(
+    table: Mapping[str, Any], comparisons: list[str], statistic: str, kind: str, where: str
+) -> tuple:
+    """Every other statistic: one ``above``/``below``... comparison, periods and period."""
+    for key in ("runs", "slower_than_ms"):
+        if key in table:
+            raise SpecError(f"{where}: {key} is only for statistic runs_in_a_row")
+    if len(comparisons) != 1:
+        raise SpecError(f"{where}: exactly one of {', '.join(COMPARISONS)} (with _ms for durations)")
+    key = comparisons[0]
+    if kind == "duration" and not key.endswith("_ms"):
+        raise SpecError(f"{where}: a duration threshold is in ms: write {key}_ms")
+    if kind != "duration" and key.endswith("_ms"):
+        raise SpecError(f"{where}: {statistic} is not a duration: write {key.removesuffix('_ms')}")
+    raw = table[key]
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise SpecError(f"{where}: {key} must be a number")
+    if kind == "ratio" and not 0 <= raw <= 1:
+        raise SpecError(f"{where}: an error rate is a fraction between 0 and 1 (0.05 = 5 %)")
+    periods = table.get("periods", 1)
+    if not isinstance(periods, int) or isinstance(periods, bool) or periods < 1:
+        raise SpecError(f"{where}: periods must be an integer >= 1")
+    period = _duration_s(table.get("period", 60), f"{where}: period")
+    if period not in contract.PERIODS:
+        raise SpecError(f"{where}: period must be 60 or 300 (CMS computes raw data at those two only)")
+    return COMPARISONS[key.removesuffix("_ms")], float(raw), periods, period, None
+
+
+def _where(table: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    """The ``where`` table: extra dimension = value pairs the rule names (never the reserved ones)."""
     extra = table.get("where", {})
     if not isinstance(extra, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and _DIM_RE.fullmatch(k) and _DIM_RE.fullmatch(v)
@@ -195,22 +227,7 @@ def _alarm(table: Any, groups: set[str], where: str) -> Alarm:
             f"{where}: where may not set {sorted(reserved)} "
             "(use flow/node; instance is not on the fleet stream)"
         )
-    return Alarm(
-        name=name,
-        flow=flow,
-        statistic=statistic,
-        operator=operator,
-        threshold=threshold,
-        periods=periods,
-        period=period,
-        level=level,
-        contact_groups=names,
-        effective_hours=hours,
-        silence_s=silence,
-        node=node,
-        where=tuple(sorted(extra.items())),
-        slower_than_ms=slower,
-    )
+    return tuple(sorted(extra.items()))
 
 
 _EVENT_ALARM_FIELDS = ("name", "flow", "events", "level", "contact_groups", "silence", "enabled")

@@ -24,10 +24,10 @@ from datetime import datetime
 from typing import Any
 
 from langflow_cms import contract, versioning
-from langflow_cms.guard import rule
-from langflow_cms.guard.evidence import read_side
-from langflow_cms.guard.langflow import LangflowClient, LangflowError
-from langflow_cms.guard.spec import ALL_MONITORED, GuardSpec
+from langflow_cms.ops.guard import rule
+from langflow_cms.ops.guard.evidence import read_side
+from langflow_cms.ops.guard.langflow import LangflowClient, LangflowError
+from langflow_cms.ops.guard.spec import ALL_MONITORED, GuardSpec
 from langflow_cms.readback import FLEET_PERIOD
 
 LOG = logging.getLogger("langflow_cms.guard")

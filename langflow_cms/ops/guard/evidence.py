@@ -15,7 +15,7 @@ from typing import Any
 
 from langflow_cms import contract
 from langflow_cms.compare import interval
-from langflow_cms.guard.rule import Side
+from langflow_cms.ops.guard.rule import Side
 from langflow_cms.readback import FLEET_PERIOD, Point, count, fleet_percentile, fleet_range, read
 
 VERSION = "version"

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from langflow_cms import REPOSITORY_URL
-from langflow_cms.guard.langflow import API_KEY_VARIABLE
-from langflow_cms.guard.rule import Policy
+from langflow_cms.ops.guard.langflow import API_KEY_VARIABLE
+from langflow_cms.ops.guard.rule import Policy
 
 ALL_MONITORED = "*"
 _NUMBERS = {

@@ -250,8 +250,8 @@ def check(
     from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 
     from langflow_cms.cli import _reader, parse_end
+    from langflow_cms.delivery.transport import CmsError
     from langflow_cms.ops import alarms
-    from langflow_cms.query import CmsQueryError
 
     spec = _spec(spec_file, "check", secrets=False)  # check writes no contact: no webhook needed
     end_ms = parse_end(end)
@@ -260,7 +260,7 @@ def check(
     sls = _sls()
     try:
         results = alarms.check(spec, reader, end_ms=end_ms, sls=sls)
-    except (alarms.AlarmError, CmsQueryError, ServerException, ClientException) as exc:
+    except (alarms.AlarmError, CmsError, ServerException, ClientException) as exc:
         _failed(exc, "check")
     if json_output:
         print_json({"alarms": [r.as_dict() for r in results]})

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from langflow_cms import contract, events, readback
-from langflow_cms.ops.alarms.client import RAM_ACTIONS, AlarmError, is_permission_error, permission_message
+from langflow_cms.delivery.transport import CmsError
+from langflow_cms.ops.alarms.client import denied
 from langflow_cms.ops.alarms.event_rules import SlsSettings, flow_logs_link
 from langflow_cms.ops.alarms.model import ALL_FLOWS, EVENT_LOOKBACK_S, STATISTICS, Alarm, EventAlarm, Spec
 from langflow_cms.ops.alarms.rules import number_text, readback_dimension
@@ -257,22 +258,18 @@ class PermissionNamingReader:
     def _wrap(self, action: str, call: Callable[[], Any]) -> Any:
         from aliyunsdkcore.acs_exception.exceptions import ServerException
 
-        from langflow_cms.query import CmsQueryError
-
         try:
             return call()
         except ServerException as exc:
-            if is_permission_error(exc.get_error_code(), exc.get_http_status()):
-                raise AlarmError(
-                    permission_message(action, exc.get_error_msg()), exc.get_error_code(), RAM_ACTIONS[action]
-                ) from None
-            raise
-        except CmsQueryError as exc:
-            if is_permission_error(exc.code):
-                raise AlarmError(
-                    permission_message(action, exc.message), exc.code, RAM_ACTIONS[action]
-                ) from None
-            raise
+            error = denied(action, exc.get_error_code(), exc.get_error_msg(), exc.get_http_status())
+            if error is None:
+                raise
+            raise error from None
+        except CmsError as exc:
+            error = denied(action, exc.code, exc.message, exc.http_status)
+            if error is None:
+                raise
+            raise error from None
 
     def series(self, metric_name: str, **filters: Any) -> list[dict[str, Any]]:
         return self._wrap("DescribeCustomMetricList", lambda: self.reader.series(metric_name, **filters))

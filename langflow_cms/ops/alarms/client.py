@@ -5,7 +5,6 @@ error becomes an :class:`AlarmError` that names the missing RAM action.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -74,33 +73,11 @@ def permission_message(action: str, detail: str) -> str:
     return f"permission denied for {action}: grant the RAM action '{ram}' (policies/alarms.json). {detail}"
 
 
-class ReplyTransport(Transport):
-    """:class:`Transport` whose ``call_json`` returns the parsed reply (``call`` returns the RequestId
-    only). The reply is captured on its way through the SDK client, so everything else (deadlines, the
-    body-``Code`` check, errors) is the reporter's own code."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._bodies: dict[int, Any] = {}
-
-    def _acs_client(self) -> Any:
-        acs = super()._acs_client()
-        bodies = self._bodies
-
-        class _Capture:
-            def do_action_with_exception(self, request: Any) -> Any:
-                body = acs.do_action_with_exception(request)
-                bodies[id(request)] = body
-                return body
-
-        return _Capture()
-
-    def call_json(self, request: Any, deadline: float) -> dict[str, Any]:
-        try:
-            self.call(request, deadline)
-            return json.loads(self._bodies[id(request)])
-        finally:
-            self._bodies.pop(id(request), None)
+def denied(action: str, code: str, detail: str, http_status: int | None = None) -> AlarmError | None:
+    """The error naming the RAM action ``action`` needs when the failure is a permission error, else None."""
+    if not is_permission_error(code, http_status):
+        return None
+    return AlarmError(permission_message(action, detail), code, RAM_ACTIONS.get(action))
 
 
 class AlarmClient:
@@ -118,7 +95,7 @@ class AlarmClient:
 
         environ = os.environ if environ is None else environ
         config = Config.from_env(environ)
-        return cls(ReplyTransport(config, credential_provider(dev=config.dev, environ=environ)), **kwargs)
+        return cls(Transport(config, credential_provider(dev=config.dev, environ=environ)), **kwargs)
 
     @property
     def group_id(self) -> str:
@@ -144,11 +121,9 @@ class AlarmClient:
         try:
             return self.transport.call_with_retry(once, time.monotonic() + self.deadline_s)
         except CmsError as exc:
-            if is_permission_error(exc.code, exc.http_status):
-                raise AlarmError(
-                    permission_message(action, str(exc)), exc.code, RAM_ACTIONS.get(action)
-                ) from None
-            raise AlarmError(f"{action} failed: {exc}", exc.code) from None
+            raise denied(action, exc.code, str(exc), exc.http_status) or AlarmError(
+                f"{action} failed: {exc}", exc.code
+            ) from None
 
     def _pages(
         self,

@@ -7,7 +7,6 @@ reporter's Transport (retries, deadlines, body-``Code`` check). See docs/alarms.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -20,6 +19,7 @@ from langflow_cms.cli.output import (
     JsonOption,
     VersionOption,
     ascii_text,
+    epilog,
     fail,
     print_json,
 )
@@ -33,9 +33,8 @@ EXIT_HELP = (
 )
 
 
-def _epilog(*lines: str) -> str:
-    body = "\n\n".join(f"  {line}" for line in lines)
-    return f"Examples:\n\n{body}\n\n{EXIT_HELP}"
+def _epilog(*examples: str) -> str:
+    return epilog(EXIT_HELP, *examples)
 
 
 app = typer.Typer(
@@ -67,12 +66,6 @@ def _group(version: VersionOption = False) -> None:
     """Alarms as code: plan, apply, list and check CloudMonitor alarm rules from a TOML file."""
 
 
-def _quiet_sdk() -> None:
-    # the SDK logs failed calls at ERROR before raising; the error is reported once, by us
-    logging.getLogger("aliyunsdkcore").addHandler(logging.NullHandler())
-    logging.getLogger("aliyunsdkcore").propagate = False
-
-
 def _spec(path: Path, command: str, *, secrets: bool = True) -> Any:
     from langflow_cms.ops.alarms import SpecError, load_spec
 
@@ -85,9 +78,10 @@ def _spec(path: Path, command: str, *, secrets: bool = True) -> Any:
 def _client(command: str) -> Any:
     from langflow_cms.config import ConfigError
     from langflow_cms.credentials import CredentialError
+    from langflow_cms.delivery.transport import quiet_sdk_logs
     from langflow_cms.ops.alarms import AlarmClient
 
-    _quiet_sdk()
+    quiet_sdk_logs()  # the SDK logs failed calls at ERROR before raising; we report each once
     try:
         return AlarmClient.from_env()
     except (ConfigError, CredentialError) as exc:
@@ -250,12 +244,12 @@ def check(
     from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 
     from langflow_cms.cli import _reader, parse_end
-    from langflow_cms.delivery.transport import CmsError
+    from langflow_cms.delivery.transport import CmsError, quiet_sdk_logs
     from langflow_cms.ops import alarms
 
     spec = _spec(spec_file, "check", secrets=False)  # check writes no contact: no webhook needed
     end_ms = parse_end(end)
-    _quiet_sdk()
+    quiet_sdk_logs()  # the SDK logs failed calls at ERROR before raising; we report each once
     reader = alarms.PermissionNamingReader(_reader(10))
     sls = _sls()
     try:

@@ -9,7 +9,6 @@ is read from the variable the section names (``LANGFLOW_API_KEY`` by default).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -18,7 +17,15 @@ from typing import Annotated, Any
 import typer
 
 from langflow_cms import REPOSITORY_URL
-from langflow_cms.cli.output import EXIT_USAGE, JsonOption, VersionOption, ascii_text, fail, print_json
+from langflow_cms.cli.output import (
+    EXIT_USAGE,
+    JsonOption,
+    VersionOption,
+    ascii_text,
+    epilog,
+    fail,
+    print_json,
+)
 
 EXIT_HELP = (
     "Exit codes: 0 success (once: nothing rolled back or failing); 1 a rollback failed or Langflow/CMS "
@@ -28,9 +35,8 @@ EXIT_HELP = (
 EXIT_ROLLED_BACK = 3
 
 
-def _epilog(*lines: str) -> str:
-    body = "\n\n".join(f"  {line}" for line in lines)
-    return f"Examples:\n\n{body}\n\n{EXIT_HELP}"
+def _epilog(*examples: str) -> str:
+    return epilog(EXIT_HELP, *examples)
 
 
 app = typer.Typer(
@@ -90,10 +96,10 @@ def _sender() -> Any:
 
 
 def _reader_factory() -> Any:
+    from langflow_cms.delivery.transport import quiet_sdk_logs
     from langflow_cms.query import open_reader
 
-    logging.getLogger("aliyunsdkcore").addHandler(logging.NullHandler())
-    logging.getLogger("aliyunsdkcore").propagate = False
+    quiet_sdk_logs()  # the SDK logs failed calls at ERROR before raising; the guard logs each once
     return open_reader
 
 

@@ -337,11 +337,16 @@ def parse_spec(
 
 def load_spec(path: str | Path, environ: Mapping[str, str] | None = None, *, secrets: bool = True) -> Spec:
     """Read and validate a spec file (TOML)."""
+    return parse_spec(read_toml(path, SpecError), str(path), environ, secrets=secrets)
+
+
+def read_toml(path: str | Path, error: type[Exception]) -> dict[str, Any]:
+    """The monitoring TOML as a dict; ``error`` (naming the file) when it cannot be read or parsed. The
+    alarms and the guard (its ``[guard]`` section) read the same file this way."""
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
     except OSError as exc:
-        raise SpecError(f"{path}: {exc.strerror or exc}") from None
+        raise error(f"{path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}") from None
-    return parse_spec(data, str(path), environ, secrets=secrets)
+        raise error(f"{path}: not valid TOML: {exc}") from None

@@ -59,16 +59,3 @@ def test_alarms_and_readers_use_the_one_client_its_limiter_and_its_errors(emulat
         query.describe_custom_metric_list(acs, endpoint=emulator.endpoint)
     assert info.value.code == "InternalError" and "RequestId" in str(info.value)
     assert len(emulator.requests("DescribeCustomMetricList")) == 1  # reads retry throttling only
-
-
-def test_one_rate_limiter_paces_reads_and_writes():
-    from langflow_cms.delivery.transport import RateLimiter
-
-    limiter = RateLimiter(50)
-    assert limiter.interval == pytest.approx(0.02)
-    started = time.monotonic()
-    for _ in range(6):
-        limiter.wait()
-    assert time.monotonic() - started >= 5 * 0.02 * 0.9
-    with pytest.raises(ValueError):
-        RateLimiter(0)

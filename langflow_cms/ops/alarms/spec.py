@@ -138,9 +138,7 @@ def _alarm(table: Any, groups: set[str], where: str) -> Alarm:
         operator, threshold, periods, period, slower = _threshold_condition(
             table, comparisons, statistic, kind, where
         )
-    level = str(table.get("level", "WARN")).upper()
-    if level not in LEVELS:
-        raise SpecError(f"{where}: level must be one of {', '.join(LEVELS)}")
+    level = _level(table, where)
     names = _contact_groups(table, groups, where)
     hours = str(table.get("effective_hours", DEFAULT_HOURS))
     if not _HOURS_RE.fullmatch(hours):
@@ -233,16 +231,33 @@ def _where(table: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
 _EVENT_ALARM_FIELDS = ("name", "flow", "events", "level", "contact_groups", "silence", "enabled")
 
 
-def _contact_groups(table: Mapping[str, Any], groups: set[str], where: str) -> tuple[str, ...]:
-    names = table.get("contact_groups")
-    if isinstance(names, str):
-        names = [names]
+def _name_list(value: Any, known: Iterable[str], where: str, empty: str, unknown: str) -> tuple[str, ...]:
+    """A name or a non-empty list of names, each one of ``known``. ``empty`` is the message for anything
+    else, ``unknown`` the one for names not known (``{}`` stands for them)."""
+    names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise SpecError(f"{where}: contact_groups must name at least one contact group")
-    unknown = [n for n in names if n not in groups]
-    if unknown:
-        raise SpecError(f"{where}: unknown contact groups {unknown} (declare them under [groups])")
+        raise SpecError(f"{where}: {empty}")
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise SpecError(f"{where}: {unknown.format(missing)}")
     return tuple(names)
+
+
+def _contact_groups(table: Mapping[str, Any], groups: set[str], where: str) -> tuple[str, ...]:
+    return _name_list(
+        table.get("contact_groups"),
+        groups,
+        where,
+        "contact_groups must name at least one contact group",
+        "unknown contact groups {} (declare them under [groups])",
+    )
+
+
+def _level(table: Mapping[str, Any], where: str) -> str:
+    level = str(table.get("level", "WARN")).upper()
+    if level not in LEVELS:
+        raise SpecError(f"{where}: level must be one of {', '.join(LEVELS)}")
+    return level
 
 
 def _event_alarm(table: Any, groups: set[str], where: str) -> EventAlarm:
@@ -254,17 +269,14 @@ def _event_alarm(table: Any, groups: set[str], where: str) -> EventAlarm:
     flow = _str(table, "flow", where)
     if flow != ALL_FLOWS and not _DIM_RE.fullmatch(flow):
         raise SpecError(f"{where}: flow {flow!r} is not a flow name as the events carry it (or '*')")
-    kinds = table.get("events", ["flow_failed"])
-    if isinstance(kinds, str):
-        kinds = [kinds]
-    if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) for k in kinds):
-        raise SpecError(f"{where}: events must be a non-empty list of {', '.join(EVENT_KINDS)}")
-    unknown = [k for k in kinds if k not in EVENT_KINDS]
-    if unknown:
-        raise SpecError(f"{where}: unknown events {unknown}: use {', '.join(EVENT_KINDS)}")
-    level = str(table.get("level", "WARN")).upper()
-    if level not in LEVELS:
-        raise SpecError(f"{where}: level must be one of {', '.join(LEVELS)}")
+    kinds = _name_list(
+        table.get("events", ["flow_failed"]),
+        EVENT_KINDS,
+        where,
+        f"events must be a non-empty list of {', '.join(EVENT_KINDS)}",
+        f"unknown events {{}}: use {', '.join(EVENT_KINDS)}",
+    )
+    level = _level(table, where)
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise SpecError(f"{where}: enabled must be true or false")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langflow_cms.delivery.transport import CmsError, Transport
@@ -128,52 +128,31 @@ class AlarmClient:
     def _pages(
         self,
         action: str,
-        params: Mapping[str, str],
-        items: Callable[[dict], list],
-        page_key: str,
-        size_key: str,
-        size: int = 100,
+        path: tuple[str, str],
+        params: Mapping[str, str] | None = None,
+        page_key: str = "PageNumber",
     ) -> list[Any]:
+        """Every item of a paged Describe* list: ``reply[path[0]][path[1]]`` of each page, 100 a page."""
         out: list[Any] = []
         for page in range(1, 101):
-            body = self.call(action, {**params, page_key: str(page), size_key: str(size)})
-            found = items(body)
+            body = self.call(action, {**(params or {}), page_key: str(page), "PageSize": "100"})
+            found = (body.get(path[0]) or {}).get(path[1]) or []
             out += found
-            total = int(body.get("Total") or 0)
-            if len(found) < size or len(out) >= total:
+            if len(found) < 100 or len(out) >= int(body.get("Total") or 0):
                 break
         return out
 
     def contacts(self) -> dict[str, dict[str, Any]]:
-        found = self._pages(
-            "DescribeContactList",
-            {},
-            lambda b: (b.get("Contacts") or {}).get("Contact") or [],
-            "PageNumber",
-            "PageSize",
-        )
-        return {c["Name"]: c for c in found}
+        return {c["Name"]: c for c in self._pages("DescribeContactList", ("Contacts", "Contact"))}
 
     def contact_groups(self) -> dict[str, dict[str, Any]]:
-        found = self._pages(
-            "DescribeContactGroupList",
-            {},
-            lambda b: (b.get("ContactGroupList") or {}).get("ContactGroup") or [],
-            "PageNumber",
-            "PageSize",
-        )
+        found = self._pages("DescribeContactGroupList", ("ContactGroupList", "ContactGroup"))
         return {g["Name"]: g for g in found}
 
     def rules(self) -> dict[str, dict[str, Any]]:
         """The rules this tool manages (RuleId prefix), by RuleId. Every rule is listed and filtered here:
         DescribeMetricRuleList's ``RuleName`` filter is documented as fuzzy, not as a prefix match."""
-        found = self._pages(
-            "DescribeMetricRuleList",
-            {},
-            lambda b: (b.get("Alarms") or {}).get("Alarm") or [],
-            "Page",
-            "PageSize",
-        )
+        found = self._pages("DescribeMetricRuleList", ("Alarms", "Alarm"), page_key="Page")
         return {a["RuleId"]: a for a in found if str(a.get("RuleId", "")).startswith(RULE_PREFIX)}
 
     def put_contact(self, contact: Contact) -> None:
@@ -200,13 +179,7 @@ class AlarmClient:
         """The event rules this tool manages, by name: ``(DescribeEventRuleList item,
         DescribeEventRuleTargetList answer)``. ``NamePrefix`` is the documented prefix filter; the prefix
         is checked here again."""
-        found = self._pages(
-            "DescribeEventRuleList",
-            {"NamePrefix": RULE_PREFIX},
-            lambda b: (b.get("EventRules") or {}).get("EventRule") or [],
-            "PageNumber",
-            "PageSize",
-        )
+        found = self._pages("DescribeEventRuleList", ("EventRules", "EventRule"), {"NamePrefix": RULE_PREFIX})
         return {
             str(r["Name"]): (r, self.call("DescribeEventRuleTargetList", {"RuleName": str(r["Name"])}))
             for r in found

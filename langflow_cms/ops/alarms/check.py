@@ -14,7 +14,8 @@ from langflow_cms.delivery.transport import CmsError
 from langflow_cms.ops.alarms.client import denied
 from langflow_cms.ops.alarms.event_rules import SlsSettings, flow_logs_link
 from langflow_cms.ops.alarms.model import ALL_FLOWS, EVENT_LOOKBACK_S, STATISTICS, Alarm, EventAlarm, Spec
-from langflow_cms.ops.alarms.rules import number_text, readback_dimension
+from langflow_cms.ops.alarms.rules import number_text
+from langflow_cms.query import dimension_query_string
 
 OK, ALARM, INSUFFICIENT = "OK", "ALARM", "INSUFFICIENT_DATA"
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -119,7 +120,7 @@ def check(
             start_ms=end_ms - span_ms,
             end_ms=end_ms,
         )
-        by_series = readback.group_by(points, lambda dims: readback_dimension(dims))
+        by_series = readback.group_by(points, dimension_query_string)
         series = []
         for dims_text, group in sorted(by_series.items()):
             values = {

@@ -10,6 +10,7 @@ from typing import Any
 
 from langflow_cms import contract
 from langflow_cms.ops.alarms.model import OPERATOR_SYMBOLS, Alarm, Spec
+from langflow_cms.query import dimension_query_string
 
 
 def number_text(value: float) -> str:
@@ -25,7 +26,7 @@ def rule_params(alarm: Alarm, group_id: str = "0", env: str | None = None) -> di
         dims.setdefault(contract.ENV, env)
     resource: dict[str, Any] = {"groupId": int(group_id)}
     if dims:
-        resource["dimension"] = readback_dimension(dims)
+        resource["dimension"] = dimension_query_string(dims)
     return {
         "RuleId": alarm.rule_id,
         "RuleName": alarm.rule_id,
@@ -62,11 +63,6 @@ def target_warnings(spec: Spec) -> list[str]:
                 f"exactly {', '.join(extra)} (docs/alarms.md, 'Which series a rule watches')"
             )
     return out
-
-
-def readback_dimension(dims: Mapping[str, str]) -> str:
-    """``k1=v1&k2=v2``, keys ascending (CMS's dimension string)."""
-    return "&".join(f"{k}={dims[k]}" for k in sorted(dims))
 
 
 COMPARED = (

@@ -57,7 +57,7 @@ def simulate(pods: list[Pod], minutes: int, rate: float, seed: int = 7) -> dict:
     """Runs the pods; returns the truth and the sent points, per window."""
     from langflow_cms import contract
     from langflow_cms.config import Config
-    from langflow_cms.delivery.serializer import batches
+    from langflow_cms.delivery.serializer import batches, raw_entries
     from langflow_cms.pipeline.fleet import FleetStream
 
     budget = Config.from_env({}).fleet_budget
@@ -69,7 +69,7 @@ def simulate(pods: list[Pod], minutes: int, rate: float, seed: int = 7) -> dict:
             budget_per_minute=budget,
             group_id="0",
             common={},
-            sink=sent[i].extend,
+            sink=lambda points, i=i: sent[i].extend(raw_entries(points)),
             clock=lambda i=i: clocks[i],
             rate=rate,
         )

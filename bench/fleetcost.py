@@ -23,14 +23,18 @@ def points_for(runs_per_minute: int) -> tuple[int, int, float]:
     """(raw points sent, calls, effective sample rate) in the steady-state minute."""
     from langflow_cms import contract
     from langflow_cms.config import Config
-    from langflow_cms.delivery.serializer import batches
+    from langflow_cms.delivery.serializer import batches, raw_entries
     from langflow_cms.pipeline.fleet import FleetStream
 
     budget = Config.from_env({}).fleet_budget
     now = [0.0]
     sent: list[list[dict[str, str]]] = []
     stream = FleetStream(
-        budget_per_minute=budget, group_id="0", common={}, sink=sent.append, clock=lambda: now[0]
+        budget_per_minute=budget,
+        group_id="0",
+        common={},
+        sink=lambda points: sent.append(raw_entries(points)),
+        clock=lambda: now[0],
     )
     step = 60.0 / runs_per_minute
     dims = {"flow": "poem", "status": "ok"}

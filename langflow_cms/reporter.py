@@ -138,7 +138,7 @@ class Reporter:
                 self.common,
                 sample_rate=self.config.sample_rate,
                 group_id=self.config.group_id,
-                sink=self._exporters[scope_id].enqueue,
+                sink=self._exporters[scope_id].enqueue_points,
             )
         else:
             common = (
@@ -151,7 +151,7 @@ class Reporter:
                 rate=self.config.fleet_rate,
                 group_id=self.config.group_id,
                 common={k: v for k, v in self.common.items() if k != contract.INSTANCE},
-                sink=self._exporters[scope_id].enqueue,
+                sink=self._exporters[scope_id].enqueue_points,
             )
             scope.streaks = SlowStreaks(scope.fleet)
         if self.config.events:

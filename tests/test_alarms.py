@@ -1,4 +1,4 @@
-"""Alarms as code (langflow_cms.alarms, ``langflow-cms alarms``) against the real emulator."""
+"""Alarms as code (langflow_cms.ops.alarms, ``langflow-cms alarms``) against the real emulator."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ from aliyunsdkcms.request.v20190101.PutCustomEventRequest import PutCustomEventR
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
 from typer.testing import CliRunner
 
-from langflow_cms import alarms, contract
+from langflow_cms import contract
 from langflow_cms.cli import app
 from langflow_cms.dev import emulator_client
+from langflow_cms.ops import alarms
+from langflow_cms.pipeline.streaks import longest_streak
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "monitoring.toml"
@@ -81,15 +83,15 @@ def put_raw(emulator, metric, dims, points):
 
 
 def test_longest_streak():
-    assert alarms.longest_streak([6000, 6000, 6000], 5000) == (3, 3)
-    assert alarms.longest_streak([6000, 6000, 100, 6000], 5000) == (2, 1)
-    assert alarms.longest_streak([], 5000) == (0, 0)
-    assert alarms.longest_streak([100, 200], 5000, carried=2) == (0, 0)
+    assert longest_streak([6000, 6000, 6000], 5000) == (3, 3)
+    assert longest_streak([6000, 6000, 100, 6000], 5000) == (2, 1)
+    assert longest_streak([], 5000) == (0, 0)
+    assert longest_streak([100, 200], 5000, carried=2) == (0, 0)
     # a streak carries over the window boundary: 2 slow at the end of the last minute + 1 now = 3
-    assert alarms.longest_streak([6000, 100], 5000, carried=2) == (3, 0)
-    assert alarms.longest_streak([5000], 5000) == (0, 0)  # "slower than": strictly greater
+    assert longest_streak([6000, 100], 5000, carried=2) == (3, 0)
+    assert longest_streak([5000], 5000) == (0, 0)  # "slower than": strictly greater
     with pytest.raises(ValueError):
-        alarms.longest_streak([1], 5, carried=-1)
+        longest_streak([1], 5, carried=-1)
 
 
 # --- the spec ----------------------------------------------------------------------------------------------
@@ -403,8 +405,8 @@ def test_check_reports_alarm_ok_and_insufficient_data(emulator, cli_env, tmp_pat
     put_raw(emulator, contract.FLEET_ERROR_METRIC, {"flow": "poem"}, [(t, 0.0) for t, _ in slow])
     # the streak series as the reporter would write it: one point per process and minute
     minute = _minute(1, now_ms)
-    three = alarms.longest_streak([6000, 6000, 6000], 5000)[0]
-    two_then_fast = alarms.longest_streak([6000, 6000, 100, 6000], 5000)[0]
+    three = longest_streak([6000, 6000, 6000], 5000)[0]
+    two_then_fast = longest_streak([6000, 6000, 100, 6000], 5000)[0]
     assert (three, two_then_fast) == (3, 2)
     streak_dims = {"flow": "poem", "threshold_ms": "5000"}
     put_raw(emulator, contract.SLOW_STREAK_METRIC, streak_dims, [(minute + 5000, three), (minute + 9000, 1)])

@@ -16,6 +16,7 @@ import numpy
 import pytest
 
 from langflow_cms import contract
+from langflow_cms.delivery.serializer import raw_entries
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, emulator_client
 from langflow_cms.ops.query import describe_metric_list
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
@@ -44,7 +45,10 @@ def _place(run_id: str) -> float:
 
 
 def _stream(sent: list, now: list, **kw):
-    return FleetStream(group_id="0", common={}, sink=sent.extend, clock=lambda: now[0], **kw)
+    def wire(points):  # what the exporter does with the stream's points (Exporter.enqueue_points)
+        sent.extend(raw_entries(points))
+
+    return FleetStream(group_id="0", common={}, sink=wire, clock=lambda: now[0], **kw)
 
 
 def test_the_budget_lowers_the_rate_for_the_minute_instead_of_cutting_its_tail(caplog):
@@ -150,7 +154,12 @@ def test_slow_streaks_count_consecutive_slow_runs_per_flow_across_minutes():
     """#12: "3 runs in a row over T" needs, per flow and minute, the longest streak of slow runs."""
     sent: list[dict] = []
     now = [1_800_000_000.0]
-    fleet = FleetStream(budget_per_minute=100, group_id="0", common={"env": "dev"}, sink=sent.extend)
+    fleet = FleetStream(
+        budget_per_minute=100,
+        group_id="0",
+        common={"env": "dev"},
+        sink=lambda points: sent.extend(raw_entries(points)),
+    )
     streaks = SlowStreaks(fleet, clock=lambda: now[0])
     for duration in (6000, 7000, 100, 6000):  # two slow, a fast one breaks the streak, one slow
         streaks.observe({"flow": "poem"}, 5000, duration)
@@ -162,6 +171,37 @@ def test_slow_streaks_count_consecutive_slow_runs_per_flow_across_minutes():
     assert [value for _, value in points] == [2.0, 3.0]
     assert points[0][0] == {"env": "dev", "flow": "poem", "threshold_ms": "5000"}
     assert all(e["MetricName"] == contract.SLOW_STREAK_METRIC and e["Type"] == "0" for e in sent)
+
+
+def test_the_pipeline_emits_points_and_imports_neither_wire_code_nor_an_operator_tool():
+    """#28: aggregation hands plain points to its sink (delivery/serializer.py encodes every wire entry), and
+    the runtime never imports ops/ (the streak rule once pulled the whole alarms tool in at the first slow
+    run). Read from the source, lazy imports included, and seen in a fresh interpreter."""
+    import ast
+
+    for module in sorted((REPO / "langflow_cms" / "pipeline").glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                assert not name.startswith(
+                    ("langflow_cms.delivery", "langflow_cms.ops", "langflow_cms.alarms")
+                ), f"{module.name} imports {name}"
+    code = textwrap.dedent(
+        """
+        import sys
+        from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
+        got = []
+        fleet = FleetStream(budget_per_minute=10, group_id="0", common={}, sink=got.extend, clock=lambda: 0.0)
+        SlowStreaks(fleet, clock=lambda: 0.0).observe({"flow": "f"}, 5.0, 9.0)
+        fleet.send([("m", {"flow": "f"}, 1.0)], 0.0)
+        tools = sorted(m for m in sys.modules if m.startswith(("langflow_cms.ops", "langflow_cms.alarms")))
+        print(tools, [(type(p).__name__, p.name, p.value, p.time_ms) for p in got])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] [('RawPoint', 'm', 1.0, 0)]"
 
 
 def test_a_run_path_reports_its_slow_streak(emulator, monkeypatch):

@@ -24,9 +24,9 @@ from langflow_cms.credentials import Credential, credential_provider
 from langflow_cms.delivery.transport import Transport
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.events import event_entry
-from langflow_cms.guard import service
-from langflow_cms.guard.langflow import LangflowClient
-from langflow_cms.guard.spec import GuardSpecError, parse_guard
+from langflow_cms.ops.guard import service
+from langflow_cms.ops.guard.langflow import LangflowClient
+from langflow_cms.ops.guard.spec import GuardSpecError, parse_guard
 from langflow_cms.ops.query import open_reader
 
 FLOW_ID = "5f0c2a52-2f6c-4a5e-9a60-3d8e5c1e0a01"
@@ -436,8 +436,8 @@ def test_a_bad_guard_section_is_a_clear_error(table, message):
 
 
 def test_guard_plan_shows_the_rule_and_alarms_plan_accepts_the_guard_section(tmp_path):
-    from langflow_cms.alarms import load_spec
     from langflow_cms.cli import app
+    from langflow_cms.ops.alarms import load_spec
 
     path = tmp_path / "monitoring.toml"
     path.write_text('[guard]\nflows = ["poem"]\np95_margin_pct = 25\nperiods = 4\n')
@@ -450,7 +450,7 @@ def test_guard_plan_shows_the_rule_and_alarms_plan_accepts_the_guard_section(tmp
 def test_the_new_versions_first_window_is_read_though_it_started_before_the_switch(emulator):
     """Fleet windows are stamped with their start: runs just after a switch sit in a window that began
     before it. Read five minutes later, they must still count (before the fix: 0 runs)."""
-    from langflow_cms.guard.evidence import read_side
+    from langflow_cms.ops.guard.evidence import read_side
 
     now = int(time.time() * 1000)
     window = now - now % 300_000
@@ -575,7 +575,7 @@ def test_guard_serve_evaluates_at_once_on_an_alarm_callback_with_the_token(
 
 
 def test_an_event_alarm_can_send_the_guards_decisions_to_dingtalk(tmp_path):
-    from langflow_cms.alarms import load_spec
+    from langflow_cms.ops.alarms import load_spec
 
     path = tmp_path / "monitoring.toml"
     path.write_text(
@@ -705,7 +705,7 @@ TOKEN = "s3cret-token-of-the-guard"
 
 @pytest.fixture
 def trigger():
-    from langflow_cms.guard.webhook import Trigger
+    from langflow_cms.ops.guard.webhook import Trigger
 
     listener = Trigger(TOKEN, timeout_s=1.0)
     yield listener

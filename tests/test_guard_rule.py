@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from langflow_cms.guard import rule
-from langflow_cms.guard.evidence import side_from_points
+from langflow_cms.ops.guard import rule
+from langflow_cms.ops.guard.evidence import side_from_points
 
 LADDER = (10, 20, 30, 40, 50, 60, 70, 75, 80, 90, 95, 98, 99)
 

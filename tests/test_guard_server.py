@@ -22,9 +22,9 @@ import pytest
 import server_support as support
 
 from langflow_cms import contract
-from langflow_cms.guard import service
-from langflow_cms.guard.langflow import LangflowClient
-from langflow_cms.guard.spec import parse_guard
+from langflow_cms.ops.guard import service
+from langflow_cms.ops.guard.langflow import LangflowClient
+from langflow_cms.ops.guard.spec import parse_guard
 from langflow_cms.ops.query import open_reader
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]

@@ -33,7 +33,6 @@ from langflow_cms.cli.output import (
     fail,
     package_version,
 )
-from langflow_cms.cli.query import open_reader_or_exit as _reader  # noqa: F401 (cli/alarms.py imports it here)
 from langflow_cms.cli.query import parse_end, parse_pairs
 
 __all__ = [

@@ -7,7 +7,6 @@ reporter's Transport (retries, deadlines, body-``Code`` check). See docs/alarms.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -20,6 +19,7 @@ from langflow_cms.cli.output import (
     JsonOption,
     VersionOption,
     ascii_text,
+    epilog,
     fail,
     print_json,
 )
@@ -33,9 +33,8 @@ EXIT_HELP = (
 )
 
 
-def _epilog(*lines: str) -> str:
-    body = "\n\n".join(f"  {line}" for line in lines)
-    return f"Examples:\n\n{body}\n\n{EXIT_HELP}"
+def _epilog(*examples: str) -> str:
+    return epilog(EXIT_HELP, *examples)
 
 
 app = typer.Typer(
@@ -67,14 +66,8 @@ def _group(version: VersionOption = False) -> None:
     """Alarms as code: plan, apply, list and check CloudMonitor alarm rules from a TOML file."""
 
 
-def _quiet_sdk() -> None:
-    # the SDK logs failed calls at ERROR before raising; the error is reported once, by us
-    logging.getLogger("aliyunsdkcore").addHandler(logging.NullHandler())
-    logging.getLogger("aliyunsdkcore").propagate = False
-
-
 def _spec(path: Path, command: str, *, secrets: bool = True) -> Any:
-    from langflow_cms.alarms import SpecError, load_spec
+    from langflow_cms.ops.alarms import SpecError, load_spec
 
     try:
         return load_spec(path, secrets=secrets)
@@ -83,11 +76,12 @@ def _spec(path: Path, command: str, *, secrets: bool = True) -> Any:
 
 
 def _client(command: str) -> Any:
-    from langflow_cms.alarms import AlarmClient
     from langflow_cms.config import ConfigError
     from langflow_cms.credentials import CredentialError
+    from langflow_cms.delivery.transport import quiet_sdk_logs
+    from langflow_cms.ops.alarms import AlarmClient
 
-    _quiet_sdk()
+    quiet_sdk_logs()  # the SDK logs failed calls at ERROR before raising; we report each once
     try:
         return AlarmClient.from_env()
     except (ConfigError, CredentialError) as exc:
@@ -96,8 +90,8 @@ def _client(command: str) -> Any:
 
 def _sls() -> Any:
     """The SLS settings of the environment (for the logs links), None when unset or invalid."""
-    from langflow_cms.alarms import SlsSettings
     from langflow_cms.config import Config, ConfigError
+    from langflow_cms.ops.alarms import SlsSettings
 
     try:
         return SlsSettings.from_config(Config.from_env())
@@ -128,7 +122,7 @@ def plan(
     version: VersionOption = False,
 ) -> None:
     """Show what apply would create, change or delete, as a diff. Exit code 2 when there are changes."""
-    from langflow_cms import alarms
+    from langflow_cms.ops import alarms
 
     spec = _spec(spec_file, "plan")
     client = _client("plan")
@@ -162,7 +156,7 @@ def apply(
     PutEventRuleTargets with RuleName langflow-cms-<event alarm name>). Idempotent: a second apply changes
     nothing. With --prune, rules and event rules this tool created that the file no longer has are
     deleted."""
-    from langflow_cms import alarms
+    from langflow_cms.ops import alarms
 
     spec = _spec(spec_file, "apply")
     client = _client("apply")
@@ -182,8 +176,8 @@ def apply(
 @app.command(name="list", epilog=_epilog("langflow-cms alarms list", "langflow-cms alarms list --json"))
 def list_rules(json_output: JsonOption = False, version: VersionOption = False) -> None:
     """The alarm rules and event rules in the account that this tool manages (langflow-cms-*)."""
-    from langflow_cms import alarms
     from langflow_cms.cli.output import console, table_box
+    from langflow_cms.ops import alarms
 
     client = _client("list")
     try:
@@ -249,18 +243,19 @@ def check(
     when a rule is in ALARM."""
     from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 
-    from langflow_cms import alarms
-    from langflow_cms.cli import _reader, parse_end
-    from langflow_cms.ops.query import CmsQueryError
+    from langflow_cms.cli.query import open_reader_or_exit as _reader
+    from langflow_cms.cli.query import parse_end
+    from langflow_cms.delivery.transport import CmsError, quiet_sdk_logs
+    from langflow_cms.ops import alarms
 
     spec = _spec(spec_file, "check", secrets=False)  # check writes no contact: no webhook needed
     end_ms = parse_end(end)
-    _quiet_sdk()
+    quiet_sdk_logs()  # the SDK logs failed calls at ERROR before raising; we report each once
     reader = alarms.PermissionNamingReader(_reader(10))
     sls = _sls()
     try:
         results = alarms.check(spec, reader, end_ms=end_ms, sls=sls)
-    except (alarms.AlarmError, CmsQueryError, ServerException, ClientException) as exc:
+    except (alarms.AlarmError, CmsError, ServerException, ClientException) as exc:
         _failed(exc, "check")
     if json_output:
         print_json({"alarms": [r.as_dict() for r in results]})

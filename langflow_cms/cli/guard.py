@@ -9,7 +9,6 @@ is read from the variable the section names (``LANGFLOW_API_KEY`` by default).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -18,7 +17,15 @@ from typing import Annotated, Any
 import typer
 
 from langflow_cms import REPOSITORY_URL
-from langflow_cms.cli.output import EXIT_USAGE, JsonOption, VersionOption, ascii_text, fail, print_json
+from langflow_cms.cli.output import (
+    EXIT_USAGE,
+    JsonOption,
+    VersionOption,
+    ascii_text,
+    epilog,
+    fail,
+    print_json,
+)
 
 EXIT_HELP = (
     "Exit codes: 0 success (once: nothing rolled back or failing); 1 a rollback failed or Langflow/CMS "
@@ -28,9 +35,8 @@ EXIT_HELP = (
 EXIT_ROLLED_BACK = 3
 
 
-def _epilog(*lines: str) -> str:
-    body = "\n\n".join(f"  {line}" for line in lines)
-    return f"Examples:\n\n{body}\n\n{EXIT_HELP}"
+def _epilog(*examples: str) -> str:
+    return epilog(EXIT_HELP, *examples)
 
 
 app = typer.Typer(
@@ -60,7 +66,7 @@ def _group(version: VersionOption = False) -> None:
 
 
 def _spec(path: Path, command: str) -> Any:
-    from langflow_cms.guard.spec import GuardSpecError, load_guard
+    from langflow_cms.ops.guard.spec import GuardSpecError, load_guard
 
     try:
         return load_guard(path)
@@ -90,16 +96,16 @@ def _sender() -> Any:
 
 
 def _reader_factory() -> Any:
+    from langflow_cms.delivery.transport import quiet_sdk_logs
     from langflow_cms.ops.query import open_reader
 
-    logging.getLogger("aliyunsdkcore").addHandler(logging.NullHandler())
-    logging.getLogger("aliyunsdkcore").propagate = False
+    quiet_sdk_logs()  # the SDK logs failed calls at ERROR before raising; the guard logs each once
     return open_reader
 
 
 def make_guard(spec: Any, *, dry_run: bool) -> Any:
-    from langflow_cms.guard.langflow import LangflowClient
-    from langflow_cms.guard.service import Guard
+    from langflow_cms.ops.guard.langflow import LangflowClient
+    from langflow_cms.ops.guard.service import Guard
 
     client = LangflowClient(spec.langflow_url, os.environ.get(spec.api_key_env) or None)
     return Guard(spec, client, _reader_factory(), _sender(), dry_run=dry_run)
@@ -130,7 +136,7 @@ def _show(decisions: list[dict[str, Any]], json_output: bool) -> None:
 
 
 def _exit_code(decisions: list[dict[str, Any]]) -> int:
-    from langflow_cms.guard import service
+    from langflow_cms.ops.guard import service
 
     kinds = {d["decision"] for d in decisions}
     if kinds & {service.ROLLBACK_FAILED, service.UNAVAILABLE}:
@@ -204,7 +210,7 @@ def serve(
     version: VersionOption = False,
 ) -> None:
     """``run``, plus a CMS alarm callback: POST /evaluate?token=... evaluates at once."""
-    from langflow_cms.guard.webhook import TOKEN_VARIABLE, Trigger
+    from langflow_cms.ops.guard.webhook import TOKEN_VARIABLE, Trigger
 
     spec = _spec(spec_file, "serve")
     token = os.environ.get(TOKEN_VARIABLE, "")

@@ -121,3 +121,9 @@ VersionOption = Annotated[
 ]
 """``--version`` for any command or group: add ``version: VersionOption = False`` to its parameters."""
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables.")]
+
+
+def epilog(exit_help: str, *examples: str) -> str:
+    """A command's ``--help`` epilog: its examples, then what its exit codes mean."""
+    body = "\n\n".join(f"  {line}" for line in examples)
+    return f"Examples:\n\n{body}\n\n{exit_help}"

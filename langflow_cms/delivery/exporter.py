@@ -20,9 +20,10 @@ from typing import Any
 
 from langflow_cms.config import Config
 from langflow_cms.credentials import CredentialError, CredentialProvider
-from langflow_cms.delivery.serializer import batches, is_event
+from langflow_cms.delivery.serializer import batches, is_event, raw_entries
 from langflow_cms.delivery.spool import Spool, volume_full
 from langflow_cms.delivery.transport import CmsError, Transport, credential_failure
+from langflow_cms.pipeline.raw import RawPoint
 
 log = logging.getLogger("langflow_cms")
 
@@ -130,6 +131,11 @@ class Exporter:
                     self._outbox.popleft()
                     self.stats["dropped:outbox_full"] += 1
                 self._outbox.append(entry)
+
+    def enqueue_points(self, points: list[RawPoint]) -> None:
+        """Encode the pipeline's raw points (serializer.raw_entries) and queue them; raises before queueing
+        anything when one cannot be encoded (the pipeline counts it)."""
+        self.enqueue(raw_entries(points))
 
     def persist(self, entries: list[Entry]) -> bool:
         """Write ``entries`` straight to the spool, to be sent with the next send (the host's sender does

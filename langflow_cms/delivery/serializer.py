@@ -9,10 +9,11 @@ that a gateway refuses.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import quote
 
 from langflow_cms.limits import MAX_ENTRIES_PER_CALL, MAX_EVENTS_PER_CALL
+from langflow_cms.pipeline.raw import RawPoint
 from langflow_cms.pipeline.window import Window
 
 MAX_BATCH_BYTES = 24 * 1024
@@ -46,6 +47,12 @@ def raw_entry(name: str, dimensions: Mapping[str, str], value: float, time_ms: i
         "GroupId": group_id,
         "Values": _json({"value": value}),
     }
+
+
+def raw_entries(points: Iterable[RawPoint]) -> list[dict[str, str]]:
+    """The Type=0 entries of the pipeline's raw points (raw mode, the fleet stream); all or none (raises
+    ``ValueError`` on a value JSON cannot carry)."""
+    return [raw_entry(p.name, p.dimensions, p.value, p.time_ms, p.group_id) for p in points]
 
 
 def encoded_size(entry: Mapping[str, str]) -> int:

@@ -1,4 +1,5 @@
-"""One signed CMS call through the real SDK, with hard deadlines, and the retry policy around it.
+"""The one CMS client: signed calls through the real SDK, hard deadlines, the retry policy, the rate
+limiter and the error type, for the reporter's writes, the alarms commands and the readers (query.py) alike.
 
 The SDK's own retry never fires for CMS (its retry table only knows ECS) and it returns an HTTP-200 reply
 whose body ``Code`` is an error as if it had succeeded. So: ``AcsClient(auto_retry=False)``, the body is
@@ -10,6 +11,10 @@ Deadlines are hard. Each attempt's connect and read timeouts come from what is l
 itself runs on a short-lived worker thread that the caller waits for no longer than that (an endpoint that
 accepts the connection and trickles bytes cannot hold the caller), tenacity stops before a backoff sleep that
 would pass the deadline, and the rate limiter never sleeps past it either.
+
+Reads: :meth:`Transport.call_json` returns the parsed reply of any action (``call`` only its RequestId);
+:func:`read_json` is the same body check and rate limit for a reader's own ``AcsClient`` (query.py), which
+retries throttling only, for up to ``THROTTLE_RETRY_S``.
 """
 
 from __future__ import annotations
@@ -25,7 +30,14 @@ from typing import Any
 from aliyunsdkcms.request.v20190101.PutCustomEventRequest import PutCustomEventRequest
 from aliyunsdkcms.request.v20190101.PutCustomMetricRequest import PutCustomMetricRequest
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+    wait_random_exponential,
+)
 
 from langflow_cms.config import Config
 from langflow_cms.credentials import CredentialError, CredentialProvider, make_acs_client, proxies_for
@@ -53,6 +65,8 @@ BURST_S = 2.0
 """The final send may spend the call allowance of this many idle seconds at once (``final_burst``)."""
 MIN_ATTEMPT_S = 0.05
 """An attempt with less budget than this is not started."""
+THROTTLE_RETRY_S = 20.0
+"""How long a throttled read (:func:`read_json`) is retried before the error is raised."""
 _QUERY = re.compile(r"\?[^\s'\"<>()]+")
 
 
@@ -62,14 +76,21 @@ class CmsError(Exception):
     The message is redacted: SDK errors quote the signed URL, with ``AccessKeyId`` and ``Signature``.
     """
 
-    def __init__(self, code: str, message: str, http_status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, http_status: int | None = None, request_id: str | None = None
+    ) -> None:
         self.code = code
         self.http_status = http_status
+        self.request_id = request_id
         self.retryable = code in RETRYABLE_CODES or code.startswith("Throttling") or (http_status or 0) >= 500
         self.keeps = code == NO_CREDENTIALS
         """Not retried, but never dead-lettered nor dropped: our configuration is wrong, not the data."""
-        text = _QUERY.sub("?…", redact(message))  # SDK errors quote the whole signed URL: drop its query
-        super().__init__(f"{code}: {text}" + (f" (HTTP {http_status})" if http_status else ""))
+        self.message = _QUERY.sub("?…", redact(message))  # SDK errors quote the signed URL: drop its query
+        super().__init__(
+            f"{code}: {self.message}"
+            + (f" (RequestId {request_id})" if request_id else "")
+            + (f" (HTTP {http_status})" if http_status else "")
+        )
 
 
 NO_CREDENTIALS = "NoCredentials"
@@ -85,11 +106,30 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, CmsError) and exc.retryable
 
 
+def checked_reply(body: bytes | str) -> dict[str, Any]:
+    """The parsed reply, or CmsError: the old SDK raises only for non-2xx statuses, so a body ``Code`` other
+    than ``"200"`` (or ``Success: false``) is an error even at HTTP 200 (cms-api.md §1.2)."""
+    try:
+        reply = json.loads(body)
+    except ValueError:
+        raise CmsError("SDK.UnknownServerError", f"unparsable reply {body[:200]!r}") from None
+    if not isinstance(reply, dict):
+        raise CmsError("SDK.UnknownServerError", f"unexpected reply {body[:200]!r}")
+    code = str(reply.get("Code", "200"))
+    if code != "200" or reply.get("Success") is False:
+        status = int(code) if code.isdigit() else None
+        request_id = str(reply["RequestId"]) if reply.get("RequestId") else None
+        raise CmsError(code or "NoCode", str(reply.get("Message", "")), status, request_id)
+    return reply
+
+
 class RateLimiter:
     """At most ``qps`` calls a second from this process (CMS caps each account at 50-200 QPS per region)."""
 
     def __init__(self, qps: float) -> None:
-        self._interval = 1.0 / qps
+        if not qps > 0:
+            raise ValueError("qps must be positive")
+        self.interval = 1.0 / qps
         self._next = 0.0
         self._credit = 0
         self._lock = threading.Lock()
@@ -101,7 +141,7 @@ class RateLimiter:
         now gets no credit, so the average rate never passes ``qps``."""
         with self._lock:
             idle = min(time.monotonic() - self._next, BURST_S)
-            self._credit = max(int(idle / self._interval), 0)
+            self._credit = max(int(idle / self.interval), 0)
 
     def wait(self, deadline: float = float("inf")) -> None:
         """Sleep until the next call may go; CmsError (retryable) if that would pass ``deadline``."""
@@ -114,7 +154,7 @@ class RateLimiter:
             delay = self._next - now
             if now + max(delay, 0.0) > deadline - MIN_ATTEMPT_S:
                 raise CmsError("Throttling.Local", "the local rate limit leaves no time before the deadline")
-            self._next = max(now, self._next) + self._interval
+            self._next = max(now, self._next) + self.interval
         if delay > 0:
             time.sleep(delay)
 
@@ -187,7 +227,12 @@ class Transport:
         return self.call(request, deadline)
 
     def call(self, request: Any, deadline: float = float("inf")) -> str:
-        """One signed RPC call that must finish by ``deadline`` (monotonic); the body's Code is checked."""
+        """One signed RPC call that must finish by ``deadline`` (monotonic); its RequestId."""
+        return str(self.call_json(request, deadline).get("RequestId", ""))
+
+    def call_json(self, request: Any, deadline: float = float("inf")) -> dict[str, Any]:
+        """One signed RPC call that must finish by ``deadline`` (monotonic); the parsed reply, its body
+        ``Code`` checked (CmsError otherwise)."""
         self.limiter.wait(deadline)
         budget = min(deadline - time.monotonic(), self.config.connect_timeout + self.config.read_timeout)
         if budget < MIN_ATTEMPT_S:
@@ -203,22 +248,14 @@ class Transport:
             raise CmsError(exc.get_error_code(), exc.get_error_msg()) from None
         except CredentialError as exc:
             raise credential_failure(exc) from None
-        try:
-            reply = json.loads(body)
-        except ValueError:
-            raise CmsError("SDK.UnknownServerError", f"unparsable reply {body[:200]!r}") from None
-        code = str(reply.get("Code", "200"))
-        if code != "200" or reply.get("Success") is False:
-            status = int(code) if code.isdigit() else None
-            raise CmsError(code or "NoCode", str(reply.get("Message", "")), status)
-        return str(reply.get("RequestId", ""))
+        return checked_reply(body)
 
     def call_with_retry(
         self,
-        make_call: Callable[[float], str],
+        make_call: Callable[[float], Any],
         deadline: float,
         on_retry: Callable[[CmsError], None] | None = None,
-    ) -> str:
+    ) -> Any:
         """``make_call(deadline)`` with backoff and full jitter on retryable errors, until ``deadline``.
 
         tenacity stops before a sleep that would pass the deadline (``upcoming_sleep`` is known when the
@@ -260,3 +297,37 @@ class Transport:
                 proxy=proxies_for(self.config.endpoint),
             )
         return self._client
+
+
+def is_throttling(exc: BaseException) -> bool:
+    """A ``Throttling``/``Throttling.User``/``Throttling.Api`` answer, as an HTTP error or in a 200 body."""
+    if isinstance(exc, ServerException):
+        return exc.get_error_code().startswith("Throttling")
+    return isinstance(exc, CmsError) and exc.code.startswith("Throttling")
+
+
+def read_json(
+    client: Any, request: Any, endpoint: str | None, limiter: RateLimiter | None = None
+) -> dict[str, Any]:
+    """One read through a reader's own signing ``AcsClient`` (query.py): the shared rate limiter, the body
+    check of every call (:func:`checked_reply`), and throttling retried with jittered exponential backoff for
+    up to ``THROTTLE_RETRY_S``; other errors (SDK exceptions included) are raised at once."""
+    if endpoint:
+        request.set_endpoint(endpoint)
+    if not endpoint or "://" not in endpoint:
+        # A bare host name means real CMS: never send credentials over plain HTTP.
+        request.set_protocol_type("https")
+
+    retrying = Retrying(
+        retry=retry_if_exception(is_throttling),
+        wait=wait_exponential_jitter(initial=0.2, max=5.0),
+        stop=stop_after_delay(THROTTLE_RETRY_S),
+        reraise=True,
+    )
+
+    def once() -> dict[str, Any]:
+        if limiter is not None:
+            limiter.wait()
+        return checked_reply(client.do_action_with_exception(request))
+
+    return retrying(once)

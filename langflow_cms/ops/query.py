@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,51 +36,25 @@ from aliyunsdkcms.request.v20190101.DescribeCustomEventAttributeRequest import (
 )
 from aliyunsdkcms.request.v20190101.DescribeCustomMetricListRequest import DescribeCustomMetricListRequest
 from aliyunsdkcms.request.v20190101.DescribeMetricListRequest import DescribeMetricListRequest
-from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.client import AcsClient
-from aliyunsdkcore.request import CommonRequest, RpcRequest
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential_jitter
+from aliyunsdkcore.request import CommonRequest
 
 from langflow_cms.contract import CUSTOM_NAMESPACE_PREFIX
+from langflow_cms.delivery.transport import CmsError, RateLimiter
+from langflow_cms.delivery.transport import read_json as _call
 
 USER_ID_VARIABLE = "LANGFLOW_CMS_USER_ID"
 """The account uid of ``acs_customMetric_<uid>``; when unset it is asked from STS GetCallerIdentity."""
 DEFAULT_READ_QPS = 10.0
 """Describe* calls per second from one reader: a fifth of the account's shared 50 per second."""
-THROTTLE_RETRY_S = 20.0
-"""How long a throttled read is retried before the error is raised."""
 MAX_SELECTORS = 50
 """DescribeMetricList answers at most 50 dimension selectors ("instances") per request."""
 STS_VERSION = "2015-04-01"
 
 
-class RateLimiter:
-    """At most ``qps`` calls per second, spaced evenly (a token bucket of depth one); thread-safe."""
-
-    def __init__(self, qps: float = DEFAULT_READ_QPS) -> None:
-        if not qps > 0:
-            raise ValueError("qps must be positive")
-        self.interval = 1.0 / qps
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            time.sleep(start - now)
-
-
-class CmsQueryError(Exception):
-    """CMS answered with a body ``Code`` other than ``"200"``."""
-
-    def __init__(self, code: str, message: str, request_id: str | None) -> None:
-        super().__init__(f"{code}: {message} (RequestId {request_id})")
-        self.code = code
-        self.message = message
-        self.request_id = request_id
+CmsQueryError = CmsError
+"""The readers' former name of the one CMS error (delivery/transport.py); ``code``, ``message``,
+``request_id``."""
 
 
 def dimension_query_string(dimensions: Mapping[str, str]) -> str:
@@ -100,40 +72,6 @@ def parse_dimension_string(text: str) -> dict[str, str]:
             text = text.strip("{}")
     pairs = (part.partition("=") for part in text.split("&") if part)
     return {key: value for key, _, value in pairs}
-
-
-def is_throttling(exc: BaseException) -> bool:
-    """A ``Throttling``/``Throttling.User``/``Throttling.Api`` answer, as an HTTP error or in a 200 body."""
-    if isinstance(exc, ServerException):
-        return exc.get_error_code().startswith("Throttling")
-    return isinstance(exc, CmsQueryError) and exc.code.startswith("Throttling")
-
-
-def _call(
-    client: AcsClient, request: RpcRequest, endpoint: str | None, limiter: RateLimiter | None = None
-) -> dict[str, Any]:
-    if endpoint:
-        request.set_endpoint(endpoint)
-    if not endpoint or "://" not in endpoint:
-        # A bare host name means real CMS: never send credentials over plain HTTP.
-        request.set_protocol_type("https")
-
-    @retry(
-        retry=retry_if_exception(is_throttling),
-        wait=wait_exponential_jitter(initial=0.2, max=5.0),
-        stop=stop_after_delay(THROTTLE_RETRY_S),
-        reraise=True,
-    )
-    def once() -> dict[str, Any]:
-        if limiter is not None:
-            limiter.wait()
-        body = json.loads(client.do_action_with_exception(request))
-        code = str(body.get("Code", "200"))
-        if code != "200" or body.get("Success") is False:
-            raise CmsQueryError(code, str(body.get("Message", "")), body.get("RequestId"))
-        return body
-
-    return once()
 
 
 def describe_custom_events(
@@ -356,7 +294,7 @@ def account_id(
         return configured
     found = str(caller_identity(client, sts_endpoint, limiter).get("AccountId") or "")
     if not found:
-        raise CmsQueryError("NoAccountId", "GetCallerIdentity answered without an AccountId", None)
+        raise CmsError("NoAccountId", "GetCallerIdentity answered without an AccountId")
     return found
 
 
@@ -367,7 +305,7 @@ class Reader:
     client: AcsClient
     endpoint: str | None
     user_id: str
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(DEFAULT_READ_QPS))
     group_id: str | None = "0"
 
     def series(self, metric_name: str, **filters: Any) -> list[dict[str, Any]]:
@@ -404,7 +342,7 @@ class Reader:
 def open_reader(environ: Mapping[str, str] | None = None, *, qps: float = DEFAULT_READ_QPS) -> Reader:
     """A :class:`Reader` configured like the reporter: same endpoint, region, group and credential chain.
 
-    Raises ``ConfigError``/``CredentialError`` for a bad setup, ``CmsQueryError``/SDK exceptions when the
+    Raises ``ConfigError``/``CredentialError`` for a bad setup, ``CmsError``/SDK exceptions when the
     account id cannot be found.
     """
     from langflow_cms.config import Config

@@ -31,8 +31,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 
 from langflow_cms import contract
-from langflow_cms.delivery.serializer import raw_entry
 from langflow_cms.naming import check_metric_name, clean_dimensions
+from langflow_cms.pipeline.raw import RawPoint
 
 log = logging.getLogger("langflow_cms")
 
@@ -48,7 +48,7 @@ def run_hash(run_id: str) -> float:
 
 
 class FleetStream:
-    """Samples and encodes fleet points for one delivery path (``sink`` = its exporter's ``enqueue``)."""
+    """Samples fleet points for one delivery path (``sink`` takes :class:`RawPoint`s; delivery encodes)."""
 
     def __init__(
         self,
@@ -56,7 +56,7 @@ class FleetStream:
         budget_per_minute: int,
         group_id: str,
         common: Mapping[str, str],
-        sink: Callable[[list[dict[str, str]]], None],
+        sink: Callable[[list[RawPoint]], None],
         clock: Callable[[], float] = time.time,
         rate: float = 1.0,
     ) -> None:
@@ -108,7 +108,7 @@ class FleetStream:
             return kept
 
     def flush(self, force: bool = False) -> None:
-        """Encode the sampled runs of finished minutes (and the current one with ``force``, at close) and
+        """Hand the sampled runs of finished minutes (and the current one with ``force``, at close) and
         hand them to the sink (the reporter thread, ``flush``, ``close``)."""
         with self._lock:
             self._roll(int(self.clock() // 60), force=force)
@@ -121,11 +121,11 @@ class FleetStream:
             self.send(points, at)
 
     def send(self, points: list[Point], at: float) -> bool:
-        """Encode and hand over raw points stamped ``at`` (no budget: streak points). Never raises."""
+        """Check and hand over raw points stamped ``at`` (no budget: streak points). Never raises."""
         try:
             stamp = int(at * 1000)
-            entries = [
-                raw_entry(
+            checked = [
+                RawPoint(
                     check_metric_name(name),
                     dict(clean_dimensions(dims, self.common)),
                     value,
@@ -134,7 +134,7 @@ class FleetStream:
                 )
                 for name, dims, value in points
             ]
-            self.sink(entries)
+            self.sink(checked)
             return True
         except (ValueError, TypeError, OverflowError):
             self.invalid += 1
@@ -190,7 +190,7 @@ class SlowStreaks:
         self._lock = threading.Lock()
 
     def observe(self, flow_dims: Mapping[str, str], threshold_ms: float, duration_ms: float) -> None:
-        from langflow_cms.alarms import longest_streak
+        from langflow_cms.pipeline.streaks import longest_streak
 
         key = (tuple(sorted(flow_dims.items())), threshold_ms)
         with self._lock:

@@ -1,9 +1,10 @@
 """Raw (``Type=0``) points: one entry per observation, aggregated by CloudMonitor itself (and billed).
 
 ``RawScope`` is the strategy behind ``LANGFLOW_CMS_MODE=raw``: the same ``record``/``series``/``observe``
-API as the aggregating ``Scope``, but each (sampled) observation becomes a raw entry handed to the scope's
-exporter. The validation, cleaning and caps are the aggregating scope's (one path from ``record()`` to the
-wire); only the last step differs.
+API as the aggregating ``Scope``, but each (sampled) observation becomes a :class:`RawPoint` handed to the
+scope's sink (the exporter, whose serializer encodes it: the pipeline never builds wire entries). The
+validation, cleaning and caps are the aggregating scope's (one path from ``record()`` to the wire); only
+the last step differs.
 """
 
 from __future__ import annotations
@@ -11,10 +12,21 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from langflow_cms.delivery.serializer import raw_entry
 from langflow_cms.naming import as_number
 from langflow_cms.pipeline.storage import Scope, Series, Storage
+
+
+@dataclass(frozen=True, slots=True)
+class RawPoint:
+    """One observation for CloudMonitor to aggregate itself (delivery encodes it as a ``Type=0`` entry)."""
+
+    name: str
+    dimensions: Mapping[str, str]
+    value: float
+    time_ms: int
+    group_id: str
 
 
 class RawScope(Scope):
@@ -28,7 +40,7 @@ class RawScope(Scope):
         *,
         sample_rate: float,
         group_id: str,
-        sink: Callable[[list[dict[str, str]]], None],
+        sink: Callable[[list[RawPoint]], None],
     ) -> None:
         super().__init__(storage, scope_id, common)
         self.sample_rate = sample_rate
@@ -51,9 +63,9 @@ class RawScope(Scope):
         if random.random() >= self.sample_rate:
             return
         try:
-            entry = raw_entry(
+            point = RawPoint(
                 series.name, dict(series.dimensions), number, int(time.time() * 1000), self.group_id
             )
-            self.sink([entry])
+            self.sink([point])
         except Exception as exc:
             self.storage.reject(series.name, f"could not be encoded: {exc!r}")

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from langflow_cms import contract
-from langflow_cms.guard.rule import Side
 from langflow_cms.ops.compare import interval
+from langflow_cms.ops.guard.rule import Side
 from langflow_cms.ops.readback import Point, count, fleet_percentile, fleet_range, read
 
 VERSION = "version"

@@ -20,14 +20,15 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from langflow_cms import contract, versioning
-from langflow_cms.guard import rule
-from langflow_cms.guard.evidence import read_side
-from langflow_cms.guard.langflow import LangflowClient, LangflowError
-from langflow_cms.guard.spec import ALL_MONITORED, GuardSpec
+from langflow_cms.ops.guard import rule
+from langflow_cms.ops.guard.evidence import read_side
+from langflow_cms.ops.guard.langflow import LangflowClient, LangflowError
+from langflow_cms.ops.guard.spec import ALL_MONITORED, GuardSpec
 from langflow_cms.ops.readback import FLEET_PERIOD
 
 LOG = logging.getLogger("langflow_cms.guard")
@@ -89,6 +90,18 @@ def _ms(text: str | None) -> int | None:
             moment = moment.replace(tzinfo=UTC)
         return int(moment.timestamp() * 1000)
     return None
+
+
+@dataclass
+class _Case:
+    """One flow in one evaluation: the flow as Langflow listed it, its state entry (``st``, updated in
+    place), the fields every decision about it carries (``base``), its versions by label, and the time."""
+
+    flow: dict[str, Any]
+    st: dict[str, Any]
+    base: dict[str, Any]
+    labels: dict[str, dict]
+    now: float
 
 
 class Guard:
@@ -247,24 +260,17 @@ class Guard:
             return self._decide(
                 base, st.get("status") or BASELINE, active=active, baseline=st.get("baseline"), event=False
             )
-        return self._evaluate(flow, st, base, labels, now)
+        return self._evaluate(_Case(flow, st, base, labels, now))
 
-    def _evaluate(
-        self,
-        flow: dict[str, Any],
-        st: dict[str, Any],
-        base: dict[str, Any],
-        labels: dict[str, dict],
-        now: float,
-    ) -> dict[str, Any]:
-        old_label, new_label = st["baseline"], st["active"]
+    def _evaluate(self, case: _Case) -> dict[str, Any]:
+        st, base, now = case.st, case.base, case.now
         since_ms = int(st["since_ms"])
         start_ms = since_ms - int(self.spec.lookback_minutes * 60_000)
         try:
             reader = self._reader or self.reader_factory()
             self._reader = reader
-            old = read_side(reader, base["flow"], old_label, start_ms, int(now * 1000))
-            new = read_side(reader, base["flow"], new_label, since_ms, int(now * 1000))
+            old = read_side(reader, base["flow"], st["baseline"], start_ms, int(now * 1000))
+            new = read_side(reader, base["flow"], st["active"], since_ms, int(now * 1000))
         except Exception as exc:  # CMS down or refusing: decide nothing
             self._reader = None
             return self._unavailable(st, base, f"CloudMonitor: {type(exc).__name__}: {str(exc)[:200]}")
@@ -297,7 +303,7 @@ class Guard:
                 st["status"] = PROMOTED
             return self._decide(base, PROMOTED, st=st, evidence=evidence)
         if action == rule.ROLL_BACK:
-            return self._roll_back(flow, st, base, labels, evidence, now)
+            return self._roll_back(case, evidence)
         if (
             verdict.outcome == rule.TOO_FEW
             and minutes >= self.policy.max_minutes
@@ -308,17 +314,10 @@ class Guard:
             return self._decide(base, UNDECIDED, st=st, evidence=evidence, reason="too few runs")
         return self._decide(base, WATCHING, st=st, evidence=evidence, event=False)
 
-    def _roll_back(
-        self,
-        flow: dict[str, Any],
-        st: dict[str, Any],
-        base: dict[str, Any],
-        labels: dict[str, dict],
-        evidence: dict[str, Any],
-        now: float,
-    ) -> dict[str, Any]:
+    def _roll_back(self, case: _Case, evidence: dict[str, Any]) -> dict[str, Any]:
+        st, base = case.st, case.base
         old_label, new_label = st["baseline"], st["active"]
-        if now * 1000 < st.get("cooldown_until_ms", 0):
+        if case.now * 1000 < st.get("cooldown_until_ms", 0):
             return self._decide(
                 base,
                 COOLDOWN,
@@ -327,7 +326,7 @@ class Guard:
                 event=False,
                 reason="a rollback of this flow happened less than cooldown_minutes ago",
             )
-        target = labels.get(old_label)
+        target = case.labels.get(old_label)
         if target is None:
             return self._decide(
                 base,
@@ -340,36 +339,17 @@ class Guard:
             return self._decide(
                 base, WOULD_ROLL_BACK, st=st, evidence=evidence, target_version_id=target["id"]
             )
-        flow_id = base["flow_id"]
-        try:
-            try:
-                self.client.activate(flow_id, target["id"], flow.get("version_token"))
-            except LangflowError as exc:
-                if exc.status != 409:
-                    raise
-                fresh = self.client.flow(
-                    flow_id
-                )  # changed since read: act only if it still runs the bad version
-                if versioning.label(fresh.get("data"), st_pairs(st)) != new_label:
-                    return self._decide(
-                        base,
-                        ROLLBACK_FAILED,
-                        st=st,
-                        evidence=evidence,
-                        reason="the flow changed while the guard decided: left as it is",
-                    )
-                self.client.activate(flow_id, target["id"], fresh.get("version_token"))
-        except LangflowError as exc:
-            applied = self._now_running(flow_id, st)  # an answer lost after the write: look, never guess
-            if applied != old_label:
-                return self._decide(
-                    base, ROLLBACK_FAILED, st=st, evidence=evidence, reason=str(exc), running=applied
-                )
+        failed = self._activate(case, target["id"])
+        if failed is not None:
+            reason, running = failed
+            return self._decide(
+                base, ROLLBACK_FAILED, st=st, evidence=evidence, reason=reason, running=running
+            )
         st.pop("counted_window_ms", None)
         st.update(
             status=ROLLED_BACK,
             active=old_label,
-            cooldown_until_ms=int((now + self.policy.cooldown_minutes * 60) * 1000),
+            cooldown_until_ms=int((case.now + self.policy.cooldown_minutes * 60) * 1000),
             streak=0,
         )
         st["rolled_back"] = sorted(set(st.get("rolled_back", [])) | {new_label})
@@ -381,6 +361,26 @@ class Guard:
             baseline=old_label,
             target_version_id=target["id"],
         )
+
+    def _activate(self, case: _Case, version_id: str) -> tuple[str, str | None] | None:
+        """Activate the baseline's saved version; None when it is running, else why not and what runs."""
+        flow_id, st = case.base["flow_id"], case.st
+        try:
+            try:
+                self.client.activate(flow_id, version_id, case.flow.get("version_token"))
+            except LangflowError as exc:
+                if exc.status != 409:
+                    raise
+                # changed since read: act only if it still runs the bad version
+                fresh = self.client.flow(flow_id)
+                if versioning.label(fresh.get("data"), st_pairs(st)) != st["active"]:
+                    return "the flow changed while the guard decided: left as it is", None
+                self.client.activate(flow_id, version_id, fresh.get("version_token"))
+        except LangflowError as exc:
+            applied = self._now_running(flow_id, st)  # an answer lost after the write: look, never guess
+            if applied != st["baseline"]:
+                return str(exc), applied
+        return None
 
     def _now_running(self, flow_id: str, st: dict[str, Any]) -> str | None:
         try:

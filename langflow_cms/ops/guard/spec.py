@@ -20,15 +20,15 @@ state_file = "guard-state.json"    # relative to the spec file
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langflow_cms import REPOSITORY_URL
-from langflow_cms.guard.langflow import API_KEY_VARIABLE
-from langflow_cms.guard.rule import Policy
+from langflow_cms.ops.alarms.spec import read_toml
+from langflow_cms.ops.guard.langflow import API_KEY_VARIABLE
+from langflow_cms.ops.guard.rule import Policy
 
 ALL_MONITORED = "*"
 _NUMBERS = {
@@ -123,11 +123,4 @@ def parse_guard(data: Mapping[str, Any], path: str = "<spec>") -> GuardSpec:
 
 def load_guard(path: str | Path) -> GuardSpec:
     """Read the [guard] section of a spec file (TOML)."""
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise GuardSpecError(f"{path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise GuardSpecError(f"{path}: not valid TOML: {exc}") from None
-    return parse_guard(data, str(path))
+    return parse_guard(read_toml(path, GuardSpecError), str(path))

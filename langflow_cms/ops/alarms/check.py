@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langflow_cms import contract, events, readback
+from langflow_cms import contract, events
 from langflow_cms.delivery.transport import CmsError
+from langflow_cms.ops import readback
 from langflow_cms.ops.alarms.client import denied
 from langflow_cms.ops.alarms.event_rules import SlsSettings, flow_logs_link
 from langflow_cms.ops.alarms.model import ALL_FLOWS, EVENT_LOOKBACK_S, STATISTICS, Alarm, EventAlarm, Spec

@@ -60,6 +60,11 @@ wall: Callable[[], float] = from_environment()
 """The wall clock every label of the runtime comes from (read it as ``clock.wall()``, never bind it)."""
 
 
+def now() -> float:
+    """``wall()`` as it is installed at the call (a default for ``clock=`` parameters, which bind early)."""
+    return wall()
+
+
 def install(path: str | os.PathLike[str] | None) -> None:
     """In-process tests: read the wall clock from ``path`` (a file of seconds), or ``time.time`` again."""
     global wall

@@ -9,9 +9,9 @@ wire); only the last step differs.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Mapping
 
+from langflow_cms import clock as wallclock
 from langflow_cms.delivery.serializer import raw_entry
 from langflow_cms.naming import as_number
 from langflow_cms.pipeline.storage import Scope, Series, Storage
@@ -52,7 +52,7 @@ class RawScope(Scope):
             return
         try:
             entry = raw_entry(
-                series.name, dict(series.dimensions), number, int(time.time() * 1000), self.group_id
+                series.name, dict(series.dimensions), number, int(wallclock.wall() * 1000), self.group_id
             )
             self.sink([entry])
         except Exception as exc:

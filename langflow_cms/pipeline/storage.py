@@ -215,7 +215,7 @@ class Storage:
         a full one)."""
         self.inbox_limit = inbox_limit
         self.closed = False
-        self.clock = clock or (lambda: _clock.wall())
+        self.clock = clock or _clock.now
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
         self._warned: set[str] = set()

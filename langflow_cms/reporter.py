@@ -582,6 +582,7 @@ class Reader:
         except Exception:
             log.exception("langflow-cms: replaying the spool failed")
         next_cycle = time.monotonic() + self.until_boundary()
+        boundary = clock.wall() // 60 * 60 + 60  # the wall-clock minute end the next cycle is for
         next_merge: float | None = None  # merging per host: the sender's merge, GRACE_S after the cycle
         while not self._stopped:
             self._wake.wait(min(DRAIN_INTERVAL, max(next_cycle - time.monotonic(), 0.0)))
@@ -590,10 +591,11 @@ class Reader:
                 return
             try:
                 reporter.storage.drain()
-                # a forward step of the wall clock brings the cycle forward (a backward one never delays it)
-                next_cycle = min(next_cycle, time.monotonic() + self.until_boundary())
-                if time.monotonic() >= next_cycle:
+                # a forward step of the wall clock past the boundary brings the cycle forward; a backward
+                # one never delays it (the monotonic schedule)
+                if time.monotonic() >= next_cycle or clock.wall() >= boundary:
                     next_cycle = time.monotonic() + self.until_boundary()
+                    boundary = clock.wall() // 60 * 60 + 60
                     next_merge = time.monotonic() + GRACE_S + 1.0
                     reporter.cycle()
                 elif next_merge is not None and time.monotonic() >= next_merge:

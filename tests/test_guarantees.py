@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from clock_support import ShiftedClock
 
 from langflow_cms import contract
 from langflow_cms.config import Config
@@ -475,13 +476,13 @@ def test_get_reporter_never_raises_and_never_replaces_a_bad_value(monkeypatch, c
 RECORD_A_MINUTE = textwrap.dedent(
     """
     import os, signal, time
-    from langflow_cms import get_reporter
+    from langflow_cms import clock, get_reporter
     rep = get_reporter()
-    if (time.time() // 60 + 1) * 60 % 300 == 0:  # the last minute of a 300 s window: sealing it ends that too
-        time.sleep(61 - time.time() % 60)
+    # the test clock reads the second minute of a 300 s window (the last one's sealing would end that too)
+    assert 60 < clock.wall() % 300 < 240, clock.wall() % 300
     for i in range(50):
         rep.record("crashed", float(i), {"flow": "poem"})
-    edge = (time.time() // 60 + 1) * 60
+    edge = (clock.wall() // 60 + 1) * 60
     rep.storage.clock = lambda: edge + 0.05  # the minute has ended: the next collection seals its window
     """
 )
@@ -508,7 +509,10 @@ DIE_AT_HAND_OFF = RECORD_A_MINUTE + textwrap.dedent(
 
 def kill_then_restart(emulator, spool_env: dict[str, str], script: str, check=None) -> None:
     """Run ``script`` (it ends in a SIGKILL), call ``check``, then start and close a reporter on the same
-    spool, as the next process would."""
+    spool, as the next process would. Their test clock reads 5 s into the second minute of a 300 s window."""
+    clock = ShiftedClock(Path(spool_env["LANGFLOW_CMS_SPOOL_DIR"] + "-clock"))
+    clock.into_next(65, period=300)
+    spool_env = {**spool_env, "LANGFLOW_CMS_TEST_CLOCK": str(clock.path)}
     killed = subprocess.run([sys.executable, "-c", script], env=spool_env, timeout=150)
     assert killed.returncode == -signal.SIGKILL
     if check is not None:

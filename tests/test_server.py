@@ -162,6 +162,7 @@ def test_a_node_accesskey_carries_its_flows_metrics_on_both_server_run_paths(emu
         else:
             events = support.build_events(server, flow_id, "hello")
             assert events[-1]["event"] == "end", events[-1]
+    server.end_minute()  # the reporter's minute flush now, not at the next wall-clock minute
     for name in by_path.values():
         flows, _ = support.wait_for_flow(emulator, name, FLOW_COMPONENTS)
         assert support.sample_count(flows) == 1, (name, flows)

@@ -494,6 +494,16 @@ VARIABLES: tuple[Variable, ...] = (
         "annotated, all or off",
         "Which flows are measured: those with a CMS component (annotated), every flow (all), or none (off).",
     ),
+    Variable(
+        "LANGFLOW_CMS_TEST_CLOCK",
+        "test_clock",
+        _path,
+        None,
+        "a file path; only with LANGFLOW_CMS_DEV on",
+        "Tests and development only: the wall clock is shifted by the seconds this file holds, read again "
+        "while the process runs (langflow_cms/clock.py), so a test steps the clock or brings a minute "
+        "boundary near instead of waiting for it. Timestamps stay minute-aligned.",
+    ),
 )
 
 
@@ -552,6 +562,7 @@ class Config:
     host_merge: bool = True
     spool_max_mb: float = 64.0
     monitor: str = "annotated"
+    test_clock: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -584,6 +595,14 @@ class Config:
                 "is on: development mode only sends to a loopback endpoint (127.0.0.1, ::1, localhost: the "
                 "emulator), so development data can never reach production CloudMonitor; point "
                 "LANGFLOW_CMS_ENDPOINT at the emulator or unset LANGFLOW_CMS_DEV"
+            )
+        if values["test_clock"] is not None and not values["dev"]:
+            clock_var = next(v for v in VARIABLES if v.field == "test_clock")
+            raise _error(
+                clock_var,
+                raw_values["test_clock"],
+                "refused because LANGFLOW_CMS_DEV is off: it shifts the timestamps of what is sent, so it "
+                "only works against the local emulator",
             )
         if values["env"] is None and values["dev"]:
             values["env"] = "dev"

@@ -22,12 +22,12 @@ import json
 import logging
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from langflow_cms import clock as wallclock
 from langflow_cms import contract
 from langflow_cms.redact import cut, redact
 
@@ -97,7 +97,7 @@ class EventStream:
         per_minute: int,
         group_id: str,
         sink: Callable[[list[dict[str, str]]], None],
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wallclock.now,
     ) -> None:
         self.per_minute = per_minute
         self.group_id = group_id

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from langflow_cms import contract
+from langflow_cms import clock, contract
 from langflow_cms.config import Config, default_instance, host_instance
 from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
 from langflow_cms.delivery.exporter import Exporter
@@ -42,7 +42,7 @@ from langflow_cms.events import EventStream
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.raw import RawScope
 from langflow_cms.pipeline.storage import Scope, Series, Storage
-from langflow_cms.pipeline.window import Window
+from langflow_cms.pipeline.window import Ledger, Window
 from langflow_cms.redact import mask_key_id, register_secret
 
 log = logging.getLogger("langflow_cms")
@@ -115,6 +115,7 @@ class Reporter:
         self.events = self._default.events
         self.streaks = self._default.streaks
         self._health_reported: Counter[str] = Counter()
+        self._ledger = Ledger()  # what this process sent itself, per key: a second write carries it all
         self._cycle_lock = threading.Lock()
         self._reader = Reader(self)
 
@@ -247,10 +248,10 @@ class Reporter:
             # still add to it. Else a partial write, retried or applied late by CMS, could land after the
             # complete one and win (CMS keeps the last write); the next sender sends it, complete.
             force = force and not journal.others_alive()
-            self._hand_over(journal, journal.ready(time.time(), force=force))
+            self._hand_over(journal, journal.ready(clock.wall(), force=force))
             for orphan in journal.orphaned_hosts():  # nobody of that host is left to add to its windows
                 try:
-                    self._hand_over(orphan, orphan.ready(time.time(), force=True))
+                    self._hand_over(orphan, orphan.ready(clock.wall(), force=True))
                 finally:
                     orphan.resign()
         except Exception as exc:  # the cycle goes on: what was not recorded is merged again next time
@@ -278,7 +279,8 @@ class Reporter:
         by_scope: dict[str, list[dict[str, str]]] = {}
         for window in windows:
             try:
-                by_scope.setdefault(window.scope, []).append(aggregate_entry(window, self.config.group_id))
+                complete = self._ledger.complete(window)  # a minute written before: with what it had
+                by_scope.setdefault(window.scope, []).append(aggregate_entry(complete, self.config.group_id))
             except (ValueError, OverflowError, TypeError) as exc:
                 self.storage.reject(window.name, f"window could not be encoded: {exc}")
         for scope_id, entries in by_scope.items():
@@ -567,7 +569,7 @@ class Reader:
     def until_boundary(wall: float | None = None) -> float:
         """Seconds to the next minute of the wall clock (+50 ms), bounded to [1, 61] s. The cycle itself is
         scheduled on the monotonic clock, so a wall-clock step can neither stall it nor make it spin."""
-        wall = time.time() if wall is None else wall
+        wall = clock.wall() if wall is None else wall
         return min(max(60.0 - wall % 60.0 + 0.05, 1.0), 61.0)
 
     def _run(self) -> None:
@@ -580,6 +582,7 @@ class Reader:
         except Exception:
             log.exception("langflow-cms: replaying the spool failed")
         next_cycle = time.monotonic() + self.until_boundary()
+        boundary = clock.wall() // 60 * 60 + 60  # the wall-clock minute end the next cycle is for
         next_merge: float | None = None  # merging per host: the sender's merge, GRACE_S after the cycle
         while not self._stopped:
             self._wake.wait(min(DRAIN_INTERVAL, max(next_cycle - time.monotonic(), 0.0)))
@@ -588,8 +591,11 @@ class Reader:
                 return
             try:
                 reporter.storage.drain()
-                if time.monotonic() >= next_cycle:
+                # a forward step of the wall clock past the boundary brings the cycle forward; a backward
+                # one never delays it (the monotonic schedule)
+                if time.monotonic() >= next_cycle or clock.wall() >= boundary:
                     next_cycle = time.monotonic() + self.until_boundary()
+                    boundary = clock.wall() // 60 * 60 + 60
                     next_merge = time.monotonic() + GRACE_S + 1.0
                     reporter.cycle()
                 elif next_merge is not None and time.monotonic() >= next_merge:

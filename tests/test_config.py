@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ GOOD: dict[str, list[tuple[str, object]]] = {
     "LANGFLOW_CMS_SPOOL_MAX_MB": [("1", 1.0), ("0.5", 0.5), ("1024", 1024.0)],
     "LANGFLOW_CMS_HOST_MERGE": [("false", False), ("1", True), ("on", True)],
     "LANGFLOW_CMS_MONITOR": [("ALL", "all"), ("off", "off")],
+    "LANGFLOW_CMS_TEST_CLOCK": [],  # only with LANGFLOW_CMS_DEV: test_the_test_clock_needs_dev_mode
 }
 BAD: dict[str, list[str]] = {
     "LANGFLOW_CMS_ENABLED": ["maybe", "2"],
@@ -81,6 +83,7 @@ BAD: dict[str, list[str]] = {
     "LANGFLOW_CMS_SPOOL_MAX_MB": ["0", "-1", "lots", "nan"],
     "LANGFLOW_CMS_HOST_MERGE": ["maybe", "2"],
     "LANGFLOW_CMS_MONITOR": ["some"],
+    "LANGFLOW_CMS_TEST_CLOCK": ["/tmp/clock"],  # refused without LANGFLOW_CMS_DEV
     "LANGFLOW_CMS_MAX_METRICS": ["0", "many"],
     "LANGFLOW_CMS_FLEET": ["sometimes"],
     "LANGFLOW_CMS_EVENTS": ["many"],
@@ -263,3 +266,21 @@ def test_loopback_endpoints_normalise_to_http_with_port(port: int, host: str) ->
     config = Config.from_env({"LANGFLOW_CMS_ENDPOINT": f"{host}:{port}"})
     expected = f"http://{host}" if port == 80 else f"http://{host}:{port}"
     assert config.endpoint == expected and config.is_loopback
+
+
+def test_the_test_clock_needs_dev_mode_and_shifts_only_now(tmp_path: Path) -> None:
+    """LANGFLOW_CMS_TEST_CLOCK can never shift production data: without dev mode it is refused (above),
+    and the runtime's clock ignores it; in dev mode the file's seconds move "now", read as it changes."""
+    from langflow_cms import clock
+
+    path = tmp_path / "clock"
+    config = Config.from_env({"LANGFLOW_CMS_DEV": "1", "LANGFLOW_CMS_TEST_CLOCK": str(path)})
+    assert config.test_clock == path
+    assert clock.from_environment({"LANGFLOW_CMS_TEST_CLOCK": str(path)}) is time.time  # not in dev mode
+    shifted = clock.from_environment({"LANGFLOW_CMS_DEV": "1", "LANGFLOW_CMS_TEST_CLOCK": str(path)})
+    assert abs(shifted() - time.time()) < 5  # no file yet: no shift
+    clock.step(path, -3600)
+    deadline = time.monotonic() + 10
+    while abs(shifted() - (time.time() - 3600)) > 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert abs(shifted() - (time.time() - 3600)) < 5

@@ -14,6 +14,7 @@ import socket
 import time
 
 import pytest
+from clock_support import ShiftedClock
 
 from langflow_cms.config import host_instance
 from langflow_cms.delivery.journal import GRACE_S, HostJournal, host_directory
@@ -50,12 +51,16 @@ def start_workers(counts: list[int]):
     return workers
 
 
-def host_env(monkeypatch, emulator, spool) -> None:
+def host_env(monkeypatch, emulator, spool) -> ShiftedClock:
+    """The workers' environment, with a test clock (beside the spool: a file in it would be foreign)."""
+    clock = ShiftedClock(spool.with_name(f"{spool.name}-clock"))
+    monkeypatch.setenv("LANGFLOW_CMS_TEST_CLOCK", str(clock.path))
     monkeypatch.setenv("LANGFLOW_CMS_DEV", "1")
     monkeypatch.setenv("LANGFLOW_CMS_ENDPOINT", emulator.endpoint)
     monkeypatch.setenv("LANGFLOW_CMS_SPOOL_DIR", str(spool))
     monkeypatch.delenv("LANGFLOW_CMS_INSTANCE", raising=False)
     monkeypatch.delenv("LANGFLOW_CMS_HOST_MERGE", raising=False)
+    return clock
 
 
 def host_id(spool) -> str:
@@ -67,17 +72,11 @@ def stored(emulator, period: int) -> list[dict]:
     return [e for e in emulator.entries(name=SERIES) if e["period"] == period]
 
 
-def wait_for_minute_start(margin: float = 25.0) -> None:
-    """Start early in a minute, so the recording and the flushes happen before its end."""
-    if time.time() % 60 > 60 - margin:
-        time.sleep(61 - time.time() % 60)
-
-
 def test_workers_of_a_host_send_one_aggregate_per_series_with_the_host_as_instance(
     emulator, monkeypatch, tmp_path
 ):
-    host_env(monkeypatch, emulator, tmp_path)
-    wait_for_minute_start()
+    clock = host_env(monkeypatch, emulator, tmp_path)
+    clock.into_next(5)  # early in a minute, so the recording and the flushes happen before its end
     counts = [300, 200, 100]
     workers = start_workers(counts)
     for _, go_flush, flushed, _ in workers:
@@ -99,8 +98,8 @@ def test_workers_of_a_host_send_one_aggregate_per_series_with_the_host_as_instan
 def test_killing_the_elected_sender_mid_window_loses_and_doubles_nothing(emulator, monkeypatch, tmp_path):
     """The sender dies (SIGKILL) after its window was sealed and before it was merged: the next worker
     merges it; a replacement process adopts the dead one's open 300 s window. Each value counts once."""
-    host_env(monkeypatch, emulator, tmp_path)
-    wait_for_minute_start(margin=40)
+    clock = host_env(monkeypatch, emulator, tmp_path)
+    clock.into_next(5)  # early in a minute, so the recording and the flushes happen before its end
     counts = [250, 150, 80]
     workers = start_workers(counts)
     for _, go_flush, flushed, _ in workers:
@@ -111,12 +110,13 @@ def test_killing_the_elected_sender_mid_window_loses_and_doubles_nothing(emulato
     (sender,) = [w[0] for w in workers if w[0].pid == sender_pid]
     others = [w for w in workers if w[0].pid != sender_pid]
     # past the minute's end every worker's cycle seals it into the journal; the merge waits GRACE_S more
-    minute = int(time.time() // 60 * 60)
+    minute = int(clock.to_end_of_minute())  # instead of waiting for the minute's end
     folder = host_directory(tmp_path) / f"60-{minute}"
     deadline = minute + 60 + GRACE_S - 2
-    while len(list(folder.glob("*.json"))) < 3 and time.time() < deadline:
+    while len(list(folder.glob("*.json"))) < 3 and clock.now() < deadline:
         time.sleep(0.2)
-    assert len(list(folder.glob("*.json"))) == 3 and not (folder / "merged.json").exists()
+    found = sorted(str(p.relative_to(tmp_path)) for p in host_directory(tmp_path).rglob("*"))
+    assert len(list(folder.glob("*.json"))) == 3 and not (folder / "merged.json").exists(), found
     os.kill(sender.pid, signal.SIGKILL)
     sender.join(30)
     for *_, leave in others:

@@ -15,7 +15,7 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import langflow_cms.pipeline.storage as storage_module
+import langflow_cms.clock as clock_module
 from langflow_cms import nodes, tracing
 from langflow_cms.config import Config
 from langflow_cms.credentials import Credential, credential_provider
@@ -173,9 +173,8 @@ def test_record_keeps_working_while_a_send_is_stuck(emulator):
 def test_a_value_at_a_window_edge_lands_in_the_window_of_its_moment(emulator):
     edge = math.floor(time.time() / 300) * 300 + 300.0  # a 60 s and 300 s boundary
     clock = iter([edge - 0.001, edge, edge + 59.999])
-    fake_time = mock.Mock(time=lambda: next(clock), monotonic=time.monotonic, sleep=time.sleep)
     reporter = reporter_for(emulator.endpoint)
-    with mock.patch.object(storage_module, "time", fake_time):
+    with mock.patch.object(clock_module, "wall", lambda: next(clock)):  # the wall clock records read
         for value in (1.0, 2.0, 3.0):
             reporter.record("edge", value)
     assert reporter.close(timeout=10)

@@ -59,6 +59,7 @@ def runs(server) -> dict[str, str]:
             )
         )
     assert len(answers) == CONCURRENT_RUNS
+    server.end_minute()  # the reporter's minute flush now, not at the next wall-clock minute
     return {"run": run_flow, "build": build_flow}
 
 
@@ -107,10 +108,11 @@ def test_native_trace_view_still_works(server, runs):
 def test_graceful_stop_delivers_the_last_window(server, emulator):
     """A deploy or restart must not lose the current minute: SIGTERM has to flush what was recorded.
 
-    Runs last (it stops the shared server). It avoids minute boundaries, so only the shutdown can deliver.
+    Runs last (it stops the shared server). It avoids minute boundaries, so only the shutdown can deliver:
+    the server's clock is stepped to 5 s into its next minute, instead of waiting for one.
     """
-    if time.time() % 60 > 40:
-        time.sleep(61 - time.time() % 60)
+    server.clock.into_next(5)
+    time.sleep(1.5)  # every worker has read the step (within 50 ms) and sealed the minute stepped over
     flow_id = server.create_flow("cms-shutdown")
     server.api("POST", f"/api/v1/run/{flow_id}?stream=false", {"input_value": "bye"})
     server.stop()
@@ -160,6 +162,7 @@ def test_a_node_accesskey_carries_its_flows_metrics_on_both_server_run_paths(emu
         else:
             events = support.build_events(server, flow_id, "hello")
             assert events[-1]["event"] == "end", events[-1]
+    server.end_minute()  # the reporter's minute flush now, not at the next wall-clock minute
     for name in by_path.values():
         flows, _ = support.wait_for_flow(emulator, name, FLOW_COMPONENTS)
         assert support.sample_count(flows) == 1, (name, flows)

@@ -19,6 +19,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
+from langflow_cms import clock
 from langflow_cms.config import Config
 from langflow_cms.credentials import Credential, credential_provider
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
@@ -50,7 +51,7 @@ class ReporterMachine(RuleBasedStateMachine):
         provider = credential_provider(Credential(DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, source="test"))
         self.reporter = Reporter(Config.from_env(settings_), provider, start=False)
         self.now = time.time()
-        self.reporter.storage.clock = lambda: self.now
+        clock.wall = lambda: self.now  # the process's wall clock: records and collections read it alike
         self.expected: Counter[str] = Counter()
         self.invalid = 0
         self.after_close = 0
@@ -124,6 +125,7 @@ class ReporterMachine(RuleBasedStateMachine):
             assert self.reporter.health()["invalid"] == self.invalid
             assert self.reporter._counters()["dropped:after_close"] == self.after_close
         finally:
+            clock.wall = time.time
             self.emulator.stop()
 
 

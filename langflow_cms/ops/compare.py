@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from langflow_cms import contract
+from langflow_cms import clock, contract
 from langflow_cms.ops.readback import (
     PERCENTILES,
     SHOWN_PERCENTILES,
@@ -150,7 +149,7 @@ def collect(
     end_ms: int | None = None,
 ) -> dict[str, Any]:
     """The comparison as plain data (what ``compare --json`` prints)."""
-    end_ms = int(time.time() * 1000) if end_ms is None else end_ms
+    end_ms = int(clock.wall() * 1000) if end_ms is None else end_ms  # "now" of a test clock too
     start_ms = end_ms - int(minutes * 60_000)
     accuracy = sketch_accuracy()
     window = {"period": COUNT_PERIOD, "start_ms": start_ms, "end_ms": end_ms}

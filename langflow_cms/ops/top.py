@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from langflow_cms import contract
+from langflow_cms import clock, contract
 from langflow_cms.ops.query import Reader
 from langflow_cms.ops.readback import (
     SHOWN_PERCENTILES,
@@ -57,7 +57,7 @@ def collect(
     ``where``: flow dimensions every series must have (``version=v2``); ``by``: flow dimensions that split
     the rows further. With ``flow`` the rows are that flow's nodes (plus a ``whole flow`` row).
     """
-    end_ms = int(time.time() * 1000) if end_ms is None else end_ms
+    end_ms = int(clock.wall() * 1000) if end_ms is None else end_ms  # "now" of a test clock too
     start_ms = end_ms - int(minutes * 60_000)
     wanted = dict(where or {})
     if flow is not None:

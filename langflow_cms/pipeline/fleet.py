@@ -26,10 +26,10 @@ import itertools
 import logging
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
+from langflow_cms import clock as wallclock
 from langflow_cms import contract
 from langflow_cms.naming import check_metric_name, clean_dimensions
 from langflow_cms.pipeline.raw import RawPoint
@@ -57,7 +57,7 @@ class FleetStream:
         group_id: str,
         common: Mapping[str, str],
         sink: Callable[[list[RawPoint]], None],
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wallclock.now,
         rate: float = 1.0,
     ) -> None:
         self.budget = budget_per_minute
@@ -181,7 +181,7 @@ class SlowStreaks:
     The counting rule is ``alarms.longest_streak``, applied one run at a time.
     """
 
-    def __init__(self, fleet: FleetStream, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, fleet: FleetStream, clock: Callable[[], float] = wallclock.now) -> None:
         self.fleet = fleet
         self.clock = clock
         self._minute = -1

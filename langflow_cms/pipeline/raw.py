@@ -10,10 +10,10 @@ the last step differs.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from langflow_cms import clock as wallclock
 from langflow_cms.naming import as_number
 from langflow_cms.pipeline.storage import Scope, Series, Storage
 
@@ -64,7 +64,7 @@ class RawScope(Scope):
             return
         try:
             point = RawPoint(
-                series.name, dict(series.dimensions), number, int(time.time() * 1000), self.group_id
+                series.name, dict(series.dimensions), number, int(wallclock.wall() * 1000), self.group_id
             )
             self.sink([point])
         except Exception as exc:

@@ -11,9 +11,12 @@ Modelled on the OpenTelemetry SDK's ``MetricReaderStorage`` and prometheus_clien
   that have ended, merges them into their 300 s windows, evicts series idle for two windows, and returns the
   sealed windows.
 
-Windows are labelled by wall time; no window is ever reopened once sealed: ``watermark`` is the start of
-the earliest window that may still receive values, and a value recorded (or drained) later than that goes
-into the next open window. A backward step of the wall clock re-bases the watermark (see ``collect``).
+Windows are keyed by the wall-clock minute each value was recorded in (``clock.wall()``). A value for a
+minute older than its series' open window (drained after that minute's cycle, or recorded after the wall
+clock stepped back) goes into a window of its own for that minute, sealed by the next collection: the
+delivery path sends it with what was sealed for that key before (``pipeline.window.Ledger``, or the host
+journal's merge), so CMS's last write for a key carries everything. A backward step seals every open window
+at once (see ``collect``); a forward step seals them at the next collection.
 
 Cardinality recovers: the cap counts series that are registered now, and a series with no value in the
 current and previous window is evicted once its last window is sealed. Past the cap a new series keeps
@@ -31,9 +34,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from langflow_cms import clock as _clock
 from langflow_cms import contract
 from langflow_cms.naming import as_number, check_metric_name, clean_dimensions
-from langflow_cms.pipeline.window import BASE_PERIOD, Rollup, Window
+from langflow_cms.pipeline.window import BASE_PERIOD, Rollup, Window, combine
 
 log = logging.getLogger("langflow_cms")
 
@@ -129,7 +133,7 @@ class Scope:
         if len(inbox) >= self.storage.inbox_items:
             self.storage.refuse()
             return
-        inbox.extend((series, value, time.time()))  # flat: see Storage.inbox
+        inbox.extend((series, value, _clock.wall()))  # flat: see Storage.inbox
 
     def series(self, name: str, dimensions: Mapping[str, str] | None = None) -> Series | None:
         """A bound series, like prometheus_client's ``labels()`` child: validated once, then each
@@ -157,7 +161,7 @@ class Scope:
         if len(inbox) >= self.storage.inbox_items:
             self.storage.refuse()
             return
-        inbox.extend((series, value, time.time()))  # flat: see Storage.inbox
+        inbox.extend((series, value, _clock.wall()))  # flat: see Storage.inbox
 
     # ------------------------------------------------------------------ slow path
     def _resolve(self, name: str, dimensions: Mapping[str, str] | None) -> Series | None:
@@ -199,7 +203,7 @@ class Storage:
         max_metrics: int,
         periods: tuple[int, ...] = contract.PERIODS,
         inbox_limit: int = INBOX_LIMIT,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.max_series = max_series_per_metric
         self.max_metrics = max_metrics
@@ -211,7 +215,7 @@ class Storage:
         a full one)."""
         self.inbox_limit = inbox_limit
         self.closed = False
-        self.clock = clock
+        self.clock = clock or _clock.now
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
         self._warned: set[str] = set()
@@ -223,7 +227,8 @@ class Storage:
         self._collections = 0
         self._pending: list[Window] = []
         """Windows a value rolled over between two collections (``drain``), returned by the next one."""
-        self.watermark = 0
+        self._late: dict[tuple, Window] = {}
+        """Values for a minute older than their series' open window, sealed by the next collection."""
         self._last_now = 0.0
 
     @property
@@ -375,8 +380,8 @@ class Storage:
             if stepped:
                 self.count("clock_steps")
                 log.warning(
-                    "langflow-cms: the wall clock went back %.0f s; windows so far are sent as they are and "
-                    "new ones are labelled by the new time (CMS may overwrite windows of the repeated range)",
+                    "langflow-cms: the wall clock went back %.0f s; open windows are sealed now, values of "
+                    "the repeated minutes are sent together with what those minutes already had",
                     self._last_now - now,
                 )
             self._last_now = now
@@ -392,11 +397,10 @@ class Storage:
                     series.window, series.end = None, 0.0
                 elif window is None and series.last_active <= horizon:
                     idle.append(series)
+            sealed += self._late.values()
+            self._late = {}
+            sealed = combine(sealed)  # one window per key: two writes of a key in one call would race
             released = self._release(sealed, now, force or stepped)
-            if stepped:
-                self.watermark = int(now // BASE_PERIOD) * BASE_PERIOD
-            else:
-                self.watermark = max(self.watermark, int(now // BASE_PERIOD) * BASE_PERIOD)
             self._evict_idle(idle)
             return sealed + released
 
@@ -410,7 +414,7 @@ class Storage:
             sealed.extend(self._pending)
             self._pending = []
         inbox = self.inbox
-        watermark = self.watermark
+        late = self._late
         active = self._collections
         folded = 0
         take = inbox.popleft
@@ -431,15 +435,24 @@ class Storage:
                     if revived is None:
                         continue
                     series = revived
+                window = series.window
                 if when >= series.end:
-                    if series.window is not None:
-                        sealed.append(series.window)
-                    start = int(max(when, watermark) // BASE_PERIOD) * BASE_PERIOD
-                    series.window = Window(
+                    if window is not None:
+                        sealed.append(window)
+                    start = int(when // BASE_PERIOD) * BASE_PERIOD
+                    window = series.window = Window(
                         series.name, series.dimensions, start, BASE_PERIOD, series.scope.id
                     )
                     series.end = start + BASE_PERIOD
-                series.window.add(value)  # type: ignore[union-attr]
+                elif when < series.end - BASE_PERIOD:  # an older minute: never into the open window
+                    start = int(when // BASE_PERIOD) * BASE_PERIOD
+                    key = (series, start)
+                    window = late.get(key)
+                    if window is None:
+                        window = late[key] = Window(
+                            series.name, series.dimensions, start, BASE_PERIOD, series.scope.id
+                        )
+                window.add(value)  # type: ignore[union-attr]
                 series.last_active = active
                 if series.folded:
                     folded += 1

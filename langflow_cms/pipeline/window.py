@@ -2,13 +2,19 @@
 
 Count, sum, min, max and the sketch all merge exactly, so a 300 s window merged from five 60 s windows is as
 exact as if it had seen the values itself. A window is labelled with its start on the wall clock.
+
+CMS keeps the last write of a key (series, period, start). When a minute gets values after its window was
+sealed (a value drained after its minute's cycle, a backward step of the wall clock repeating minutes already
+sent, a 300 s window completed after it was released), the ``Ledger`` merges the new part into what was sent
+for that key, so the second write carries everything and never replaces the first with less.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,3 +149,60 @@ class Rollup:
         for window in ready:
             del self._open[window.key]
         return ready
+
+
+def combine(windows: Iterable[Window]) -> list[Window]:
+    """Windows with equal keys merged into one each (order kept); the inputs are never changed."""
+    merged: dict[tuple, Window] = {}
+    copies: set[tuple] = set()
+    for window in windows:
+        key = window.key
+        target = merged.get(key)
+        if target is None:
+            merged[key] = window
+            continue
+        if key not in copies:
+            copies.add(key)
+            target = merged[key] = Window.from_dict(target.to_dict())
+        target.merge(window)
+    return list(merged.values())
+
+
+LEDGER_KEEP_S = 600.0
+"""How long (monotonic seconds since its last write) what was sent for a window is kept: a backward step of
+the wall clock up to this long repeats no minute without its earlier values."""
+
+
+class Ledger:
+    """What was sent for each recent window, so a second write for the same key carries everything.
+
+    Kept ``LEDGER_KEEP_S`` on the monotonic clock since the key's last write (a wall-clock step moves none of
+    it); about one window per series and minute of that span (a few KB per busy series).
+    """
+
+    def __init__(self, keep_s: float = LEDGER_KEEP_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.keep_s = keep_s
+        self._clock = clock
+        self._sent: dict[tuple, tuple[Window, float]] = {}
+        self._pruned_at = clock()
+
+    def complete(self, window: Window) -> Window:
+        """``window`` merged with what was sent before for its key (recorded as sent now). A window seen for
+        the first time is returned as it is."""
+        now = self._clock()
+        if now - self._pruned_at >= 60.0:
+            self._prune(now)
+        earlier = self._sent.get(window.key)
+        if earlier is not None:
+            merged = Window.from_dict(earlier[0].to_dict())
+            merged.merge(window)
+            window = merged
+        self._sent[window.key] = (window, now)
+        return window
+
+    def _prune(self, now: float) -> None:
+        self._pruned_at = now
+        self._sent = {k: v for k, v in self._sent.items() if now - v[1] < self.keep_s}
+
+    def __len__(self) -> int:
+        return len(self._sent)

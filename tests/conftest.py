@@ -1,8 +1,12 @@
-"""Shared fixtures: a real emulator on a free loopback port, and a reporter pointed at it."""
+"""Shared fixtures: a real emulator on a free loopback port, and a reporter pointed at it; and the markers
+that split the suite (``make test-fast`` runs what is not ``slow``; ``make test`` runs all of it, spread
+over the cores by pytest-xdist, with the ``serial`` tests alone afterwards)."""
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +67,44 @@ def make_reporter(emulator):
     yield make
     for reporter in made:
         reporter.close(timeout=2)
+
+
+# A test module whose source matches a pattern takes that long path: it must carry the marker (per file, as
+# ``pytestmark``, or on each test that does). Checked at collection: a new server or wheel test cannot slip
+# into ``make test-fast`` or start a second Langflow server in another xdist worker.
+LONG_PATHS: dict[str, re.Pattern] = {
+    "server": re.compile(r"\bshared_server\("),
+    "wheel": re.compile(r"\bwheel_support\b"),
+    "slow": re.compile(r"\b(?:LangflowServer|PostgresServer|ensure_server_venv|shared_server|playwright)\b"),
+}
+GROUPS = ("server", "wheel")
+"""Markers whose tests share one session resource (the Langflow server, the built wheel and its venvs):
+each runs in one xdist worker (``--dist loadgroup``), so the resource is made once."""
+IMPLIES_SLOW = ("server", "wheel")
+_sources: dict[Path, str] = {}
+
+
+def _source(path: Path) -> str:
+    if path not in _sources:
+        _sources[path] = path.read_text(encoding="utf-8")
+    return _sources[path]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing: set[str] = set()
+    for item in items:
+        names = {mark.name for mark in item.iter_markers()}
+        source = _source(Path(item.fspath))
+        for marker, pattern in LONG_PATHS.items():
+            if marker not in names and pattern.search(source):
+                missing.add(
+                    f"{item.nodeid}: its module uses {pattern.search(source).group(0)!r}; mark it {marker}"
+                )
+        for marker in IMPLIES_SLOW:
+            if marker in names and "slow" not in names:
+                item.add_marker(pytest.mark.slow)
+        for group in GROUPS:
+            if group in names:
+                item.add_marker(pytest.mark.xdist_group(group))
+    if missing:
+        raise pytest.UsageError("tests take a long path without its marker:\n" + "\n".join(sorted(missing)))

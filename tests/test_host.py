@@ -73,6 +73,7 @@ def wait_for_minute_start(margin: float = 25.0) -> None:
         time.sleep(61 - time.time() % 60)
 
 
+@pytest.mark.slow  # waits for the start of a minute (up to a minute)
 def test_workers_of_a_host_send_one_aggregate_per_series_with_the_host_as_instance(
     emulator, monkeypatch, tmp_path
 ):
@@ -96,6 +97,7 @@ def test_workers_of_a_host_send_one_aggregate_per_series_with_the_host_as_instan
     assert not list(host_directory(tmp_path).glob("*/*[0-9].json"))  # every window file merged
 
 
+@pytest.mark.slow  # waits for the start of a minute (up to a minute)
 def test_killing_the_elected_sender_mid_window_loses_and_doubles_nothing(emulator, monkeypatch, tmp_path):
     """The sender dies (SIGKILL) after its window was sealed and before it was merged: the next worker
     merges it; a replacement process adopts the dead one's open 300 s window. Each value counts once."""

@@ -16,7 +16,7 @@ import pytest
 from langflow_cms.delivery.journal import host_directory
 from tests.test_host import host_env, start_workers, stored, wait_for_minute_start
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]  # waits for the start of a minute
 
 
 def sender_first(workers, spool):

@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: all venv demo docs-images test test-fast bench lint emulator langflow screenshots clean
+.PHONY: all venv demo docs-images test test-fast test-deps bench lint emulator langflow screenshots clean
 
 all: test
 
@@ -35,7 +35,14 @@ docs-images: venv
 TEST_WORKERS ?= 3
 PARALLEL_TESTS := -m "not serial" -n $(TEST_WORKERS) --dist loadgroup
 SERIAL_TESTS := -m serial
-test: venv lint
+# What the real-server tests need, made before the xdist workers start, so that two workers never run
+# apt-get or create .venv-server at the same time (each script returns at once when its part is there).
+test-deps: venv
+	scripts/langflow.sh --install
+	scripts/ensure_browser.sh
+	scripts/ensure_postgres.sh
+
+test: venv lint test-deps
 	status=0; \
 	$(PY) -m pytest -q --durations=20 $(PARALLEL_TESTS) || status=$$?; \
 	$(PY) -m pytest -q --durations=5 $(SERIAL_TESTS) || status=$$?; \

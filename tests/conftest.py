@@ -18,6 +18,10 @@ from langflow_cms.reporter import Reporter
 
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_proxy, None)
+# The output width is the piped default whoever runs the tests: a pytest-xdist worker has COLUMNS=80
+# LINES=24 in its environment, which cut the CLI's tables to 80 columns (test_top_compare failed only there).
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
 # The test process itself imports the tracing service, which creates the process-wide reporter: keep that
 # one in development mode on a port nothing listens on, and never let it probe an ECS metadata service.
 # Subprocess tests pass their own environment (the `env` fixture).

@@ -98,17 +98,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing: set[str] = set()
     for item in items:
         names = {mark.name for mark in item.iter_markers()}
-        source = _source(Path(item.fspath))
-        for marker, pattern in LONG_PATHS.items():
-            if marker not in names and pattern.search(source):
-                missing.add(
-                    f"{item.nodeid}: its module uses {pattern.search(source).group(0)!r}; mark it {marker}"
-                )
-        for marker in IMPLIES_SLOW:
-            if marker in names and "slow" not in names:
-                item.add_marker(pytest.mark.slow)
+        if names & set(IMPLIES_SLOW) and "slow" not in names:
+            item.add_marker(pytest.mark.slow)
+            names.add("slow")
         for group in GROUPS:
             if group in names:
                 item.add_marker(pytest.mark.xdist_group(group))
+        source = _source(Path(item.fspath))
+        for marker, pattern in LONG_PATHS.items():
+            found = pattern.search(source)
+            if found and marker not in names:
+                missing.add(f"{item.nodeid}: its module uses {found.group(0)!r}; mark it {marker}")
     if missing:
         raise pytest.UsageError("tests take a long path without its marker:\n" + "\n".join(sorted(missing)))

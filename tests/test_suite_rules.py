@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parent
 
 SERVER_TEST = """
@@ -41,6 +43,7 @@ def run_pytest(folder: Path, marks: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # two pytest sessions in subprocesses
 def test_a_server_test_without_its_marker_is_refused_and_with_it_runs_in_the_server_group(tmp_path):
     unmarked = run_pytest(tmp_path, "")
     assert unmarked.returncode != 0

@@ -94,6 +94,7 @@ def _source(path: Path) -> str:
     return _sources[path]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     missing: set[str] = set()
     for item in items:

@@ -30,12 +30,12 @@ CALL = "shared_" + "server("
 """Spelt in two parts, so that this module does not itself look like a server test to tests/conftest.py."""
 
 
-def run_pytest(folder: Path, marks: str) -> subprocess.CompletedProcess:
+def run_pytest(folder: Path, marks: str, *options: str) -> subprocess.CompletedProcess:
     (folder / "tests").mkdir(exist_ok=True)
     shutil.copy(TESTS / "conftest.py", folder / "tests" / "conftest.py")
     (folder / "tests" / "test_x.py").write_text(SERVER_TEST.format(marks=marks, call=CALL))
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", "tests"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-W", "ignore", *options, "tests"],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -48,8 +48,10 @@ def test_a_server_test_without_its_marker_is_refused_and_with_it_runs_in_the_ser
     unmarked = run_pytest(tmp_path, "")
     assert unmarked.returncode != 0
     assert "mark it server" in unmarked.stdout + unmarked.stderr
-    marked = run_pytest(tmp_path, "pytestmark = pytest.mark.server")
+    marked = run_pytest(tmp_path, "pytestmark = pytest.mark.server", "-v", "-n", "1", "--dist", "loadgroup")
     assert marked.returncode == 0, marked.stdout[-3000:] + marked.stderr[-3000:]
+    # pytest-xdist schedules by the group it read from the nodeid: the mark must be there before it reads
+    assert "PASSED tests/test_x.py::test_uses_the_shared_server@server" in marked.stdout, marked.stdout
 
 
 def test_no_test_takes_its_oracle_from_the_code_it_judges():

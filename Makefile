@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: all venv demo docs-images test bench lint emulator langflow screenshots clean
+.PHONY: all venv demo docs-images test test-fast test-deps bench lint emulator langflow screenshots clean
 
 all: test
 
@@ -29,8 +29,32 @@ demo: venv
 docs-images: venv
 	$(PY) -m langflow_cms.ops.demo --chart docs/images/latency.png
 
-test: venv lint
-	$(PY) -m pytest -q --durations=20
+# The whole suite, as CI runs it: the tests spread over TEST_WORKERS pytest-xdist workers (those sharing the
+# Langflow server or the wheel build stay in one worker: their xdist_group, set in tests/conftest.py), then
+# the `serial` tests (exit and signal timing under load) alone. Both parts always run; either failing fails.
+TEST_WORKERS ?= 3
+PARALLEL_TESTS := -m "not serial" -n $(TEST_WORKERS) --dist loadgroup
+SERIAL_TESTS := -m serial
+# What the real-server tests need, made before the xdist workers start, so that two workers never run
+# apt-get or create .venv-server at the same time (each script returns at once when its part is there).
+test-deps: venv
+	scripts/langflow.sh --install
+	scripts/ensure_browser.sh
+	scripts/ensure_postgres.sh
+
+test: venv lint test-deps
+	status=0; \
+	$(PY) -m pytest -q --durations=20 $(PARALLEL_TESTS) || status=$$?; \
+	$(PY) -m pytest -q --durations=5 $(SERIAL_TESTS) || status=$$?; \
+	exit $$status
+
+# The inner loop: every in-process test (no Langflow server, browser, wheel build or minute wait), minutes.
+# A test that needs more is marked `slow` (or `server`/`wheel`, which imply it): see tests/conftest.py.
+test-fast: venv
+	status=0; \
+	$(PY) -m pytest -q --durations=10 -m "not slow and not serial" -n $(TEST_WORKERS) || status=$$?; \
+	$(PY) -m pytest -q --durations=5 -m "serial and not slow" || status=$$?; \
+	exit $$status
 
 bench: venv
 	$(PY) -m bench

@@ -1,8 +1,12 @@
-"""Shared fixtures: a real emulator on a free loopback port, and a reporter pointed at it."""
+"""Shared fixtures: a real emulator on a free loopback port, and a reporter pointed at it; and the markers
+that split the suite (``make test-fast`` runs what is not ``slow``; ``make test`` runs all of it, spread
+over the cores by pytest-xdist, with the ``serial`` tests alone afterwards)."""
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,10 @@ from langflow_cms.reporter import Reporter
 
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_proxy, None)
+# The output width is the piped default whoever runs the tests: a pytest-xdist worker has COLUMNS=80
+# LINES=24 in its environment, which cut the CLI's tables to 80 columns (test_top_compare failed only there).
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
 # The test process itself imports the tracing service, which creates the process-wide reporter: keep that
 # one in development mode on a port nothing listens on, and never let it probe an ECS metadata service.
 # Subprocess tests pass their own environment (the `env` fixture).
@@ -63,3 +71,44 @@ def make_reporter(emulator):
     yield make
     for reporter in made:
         reporter.close(timeout=2)
+
+
+# A test module whose source matches a pattern takes that long path: it must carry the marker (per file, as
+# ``pytestmark``, or on each test that does). Checked at collection: a new server or wheel test cannot slip
+# into ``make test-fast`` or start a second Langflow server in another xdist worker.
+LONG_PATHS: dict[str, re.Pattern] = {
+    "server": re.compile(r"\bshared_server\("),
+    "wheel": re.compile(r"\bwheel_support\b"),
+    "slow": re.compile(r"\b(?:LangflowServer|PostgresServer|ensure_server_venv|shared_server|playwright)\b"),
+}
+GROUPS = ("server", "wheel")
+"""Markers whose tests share one session resource (the Langflow server, the built wheel and its venvs):
+each runs in one xdist worker (``--dist loadgroup``), so the resource is made once."""
+IMPLIES_SLOW = ("server", "wheel")
+_sources: dict[Path, str] = {}
+
+
+def _source(path: Path) -> str:
+    if path not in _sources:
+        _sources[path] = path.read_text(encoding="utf-8")
+    return _sources[path]
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing: set[str] = set()
+    for item in items:
+        names = {mark.name for mark in item.iter_markers()}
+        if names & set(IMPLIES_SLOW) and "slow" not in names:
+            item.add_marker(pytest.mark.slow)
+            names.add("slow")
+        for group in GROUPS:
+            if group in names:
+                item.add_marker(pytest.mark.xdist_group(group))
+        source = _source(Path(item.fspath))
+        for marker, pattern in LONG_PATHS.items():
+            found = pattern.search(source)
+            if found and marker not in names:
+                missing.add(f"{item.nodeid}: its module uses {found.group(0)!r}; mark it {marker}")
+    if missing:
+        raise pytest.UsageError("tests take a long path without its marker:\n" + "\n".join(sorted(missing)))

@@ -87,6 +87,7 @@ def test_an_adopter_killed_right_after_claiming_loses_nothing(emulator, tmp_path
     adopt_after_a_kill(emulator, tmp_path, host_merge, kill_at=1)  # the claim's rename, then the kill
 
 
+@pytest.mark.slow  # randomized process kills: tens of seconds
 @pytest.mark.parametrize("host_merge", ["false", "true"])
 def test_an_adopter_killed_at_a_random_point_of_adoption_loses_and_doubles_nothing(
     emulator, tmp_path, host_merge

@@ -52,6 +52,7 @@ def quick_bench(tmp_path: Path, only: str, timeout: int) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("bench")  # each may regenerate the tracked bench/flows/*.json
 @pytest.mark.timeout(240)
 def test_quick_bench_writes_a_complete_table(tmp_path: Path) -> None:
     text = quick_bench(tmp_path, ALL_BUT_LFX_RUN, 230)
@@ -69,6 +70,7 @@ def test_quick_bench_writes_a_complete_table(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("bench")  # each may regenerate the tracked bench/flows/*.json
 @pytest.mark.timeout(300)
 def test_one_shot_lfx_run_rows(tmp_path: Path) -> None:
     text = quick_bench(tmp_path, "9", 290)

@@ -71,6 +71,7 @@ def node_naming_wired() -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.server
 @pytest.mark.timeout(1500)
 def test_build_and_run_a_monitored_flow_in_the_browser(tmp_path):
     support.ensure_browser()

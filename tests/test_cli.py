@@ -286,6 +286,7 @@ def test_console_script_emulator_serves_and_stops_on_sigterm(tmp_path):
             process.kill()
 
 
+@pytest.mark.slow  # a dozen CLI subprocesses
 def test_commands_need_nothing_from_the_repository(emulator, env, tmp_path):
     """Only the package, as a wheel installs it (``langflow_cms/`` alone), run from an unrelated folder."""
     import shutil

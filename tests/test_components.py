@@ -765,6 +765,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # Python subprocesses importing lfx: 10-30 s on a loaded machine
 def test_every_nodes_output_types_and_selected_type_are_fixed_whatever_the_hash_seed():
     """Issue 26 §1: the pass-through output carries Message, JSON (Data) and Table (DataFrame), in that order,
     Message selected, so a node connects to a Prompt or a model like Langflow's own pass-throughs and a

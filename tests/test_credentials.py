@@ -208,6 +208,7 @@ def test_probing_unconfigured_sources_logs_nothing(
     assert [r for r in caplog.records if r.name == "credentials"] == []
 
 
+@pytest.mark.serial  # a 0.05 s bound
 def test_nothing_found_is_remembered_briefly(base_env: dict[str, str]) -> None:
     provider = credential_provider(environ=base_env)
     with pytest.raises(CredentialError):

@@ -64,6 +64,7 @@ def test_a_full_outbox_drops_the_oldest_and_a_full_inbox_the_newest_as_documente
 
 
 # --- the exit-time bound --------------------------------------------------------------------------------
+@pytest.mark.serial  # a close deadline measured to 0.5 s (failed beside 2 other xdist workers)
 def test_the_exit_bound_in_the_docs_is_the_codes(make_reporter):
     default = Config.from_env({}).exit_timeout
     assert default == 0.8

@@ -14,7 +14,7 @@ import pytest
 
 from tests.test_spool import run
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.serial, pytest.mark.timeout(120)]  # the exit budget under load
 
 BUSY = textwrap.dedent(
     """

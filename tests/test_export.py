@@ -289,6 +289,7 @@ def test_the_docstring_says_what_is_true_for_a_flow_without_a_cms_metric_node(tm
     )
 
 
+@pytest.mark.slow  # Python subprocesses importing lfx: 10-30 s on a loaded machine
 def test_the_cli_usage_lines_name_the_written_script(tmp_path):
     result = subprocess.run(
         [

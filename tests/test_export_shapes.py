@@ -151,6 +151,7 @@ def test_loop_flow_runs_its_body_per_item_like_lfx(emulator, env, tmp_path):
     assert text.index("loop_loop1 = LoopComponent(") < text.index("parser_loop1 = ParserComponent(")
 
 
+@pytest.mark.slow  # Python subprocesses importing lfx: 10-30 s on a loaded machine
 def test_an_edge_into_an_output_that_is_no_loop_is_refused(tmp_path, env):
     flow = json.loads(build(tmp_path, env, "loop", LOOP).read_text())
     loop = next(n for n in flow["data"]["nodes"] if n["id"] == "Loop-loop1")
@@ -192,6 +193,7 @@ def test_flow_with_separate_parts_runs_whole_like_lfx_and_one_part_on_request(em
     )
 
 
+@pytest.mark.slow  # Python subprocesses importing lfx: 10-30 s on a loaded machine
 def test_connected_flow_is_one_graph_without_parts(tmp_path, env):
     script = export_flow(build(tmp_path, env, "loop", LOOP))
     assert "graph = Graph(flow_name=FLOW_NAME)\ngraph.add_component(chat_output_loop1)\n" in script
@@ -239,6 +241,7 @@ def test_two_objects_under_one_name_are_refused(second, why):
 
 
 # --- the command line ----------------------------------------------------------------------------------
+@pytest.mark.slow  # Python subprocesses importing lfx: 10-30 s on a loaded machine
 def test_cli_creates_a_missing_output_folder(tmp_path):
     flow = tmp_path / "two.json"
     flow.write_text(json.dumps(_two("from lfx.io import BoolInput", "from lfx.io import IntInput")))
@@ -254,6 +257,7 @@ def test_cli_creates_a_missing_output_folder(tmp_path):
     compile(target.read_text(), str(target), "exec")
 
 
+@pytest.mark.slow  # Python subprocesses importing lfx: 10-30 s on a loaded machine
 def test_cli_reports_an_unwritable_output_in_one_line(tmp_path):
     flow = tmp_path / "two.json"
     flow.write_text(json.dumps(_two("from lfx.io import BoolInput", "from lfx.io import IntInput")))

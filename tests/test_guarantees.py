@@ -254,6 +254,7 @@ def test_forked_multiprocessing_children_deliver_what_they_recorded(emulator, en
 
 
 # --- 5. deadlines are hard ------------------------------------------------------------------------
+@pytest.mark.serial  # a close deadline measured to 0.5 s
 def test_close_returns_by_its_deadline_when_the_endpoint_accepts_and_never_answers():
     """#10 §5: close(timeout=1) against an endpoint that accepts the connection but never answers: 10 s."""
     server, endpoint = stalled_endpoint()
@@ -268,6 +269,7 @@ def test_close_returns_by_its_deadline_when_the_endpoint_accepts_and_never_answe
         server.close()
 
 
+@pytest.mark.serial  # a close deadline measured to 0.5 s
 def test_close_returns_by_its_deadline_against_a_throttling_endpoint(emulator):
     """#10 §5: close(timeout=3) against a throttling endpoint took 4-6 s."""
     emulator.set_faults(throttle_ratio=1.0)
@@ -280,6 +282,7 @@ def test_close_returns_by_its_deadline_against_a_throttling_endpoint(emulator):
     assert reporter.health()["retries"] >= 1
 
 
+@pytest.mark.serial  # a close deadline measured to 0.5 s
 def test_close_with_a_spool_keeps_what_the_deadline_cut_off(tmp_path):
     server, endpoint = stalled_endpoint()
     try:
@@ -294,6 +297,7 @@ def test_close_with_a_spool_keeps_what_the_deadline_cut_off(tmp_path):
 
 
 # --- 6. teardown never blocks the event loop ------------------------------------------------------
+@pytest.mark.serial  # a close deadline measured to 0.5 s
 def test_teardown_flushes_off_the_event_loop_within_its_budget(monkeypatch):
     """#10 §6: the tracing service's teardown() flushed synchronously and held the loop for 7.7 s."""
     from langflow_cms import tracing

@@ -27,7 +27,7 @@ from langflow_cms.ops.guard.langflow import LangflowClient
 from langflow_cms.ops.guard.spec import parse_guard
 from langflow_cms.ops.query import open_reader
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(1200)]
 
 POEM = Path(__file__).resolve().parents[1] / "examples" / "flows" / "poem.json"
 FLOW = "cms-guard-poem"

@@ -29,7 +29,7 @@ import wheel_support as ws
 
 from langflow_cms.emulator import Emulator
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.wheel, pytest.mark.timeout(1800)]
 
 REPO = ws.REPO
 NODES = {"CMS Metric", "Timer", "Timer Start", "Timer Stop"}

@@ -14,9 +14,9 @@ import time
 import pytest
 
 from langflow_cms.delivery.journal import host_directory
-from tests.test_host import host_env, start_workers, stored, wait_for_minute_start
+from tests.test_host import host_env, start_workers, stored
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]  # spawned processes and late writes: ~30 s
 
 
 def sender_first(workers, spool):
@@ -26,9 +26,9 @@ def sender_first(workers, spool):
 
 
 def run_host(emulator, monkeypatch, spool, counts: list[int], late: float, pause: float) -> None:
-    host_env(monkeypatch, emulator, spool)
+    clock = host_env(monkeypatch, emulator, spool)
     monkeypatch.setenv("LANGFLOW_CMS_READ_TIMEOUT", "2")
-    wait_for_minute_start(margin=15)
+    clock.into_next(5)  # early in a minute (the test clock), so every flush happens before its end
     workers = start_workers(counts)
     for _, go_flush, flushed, _ in workers:
         go_flush.set()

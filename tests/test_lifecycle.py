@@ -109,6 +109,8 @@ def _stalled() -> tuple[socket.socket, str]:
     return server, f"http://127.0.0.1:{server.getsockname()[1]}"
 
 
+@pytest.mark.slow
+@pytest.mark.serial  # exit times under load
 def test_200_randomized_sigterms_to_recording_and_flushing_processes_end_each_within_the_exit_budget(
     emulator, env
 ):
@@ -466,6 +468,7 @@ CLOSE_THEN_SIGTERM = textwrap.dedent(
 )
 
 
+@pytest.mark.serial  # exit times under load
 def test_sigterm_during_an_explicit_close_lets_the_close_deliver_within_the_exit_budget(emulator, env):
     """Review 10: the SIGTERM closer's close() returned at once (the reporter was closed already), so the
     process was killed with the explicit close's request in flight: 0 of 1 observations had arrived when
@@ -504,6 +507,7 @@ def test_sigterm_during_an_explicit_close_lets_the_close_deliver_within_the_exit
     assert ended <= 8 + 1 + LOAD_ALLOWANCE_S
 
 
+@pytest.mark.serial  # exit times under load
 def test_sigterm_during_an_explicit_close_to_a_stalled_endpoint_names_what_was_lost(env):
     """Review 10: killed at once, with nothing said about the observation the close was sending."""
     import time

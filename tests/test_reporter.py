@@ -15,7 +15,7 @@ import time
 import numpy
 import pytest
 
-from langflow_cms.limits import MAX_ENTRIES_PER_CALL
+from langflow_cms.emulator.limits import MAX_METRIC_ENTRIES
 
 
 def by_period(entries, period):
@@ -55,7 +55,7 @@ def test_batches_hold_at_most_21_entries(emulator, make_reporter):
     assert reporter.close(timeout=10)
     calls = emulator.requests("PutCustomMetric")
     assert sum(c["entries"] for c in calls) == 60
-    assert max(c["entries"] for c in calls) == MAX_ENTRIES_PER_CALL
+    assert max(c["entries"] for c in calls) == MAX_METRIC_ENTRIES  # the emulator's copy
     assert len(calls) == 3
     assert all(e["values"]["SampleCount"] == 200 for e in emulator.entries())
 

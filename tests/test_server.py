@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import server_support as support
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(1200)]
 
 FLOW_COMPONENTS = support.FLOW_COMPONENTS
 CONCURRENT_FLOWS = ("cms-conc-a", "cms-conc-b")

@@ -15,6 +15,8 @@ import pytest
 import typer
 import wheel_support as ws
 
+pytestmark = pytest.mark.wheel  # the session's one wheel and venv (tests/wheel_support.py)
+
 REPO = ws.REPO
 
 

@@ -9,7 +9,7 @@ from langflow_cms.delivery.serializer import (
     encoded_size,
     raw_entry,
 )
-from langflow_cms.limits import MAX_ENTRIES_PER_CALL
+from langflow_cms.emulator.limits import MAX_METRIC_ENTRIES
 from langflow_cms.pipeline.window import Window
 
 
@@ -39,4 +39,4 @@ def test_batches_of_at_most_21_and_bounded_size():
     cut = list(batches(big))
     assert sum(len(b) for b in cut) == 21 and len(cut) > 1
     assert all(sum(encoded_size(e) for e in b) <= MAX_BATCH_BYTES for b in cut)
-    assert all(len(b) <= MAX_ENTRIES_PER_CALL for b in cut)
+    assert all(len(b) <= MAX_METRIC_ENTRIES for b in cut)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langflow_cms.flow_settings import CMS_METRIC_CLASS
+from langflow_cms.langflow.flow_settings import CMS_METRIC_CLASS
 
 SCRIPT_NAMES = frozenset(
     {"asyncio", "os", "sys", "Graph", "graph", "run", "secret", "FLOW_NAME", "PARTS", "part_graph", "as_tool"}

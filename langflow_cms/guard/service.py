@@ -23,11 +23,12 @@ from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
-from langflow_cms import contract, versioning
+from langflow_cms import contract
 from langflow_cms.guard import rule
 from langflow_cms.guard.evidence import read_side
 from langflow_cms.guard.langflow import LangflowClient, LangflowError
 from langflow_cms.guard.spec import ALL_MONITORED, GuardSpec
+from langflow_cms.langflow import versioning
 from langflow_cms.readback import FLEET_PERIOD
 
 LOG = logging.getLogger("langflow_cms.guard")
@@ -57,7 +58,7 @@ def _ensure_log_handler() -> None:
 def cms_flow_name(flow: dict[str, Any]) -> str:
     """The ``flow`` dimension the plugin reports for a Langflow flow (flow_settings.flow_label's rule on the
     stored JSON): the CMS Metric node's Flow Name, else the flow's name, cleaned."""
-    from langflow_cms.flow_settings import clean_dimension
+    from langflow_cms.langflow.flow_settings import clean_dimension
 
     for node in (flow.get("data") or {}).get("nodes") or []:
         template = ((node.get("data") or {}).get("node") or {}).get("template") or {}

@@ -208,3 +208,23 @@ def field_titles(values: Mapping[str, Any]) -> dict[str, str]:
             names = ", ".join(key for key, _ in dropped[:3]) + (", …" if len(dropped) > 3 else "")
             titles["dimensions"] += f" {WARNING} {len(dropped)} dropped: {names}"
     return titles
+
+
+METRIC_FIELDS = ("value", "dimensions", "max_values")
+"""Shown only when a Metric Name is set (lfx also skips hidden fields when it builds the node)."""
+
+
+def edited(build_config: dict, field_value: Any, field_name: str | None = None) -> dict:
+    """The CMS Metric node's ``update_build_config``: Value, Dimensions and Max Values show only with a Metric
+    Name, and a setting CMS would refuse is flagged in its field's title while editing, before any run."""
+    values = {name: field.get("value") for name, field in build_config.items() if isinstance(field, dict)}
+    if field_name is not None:
+        values[field_name] = field_value
+    if field_name in (None, "metric_name"):
+        for name in METRIC_FIELDS:
+            if name in build_config:
+                build_config[name]["show"] = bool(str(values.get("metric_name") or "").strip())
+    for name, title in field_titles(values).items():
+        if name in build_config:
+            build_config[name]["display_name"] = title
+    return build_config

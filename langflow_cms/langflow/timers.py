@@ -204,3 +204,9 @@ def timer_stop_node(component: Any) -> str:
     return _tell(
         component, timer_stop(_graph(component), _vertex_id(component), getattr(component, "span_name", ""))
     )
+
+
+def timer_step_node(component: Any) -> str:
+    """The legacy Timer node's step (``timer_step`` with the node's Span and Action)."""
+    span, action = getattr(component, "span_name", ""), getattr(component, "action", "")
+    return _tell(component, timer_step(_graph(component), span, action))

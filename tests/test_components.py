@@ -563,7 +563,7 @@ def test_the_nodes_run_on_the_event_loop_and_a_new_accesskey_is_set_up_in_a_thre
     monkeypatch.setattr(node_keys, "_scopes", {})
     original_status = canvas.monitoring_line
     monkeypatch.setattr(
-        metric,
+        canvas,
         "monitoring_line",
         lambda graph: where.setdefault("node", threading.get_ident()) and original_status(graph),
     )

@@ -180,3 +180,15 @@ def _int(value: Any, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
+
+
+def reader(component: Any) -> tuple[Any, Any]:
+    """(the node's run graph or None, a reader of its input values: ``_inputs``)."""
+    return _graph(component), _inputs(component)
+
+
+def show(component: Any, graph: Any, lines: list[str | None]) -> str:
+    """A node's status: its own ``lines``, then whether the flow is monitored and how the reporter is doing,
+    told to the canvas (``_tell``)."""
+    text = "\n".join(line for line in [*lines, monitoring_line(graph), reporter_status()] if line)
+    return _tell(component, text)

@@ -9,9 +9,10 @@ import functools
 import re
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from langflow_cms.langflow.flow_settings import RESERVED_DIMENSIONS
+from langflow_cms.langflow.flow_settings import RESERVED_DIMENSIONS, clean_dimension, parse_dimensions
 from langflow_cms.limits import METRIC_NAME_RE
 from langflow_cms.naming import as_number, clean_key
 
@@ -228,3 +229,86 @@ def edited(build_config: dict, field_value: Any, field_name: str | None = None) 
         if name in build_config:
             build_config[name]["display_name"] = title
     return build_config
+
+
+@dataclass
+class Asked:
+    """What a CMS Metric node was asked to record in this run, checked: the number (None: nothing to record,
+    ``problem`` says why), its own dimensions (templates filled from the input, capped by ``GUARD``), the rows
+    dropped, and every rejection as (why, reason) for ``langflow_cms_invalid``."""
+
+    number: float | None = None
+    problem: str = ""
+    dimensions: dict[str, str] = field(default_factory=dict)
+    dropped: tuple[tuple[str, str], ...] = ()
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+def ask(
+    name: str,
+    value_source: str | None,
+    constant: Any,
+    value_field: str,
+    dimensions: Any,
+    input_value: Any,
+    max_values: int,
+    value: Any,
+) -> Asked:
+    """Check the node's settings against this run's input, without the run: today's node passes ``value``
+    (a number, ``{text}`` or ``{field.path}``); flows saved with the first node pass ``value_source``
+    (Constant / Input number / Input field), ``constant`` and ``value_field``."""
+    asked = Asked()
+    if not METRIC_NAME_RE.fullmatch(name):
+        asked.rejected.append(("not a valid CMS metric name", "bad_metric_name"))
+        asked.problem = (
+            f"Not recorded: '{name[:64]}' is not a valid CMS metric name "
+            "(a letter, then letters, digits or _, at most 64)"
+        )
+        return asked
+    fields: Mapping[str, Any] | None = None
+    if value_source is None or value_source not in VALUE_SOURCES:
+        kind, detail = parse_value_spec(str(constant if value is None else value))
+        if kind == "invalid":
+            asked.rejected.append(("value is not a number", "not_a_number"))
+            asked.problem = f"Not recorded: {detail}"
+            return asked
+        if kind == "field":
+            fields = input_fields(input_value)
+            number = to_number(lookup(fields, detail))
+            where = "the input's text" if detail == "text" else f"input field '{detail}'"
+        else:
+            number, where = detail, "Value"
+    elif value_source == "Input number":
+        number, where = to_number(getattr(input_value, "text", input_value)), "input number"
+    elif value_source == "Input field":
+        fields = input_fields(input_value)
+        number, where = to_number(lookup(fields, (value_field or "").strip())), "input field"
+    else:
+        number, where = to_number(constant), "constant"
+    if number is None:
+        asked.rejected.append((f"no number from {where}", "not_a_number"))
+        asked.problem = f"Not recorded: no number for {name} from {where}"
+        return asked
+    items = _dimension_items(dimensions)
+    templates, dropped = (
+        _template_dimensions(items)
+        if items is not None
+        else (
+            tuple(
+                (k, v, True)
+                for k, v in parse_dimensions(dimensions, MAX_CUSTOM_DIMENSIONS, clean_values=False).items()
+            ),
+            (),
+        )
+    )
+    asked.rejected.extend(
+        (f"a dimension dropped: {DROP_REASONS[reason]}", reason) for _key, reason in dropped
+    )
+    for key, template, dynamic in templates:
+        if dynamic:
+            if fields is None:
+                fields = input_fields(input_value)
+            template = render(template, fields)
+        asked.dimensions[key] = GUARD.admit(name, key, clean_dimension(template), max_values)
+    asked.number, asked.dropped = number, dropped
+    return asked

@@ -419,6 +419,29 @@ class FlowMonitor:
             return
         self.record_for(state, name, value, dims)
 
+    def record_node_metric(
+        self,
+        graph: Any,
+        name: str,
+        number: float | None,
+        dimensions: Mapping[str, str],
+        rejected: list[tuple[str, str]],
+    ) -> dict[str, str]:
+        """A CMS Metric node's business metric, as the node checked it (``metric_ask.Asked``): each rejection
+        counts in ``langflow_cms_invalid`` (logged once), and a number is recorded for the run of ``graph``
+        with the flow's label and dimensions, then the node's own. Returns the dimensions recorded (none when
+        there is no number). Never raises."""
+        with suppress(Exception):
+            storage = getattr(get_recorder(), "storage", None)
+            for why, reason in rejected if storage is not None else ():
+                storage.reject(name, why, reason)
+        if number is None:
+            return {}
+        label, flow_dims = self.flow_dimensions_for(graph)
+        dims = {"flow": label, **flow_dims, **dimensions}
+        self.record_for_graph(graph, name, number, dims)
+        return dims
+
     def bind_scope(self, graph: Any, scope: Any) -> bool:
         """The CMS Metric node of ``graph``'s run resolved its own AccessKey to ``scope`` (None: refused,
         e.g. too many keys): the run's kept observations go there now, and so do later ones."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from langflow_cms.langflow import monitor
@@ -100,3 +101,17 @@ def _secret_text(value: Any) -> str:
     getter = getattr(value, "get_secret_value", None)
     text = getter() if callable(getter) else value
     return str(text).strip()
+
+
+async def apply_key(access_key_id: Any, access_key_secret: Any, graph: Any) -> str | None:
+    """``use_credentials`` for the node's async run, on the event loop: the one step that can touch the disk
+    or build an SDK client, the delivery path of a key this process has not seen yet (``Reporter.scope_for``),
+    runs in a thread first; its error, if any, is the status (it is not looked up again on the loop)."""
+    resolved: Any = _UNRESOLVED
+    try:
+        key_id, secret = _secret_text(access_key_id), _secret_text(access_key_secret)
+        if key_id and secret and not _scope_cached(key_id, secret):
+            resolved = await asyncio.to_thread(_scope_for, key_id, secret)
+    except Exception as exc:
+        resolved = exc
+    return use_credentials(access_key_id, access_key_secret, graph, resolved)

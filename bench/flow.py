@@ -210,10 +210,10 @@ def compare(per_round: dict[str, list[float]], every: dict[str, list[float]], a:
 
 
 PROFILED = (
-    ("langflow_cms.tracing", "FlowMonitor", "start_run"),
-    ("langflow_cms.tracing", "FlowMonitor", "node_context"),
-    ("langflow_cms.tracing", "FlowMonitor", "node_finished"),
-    ("langflow_cms.tracing", "FlowMonitor", "end_run"),
+    ("langflow_cms.langflow.monitor", "FlowMonitor", "start_run"),
+    ("langflow_cms.langflow.monitor", "FlowMonitor", "node_context"),
+    ("langflow_cms.langflow.monitor", "FlowMonitor", "node_finished"),
+    ("langflow_cms.langflow.monitor", "FlowMonitor", "end_run"),
 )
 """The plugin's per-run entry points, timed one call at a time in the profiling pass."""
 NESTED = ("Reporter.record", "Reporter.observe")

@@ -15,8 +15,9 @@ nodes and the flow are recorded) and the other two are not — exactly what addi
 runs go through ``bench.flow.alternate`` (the engine of the flow-overhead row), run by run in rotation,
 one process, one event loop, the reporter pointed at an in-process emulator.
 
-Then two profiling passes: ``perf_counter_ns`` timers on our entry points (tracing, ``nodes.*``, the
-node's method and its whole vertex build) for the CMS Metric flow and the trivial one, and ``cProfile`` of
+Then two profiling passes: ``perf_counter_ns`` timers on our entry points (tracing, the
+``langflow_cms.langflow`` functions the node calls, the node's method and its whole vertex build) for the
+CMS Metric flow and the trivial one, and ``cProfile`` of
 the node's vertex build (event-loop side) and of its method (the CMS Metric node's is async and runs on the
 event loop; lfx runs a sync method, the stand-ins', in a worker thread, ``asyncio.to_thread``), against the
 same-shape node's, to say where the node's time goes.
@@ -46,8 +47,13 @@ from bench.flowgen import NODE_FLOW_PATHS, cms_flow_is_current, cms_metric_class
 GOAL = 0.01
 N_INPUTS = len(cms_metric_class().inputs)
 NODE_PREFIX = {"cms": "CmsMetric-", "shape": "BenchSameShape-", "pass": "BenchPassThrough-"}
-NODE_FUNCTIONS = ("metric_node", "use_credentials", "record_metric", "reporter_status", "monitoring_line")
-"""The ``nodes.*`` functions timed when they exist (the node's code decides which it calls)."""
+NODE_FUNCTIONS = (
+    ("node_keys", "use_credentials"),
+    ("metric", "record_metric"),
+    ("canvas", "reporter_status"),
+    ("canvas", "monitoring_line"),
+)
+"""The ``langflow_cms.langflow`` functions the CMS Metric node's run calls, timed where they are looked up."""
 BUILD = "node vertex build (lfx + ours)"
 METHOD = "node method `pass_through`"
 TOP = 15
@@ -66,14 +72,17 @@ def node_vertex(graph, kind: str):
 
 def node_timers(graph, kind: str) -> tuple[tuple[object, str, str], ...]:
     """Extra timers: the node's vertex build (lfx's whole work for it), its method, and for the CMS Metric
-    node the ``nodes.*`` functions it calls."""
-    from langflow_cms import nodes
+    node the functions it calls."""
+    import importlib
 
     vertex = node_vertex(graph, kind)
     timers: list[tuple[object, str, str]] = [(vertex, "build", "node vertex build (lfx + ours)")]
-    timers.append((type(vertex.custom_component), "pass_through", METHOD))
+    owner = next(c for c in type(vertex.custom_component).__mro__ if "pass_through" in c.__dict__)
+    timers.append((owner, "pass_through", METHOD))
     if kind == "cms":
-        timers += [(nodes, name, f"nodes.{name}") for name in NODE_FUNCTIONS if hasattr(nodes, name)]
+        for module, name in NODE_FUNCTIONS:
+            found = importlib.import_module(f"langflow_cms.langflow.{module}")
+            timers.append((found, name, f"{module}.{name}"))
     return tuple(timers)
 
 
@@ -81,7 +90,7 @@ def node_timers(graph, kind: str) -> tuple[tuple[object, str, str], ...]:
 def profiled_node(graph, kind: str) -> Iterator[tuple[cProfile.Profile, cProfile.Profile]]:
     """cProfile the node's vertex build on the event loop and its method (in lfx's worker thread if sync)."""
     vertex = node_vertex(graph, kind)
-    cls = type(vertex.custom_component)
+    cls = next(c for c in type(vertex.custom_component).__mro__ if "pass_through" in c.__dict__)
     loop_side, worker_side = cProfile.Profile(), cProfile.Profile()
     build, method = vertex.build, cls.__dict__["pass_through"]
 
@@ -227,14 +236,15 @@ def run(scale: float = 1.0, rounds: int = 120) -> Section:
         "in row 2, it understates a rerun's spread). The CMS Metric flow's extra time is the node itself "
         "plus monitoring all 11 nodes and the flow (which row 2 measures alone).",
         f"Where the CMS Metric flow's extra time goes — {profile_runs} runs of each flow with "
-        "`perf_counter_ns` timers on the plugin's entry points, the `nodes.*` functions the node calls, the "
+        "`perf_counter_ns` timers on the plugin's entry points, the `langflow_cms.langflow` functions the "
+        "node calls, the "
         "node's method (async, on the event loop) and the node's whole vertex build (lfx's work "
         "included, so it is not added to the plugin total):\n\n"
         + profile_table(
             timers,
             "cms",
             "pass",
-            outside=(BUILD, METHOD, *(f"nodes.{name}" for name in NODE_FUNCTIONS)),
+            outside=(BUILD, METHOD, *(f"{module}.{name}" for module, name in NODE_FUNCTIONS)),
         ),
         f"Inside the node's build — `cProfile` of {profile_runs} builds of the CMS Metric node (the vertex "
         "build on the event loop plus the node's method), top functions by "
@@ -258,7 +268,8 @@ def node_findings(main, ours, lfx, timers, profiles) -> str:
     )
     method = extra(METHOD)
     build = extra(BUILD)
-    own = {name: cms[f"nodes.{name}"][1] for name in NODE_FUNCTIONS if cms.get(f"nodes.{name}", (0, 0.0))[0]}
+    labels = [f"{module}.{name}" for module, name in NODE_FUNCTIONS]
+    own = {label: cms[label][1] for label in labels if cms.get(label, (0, 0.0))[0]}
     ranked = sorted(own.items(), key=lambda kv: -kv[1])
     ours_cp = sorted(
         ((k, v[1]) for k, v in profiles["cms"].items() if k.startswith("langflow_cms/")),
@@ -279,7 +290,7 @@ def node_findings(main, ours, lfx, timers, profiles) -> str:
         f"recorded; the tracing entry points): {tracing:+.0f} µs — what row 2 measures on its own.\n"
         f"* **The node's method** (`pass_through`, async): {method:+.0f} µs; timed "
         "inside it (nested calls overlap): "
-        + ", ".join(f"`nodes.{name}` {us:.0f} µs" for name, us in ranked)
+        + ", ".join(f"`{name}` {us:.0f} µs" for name, us in ranked)
         + ".\n"
         f"* **lfx's own work for a node with {N_INPUTS} inputs** (row 11c, same-shape vs trivial "
         "pass-through): "

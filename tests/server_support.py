@@ -227,7 +227,7 @@ def build_events(server: LangflowServer, flow_id: str, text: str) -> list[dict]:
 
 def flow_label(name: str) -> str:
     """The ``flow`` dimension the plugin reports for a flow name (CMS-safe: ``New Flow`` -> ``New_Flow``)."""
-    from langflow_cms.flow_settings import clean_dimension
+    from langflow_cms.langflow.flow_settings import clean_dimension
 
     return clean_dimension(name)
 

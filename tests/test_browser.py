@@ -64,10 +64,10 @@ SPAN_METRIC = "langflow_span_duration_ms"
 
 
 def node_naming_wired() -> bool:
-    """True once ``tracing.py`` names the ``node`` dimension with ``flow_settings.node_label``."""
-    from langflow_cms import tracing
+    """True once ``langflow/monitor.py`` names the ``node`` dimension with ``flow_settings.node_label``."""
+    from langflow_cms.langflow import monitor
 
-    return "node_label" in inspect.getsource(tracing)
+    return "node_label" in inspect.getsource(monitor)
 
 
 @pytest.mark.slow

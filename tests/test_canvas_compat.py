@@ -58,6 +58,15 @@ def lfx_run(flow: Path, env: dict) -> tuple[dict, str]:
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr[-3000:]
 
 
+def assert_the_poem_ran_and_reported(emulator, out: dict, stderr: str) -> None:
+    """The poem flow answered, and CMS got its run, its span, its business metric and its 7 nodes."""
+    assert out["success"] is True and out["result"].startswith("Of the sea I sing"), stderr
+    assert count(emulator, "langflow_flow_duration_ms", flow="poem", status="ok") == 1
+    assert count(emulator, "langflow_span_duration_ms", flow="poem", span="write", status="ok") == 1
+    assert count(emulator, "poem_requests", flow="poem", topic="the_sea") == 1
+    assert count(emulator, "langflow_node_duration_ms", flow="poem", status="ok") == 7
+
+
 def test_a_flow_saved_with_the_old_nodes_loads_and_reports(emulator, env):
     """Both saved files are named "poem" inside: that name, not the file's stem, is the ``flow`` dimension
     (docs/metrics.md, issue 25)."""
@@ -77,9 +86,22 @@ def test_a_flow_saved_before_the_fixed_output_types_keeps_its_edges_and_reports(
     metric_code = code["CmsMetric-poem1"]
     assert "Max Values per Dimension" in metric_code and "PASS_THROUGH_TYPES" not in metric_code
     assert len(flow["data"]["edges"]) == 6
-    out, stderr = lfx_run(MAIN_FLOW, env)
-    assert out["success"] is True and out["result"].startswith("Of the sea I sing"), stderr
-    assert count(emulator, "langflow_flow_duration_ms", flow="poem", status="ok") == 1
-    assert count(emulator, "langflow_span_duration_ms", flow="poem", span="write", status="ok") == 1
-    assert count(emulator, "poem_requests", flow="poem", topic="the_sea") == 1
-    assert count(emulator, "langflow_node_duration_ms", flow="poem", status="ok") == 7
+    assert_the_poem_ran_and_reported(emulator, *lfx_run(MAIN_FLOW, env))
+
+
+SAVED_BEFORE_MOVE = REPO / "tests" / "data" / "poem_before_langflow_room.json"
+"""``examples/flows/poem.json`` as committed before the Langflow adapter moved into ``langflow_cms/langflow/``
+(issue 28): its nodes' saved code imports ``from langflow_cms import nodes``."""
+
+
+@pytest.mark.parametrize("components_path", [False, True], ids=["installed", "components-path"])
+def test_a_flow_saved_before_the_langflow_room_loads_and_reports(emulator, env, components_path):
+    """The saved copy of the nodes' code keeps its module paths after the move, run with the installed bundle
+    alone and with ``LANGFLOW_COMPONENTS_PATH`` pointing at the bundle too."""
+    saved = json.loads(SAVED_BEFORE_MOVE.read_text())
+    codes = [n["data"]["node"]["template"]["code"]["value"] for n in saved["data"]["nodes"]]
+    assert sum("from langflow_cms import nodes" in code for code in codes) == 3  # Metric, Timer Start, Stop
+    env = {k: v for k, v in env.items() if k != "LANGFLOW_COMPONENTS_PATH"}
+    if components_path:
+        env["LANGFLOW_COMPONENTS_PATH"] = str(REPO / "components")
+    assert_the_poem_ran_and_reported(emulator, *lfx_run(SAVED_BEFORE_MOVE, env))

@@ -18,7 +18,17 @@ import pytest
 from lfx.schema.data import Data
 from lfx.schema.message import Message
 
-from langflow_cms import flow_settings, nodes, tracing
+from langflow_cms.langflow import (
+    canvas,
+    flow_settings,
+    metric,
+    metric_ask,
+    monitor,
+    node_keys,
+    runs,
+    timers,
+)
+from langflow_cms.langflow import service as lf_service
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "components" / "cms_monitor"
@@ -75,10 +85,10 @@ class FakeRecorder:
 @pytest.fixture
 def recorder(monkeypatch):
     fake = FakeRecorder()
-    monkeypatch.setattr(tracing, "get_recorder", lambda: fake)
-    monkeypatch.setattr(nodes, "get_recorder", lambda: fake)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: fake)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: fake)
     set_mode(monkeypatch, "annotated")
-    nodes.GUARD.reset()
+    metric_ask.GUARD.reset()
     return fake
 
 
@@ -99,17 +109,17 @@ def test_timer_start_passes_any_type_through(recorder):
 
 def test_timer_pair_records_the_span(recorder):
     graph = SimpleNamespace(_run_id="run-1", flow_name="poem", flow_id=None, vertices=[])
-    assert nodes.timer_step(graph, "llm", "start") == "Started span 'llm'"
-    assert nodes.timer_step(graph, "llm", "stop").startswith("Span 'llm': ")
+    assert timers.timer_step(graph, "llm", "start") == "Started span 'llm'"
+    assert timers.timer_step(graph, "llm", "stop").startswith("Span 'llm': ")
     ((name, value, dims),) = recorder.records
     assert name == "langflow_span_duration_ms" and value >= 0
     assert dims["span"] == "llm" and dims["status"] == "ok"
 
 
 def test_spans_of_concurrent_runs_do_not_mix():
-    nodes.CLOCK.start("run-a", "llm")
-    assert nodes.CLOCK.stop("run-b", "llm") is None
-    assert nodes.CLOCK.stop("run-a", "llm") is not None
+    timers.CLOCK.start("run-a", "llm")
+    assert timers.CLOCK.stop("run-b", "llm") is None
+    assert timers.CLOCK.stop("run-a", "llm") is not None
 
 
 def test_cms_metric_records_a_business_metric_with_dimensions_from_the_input(recorder):
@@ -205,8 +215,8 @@ def test_a_broken_reporter_never_breaks_the_nodes(monkeypatch):
     def broken():
         raise RuntimeError("LANGFLOW_CMS_ENDPOINT is invalid")
 
-    monkeypatch.setattr(tracing, "get_recorder", broken)
-    monkeypatch.setattr(nodes, "get_recorder", broken)
+    monkeypatch.setattr(monitor, "get_recorder", broken)
+    monkeypatch.setattr(monitor, "get_recorder", broken)
     metric = CmsMetric(input_value=Message(text="x"), metric_name="m")
     assert run_node(metric).text == "x"
     assert "reporter unavailable" in metric.status
@@ -256,12 +266,12 @@ def flow_graph(vertices, edges, run_id="run-x", flow_name="My Flow (1)"):
 
 
 def test_value_field_takes_a_number_text_or_a_field():
-    assert nodes.parse_value_spec("1") == ("constant", 1.0)
-    assert nodes.parse_value_spec("") == ("constant", 1.0)
-    assert nodes.parse_value_spec(" 2.5 ") == ("constant", 2.5)
-    assert nodes.parse_value_spec("{text}") == ("field", "text")
-    assert nodes.parse_value_spec("{usage.total}") == ("field", "usage.total")
-    kind, why = nodes.parse_value_spec("lots")
+    assert metric_ask.parse_value_spec("1") == ("constant", 1.0)
+    assert metric_ask.parse_value_spec("") == ("constant", 1.0)
+    assert metric_ask.parse_value_spec(" 2.5 ") == ("constant", 2.5)
+    assert metric_ask.parse_value_spec("{text}") == ("field", "text")
+    assert metric_ask.parse_value_spec("{usage.total}") == ("field", "usage.total")
+    kind, why = metric_ask.parse_value_spec("lots")
     assert kind == "invalid" and "'lots' is not a number" in why
 
 
@@ -301,8 +311,8 @@ def test_a_null_reporter_status_names_the_wrong_setting(monkeypatch):
             return {"enabled": False, "reason": "LANGFLOW_CMS_REGION='mars' is invalid"}
 
     null = Null()
-    monkeypatch.setattr(nodes, "get_recorder", lambda: null)
-    assert nodes.reporter_status() == "LANGFLOW_CMS_REGION='mars' is invalid"
+    monkeypatch.setattr(monitor, "get_recorder", lambda: null)
+    assert canvas.reporter_status() == "LANGFLOW_CMS_REGION='mars' is invalid"
 
 
 def test_reporter_status_is_computed_at_most_once_a_second(recorder, monkeypatch):
@@ -310,23 +320,26 @@ def test_reporter_status_is_computed_at_most_once_a_second(recorder, monkeypatch
     original = recorder.health
     monkeypatch.setattr(recorder, "health", lambda: calls.append(1) or original())
     clock = [1000.0]
-    monkeypatch.setattr(nodes.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(canvas.time, "monotonic", lambda: clock[0])
     for _ in range(50):
-        nodes.reporter_status()
+        canvas.reporter_status()
     clock[0] += 1.5
-    nodes.reporter_status()
+    canvas.reporter_status()
     assert len(calls) == 2
 
 
 def test_the_same_accesskey_is_resolved_once_and_bound_every_run(recorder, monkeypatch):
     resolved, bound = [], []
     monkeypatch.setattr(recorder, "scope_for", lambda credential: resolved.append(credential) or recorder)
-    monkeypatch.setattr(tracing.MONITOR, "bind_scope", lambda graph, scope: bound.append(scope) or True)
+    monkeypatch.setattr(monitor.MONITOR, "bind_scope", lambda graph, scope: bound.append(scope) or True)
     for run in range(3):
         graph = SimpleNamespace(_run_id=f"cred-run-{run}", flow_name="f", flow_id=None, vertices=[])
-        assert nodes.use_credentials("id-1", SECRET, graph) == "using the node's AccessKey for this flow only"
+        assert (
+            node_keys.use_credentials("id-1", SECRET, graph)
+            == "using the node's AccessKey for this flow only"
+        )
     assert len(resolved) == 1 and bound == [recorder] * 3
-    assert nodes.use_credentials("", "", None) is None
+    assert node_keys.use_credentials("", "", None) is None
 
 
 def test_metric_name_shows_value_dimensions_and_max_values_only_when_set():
@@ -354,8 +367,8 @@ def test_timer_start_and_stop_pair_by_themselves(recorder):
     llm = vertex("LLM-zz9", "LLM")
     stop = vertex("CmsTimerStop-QQ111", "Timer Stop", "CmsTimerStopComponent")
     graph = flow_graph([start, llm, stop], [(start.id, llm.id), (llm.id, stop.id)])
-    assert nodes.timer_start(graph, start.id) == "Started span 'Timer_Start'"
-    status = nodes.timer_stop(graph, stop.id)
+    assert timers.timer_start(graph, start.id) == "Started span 'Timer_Start'"
+    status = timers.timer_stop(graph, stop.id)
     assert status.startswith("Span 'Timer_Start': ") and status.endswith(" ms")
     ((name, _, dims),) = recorder.records
     assert name == "langflow_span_duration_ms"
@@ -369,10 +382,10 @@ def test_two_timer_pairs_get_distinct_spans(recorder):
     s2 = vertex("CmsTimerStop-ddddd", "Timer Stop", "CmsTimerStopComponent")
     edges = [(a1.id, a2.id), (a2.id, s1.id), (s1.id, b1.id), (b1.id, b2.id), (b2.id, s2.id)]
     graph = flow_graph([a1, a2, s1, b1, b2, s2], edges)
-    nodes.timer_start(graph, a1.id)
-    nodes.timer_stop(graph, s1.id)
-    nodes.timer_start(graph, b1.id)
-    nodes.timer_stop(graph, s2.id)
+    timers.timer_start(graph, a1.id)
+    timers.timer_stop(graph, s1.id)
+    timers.timer_start(graph, b1.id)
+    timers.timer_stop(graph, s2.id)
     assert [dims["span"] for _, _, dims in recorder.records] == ["Timer_Start_aaaaa", "Timer_Start_bbbbb"]
 
 
@@ -381,7 +394,7 @@ def test_a_stop_without_a_start_is_flagged_and_counted(recorder):
     stop = vertex("CmsTimerStop-QQ111", "Timer Stop", "CmsTimerStopComponent")
     graph = flow_graph([vertex("ChatInput-1", "Chat Input"), stop], [("ChatInput-1", stop.id)])
     component = TimerStop(input_value=Message(text="x"))
-    assert nodes.timer_stop(graph, stop.id).startswith("Stop without start: no Timer Start runs before")
+    assert timers.timer_stop(graph, stop.id).startswith("Stop without start: no Timer Start runs before")
     assert run_node(component).text == "x" and component.status.startswith("Stop without start")
     assert recorder.records == []
     assert storage.rejected == [("langflow_span_duration_ms", "timer stop without start")] * 2
@@ -445,8 +458,8 @@ def test_flow_label_is_the_readable_name_or_the_nodes_explicit_one():
 def test_old_node_calls_keep_working(recorder):
     """Flows saved before the compact node embed code that calls these signatures."""
     graph = SimpleNamespace(_run_id="old-run", flow_name="poem", flow_id=None, vertices=[])
-    assert nodes.use_credentials(None, None) is None
-    status = nodes.record_metric(
+    assert node_keys.use_credentials(None, None) is None
+    status = metric.record_metric(
         graph,
         metric_name="tokens",
         value_source="Input field",
@@ -457,7 +470,7 @@ def test_old_node_calls_keep_working(recorder):
         max_values=20,
     )
     assert status.startswith("Recorded tokens = 7")
-    assert nodes.record_metric(
+    assert metric.record_metric(
         graph,
         metric_name="n",
         value_source="Constant",
@@ -466,7 +479,7 @@ def test_old_node_calls_keep_working(recorder):
         dimensions=None,
         input_value=None,
     ).startswith("Recorded n = 3")
-    assert nodes.reporter_status().startswith("reporter healthy")
+    assert canvas.reporter_status().startswith("reporter healthy")
     assert [r[1] for r in recorder.records] == [7.0, 3.0]
 
 
@@ -534,7 +547,7 @@ def test_lfxs_lookups_of_input_flags_find_them_without_an_exception_and_the_temp
         assert misses == [], f"{cls.__name__}: {misses}"
         assert tool_inputs == [] and "input_value" in traced[0] | traced[1]
         for input_ in cls.inputs:  # the saved template and the canvas see the same fields as before
-            added = [flag for flag in nodes.ABSENT_INPUT_FLAGS if flag not in type(input_).model_fields]
+            added = [flag for flag in canvas.ABSENT_INPUT_FLAGS if flag not in type(input_).model_fields]
             assert not set(added) & set(input_.model_dump()), input_.name
             assert all(getattr(input_, flag) is False for flag in added)
     assert CmsMetric(access_key_secret=SECRET).get_trace_as_inputs().get("access_key_secret") != SECRET
@@ -547,10 +560,10 @@ def test_the_nodes_run_on_the_event_loop_and_a_new_accesskey_is_set_up_in_a_thre
     import threading
 
     where = {}
-    monkeypatch.setattr(nodes, "_scopes", {})
-    original_status = nodes.monitoring_line
+    monkeypatch.setattr(node_keys, "_scopes", {})
+    original_status = canvas.monitoring_line
     monkeypatch.setattr(
-        nodes,
+        canvas,
         "monitoring_line",
         lambda graph: where.setdefault("node", threading.get_ident()) and original_status(graph),
     )
@@ -593,8 +606,8 @@ def test_in_the_ui_build_a_node_accesskey_and_a_timer_span_find_their_run(record
     graph = SimpleNamespace(
         flow_name="poem", flow_id=None, vertices=[metric_vertex], _run_id=str(uuid.uuid4())
     )
-    monkeypatch.setattr(tracing, "_graph_from_stack", lambda: graph)
-    service = tracing.CmsTracingService()
+    monkeypatch.setattr(lf_service, "_graph_from_stack", lambda: graph)
+    service = lf_service.CmsTracingService()
 
     def node(node_id: str, vertex_type: str):
         return SimpleNamespace(graph=graph, _id=node_id, _vertex=SimpleNamespace(vertex_type=vertex_type))
@@ -603,9 +616,9 @@ def test_in_the_ui_build_a_node_accesskey_and_a_timer_span_find_their_run(record
         await service.start_tracers(uuid.UUID(graph._run_id), "run", None, None)
         graph._run_id = str(uuid.uuid4())  # the job id
         async with service.trace_component(node("CmsMetric-ui1", "CmsMetricComponent"), "m", {}):
-            status = nodes.use_credentials("LTAI-node-ui", SECRET, graph)
+            status = node_keys.use_credentials("LTAI-node-ui", SECRET, graph)
         async with service.trace_component(node("TimerStart-ui1", "CmsTimerStartComponent"), "t", {}):
-            nodes.timer_start(graph, "TimerStart-ui1", "write")
+            timers.timer_start(graph, "TimerStart-ui1", "write")
         with pytest.raises(ValueError):
             async with service.trace_component(node("Poet-ui1", "OfflinePoet"), "p", {}):
                 raise ValueError("the model failed")
@@ -613,11 +626,11 @@ def test_in_the_ui_build_a_node_accesskey_and_a_timer_span_find_their_run(record
 
     assert asyncio.run(build()) == "using the node's AccessKey for this flow only"
     assert recorder.credentials is not None and recorder.credentials.access_key_id == "LTAI-node-ui"
-    flows = [dims for name, _, dims in recorder.records if name == tracing.FLOW_METRIC]
+    flows = [dims for name, _, dims in recorder.records if name == runs.FLOW_METRIC]
     assert flows == [{"flow": "poem", "status": "error"}]
-    spans = [dims for name, _, dims in recorder.records if name == tracing.SPAN_METRIC]
+    spans = [dims for name, _, dims in recorder.records if name == runs.SPAN_METRIC]
     assert spans == [{"flow": "poem", "span": "write", "status": "error"}]
-    assert nodes.CLOCK.abandon(graph._run_id) == []
+    assert timers.CLOCK.abandon(graph._run_id) == []
 
 
 def test_a_refused_node_accesskey_is_looked_up_once_per_run_and_off_the_loop(recorder, monkeypatch):
@@ -626,7 +639,7 @@ def test_a_refused_node_accesskey_is_looked_up_once_per_run_and_off_the_loop(rec
     import threading
 
     calls = []
-    monkeypatch.setattr(nodes, "_scopes", {})
+    monkeypatch.setattr(node_keys, "_scopes", {})
     monkeypatch.setattr(recorder, "scope_for", lambda credential: calls.append(threading.get_ident()))
     monkeypatch.setattr(recorder, "storage", object(), raising=False)  # a running reporter, at its cap
 
@@ -720,8 +733,8 @@ def test_a_timer_pair_inside_a_loop_body_reports_under_the_flow_in_the_ui_build(
     )
     parent = Graph(flow_name="poem", flow_id=None, vertices=[metric_vertex], _run_id=str(uuid.uuid4()))
     starting = {"graph": parent}
-    monkeypatch.setattr(tracing, "_graph_from_stack", lambda: starting["graph"])
-    service = tracing.CmsTracingService()
+    monkeypatch.setattr(lf_service, "_graph_from_stack", lambda: starting["graph"])
+    service = lf_service.CmsTracingService()
 
     def node(graph, node_id: str, vertex_type: str):
         return SimpleNamespace(graph=graph, _id=node_id, _vertex=SimpleNamespace(vertex_type=vertex_type))
@@ -737,15 +750,15 @@ def test_a_timer_pair_inside_a_loop_body_reports_under_the_flow_in_the_ui_build(
                 starting["graph"] = body
                 await service.start_tracers(uuid.UUID(parent._run_id), "run", None, None)
                 async with service.trace_component(node(body, "TimerStart-l1", "CmsTimerStart"), "s", {}):
-                    statuses.append(nodes.timer_start(body, "TimerStart-l1", "item"))
+                    statuses.append(timers.timer_start(body, "TimerStart-l1", "item"))
                 async with service.trace_component(node(body, "TimerStop-l1", "CmsTimerStop"), "t", {}):
-                    statuses.append(nodes.timer_stop(body, "TimerStop-l1", "item"))
+                    statuses.append(timers.timer_stop(body, "TimerStop-l1", "item"))
         await service.end_tracers({}, None)
         return statuses
 
     statuses = asyncio.run(build())
     assert all(not status.startswith(("Stop without start", "Span not")) for status in statuses), statuses
-    spans = [dims for name, _, dims in recorder.records if name == tracing.SPAN_METRIC]
+    spans = [dims for name, _, dims in recorder.records if name == runs.SPAN_METRIC]
     assert spans == [{"flow": "poem", "span": "item", "status": "ok"}] * 2
 
 
@@ -793,8 +806,8 @@ def test_twenty_dimension_rows_name_each_drop_and_count_it(make_reporter, emulat
     kept ones and langflow_cms_invalid stayed 0. Now the status names them and why, and each drop counts
     under reason=too_many_dimensions (a reserved name under reason=reserved_dimension)."""
     reporter = make_reporter()
-    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
-    monkeypatch.setattr(nodes, "get_recorder", lambda: reporter)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: reporter)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: reporter)
     set_mode(monkeypatch, "annotated")
     rows = [{"key": f"dim{i}", "value": f"v{i}"} for i in range(1, 20)] + [{"key": "flow", "value": "x"}]
     metric = CmsMetric(input_value=Message(text="x"), metric_name="billing_runs", dimensions=rows)
@@ -856,7 +869,7 @@ def test_the_component_dimension_follows_one_style_for_every_node():
     node's type as Langflow names it, CamelCase with its words joined; a bundle node's is its class."""
 
     def of(vertex_type: str) -> str:
-        return tracing._component_type(SimpleNamespace(_vertex=SimpleNamespace(vertex_type=vertex_type)))
+        return runs._component_type(SimpleNamespace(_vertex=SimpleNamespace(vertex_type=vertex_type)))
 
     assert of("Prompt Template") == "PromptTemplate"
     assert of("ChatInput") == "ChatInput" and of("SplitText") == "SplitText"

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from langflow_cms import contract, nodes
+from langflow_cms import contract
 from langflow_cms.cli import app
 from langflow_cms.config import Config
 from langflow_cms.emulator.cli import add_arguments
+from langflow_cms.langflow import canvas, flow_settings, metric, monitor
 from langflow_cms.pipeline.storage import INBOX_LIMIT
 from langflow_cms.reporter import NullReporter
 
@@ -202,29 +203,29 @@ def test_readme_lists_every_self_health_metric():
 @pytest.fixture
 def disabled(monkeypatch):
     null = NullReporter()
-    monkeypatch.setattr(nodes, "get_recorder", lambda: null)
-    monkeypatch.setattr(nodes.flow_settings, "monitor_mode", lambda: "off")
-    nodes._status_cache[:] = [None, 0.0, ""]
+    monkeypatch.setattr(monitor, "get_recorder", lambda: null)
+    monkeypatch.setattr(flow_settings, "monitor_mode", lambda: "off")
+    canvas._status_cache[:] = [None, 0.0, ""]
     yield null
-    nodes._status_cache[:] = [None, 0.0, ""]
+    canvas._status_cache[:] = [None, 0.0, ""]
 
 
 def test_enabled_false_says_that_setting_switched_monitoring_off(disabled):
     assert "LANGFLOW_CMS_ENABLED=false" in disabled.health()["reason"]
-    assert nodes.monitoring_line(None) == "Monitoring switched off by LANGFLOW_CMS_ENABLED=false"
-    assert nodes.record_metric(None, metric_name="orders") == (
+    assert canvas.monitoring_line(None) == "Monitoring switched off by LANGFLOW_CMS_ENABLED=false"
+    assert metric.record_metric(None, metric_name="orders") == (
         "Not recorded: monitoring switched off by LANGFLOW_CMS_ENABLED=false"
     )
-    assert "switched off by LANGFLOW_CMS_ENABLED=false" in nodes.reporter_status()
-    assert "MONITOR=off" not in nodes.monitoring_line(None)
-    assert f"`{nodes.monitoring_line(None)}`" in row(doc("configuration.md"), "LANGFLOW_CMS_ENABLED")
+    assert "switched off by LANGFLOW_CMS_ENABLED=false" in canvas.reporter_status()
+    assert "MONITOR=off" not in canvas.monitoring_line(None)
+    assert f"`{canvas.monitoring_line(None)}`" in row(doc("configuration.md"), "LANGFLOW_CMS_ENABLED")
 
 
 def test_enabled_false_in_a_real_process():
     code = (
-        "from langflow_cms import nodes\n"
-        "print(nodes.monitoring_line(None)); print(nodes.reporter_status())\n"
-        "print(nodes.record_metric(None, metric_name='orders'))\n"
+        "from langflow_cms.langflow import canvas, metric\n"
+        "print(canvas.monitoring_line(None)); print(canvas.reporter_status())\n"
+        "print(metric.record_metric(None, metric_name='orders'))\n"
     )
     env = {"PATH": "/usr/bin:/bin", "LANGFLOW_CMS_ENABLED": "false"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
@@ -242,7 +243,7 @@ def test_monitor_off_still_names_its_own_setting(monkeypatch):
         def health(self):
             return {"enabled": True, "sent": 0, "queued": 0, "failed": 0, "dropped": 0}
 
-    monkeypatch.setattr(nodes, "get_recorder", lambda: Live())
-    monkeypatch.setattr(nodes.flow_settings, "monitor_mode", lambda: "off")
-    assert nodes.monitoring_line(None) == "Monitoring switched off by LANGFLOW_CMS_MONITOR=off"
-    assert json.dumps(nodes.off_reason()) == json.dumps("switched off by LANGFLOW_CMS_MONITOR=off")
+    monkeypatch.setattr(monitor, "get_recorder", lambda: Live())
+    monkeypatch.setattr(flow_settings, "monitor_mode", lambda: "off")
+    assert canvas.monitoring_line(None) == "Monitoring switched off by LANGFLOW_CMS_MONITOR=off"
+    assert json.dumps(canvas.off_reason()) == json.dumps("switched off by LANGFLOW_CMS_MONITOR=off")

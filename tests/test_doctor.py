@@ -96,7 +96,7 @@ def test_the_probe_writes_the_same_series_on_every_run(emulator):
 def test_the_tracing_entry_point_is_installed_and_loads():
     check = check_tracing()
     assert check.ok, check
-    assert "langflow_cms.tracing:CmsTracingService" in check.detail
+    assert "langflow_cms.langflow.service:CmsTracingService" in check.detail
 
 
 def test_a_missing_tracing_entry_point_says_how_to_install(monkeypatch):
@@ -108,9 +108,9 @@ def test_a_missing_tracing_entry_point_says_how_to_install(monkeypatch):
 
 
 def test_a_tracing_entry_point_that_does_not_load_is_reported(monkeypatch):
-    ours = EntryPoint("tracing_service", "langflow_cms.tracing:CmsTracingService", "lfx.services")
+    ours = EntryPoint("tracing_service", "langflow_cms.langflow.service:CmsTracingService", "lfx.services")
     monkeypatch.setattr(doctor, "entry_points", lambda group: [ours] if group == "lfx.services" else [])
-    monkeypatch.setitem(sys.modules, "langflow_cms.tracing", None)  # importing it now fails
+    monkeypatch.setitem(sys.modules, "langflow_cms.langflow.service", None)  # importing it now fails
     check = check_tracing()
     assert not check.ok
     assert "does not load" in check.detail and "ModuleNotFoundError" in check.detail

@@ -10,11 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from langflow_cms import contract, tracing
+from langflow_cms import contract
 from langflow_cms.config import Config
 from langflow_cms.credentials import Credential, credential_provider
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.events import safe_message, sls_link
+from langflow_cms.langflow import monitor as lf_monitor
 from langflow_cms.reporter import Reporter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,8 +86,8 @@ def test_a_failure_storm_is_not_an_event_storm_and_metrics_are_not_delayed(emula
     reporter = Reporter(Config.from_env(settings), provider, start=False)
     minute = int(reporter.events.clock() // 60)
     reporter.events.clock = lambda: minute * 60 + 10.0  # all within one minute
-    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
-    monitor = tracing.FlowMonitor()
+    monkeypatch.setattr(lf_monitor, "get_recorder", lambda: reporter)
+    monitor = lf_monitor.FlowMonitor()
     for i in range(1000):
         monitor.start_run(f"run-{i}", graph("stormy"))
         monitor.end_run(f"run-{i}", RuntimeError("upstream 503"))

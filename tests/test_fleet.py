@@ -207,9 +207,9 @@ def test_the_pipeline_emits_points_and_imports_neither_wire_code_nor_an_operator
 def test_a_run_path_reports_its_slow_streak(emulator, monkeypatch):
     from types import SimpleNamespace
 
-    from langflow_cms import tracing
     from langflow_cms.config import Config
     from langflow_cms.credentials import Credential, credential_provider
+    from langflow_cms.langflow import monitor
     from langflow_cms.reporter import Reporter
 
     settings = {
@@ -219,11 +219,11 @@ def test_a_run_path_reports_its_slow_streak(emulator, monkeypatch):
     }
     provider = credential_provider(Credential(DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET, source="test"))
     reporter = Reporter(Config.from_env(settings), provider, start=False)
-    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: reporter)
     cms = SimpleNamespace(vertex_type="ext:cms_monitor:CmsMetricComponent@extra", custom_component=None)
     cms.params = cms.raw_params = {}
     graph = SimpleNamespace(flow_name="slowpoke", flow_id=None, vertices=[cms])
-    monitor = tracing.FlowMonitor()
+    monitor = monitor.FlowMonitor()
     for i in range(3):
         monitor.start_run(f"r{i}", graph)
         monitor.end_run(f"r{i}")

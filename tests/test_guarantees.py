@@ -300,12 +300,12 @@ def test_close_with_a_spool_keeps_what_the_deadline_cut_off(tmp_path):
 @pytest.mark.serial  # a close deadline measured to 0.5 s
 def test_teardown_flushes_off_the_event_loop_within_its_budget(monkeypatch):
     """#10 §6: the tracing service's teardown() flushed synchronously and held the loop for 7.7 s."""
-    from langflow_cms import tracing
+    from langflow_cms.langflow import monitor, service
 
     server, endpoint = stalled_endpoint()
     reporter = reporter_for(endpoint, LANGFLOW_CMS_EXIT_TIMEOUT="1")
     reporter.record("m", 1.0)
-    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: reporter)
 
     async def main() -> float:
         gaps: list[float] = []
@@ -320,7 +320,7 @@ def test_teardown_flushes_off_the_event_loop_within_its_budget(monkeypatch):
 
         tick = asyncio.create_task(ticker())
         started = time.monotonic()
-        await tracing.CmsTracingService.teardown(tracing.CmsTracingService.__new__(tracing.CmsTracingService))
+        await service.CmsTracingService.teardown(service.CmsTracingService.__new__(service.CmsTracingService))
         took = time.monotonic() - started
         tick.cancel()
         assert max(gaps) < 0.5, max(gaps)
@@ -451,19 +451,19 @@ def test_a_bad_setting_is_one_clear_error_on_stderr_in_lfx_run(env, variable, va
 
 
 def test_a_bad_setting_shows_in_the_cms_metric_node_status(monkeypatch):
-    from langflow_cms import nodes, tracing
+    from langflow_cms.langflow import canvas, monitor
 
     null = NullReporter(
         "not reporting: LANGFLOW_CMS_MONITOR='bogus' is invalid; accepted: annotated, all or off"
     )
-    monkeypatch.setattr(tracing, "get_recorder", lambda: null)
-    monkeypatch.setattr(nodes, "get_recorder", lambda: null)
-    assert "LANGFLOW_CMS_MONITOR='bogus' is invalid" in nodes.reporter_status()
+    monkeypatch.setattr(monitor, "get_recorder", lambda: null)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: null)
+    assert "LANGFLOW_CMS_MONITOR='bogus' is invalid" in canvas.reporter_status()
 
 
 def test_get_reporter_never_raises_and_never_replaces_a_bad_value(monkeypatch, caplog):
-    from langflow_cms import flow_settings
     from langflow_cms import lifecycle as reporter
+    from langflow_cms.langflow import flow_settings
 
     monkeypatch.setenv("LANGFLOW_CMS_MONITOR", "everything")
     monkeypatch.setattr(reporter, "_reporter", None)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import copy
 
-from langflow_cms import server_versions, versioning
+from langflow_cms.langflow import monitor as lf_monitor
+from langflow_cms.langflow import server_versions, versioning
 
 
 def flow(scale: float, version: str | None = None, x: float = 0.0, secret: str = "") -> dict:
@@ -88,7 +89,7 @@ def test_a_run_gets_the_servers_version_unless_the_flow_sets_one_or_has_no_room(
     ``version`` wins, and a flow with three dimensions of its own gets none (CMS's 10-dimension cap)."""
     from types import SimpleNamespace
 
-    from langflow_cms import flow_settings, tracing
+    from langflow_cms.langflow import flow_settings
 
     monkeypatch.setattr(flow_settings, "monitor_mode", lambda: "annotated")
 
@@ -107,7 +108,7 @@ def test_a_run_gets_the_servers_version_unless_the_flow_sets_one_or_has_no_room(
         )
         return SimpleNamespace(flow_name="poem", flow_id="f-1", vertices=[metric], raw_graph_data=flow(1.0))
 
-    monitor = tracing.FlowMonitor()
+    monitor = lf_monitor.FlowMonitor()
 
     def run_dims(dims):
         g = graph(dims)

@@ -193,4 +193,4 @@ def test_the_dockerfile_install_commands_in_a_fresh_langflow_env(tmp_path):
         env,
         tmp_path,
     ).stdout
-    assert "langflow_cms.tracing:CmsTracingService" in entry_points
+    assert "langflow_cms.langflow.service:CmsTracingService" in entry_points

@@ -10,8 +10,9 @@ import stat
 
 from redaction_corpus import CORPUS, HARMLESS
 
-from langflow_cms import lifecycle, nodes
+from langflow_cms import lifecycle
 from langflow_cms.events import EventStream, safe_message
+from langflow_cms.langflow import canvas, monitor
 from langflow_cms.redact import install_log_redaction
 
 
@@ -82,9 +83,9 @@ def test_no_corpus_form_survives_into_a_node_status(monkeypatch):
     for label, text, _ in CORPUS:
         monkeypatch.setenv("LANGFLOW_CMS_ENDPOINT", f"https://example.com/{text}")
         monkeypatch.setattr(lifecycle, "_reporter", None)
-        monkeypatch.setattr(nodes, "get_recorder", lifecycle.get_reporter)
-        nodes._status_cache[:] = [None, 0.0, ""]
-        status = nodes.reporter_status()
+        monkeypatch.setattr(monitor, "get_recorder", lifecycle.get_reporter)
+        canvas._status_cache[:] = [None, 0.0, ""]
+        status = canvas.reporter_status()
         assert "LANGFLOW_CMS_ENDPOINT" in status, status
         assert not _leaks(status), (label, status)
     monkeypatch.setattr(lifecycle, "_reporter", None)

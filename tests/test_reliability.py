@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import langflow_cms.clock as clock_module
-from langflow_cms import nodes, tracing
 from langflow_cms.config import Config
 from langflow_cms.credentials import Credential, credential_provider
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
 from langflow_cms.emulator import Emulator
+from langflow_cms.langflow import metric, monitor
 from langflow_cms.ops.doctor import run_doctor
 from langflow_cms.reporter import Reporter
 
@@ -93,7 +93,7 @@ def test_node_inputs_never_raise_and_never_reach_the_wire_invalid():
             st.one_of(anything, st.dictionaries(st.text(max_size=10), anything, max_size=5)),
         )
         def node_with(metric_name, source, constant, field, dimensions, input_value):
-            status = nodes.record_metric(
+            status = metric.record_metric(
                 None,
                 metric_name=metric_name,
                 value_source=source,
@@ -104,7 +104,7 @@ def test_node_inputs_never_raise_and_never_reach_the_wire_invalid():
             )
             assert isinstance(status, str)
 
-        with mock.patch.object(tracing, "get_recorder", lambda: reporter):
+        with mock.patch.object(monitor, "get_recorder", lambda: reporter):
             node_with()
         reporter.close(timeout=30)
         assert emulator.stats()["rejected"] == 0

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
-from langflow_cms import flow_settings, tracing
-from langflow_cms.tokens import TokenUsageHandler, usage_from_result
+from langflow_cms.langflow import flow_settings, monitor
+from langflow_cms.langflow import runs as lf_runs
+from langflow_cms.langflow import service as lf_service
+from langflow_cms.langflow.tokens import TokenUsageHandler, usage_from_result
 
 
 def set_mode(monkeypatch, mode: str) -> None:
@@ -51,7 +54,7 @@ class BrokenRecorder:
 @pytest.fixture
 def recorder(monkeypatch):
     fake = FakeRecorder()
-    monkeypatch.setattr(tracing, "get_recorder", lambda: fake)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: fake)
     set_mode(monkeypatch, "all")
     return fake
 
@@ -77,9 +80,9 @@ def make_component(graph, node_id="Prompt-x1Y2z", vertex_type="Prompt"):
     return SimpleNamespace(graph=graph, _id=node_id, _vertex=SimpleNamespace(vertex_type=vertex_type))
 
 
-def service() -> tracing.CmsTracingService:
-    svc = tracing.CmsTracingService()
-    svc.monitor = tracing.FlowMonitor()
+def service() -> lf_service.CmsTracingService:
+    svc = lf_service.CmsTracingService()
+    svc.monitor = monitor.FlowMonitor()
     return svc
 
 
@@ -104,9 +107,9 @@ def test_success_records_flow_and_nodes_once_even_when_ended_twice(recorder):
     svc = service()
     graph = make_graph()
     asyncio.run(run_flow(svc, graph, ["ChatInput-a", "Prompt-b"], ends=2))
-    flows = recorder.named(tracing.FLOW_METRIC)
+    flows = recorder.named(lf_runs.FLOW_METRIC)
     assert [dims for _, dims in flows] == [{"flow": "poem", "status": "ok"}]
-    nodes = recorder.named(tracing.NODE_METRIC)
+    nodes = recorder.named(lf_runs.NODE_METRIC)
     assert [dims["node"] for _, dims in nodes] == ["ChatInput-a", "Prompt-b"]
     assert all(dims["status"] == "ok" and dims["component"] == "Prompt" for _, dims in nodes)
     assert flows[0][0] >= max(value for value, _ in nodes)
@@ -116,8 +119,8 @@ def test_failed_node_ends_the_run_as_error_without_an_end_signal(recorder):
     svc = service()
     graph = make_graph()
     asyncio.run(run_flow(svc, graph, ["A-1", "B-2", "C-3"], fail_at="B-2", ends=0))  # lfx run: no end
-    assert [dims["status"] for _, dims in recorder.named(tracing.NODE_METRIC)] == ["ok", "error"]
-    assert [dims["status"] for _, dims in recorder.named(tracing.FLOW_METRIC)] == ["error"]
+    assert [dims["status"] for _, dims in recorder.named(lf_runs.NODE_METRIC)] == ["ok", "error"]
+    assert [dims["status"] for _, dims in recorder.named(lf_runs.FLOW_METRIC)] == ["error"]
     assert svc.monitor.open_runs() == []
 
 
@@ -126,7 +129,7 @@ def test_a_node_fails_the_run_after_the_graph_took_a_new_run_id(recorder, monkey
     node must still end its run as error (and so send its failure event)."""
     svc = service()
     graph = make_graph()
-    monkeypatch.setattr(tracing, "_graph_from_stack", lambda: graph)  # start_tracers runs inside the graph
+    monkeypatch.setattr(lf_service, "_graph_from_stack", lambda: graph)  # start_tracers runs inside the graph
 
     async def build() -> None:
         await svc.start_tracers(uuid.UUID(graph._run_id), "run", None, None)
@@ -136,14 +139,14 @@ def test_a_node_fails_the_run_after_the_graph_took_a_new_run_id(recorder, monkey
                 raise ValueError("node failed")
 
     asyncio.run(build())
-    assert [dims["status"] for _, dims in recorder.named(tracing.FLOW_METRIC)] == ["error"]
+    assert [dims["status"] for _, dims in recorder.named(lf_runs.FLOW_METRIC)] == ["error"]
     assert svc.monitor.open_runs() == []
 
 
 def test_failed_run_that_is_also_ended_records_once(recorder):
     svc = service()
     asyncio.run(run_flow(svc, make_graph(), ["A-1", "B-2"], fail_at="A-1", ends=2))
-    assert len(recorder.named(tracing.FLOW_METRIC)) == 1
+    assert len(recorder.named(lf_runs.FLOW_METRIC)) == 1
 
 
 def test_exit_safety_net_records_unfinished_runs_as_error(recorder):
@@ -151,7 +154,7 @@ def test_exit_safety_net_records_unfinished_runs_as_error(recorder):
     graph = make_graph()
     asyncio.run(svc.start_tracers(uuid.UUID(graph._run_id), "run", None, None))
     assert svc.monitor.end_all() == 1
-    assert [dims["status"] for _, dims in recorder.named(tracing.FLOW_METRIC)] == ["error"]
+    assert [dims["status"] for _, dims in recorder.named(lf_runs.FLOW_METRIC)] == ["error"]
     assert svc.monitor.end_all() == 0
 
 
@@ -160,9 +163,9 @@ def test_annotated_mode_measures_only_flows_with_a_cms_metric_node(recorder, mon
     svc = service()
     asyncio.run(run_flow(svc, make_graph("plain"), ["A-1"]))
     asyncio.run(run_flow(svc, make_graph("tagged", annotated=True, dims={"version": "v2"}), ["A-1"]))
-    flows = [dims for _, dims in recorder.named(tracing.FLOW_METRIC)]
+    flows = [dims for _, dims in recorder.named(lf_runs.FLOW_METRIC)]
     assert flows == [{"flow": "tagged", "status": "ok", "version": "v2"}]
-    assert {dims["flow"] for _, dims in recorder.named(tracing.NODE_METRIC)} == {"tagged"}
+    assert {dims["flow"] for _, dims in recorder.named(lf_runs.NODE_METRIC)} == {"tagged"}
 
 
 def test_off_mode_records_nothing(recorder, monkeypatch):
@@ -173,10 +176,10 @@ def test_off_mode_records_nothing(recorder, monkeypatch):
 
 
 def test_a_broken_reporter_never_breaks_the_flow(monkeypatch):
-    monkeypatch.setattr(tracing, "get_recorder", lambda: BrokenRecorder())
+    monkeypatch.setattr(monitor, "get_recorder", lambda: BrokenRecorder())
     set_mode(monkeypatch, "all")
     asyncio.run(run_flow(service(), make_graph(), ["A-1", "B-2"], ends=2))  # must not raise
-    tracing._exit_safety_net()
+    lf_service._exit_safety_net()
 
 
 def test_node_errors_still_propagate(recorder):
@@ -203,14 +206,14 @@ def test_concurrent_runs_are_attributed_to_their_own_run(recorder):
         await asyncio.gather(*(asyncio.create_task(one(i)) for i in range(50)))
 
     asyncio.run(main())
-    flows = recorder.named(tracing.FLOW_METRIC)
+    flows = recorder.named(lf_runs.FLOW_METRIC)
     assert len(flows) == 50
     for k in range(3):
         runs = [i for i in range(50) if i % 3 == k]
         errors = [i for i in runs if i % 5 == 0]
         got = [dims["status"] for _, dims in flows if dims["flow"] == f"flow{k}"]
         assert sorted(got) == sorted(["error"] * len(errors) + ["ok"] * (len(runs) - len(errors)))
-        nodes_b = [d for _, d in recorder.named(tracing.NODE_METRIC) if d["node"] == f"B-{k}"]
+        nodes_b = [d for _, d in recorder.named(lf_runs.NODE_METRIC) if d["node"] == f"B-{k}"]
         assert len(nodes_b) == len(runs)
     assert svc.monitor.open_runs() == []
 
@@ -226,8 +229,6 @@ def test_flow_label_fallbacks():
 def test_source_name_is_found_on_the_stack():
     def run_flow(script_path):  # the shape of lfx.run.base.run_flow
         return flow_settings.source_name_from_stack()
-
-    from pathlib import Path
 
     assert run_flow(Path("/x/examples/poem.json")) == "poem"
 
@@ -339,7 +340,7 @@ def test_node_labels_are_cached_by_identity_and_never_hash_the_graph(monkeypatch
     from lfx.graph.graph.base import Graph
     from lfx.load import aload_flow_from_json
 
-    poem = flow_settings.__file__.rsplit("/", 1)[0] + "/examples/flows/poem.json"
+    poem = str(Path(__file__).resolve().parents[1] / "langflow_cms" / "examples" / "flows" / "poem.json")
     first, second = (asyncio.run(aload_flow_from_json(poem)) for _ in range(2))
     renders = []
     original = Graph.__repr__
@@ -372,7 +373,7 @@ def test_a_loop_body_subgraph_extends_its_parent_run(recorder, monkeypatch, ui_b
     parent.vertices.append(SimpleNamespace(id="Parser-b", display_name="Parser", vertex_type="Parser"))
     parent.vertices.append(SimpleNamespace(id="Join-c", display_name="Parser", vertex_type="Parser"))
     starting = {"graph": parent}
-    monkeypatch.setattr(tracing, "_graph_from_stack", lambda: starting["graph"])
+    monkeypatch.setattr(lf_service, "_graph_from_stack", lambda: starting["graph"])
 
     async def run() -> None:
         await svc.start_tracers(uuid.UUID(parent._run_id), "run", None, None)
@@ -397,10 +398,10 @@ def test_a_loop_body_subgraph_extends_its_parent_run(recorder, monkeypatch, ui_b
         await svc.end_tracers({}, None)
 
     asyncio.run(run())
-    flows = recorder.named(tracing.FLOW_METRIC)
+    flows = recorder.named(lf_runs.FLOW_METRIC)
     assert [dims for _, dims in flows] == [{"flow": "poem", "status": "ok"}]
     assert flows[0][0] >= 20.0  # from the parent's start, not from the last iteration's
-    nodes = [(dims["flow"], dims["node"]) for _, dims in recorder.named(tracing.NODE_METRIC)]
+    nodes = [(dims["flow"], dims["node"]) for _, dims in recorder.named(lf_runs.NODE_METRIC)]
     # the body's node keeps the label it has in the whole flow (two nodes named Parser: with their ids' tails)
     assert nodes == [("poem", "Parser_b")] * 3 + [("poem", "Loop-a"), ("poem", "Parser_c")]
     assert svc.monitor.open_runs() == []
@@ -414,9 +415,9 @@ def test_a_loop_body_never_joins_a_dead_run_whose_graph_id_was_reused(recorder, 
 
     svc = service()
     reused: dict[int, int] = {}
-    monkeypatch.setattr(tracing, "id", lambda o: reused.get(builtins.id(o), builtins.id(o)), raising=False)
+    monkeypatch.setattr(monitor, "id", lambda o: reused.get(builtins.id(o), builtins.id(o)), raising=False)
     starting: dict[str, object] = {}
-    monkeypatch.setattr(tracing, "_graph_from_stack", lambda: starting.get("graph"))
+    monkeypatch.setattr(lf_service, "_graph_from_stack", lambda: starting.get("graph"))
 
     class Graph(SimpleNamespace):
         pass
@@ -446,9 +447,9 @@ def test_a_loop_body_never_joins_a_dead_run_whose_graph_id_was_reused(recorder, 
         await svc.end_tracers({}, None)
 
     asyncio.run(run())
-    nodes = [(dims["flow"], dims["node"]) for _, dims in recorder.named(tracing.NODE_METRIC)]
+    nodes = [(dims["flow"], dims["node"]) for _, dims in recorder.named(lf_runs.NODE_METRIC)]
     assert nodes == [("live", "Body-b"), ("live", "Loop-a")]
-    assert [dims for _, dims in recorder.named(tracing.FLOW_METRIC)] == [{"flow": "live", "status": "ok"}]
+    assert [dims for _, dims in recorder.named(lf_runs.FLOW_METRIC)] == [{"flow": "live", "status": "ok"}]
 
 
 class WeakGraph:
@@ -462,7 +463,7 @@ def node_windows(reporter) -> dict[tuple[str, str], int]:
     """(node, version) → values in the 60 s windows of the node metric, as delivery would send them."""
     counts: dict[tuple[str, str], int] = {}
     for window in reporter.storage.collect(force=True):
-        if window.name == tracing.NODE_METRIC and window.period == 60:
+        if window.name == lf_runs.NODE_METRIC and window.period == 60:
             dims = dict(window.dimensions)
             key = (dims["node"], dims.get("version", ""))
             counts[key] = counts.get(key, 0) + window.count
@@ -478,7 +479,7 @@ def test_runs_of_one_graph_object_reuse_node_series_yet_follow_a_new_flow_dimens
     set_mode(monkeypatch, "annotated")
     first, second = make_reporter(), make_reporter()
     current = [first]
-    monkeypatch.setattr(tracing, "get_recorder", lambda: current[0])
+    monkeypatch.setattr(monitor, "get_recorder", lambda: current[0])
     svc = service()
     graph = WeakGraph(make_graph(annotated=True, dims={"version": "v1"}))
     asyncio.run(run_flow(svc, graph, ["A-1", "B-2"]))
@@ -501,7 +502,7 @@ def test_node_series_are_kept_no_longer_than_their_graph(make_reporter, monkeypa
 
     set_mode(monkeypatch, "all")
     reporter = make_reporter()
-    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: reporter)
     svc = service()
     alive = []
     for _ in range(20):
@@ -521,7 +522,7 @@ def test_a_new_graph_object_per_run_binds_each_node_series_once(make_reporter, m
     again at every build."""
     set_mode(monkeypatch, "all")
     reporter = make_reporter()
-    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: reporter)
     bound = []
     series = reporter.series
     monkeypatch.setattr(reporter, "series", lambda *a, **k: bound.append(a) or series(*a, **k))
@@ -539,7 +540,7 @@ def test_a_node_added_with_the_same_name_gets_its_new_label_on_the_graphs_next_r
     second "Prompt" renames the first (Prompt → Prompt_aaaaa) from its next run on."""
     set_mode(monkeypatch, "all")
     reporter = make_reporter()
-    monkeypatch.setattr(tracing, "get_recorder", lambda: reporter)
+    monkeypatch.setattr(monitor, "get_recorder", lambda: reporter)
     svc = service()
     graph = WeakGraph(make_graph())
     graph.vertices = [

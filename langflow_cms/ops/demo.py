@@ -139,7 +139,7 @@ def write_chart(flow_rows: list[Row], node_rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
     from lfx.load import load_flow_from_json
 
-    from langflow_cms.flow_settings import node_labels
+    from langflow_cms.langflow.flow_settings import node_labels
 
     labels = node_labels(load_flow_from_json(FLOWS / "poem.json", disable_logs=True))
     order = [labels[node["id"]] for node in json.loads((FLOWS / "poem.json").read_text())["data"]["nodes"]]

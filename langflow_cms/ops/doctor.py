@@ -44,7 +44,7 @@ PROBE_INSTANCE = "langflow-cms-doctor"
 """The probe's fixed ``instance`` value: one series per ``env``, whatever machine or process runs doctor."""
 TRACING_GROUP = "lfx.services"
 TRACING_NAME = "tracing_service"
-TRACING_TARGET = "langflow_cms.tracing:CmsTracingService"
+TRACING_TARGET = "langflow_cms.langflow.service:CmsTracingService"
 EXTENSION_GROUP = "langflow.extensions"
 BUNDLE = "cms_monitor"
 COMPONENT_FILES = ("cms_metric.py", "timer.py", "timer_start.py", "timer_stop.py")

@@ -1,36 +1,27 @@
 """CMS Metric: turns on CloudMonitor monitoring of the flow it sits in and reports a business metric.
 
-Thin on purpose: Langflow saves this source inside every flow, so all logic lives in the installed
-`langflow_cms` package (`langflow_cms.nodes`).
+Declarations only: Langflow saves this source inside every flow, so the logic lives in the installed package
+(``langflow_cms.langflow.metric``, the shared base in ``langflow_cms.langflow.node_base``).
 """
 
 from typing import Any
 
-from lfx.custom.custom_component.component import Component
-from lfx.io import DictInput, HandleInput, IntInput, SecretStrInput, StrInput
-from lfx.schema.data import Data
-from lfx.schema.dataframe import DataFrame
-from lfx.schema.message import Message
+from lfx.io import DictInput, IntInput, SecretStrInput, StrInput
 
-from langflow_cms import nodes
-
-METRIC_FIELDS = ("value", "dimensions", "max_values")
-"""Shown only when a Metric Name is set (lfx also skips hidden fields when it builds the node)."""
+from langflow_cms.langflow import metric, metric_ask
+from langflow_cms.langflow.node_base import MonitorNodeComponent, node_inputs, pass_through_input
 
 
-class CmsMetricComponent(Component):
+class CmsMetricComponent(MonitorNodeComponent):
     display_name = "CMS Metric"
     description = "Monitors this flow in CloudMonitor, with an optional business metric."
-    documentation = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
     icon = "activity"
     name = "CmsMetric"
+    run_node = metric.ametric_node
 
-    inputs = [  # noqa: RUF012 — Langflow reads these class attributes
-        HandleInput(
-            name="input_value",
-            display_name="Input",
-            input_types=["Message", "Data", "JSON", "DataFrame", "Table"],
-            info="Passed through unchanged. {text} or {field} in Value and Dimensions read from it.",
+    inputs = node_inputs(
+        pass_through_input(
+            "Passed through unchanged. {text} or {field} in Value and Dimensions read from it.",
             required=False,
         ),
         StrInput(
@@ -54,9 +45,9 @@ class CmsMetricComponent(Component):
             name="dimensions",
             display_name="Dimensions",
             is_list=True,
-            info=f"CMS dimensions of the business metric, at most {nodes.MAX_CUSTOM_DIMENSIONS} rows, e.g. "
-            "topic = {text}: further rows are dropped, named on the node and counted in CMS. More than Max "
-            "Values distinct values of one dimension are sent as 'other'.",
+            info=f"CMS dimensions of the business metric, at most {metric_ask.MAX_CUSTOM_DIMENSIONS} rows, "
+            "e.g. topic = {text}: further rows are dropped, named on the node and counted in CMS. More "
+            "than Max Values distinct values of one dimension are sent as 'other'.",
             show=False,
             real_time_refresh=True,
         ),
@@ -100,27 +91,9 @@ class CmsMetricComponent(Component):
             required=False,
             info="The secret of the AccessKey above; never shown or logged.",
         ),
-    ]
-    nodes.with_absent_flags(inputs)  # cheaper lookups for lfx, see the function
-
-    outputs = [nodes.pass_through_output()]  # noqa: RUF012 — the same types on every start, Message first
+    )
 
     def update_build_config(
         self, build_config: dict, field_value: Any, field_name: str | None = None
     ) -> dict:
-        values = {name: field.get("value") for name, field in build_config.items() if isinstance(field, dict)}
-        if field_name is not None:
-            values[field_name] = field_value
-        if field_name in (None, "metric_name"):
-            for name in METRIC_FIELDS:
-                if name in build_config:
-                    build_config[name]["show"] = bool(str(values.get("metric_name") or "").strip())
-        # A setting CMS would refuse is flagged in the field's title while editing, before any run.
-        for name, title in nodes.field_titles(values).items():
-            if name in build_config:
-                build_config[name]["display_name"] = title
-        return build_config
-
-    async def pass_through(self) -> Message | Data | DataFrame:
-        self.status = await nodes.ametric_node(self)
-        return self.input_value if self.input_value is not None else Message(text="")
+        return metric_ask.edited(build_config, field_value, field_name)

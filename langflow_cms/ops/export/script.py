@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from langflow_cms.flow_settings import CMS_METRIC_CLASS
+from langflow_cms.langflow.flow_settings import CMS_METRIC_CLASS
 from langflow_cms.ops.export.code import (
     Embedded,
     field_values,

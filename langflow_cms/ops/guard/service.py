@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from langflow_cms import contract, versioning
+from langflow_cms import contract
+from langflow_cms.langflow import versioning
 from langflow_cms.ops.guard import rule
 from langflow_cms.ops.guard.evidence import read_side
 from langflow_cms.ops.guard.langflow import LangflowClient, LangflowError
@@ -58,7 +59,7 @@ def _ensure_log_handler() -> None:
 def cms_flow_name(flow: dict[str, Any]) -> str:
     """The ``flow`` dimension the plugin reports for a Langflow flow (flow_settings.flow_label's rule on the
     stored JSON): the CMS Metric node's Flow Name, else the flow's name, cleaned."""
-    from langflow_cms.flow_settings import clean_dimension
+    from langflow_cms.langflow.flow_settings import clean_dimension
 
     for node in (flow.get("data") or {}).get("nodes") or []:
         template = ((node.get("data") or {}).get("node") or {}).get("template") or {}

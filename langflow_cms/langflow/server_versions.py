@@ -1,6 +1,6 @@
 """In the Langflow server: the ``version`` dimension of a run, found without anyone typing it.
 
-A run's graph is matched to the flow's saved versions by :mod:`langflow_cms.versioning`'s rule (a hand-set
+A run's graph is matched to the flow's saved versions by ``versioning``'s rule (a hand-set
 ``version`` wins and never reaches this module; else the oldest saved version with the same content
 fingerprint, ``vN``; else ``draft-<fingerprint>``). The saved versions' fingerprints are read from
 Langflow's own database (table ``flow_version``) and cached per flow: a run whose graph is already known
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from langflow_cms import versioning
+from langflow_cms.langflow import versioning
 
 REFRESH_S = 2.0
 MAX_DRAFTS = 3
@@ -121,7 +121,7 @@ async def version_dimension(graph: Any, flow_id: Any, monitor: Any) -> dict[str,
     """``{"version": label}`` for a run of ``graph`` in the server; ``{}`` when the flow is not monitored,
     sets ``version`` itself, or has no room for one more dimension (``MAX_EXTRA_DIMENSIONS``). Never raises.
     """
-    from langflow_cms.flow_settings import MAX_EXTRA_DIMENSIONS
+    from langflow_cms.langflow.flow_settings import MAX_EXTRA_DIMENSIONS
 
     try:
         _, monitored, dimensions = monitor.describe(graph)

@@ -50,7 +50,7 @@ def fingerprint(data: Mapping[str, Any] | None) -> str:
 
 def hand_set_version(data: Mapping[str, Any] | None) -> str | None:
     """The ``version`` a CMS Metric node of the flow sets in its Flow Dimensions, if any (cleaned)."""
-    from langflow_cms.flow_settings import parse_dimensions
+    from langflow_cms.langflow.flow_settings import parse_dimensions
 
     for node in (data or {}).get("nodes") or []:
         inner = ((node or {}).get("data") or {}).get("node") or {}

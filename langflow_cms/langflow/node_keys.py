@@ -1,0 +1,117 @@
+"""A CMS Metric node's own AccessKey: this flow's metrics, and only this flow's, go to that key's account
+(``Reporter.scope_for``), resolved once per (reporter, key) and bound to the run."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langflow_cms.langflow import monitor
+from langflow_cms.langflow.monitor import MONITOR
+from langflow_cms.langflow.runs import _current_node
+
+_UNRESOLVED: Any = object()
+"""``use_credentials`` without a scope looked up beforehand."""
+
+
+def use_credentials(
+    access_key_id: Any, access_key_secret: Any, graph: Any = None, resolved: Any = _UNRESOLVED
+) -> str | None:
+    """Deliver this flow's metrics with the node's AccessKey, and only this flow's.
+
+    The key gets a delivery path of its own (``Reporter.scope_for``); the run's metrics recorded so far
+    waited for it and go there now. Other flows and the process's credentials are untouched. Returns a
+    status note that never shows the key. ``graph`` defaults to the run of the node being built (flows
+    saved before this argument existed call it without). ``resolved``: the key's scope, or the error of
+    its lookup, already looked up off the event loop by ``ametric_node``.
+    """
+    key_id = _secret_text(access_key_id)
+    secret = _secret_text(access_key_secret)
+    if not key_id and not secret:
+        return None
+    if not (key_id and secret):
+        _bind(graph, None)
+        return "Not monitored: the node's AccessKey needs both the id and the secret"
+    try:
+        if isinstance(resolved, Exception):
+            raise resolved
+        scope = _scope_for(key_id, secret) if resolved is _UNRESOLVED else resolved
+    except Exception as exc:
+        _bind(graph, None)
+        return f"Not monitored: the node's AccessKey was not applied ({type(exc).__name__})"
+    _bind(graph, scope)
+    if scope is None:
+        if getattr(monitor.get_recorder(), "storage", None) is None:  # reporting is off: the status says why
+            return "Not monitored: the reporter is not running"
+        return "Not monitored: too many different AccessKeys in this process (see the log)"
+    return "using the node's AccessKey for this flow only"
+
+
+_scopes: dict[tuple[int, str, str], Any] = {}
+MAX_CACHED_SCOPES = 64
+
+
+def _cached_scope(reporter: Any, key_id: str, secret: str) -> tuple[Any, Any] | None:
+    """(reporter, scope) when this reporter already resolved this key, else None."""
+    cached = _scopes.get((id(reporter), key_id, secret))
+    return cached if cached is not None and cached[0] is reporter else None
+
+
+def _scope_cached(key_id: str, secret: str) -> bool:
+    return _cached_scope(monitor.get_recorder(), key_id, secret) is not None
+
+
+def _scope_for(key_id: str, secret: str) -> Any:
+    """The reporter's scope for this AccessKey, resolved once per (reporter, key): later runs with the same
+    key only bind it to their run."""
+    reporter = monitor.get_recorder()
+    cached = _cached_scope(reporter, key_id, secret)
+    if cached is not None:
+        return cached[1]
+    cache_key = (id(reporter), key_id, secret)
+    from langflow_cms.credentials import Credential
+
+    scope_for = getattr(reporter, "scope_for", None)
+    scope = scope_for(Credential(key_id, secret, source="CMS Metric node")) if scope_for else None
+    if scope is not None:
+        if len(_scopes) >= MAX_CACHED_SCOPES:
+            _scopes.clear()
+        _scopes[cache_key] = (reporter, scope)
+    return scope
+
+
+class _RunOf:
+    """A stand-in graph for ``MONITOR.bind_scope`` when only the run id is known."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+
+
+def _bind(graph: Any, scope: Any) -> None:
+    if graph is None:
+        current = _current_node.get()
+        graph = _RunOf(current[0]) if current and current[0] else None
+    if graph is not None:
+        MONITOR.bind_scope(graph, scope)
+
+
+def _secret_text(value: Any) -> str:
+    if value is None:
+        return ""
+    getter = getattr(value, "get_secret_value", None)
+    text = getter() if callable(getter) else value
+    return str(text).strip()
+
+
+async def apply_key(access_key_id: Any, access_key_secret: Any, graph: Any) -> str | None:
+    """``use_credentials`` for the node's async run, on the event loop: the one step that can touch the disk
+    or build an SDK client, the delivery path of a key this process has not seen yet (``Reporter.scope_for``),
+    runs in a thread first; its error, if any, is the status (it is not looked up again on the loop)."""
+    resolved: Any = _UNRESOLVED
+    try:
+        key_id, secret = _secret_text(access_key_id), _secret_text(access_key_secret)
+        if key_id and secret and not _scope_cached(key_id, secret):
+            resolved = await asyncio.to_thread(_scope_for, key_id, secret)
+    except Exception as exc:
+        resolved = exc
+    return use_credentials(access_key_id, access_key_secret, graph, resolved)

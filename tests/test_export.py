@@ -178,9 +178,9 @@ def test_poem_script_reads_like_the_flow():
     script = export_flow(FLOWS / "poem.json")
     compile(script, "poem.py", "exec")
     assert "from lfx.components.input_output.chat import ChatInput" in script
-    assert "class CmsMetricComponent(Component):" in script
-    assert script.count("class CmsTimerStartComponent(Component):") == 1  # a Timer Start/Stop pair
-    assert script.count("class CmsTimerStopComponent(Component):") == 1
+    assert "class CmsMetricComponent(MonitorNodeComponent):" in script  # the nodes share one base
+    assert script.count("class CmsTimerStartComponent(MonitorNodeComponent):") == 1  # a Timer Start/Stop pair
+    assert script.count("class CmsTimerStopComponent(MonitorNodeComponent):") == 1
     assert 'chat_input_poem1 = ChatInput(_id="ChatInput-poem1", input_value="the sea")' in script
     assert "prompt_poem1.set(topic=timer_start_poem1.pass_through)" in script
     assert 'flow_dimensions={"version": "v1"}' in script

@@ -166,13 +166,22 @@ def _inspect_code(node_id: str, code: str, wanted: str | None) -> tuple[str, dic
         value = getattr(statement, "value", None)
         if target == "name" and isinstance(value, ast.Constant):
             declared = str(value.value)
-        if target == "inputs" and isinstance(value, ast.List):
-            for call in value.elts:
-                if isinstance(call, ast.Call):
-                    name, default = _input_default(call)
-                    if name:
-                        defaults[name] = default
+        if target == "inputs":
+            for call in _declared_inputs(value):
+                name, default = _input_default(call)
+                if name:
+                    defaults[name] = default
     return class_name, defaults, declared
+
+
+def _declared_inputs(value: ast.expr | None) -> list[ast.Call]:
+    """The input calls of ``inputs = [XInput(...), ...]``, or of a helper that assembles them
+    (``inputs = node_inputs(pass_through_input(...), XInput(...), ...)``, the plugin's own nodes)."""
+    if isinstance(value, ast.List):
+        return [call for call in value.elts if isinstance(call, ast.Call)]
+    if isinstance(value, ast.Call):
+        return [call for call in value.args if isinstance(call, ast.Call)]
+    return []
 
 
 def _assigned_name(statement: ast.stmt) -> str | None:

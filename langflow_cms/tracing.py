@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from langflow_cms import contract, events, flow_settings
 from langflow_cms.flow_settings import FlowSettings, clean_dimension
-from langflow_cms.reporter import CLOSE_SLACK_S, chain_sigterm_flush, get_reporter
+from langflow_cms.lifecycle import chain_sigterm_flush, get_reporter
+from langflow_cms.reporter import CLOSE_SLACK_S
 from langflow_cms.server_versions import version_dimension
 from langflow_cms.tokens import TokenUsageHandler
 

@@ -38,12 +38,12 @@ from langflow_cms.config import Config, default_instance, host_instance
 from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
 from langflow_cms.delivery.exporter import Exporter
 from langflow_cms.delivery.host import HostMerge, open_journal
-from langflow_cms.delivery.journal import GRACE_S
+from langflow_cms.delivery.journal import CHUNK, GRACE_S, past
 from langflow_cms.delivery.serializer import aggregate_entry
 from langflow_cms.events import EventStream
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.raw import RawScope
-from langflow_cms.pipeline.storage import Scope, Series, Storage
+from langflow_cms.pipeline.storage import Scope, Series, Storage, gc_paused
 from langflow_cms.pipeline.window import Window
 from langflow_cms.redact import mask_key_id, register_secret
 
@@ -207,17 +207,24 @@ class Reporter:
         windows go to the host journal instead: ``delivery/host.py``)."""
         self._encode(self.host.export(windows))
 
-    def _encode(self, windows: list[Window]) -> None:
+    def _encode(self, windows: list[Window], deadline: float | None = None) -> list[Window]:
+        """Entries of each scope's exporter, on disk at once with a spool; returns the windows not encoded
+        before ``deadline`` (monotonic)."""
         by_scope: dict[str, list[dict[str, str]]] = {}
-        for window in windows:
-            try:
-                by_scope.setdefault(window.scope, []).append(aggregate_entry(window, self.config.group_id))
-            except (ValueError, OverflowError, TypeError) as exc:
-                self.storage.reject(window.name, f"window could not be encoded: {exc}")
+        done = 0
+        while done < len(windows) and not past(deadline):
+            for window in windows[done : done + CHUNK]:
+                try:
+                    entry = aggregate_entry(window, self.config.group_id)
+                    by_scope.setdefault(window.scope, []).append(entry)
+                except (ValueError, OverflowError, TypeError) as exc:
+                    self.storage.reject(window.name, f"window could not be encoded: {exc}")
+            done += CHUNK
         for scope_id, entries in by_scope.items():
             exporter = self._exporters.get(scope_id)
             if exporter is not None and not exporter.persist(entries):  # with a spool: on disk at once
                 exporter.enqueue(entries)
+        return windows[done:]
 
     def _send_all(self, deadline: float) -> bool:
         spool = self._exporters[""].spool
@@ -346,14 +353,15 @@ class Reporter:
         self._record_error_counters()
         self.storage.close()
         self._reader.stop()
-        with self._cycle_lock:
-            self._hand_off(self.storage.collect(force=True))
-            if self.journal is not None:
-                self.journal.leave()  # its last windows are in the journal: it adds to none any more
-            # the last process of the host to close sends everything: it waits its turn as the sender
-            self.host.send(force=True, wait=max(deadline - time.monotonic(), 0.0) * 0.6)
-            self._flush_events(force=True)
-            self.host.snapshot()
+        # a cycle of the reporter thread under way (seconds at 100,000 series) ends first, but not later
+        # than the deadline: then the open windows stay in memory and are lost, counted and named
+        if self._cycle_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            try:
+                self._close_hand_off(deadline)
+            finally:
+                self._cycle_lock.release()
+        else:
+            self._lost_at_exit(self.storage.series_count(), "series whose last windows")
         exporters = list(self._exporters.values())
         for exporter in exporters:
             exporter.final_send()  # the calls left unused while idle may go at once
@@ -367,6 +375,43 @@ class Reporter:
             if exporter.spool is not None:
                 exporter.spool.close()  # what it left on disk is adopted by the next process
         return delivered
+
+    def _close_hand_off(self, deadline: float) -> None:
+        """The last windows, within the deadline: every file step looks at it between chunks of windows.
+        With a spool, the snapshot of all of them goes first (one file: a later process adopts it, so what
+        the steps after it leave undone is kept, never counted twice); without one, or if even that is
+        late, the windows not handed on by the deadline are counted as dropped and named in one line."""
+        with gc_paused():  # the process ends: no collector passes over 100,000 series' objects
+            self._close_windows(deadline)
+
+    def _close_windows(self, deadline: float) -> None:
+        sealed = self.storage.collect(force=True)
+        kept = bool(sealed) and self.host.snapshot(sealed, deadline)
+        late = self._encode(self.host.export(sealed, deadline), deadline)
+        if self.journal is not None:
+            self.journal.leave()  # its last windows are in the journal: it adds to none any more
+        # the last process of the host to close sends everything: it waits its turn as the sender
+        self.host.send(force=True, wait=max(deadline - time.monotonic(), 0.0) * 0.6, deadline=deadline)
+        self._flush_events(force=True)
+        if late and kept:
+            return  # the snapshot with the late windows stays: the next process on this spool adopts it
+        if late:
+            self._lost_at_exit(len(late), "windows")
+        self.host.snapshot(deadline=deadline)
+
+    def _lost_at_exit(self, count: int, what: str) -> None:
+        self.storage.stats["dropped:exit_deadline"] += count
+        advice = "raise LANGFLOW_CMS_EXIT_TIMEOUT"
+        if not self.config.spool_dir:
+            advice += " or set LANGFLOW_CMS_SPOOL_DIR"
+        log.warning(
+            "langflow-cms: %d %s could not be encoded or kept before the exit deadline "
+            "(LANGFLOW_CMS_EXIT_TIMEOUT=%gs): dropped; %s",
+            count,
+            what,
+            self.config.exit_timeout,
+            advice,
+        )
 
     def exit_timeout(self) -> float:
         """How long interpreter exit waits for delivery (``LANGFLOW_CMS_EXIT_TIMEOUT``)."""

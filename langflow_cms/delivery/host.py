@@ -18,7 +18,7 @@ from pathlib import Path
 from langflow_cms import contract
 from langflow_cms.config import Config, host_instance
 from langflow_cms.delivery.exporter import Exporter
-from langflow_cms.delivery.journal import HostJournal, host_directory
+from langflow_cms.delivery.journal import HostJournal, host_directory, past, within
 from langflow_cms.delivery.serializer import aggregate_entry
 from langflow_cms.delivery.spool import volume_full
 from langflow_cms.pipeline.storage import Storage
@@ -59,23 +59,27 @@ class HostMerge:
         self.exporter = exporter
         self.journal = journal
         self.process_instance = process_instance
+        self.deadline: float | None = None
+        """Of the merge under way (``send``): monotonic, None for none."""
 
-    def export(self, windows: list[Window]) -> list[Window]:
+    def export(self, windows: list[Window], deadline: float | None = None) -> list[Window]:
         """Merging per host, the process's own windows go to the host journal (its sender sends them); the
         rest is returned for this process to encode: a node's own AccessKey's windows, and what the journal
-        cannot take (a full disk), under the process's own instance."""
+        cannot take (a full disk, or not before ``deadline``), under the process's own instance."""
         if self.journal is None:
             return windows
         host = [w for w in windows if w.scope == ""]
         windows = [w for w in windows if w.scope != ""]  # a node's own AccessKey: sent by this process
-        failed = self.journal.write(host)
+        failed = self.journal.write(host, deadline=deadline)
         if failed:
-            self.storage.warn_once(
-                "journal",
-                f"the host journal cannot take sealed windows: this process sends them itself, as "
-                f"instance {self.process_instance}",
-            )
-            windows += [self._as_own_instance(w) for w in failed]
+            if deadline is None or time.monotonic() < deadline:
+                self.storage.warn_once(
+                    "journal",
+                    f"the host journal cannot take sealed windows: this process sends them itself, as "
+                    f"instance {self.process_instance}",
+                )
+            # past the deadline none of them is encoded any more (``Reporter._encode``): no renaming
+            windows += failed if past(deadline) else [self._as_own_instance(w) for w in failed]
         return windows
 
     def _as_own_instance(self, window: Window) -> Window:
@@ -86,12 +90,14 @@ class HostMerge:
         )
         return dataclasses.replace(window, dimensions=dims)
 
-    def send(self, force: bool = False, wait: float = 0.0) -> None:
+    def send(self, force: bool = False, wait: float = 0.0, deadline: float | None = None) -> None:
         """As the host's elected sender: merge the windows every process wrote, hand them to delivery
         (written ahead to the spool), then record them as handed over (``delivery/journal.py``). The
-        journals of other host names in the spool whose processes are all gone are merged too."""
+        journals of other host names in the spool whose processes are all gone are merged too. Past
+        ``deadline`` nothing more is handed over: the journal keeps it for the next sender."""
         journal = self.journal
-        if journal is None or not journal.elect(wait):
+        self.deadline = deadline
+        if journal is None or not journal.elect(wait) or past(deadline):
             return
         try:
             # before its grace period a window is sent only when final: no other process of the host may
@@ -100,6 +106,8 @@ class HostMerge:
             force = force and not journal.others_alive()
             self._hand_over(journal, journal.ready(time.time(), force=force))
             for orphan in journal.orphaned_hosts():  # nobody of that host is left to add to its windows
+                if past(deadline):
+                    break
                 try:
                     self._hand_over(orphan, orphan.ready(time.time(), force=True))
                 finally:
@@ -111,13 +119,12 @@ class HostMerge:
         """Merged windows to delivery (written ahead to the spool), then recorded in their journal."""
         if not ready:
             return
-        entries = []
-        for _, merged, _ in ready:
-            for window in merged:
-                try:
-                    entries.append(aggregate_entry(window, self.config.group_id))
-                except (ValueError, OverflowError, TypeError) as exc:
-                    self.storage.reject(window.name, f"window could not be encoded: {exc}")
+        entries = within(
+            self.deadline, [w for _, merged, _ in ready for w in merged], self._entry
+        )  # None: the deadline came first; nothing recorded, the next sender merges the same files
+        if entries is None:
+            return
+        entries = [e for e in entries if e is not None]
         if not self.exporter.persist(entries):
             # a full disk: sent from memory; if the record cannot be written either, the next merge
             # takes the same files again and sends the same values for the same keys
@@ -125,8 +132,17 @@ class HostMerge:
         for folder, merged, names in ready:
             journal.commit(folder, merged, names)
 
-    def snapshot(self, handing: Sequence[Window] = ()) -> None:
+    def _entry(self, window: Window) -> dict[str, str] | None:
+        try:
+            return aggregate_entry(window, self.config.group_id)
+        except (ValueError, OverflowError, TypeError) as exc:
+            self.storage.reject(window.name, f"window could not be encoded: {exc}")
+            return None
+
+    def snapshot(self, handing: Sequence[Window] = (), deadline: float | None = None) -> bool:
         """With a spool: the open 300 s windows on disk, so a SIGKILL loses no sealed minute of them.
+        True when they (and ``handing``) are on disk; False without a spool, when the write failed, or
+        when ``deadline`` (monotonic) came first: then the previous snapshot stays as it was.
 
         Taken twice a cycle: before the sealed windows are handed on, with them (``handing``), so a kill
         during the hand-off finds them here; and after it, without them. Windows the host journal could
@@ -135,13 +151,20 @@ class HostMerge:
         carries the same values for the same key."""
         spool = self.exporter.spool
         if spool is None:
-            return
-        windows = self.storage.open_rollups() + list(handing)
+            return False
+        windows = [w for w in self.storage.open_rollups() + list(handing) if w.scope == ""]
+        encoded = within(deadline, windows, Window.to_dict)
+        if encoded is None:
+            return False
         try:
-            spool.save_rollup([w.to_dict() for w in windows if w.scope == ""])
+            spool.save_rollup(encoded, deadline)
+        except TimeoutError:
+            return False
         except (OSError, ValueError) as exc:
             if not volume_full(exc, spool.directory):
                 self.storage.warn_once("snapshot", f"could not save the 300 s roll-up snapshot: {exc}")
+            return False
+        return True
 
     def adopt_orphans(self) -> None:
         """Send the windows of processes that died (their snapshots: open 300 s windows, and the sealed

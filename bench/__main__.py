@@ -18,7 +18,7 @@ from bench.common import Section, machine_info
 from bench.report import render
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
-EXECUTION_ORDER = ["1", "3", "4", "5", "7", "8", "10", "13", "14", "12", "6", "2", "11", "9", "15"]
+EXECUTION_ORDER = ["1", "3", "4", "5", "7", "8", "10", "13", "14", "12", "6", "2", "11", "9", "15", "16"]
 """What does not need lfx runs first: importing lfx triples the heap every garbage collection walks,
 which would land in the µs-scale and tracemalloc measurements; the subprocess-only row 9 goes last."""
 
@@ -96,6 +96,11 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
 
         return exittime.run(scale)
 
+    def stalldrain() -> Section:
+        from bench import stalldrain
+
+        return stalldrain.run(scale)
+
     def node() -> Section:
         from bench import node
 
@@ -117,6 +122,7 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
         "13": bias,
         "14": eviction,
         "15": exittime,
+        "16": stalldrain,
     }
 
 

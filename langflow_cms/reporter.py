@@ -54,6 +54,8 @@ DRAIN_INTERVAL = 1.0
 MAX_SCOPES = 16
 """Distinct canvas credentials (CMS Metric nodes with their own AccessKey) one process delivers for."""
 CLOSE_SLACK_S = 0.5
+FILE_RESERVE_S = 0.3
+"""At close, the part of the budget the file work (snapshot, journal, merge, spool batches) leaves over."""
 HEALTH_PREFIX = contract.HEALTH_PREFIX
 
 
@@ -227,10 +229,19 @@ class Reporter:
         return windows[done:]
 
     def _send_all(self, deadline: float) -> bool:
+        self._adopt_setting()
+        return all([exporter.send(deadline) for exporter in list(self._exporters.values())])
+
+    def _send_soon(self) -> None:
+        """The reader thread's send: handed to each exporter's sender thread, never waited for."""
+        self._adopt_setting()
+        for exporter in list(self._exporters.values()):
+            exporter.send_soon()
+
+    def _adopt_setting(self) -> None:
         spool = self._exporters[""].spool
         if self.journal is not None and spool is not None:
             spool.adopt = self.journal.elected  # one process replays the dead ones' files, in order
-        return all([exporter.send(deadline) for exporter in list(self._exporters.values())])
 
     def _flush_events(self, force: bool = False) -> None:
         """The streams' pending work: fleet points to encode, and the per-minute summaries (suppressed
@@ -248,7 +259,7 @@ class Reporter:
             self.host.send()
             self._flush_events()
             self.host.snapshot()
-        self._send_all(time.monotonic() + self.config.retry_deadline)
+        self._send_soon()
 
     def host_tick(self) -> None:
         """Merging per host, ``GRACE_S`` after the minute's cycle (every process has sealed the minute by
@@ -257,7 +268,7 @@ class Reporter:
             return
         with self._cycle_lock:
             self.host.send()
-        self._send_all(time.monotonic() + self.config.retry_deadline)
+        self._send_soon()
 
     def _record_health(self) -> None:
         """The reporter's own health as CMS metrics, so an alarm can watch the watcher.
@@ -357,7 +368,9 @@ class Reporter:
         # than the deadline: then the open windows stay in memory and are lost, counted and named
         if self._cycle_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             try:
-                self._close_hand_off(deadline)
+                # the file work stops early enough to leave the send, the spooling of what is left and
+                # the interpreter's own exit their share of the budget
+                self._close_hand_off(deadline - min(FILE_RESERVE_S, self.config.exit_timeout / 4))
             finally:
                 self._cycle_lock.release()
         else:
@@ -493,7 +506,7 @@ class Reader:
             if reporter.journal is not None:
                 reporter.journal.elect()  # merging per host: the sender replays; none yet? this one
             if reporter.config.spool_dir is not None:
-                reporter._send_all(time.monotonic() + reporter.config.retry_deadline)
+                reporter._send_soon()
         except Exception:
             log.exception("langflow-cms: replaying the spool failed")
         next_cycle = time.monotonic() + self.until_boundary()

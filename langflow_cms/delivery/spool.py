@@ -406,8 +406,8 @@ class Spool:
     def _enforce_bound(self, keep: Path | None = None) -> None:
         """Keep the whole directory tree within ``max_bytes``: first what is already lost or not ours
         (``bad/``, temporary files of killed writers, then ``dead/`` letters, oldest first, already counted
-        as failed), then the oldest batches (counted as dropped). The host journal is counted, never
-        removed (its records keep late files from overwriting complete windows); ``keep`` neither."""
+        as failed, and the host journal's records of windows already handed over), then the oldest batches
+        (counted as dropped). The journal's unmerged window files are never removed; ``keep`` neither."""
         files: dict[Path, int] = {}
         for root, _, names in os.walk(self.directory):
             for name in names:
@@ -419,8 +419,14 @@ class Spool:
         host = self.directory / "host"
 
         def category(path: Path) -> int | None:
-            if path == keep or path.is_relative_to(host):
+            if path == keep:
                 return None
+            if path.is_relative_to(host):  # unmerged window files are unsent data: never removed here
+                if path.suffix == ".bad":
+                    return 0
+                # spent: a sender's record of windows already handed over (kept only so that a late file
+                # re-merges with them); it goes before any batch not yet sent
+                return 1 if path.name == "merged.json" else None
             if path.parent.name == BAD or (path.name.endswith(".tmp") and now - _mtime(path) > STALE_S):
                 return 0
             if path.parent.name == "dead":

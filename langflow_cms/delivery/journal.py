@@ -159,7 +159,8 @@ class HostJournal:
             with contextlib.suppress(OSError):
                 os.close(self._live_fd)
             self._live_fd = None
-            (self.directory / "live" / f"{self.owner}.lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a spool folder gone or replaced: close() never raises
+                (self.directory / "live" / f"{self.owner}.lock").unlink(missing_ok=True)
 
     def others_alive(self) -> bool:
         """Does another process of the host hold its live lock (so it may still add to open windows)?"""
@@ -256,7 +257,7 @@ class HostJournal:
             except (OSError, ValueError, StopIteration) as exc:
                 self._error_once("write", "cannot write to the host journal %s: %s", folder, exc)
                 failed += group
-        if not failed:
+        if by_window and not failed:  # a write that worked (not an empty one) ends the error
             self._cleared("write")
         return failed
 

@@ -18,7 +18,7 @@ from bench.common import Section, machine_info
 from bench.report import render
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
-EXECUTION_ORDER = ["1", "3", "4", "5", "7", "8", "10", "13", "14", "12", "6", "2", "11", "9"]
+EXECUTION_ORDER = ["1", "3", "4", "5", "7", "8", "10", "13", "14", "12", "6", "2", "11", "9", "15", "16"]
 """What does not need lfx runs first: importing lfx triples the heap every garbage collection walks,
 which would land in the µs-scale and tracemalloc measurements; the subprocess-only row 9 goes last."""
 
@@ -91,6 +91,16 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
 
         return eviction.run(scale)
 
+    def exittime() -> Section:
+        from bench import exittime
+
+        return exittime.run(scale)
+
+    def stalldrain() -> Section:
+        from bench import stalldrain
+
+        return stalldrain.run(scale)
+
     def node() -> Section:
         from bench import node
 
@@ -111,6 +121,8 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
         "12": fleet,
         "13": bias,
         "14": eviction,
+        "15": exittime,
+        "16": stalldrain,
     }
 
 

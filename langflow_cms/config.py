@@ -10,9 +10,6 @@ Credentials are not configured here (see `langflow_cms.credentials`), so no vari
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-import math
 import os
 import re
 import secrets
@@ -23,7 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from langflow_cms import config_values as parse
 from langflow_cms import dev, limits
+from langflow_cms.config_values import is_loopback_host
 
 __all__ = [
     "VARIABLES",
@@ -38,153 +37,6 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A configuration value is invalid. The message names the variable and the accepted values."""
-
-
-# --- parsers: take the stripped text, return the value or raise ValueError ------------------------------
-
-
-class _Rejected(ValueError):
-    """A parser's deliberate explanation, shown in the ConfigError (a plain ValueError's text is not)."""
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-_REGION_RE = re.compile(r"[a-z]{2,4}(?:-[a-z0-9]+){1,4}")
-_DIMENSION_VALUE_RE = re.compile(rf"[A-Za-z0-9._\-/\\]{{1,{limits.MAX_DIMENSION_BYTES}}}")
-_MAX_ACCOUNT_QPS = 200.0
-"""The highest per-account PutCustomMetric QPS cap of any region (cn-hangzhou/-beijing/-shanghai)."""
-_WINDOW_S = 60.0
-
-
-def _bool(text: str) -> bool:
-    low = text.lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ValueError
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text.lower() not in options:
-            raise ValueError
-        return text.lower()
-
-    return parse
-
-
-def _number(
-    kind: type, low: float, high: float, *, low_open: bool = False, high_open: bool = False
-) -> Callable:
-    """A finite int/float in [low, high], each end optionally open."""
-
-    def parse(text: str) -> Any:
-        value = kind(text)  # ValueError for "abc", "1.5" as int, ...
-        if (
-            math.isnan(value)
-            or value < low
-            or value > high
-            or (low_open and value == low)
-            or (high_open and value == high)
-        ):
-            raise ValueError
-        return value
-
-    return parse
-
-
-def _region(text: str) -> str:
-    if not _REGION_RE.fullmatch(text):
-        raise ValueError
-    return text
-
-
-def _group_id(text: str) -> str:
-    if not text.isascii() or not text.isdigit():
-        raise ValueError
-    return text
-
-
-def _dimension_value(text: str) -> str:
-    if not _DIMENSION_VALUE_RE.fullmatch(text):
-        raise ValueError
-    return text
-
-
-_SLS_PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
-_SLS_LOGSTORE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,61}[a-z0-9]")
-
-
-def _sls_project(text: str) -> str:
-    if not _SLS_PROJECT_RE.fullmatch(text):
-        raise ValueError
-    return text
-
-
-def _sls_logstore(text: str) -> str:
-    if not _SLS_LOGSTORE_RE.fullmatch(text):
-        raise ValueError
-    return text
-
-
-def _path(text: str) -> Path:
-    try:
-        return Path(text).expanduser()
-    except RuntimeError:  # "~user" without such a user, "~" without HOME or a passwd entry
-        raise _Rejected("'~' cannot be expanded (no such user, or no home): use a full path") from None
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and names that resolve to loopback addresses only (`localhost`): the only
-    hosts we talk to over plain http. A name counts by what it resolves to, never by how it looks
-    (`evil.localhost` may resolve anywhere); a name that does not resolve is not loopback."""
-    host = host.strip("[]").lower()
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return bool(host) and _resolves_to_loopback(host)
-
-
-@functools.lru_cache(maxsize=64)
-def _resolves_to_loopback(host: str) -> bool:
-    try:
-        found = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
-        return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)
-    except (OSError, ValueError, UnicodeError):
-        return False
-
-
-def _endpoint(text: str) -> str:
-    """`host[:port]` or `scheme://host[:port][/]` -> `scheme://host[:port]`.
-
-    Without a scheme, loopback hosts get http (the emulator) and every other host https. Plain http to a
-    non-loopback host is refused: the signed URL carries the AccessKeyId, the STS token and a signature that
-    can be replayed for 15 minutes.
-    """
-    parts = urlsplit(text if "://" in text else f"//{text}")
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    port = parts.port  # ValueError for a non-numeric or out-of-range port
-    if (
-        not host
-        or parts.username
-        or parts.password
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        raise ValueError
-    if not scheme:
-        scheme = "http" if is_loopback_host(host) else "https"
-    if scheme not in ("http", "https"):
-        raise ValueError
-    if scheme == "http" and not is_loopback_host(host):
-        raise _Rejected("plain http is only allowed for loopback hosts (127.0.0.1, ::1, localhost)")
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != {"http": 80, "https": 443}[scheme]:
-        netloc = f"{netloc}:{port}"
-    return f"{scheme}://{netloc}"
 
 
 # --- the table ----------------------------------------------------------------------------------------------
@@ -216,7 +68,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_ENABLED",
         "enabled",
-        _bool,
+        parse.boolean,
         "true",
         _BOOL,
         "Global kill switch: when false nothing is recorded or sent, whatever the flows say.",
@@ -224,7 +76,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_DEV",
         "dev",
-        _bool,
+        parse.boolean,
         "false",
         _BOOL,
         "Development mode: talk to the local emulator with its built-in key pair; a non-loopback endpoint "
@@ -233,7 +85,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_REGION",
         "region",
-        _region,
+        parse.region,
         "cn-hangzhou",
         "a region id such as cn-hangzhou, cn-shanghai, ap-southeast-1",
         "Region of the CMS endpoint and of the signed request (RegionId).",
@@ -241,7 +93,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_ENDPOINT",
         "endpoint",
-        _endpoint,
+        parse.endpoint,
         None,
         "host[:port] or http(s)://host[:port]; plain http only for loopback hosts",
         "Where PutCustomMetric is sent. The old SDK resolves every region to metrics.cn-hangzhou, so we "
@@ -251,7 +103,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_GROUP_ID",
         "group_id",
-        _group_id,
+        parse.group_id,
         "0",
         "digits (an application group id, 0 = none)",
         "CMS application group the custom metrics belong to.",
@@ -259,7 +111,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_MODE",
         "mode",
-        _choice("aggregated", "raw"),
+        parse.choice("aggregated", "raw"),
         "aggregated",
         "aggregated or raw",
         "aggregated: in-process 60 s/300 s statistics (Type=1, free of charge, a few calls per minute). "
@@ -268,7 +120,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_SAMPLE_RATE",
         "sample_rate",
-        _number(float, 0.0, 1.0, low_open=True),
+        parse.number(float, 0.0, 1.0, low_open=True),
         "1.0",
         "a number in (0, 1]",
         "Fraction of samples sent in raw mode, to bound cost and QPS.",
@@ -276,7 +128,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_ENV",
         "env",
-        _dimension_value,
+        parse.dimension_value,
         None,
         f"1-{limits.MAX_DIMENSION_BYTES} characters: letters, digits, . - _ / \\",
         "Value of the `env` dimension (prod, staging, ...), so environments sharing an account stay apart.",
@@ -285,7 +137,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_INSTANCE",
         "instance",
-        _dimension_value,
+        parse.dimension_value,
         None,
         f"1-{limits.MAX_DIMENSION_BYTES} characters: letters, digits, . - _ / \\; unique per sending process",
         "Value of the `instance` dimension. Two pre-aggregated (Type=1) writes for the same series and time "
@@ -298,7 +150,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_FLEET",
         "fleet",
-        _bool,
+        parse.boolean,
         "true",
         _BOOL,
         "The fleet stream: each flow run also as raw points without an instance dimension "
@@ -308,7 +160,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_FLEET_NODES",
         "fleet_nodes",
-        _bool,
+        parse.boolean,
         "false",
         _BOOL,
         "Also send each node build to the fleet stream (langflow_fleet_node_duration_ms), within the same "
@@ -317,7 +169,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_FLEET_BUDGET",
         "fleet_budget",
-        _number(int, 2, 1_000_000),
+        parse.number(int, 2, 1_000_000),
         "600",
         "an integer from 2 to 1000000 (raw points per minute per process)",
         "Raw points a process sends per minute at most (2 per flow run). Above it the process lowers its "
@@ -329,7 +181,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_FLEET_RATE",
         "fleet_rate",
-        _number(float, 0.0, 1.0, low_open=True),
+        parse.number(float, 0.0, 1.0, low_open=True),
         "1.0",
         "a number in (0, 1]",
         "Fraction of flow runs in the fleet stream, the same on every process (chosen by a hash of the run "
@@ -339,7 +191,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_EVENTS",
         "events",
-        _bool,
+        parse.boolean,
         "true",
         _BOOL,
         "A CloudMonitor custom event (langflow_flow_failed) and one JSON log line (logger "
@@ -348,7 +200,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_EVENTS_PER_MINUTE",
         "events_per_minute",
-        _number(int, 1, 10_000),
+        parse.number(int, 1, 10_000),
         "10",
         "an integer from 1 to 10000",
         "Events per flow and minute at most; the rest are counted and summarised in one "
@@ -357,7 +209,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_SLOW_RUN_MS",
         "slow_run_ms",
-        _number(float, 0.0, 86_400_000.0, low_open=True),
+        parse.number(float, 0.0, 86_400_000.0, low_open=True),
         None,
         "milliseconds, a number in (0, 86400000]",
         "A run slower than this is slow: with LANGFLOW_CMS_SLOW_EVENTS it raises a langflow_flow_slow event. "
@@ -367,7 +219,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_SLOW_EVENTS",
         "slow_events",
-        _bool,
+        parse.boolean,
         "false",
         _BOOL,
         "Also an event (and log line) per run slower than LANGFLOW_CMS_SLOW_RUN_MS.",
@@ -375,7 +227,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_SLS_PROJECT",
         "sls_project",
-        _sls_project,
+        parse.sls_project,
         None,
         "an SLS project name: 3-63 lower-case letters, digits and -",
         "With LANGFLOW_CMS_SLS_LOGSTORE: every event carries a link to the SLS console search for its run.",
@@ -383,7 +235,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_SLS_LOGSTORE",
         "sls_logstore",
-        _sls_logstore,
+        parse.sls_logstore,
         None,
         "an SLS logstore name: 2-63 lower-case letters, digits, - and _",
         "The logstore Logtail/LoongCollector ships the langflow_cms.events lines to.",
@@ -391,7 +243,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_MAX_SERIES",
         "max_series_per_metric",
-        _number(int, 1, 1_000_000),
+        parse.number(int, 1, 1_000_000),
         "1000",
         "an integer from 1 to 1000000",
         "Cardinality cap per metric; further dimension combinations fold into one overflow series, so a "
@@ -400,7 +252,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_MAX_METRICS",
         "max_metrics",
-        _number(int, 1, 100_000),
+        parse.number(int, 1, 100_000),
         "200",
         "an integer from 1 to 100000",
         "Cap on distinct metric names per process (the reporter's own health metrics do not count); a new "
@@ -409,7 +261,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_QUEUE_SIZE",
         "queue_size",
-        _number(int, 1, 10_000_000),
+        parse.number(int, 1, 10_000_000),
         "10000",
         "an integer from 1 to 10000000",
         "Entries waiting to be sent; beyond it the oldest are dropped and counted, never blocking a flow.",
@@ -417,16 +269,16 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_MAX_QPS",
         "max_qps",
-        _number(float, 0.0, _MAX_ACCOUNT_QPS, low_open=True),
+        parse.number(float, 0.0, parse.MAX_ACCOUNT_QPS, low_open=True),
         "10",
-        f"a number in (0, {_MAX_ACCOUNT_QPS:g}]",
+        f"a number in (0, {parse.MAX_ACCOUNT_QPS:g}]",
         "PutCustomMetric calls per second from this process. The account-wide cap is 50-200 per region and "
         "is shared by every process and tool using the account.",
     ),
     Variable(
         "LANGFLOW_CMS_CONNECT_TIMEOUT",
         "connect_timeout",
-        _number(float, 0.0, _WINDOW_S, low_open=True),
+        parse.number(float, 0.0, parse.WINDOW_S, low_open=True),
         "5",
         "seconds, in (0, 60]",
         "TCP/TLS connect timeout per call (the SDK default).",
@@ -434,7 +286,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_READ_TIMEOUT",
         "read_timeout",
-        _number(float, 0.0, _WINDOW_S, low_open=True),
+        parse.number(float, 0.0, parse.WINDOW_S, low_open=True),
         "10",
         "seconds, in (0, 60]",
         "Response timeout per call (the SDK default).",
@@ -442,7 +294,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_RETRY_DEADLINE",
         "retry_deadline",
-        _number(float, 0.0, _WINDOW_S, low_open=True, high_open=True),
+        parse.number(float, 0.0, parse.WINDOW_S, low_open=True, high_open=True),
         "50",
         "seconds, in (0, 60)",
         "Give up retrying a batch after this long, before the next 60 s window's batch is due.",
@@ -450,7 +302,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_EXIT_TIMEOUT",
         "exit_timeout",
-        _number(float, 0.0, _WINDOW_S, high_open=True),
+        parse.number(float, 0.0, parse.WINDOW_S, high_open=True),
         "0.8",
         "seconds, in [0, 60)",
         "How long interpreter exit (and a server's shutdown) waits to deliver the last windows. A one-shot "
@@ -460,7 +312,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_SPOOL_DIR",
         "spool_dir",
-        _path,
+        parse.path,
         None,
         "a directory path (~ is expanded)",
         "Where unsent batches are kept across restarts; unset = memory only. Processes of one host that "
@@ -469,7 +321,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_HOST_MERGE",
         "host_merge",
-        _bool,
+        parse.boolean,
         "true",
         _BOOL,
         "With LANGFLOW_CMS_SPOOL_DIR: the processes of one host sharing that directory (workers of "
@@ -481,7 +333,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_SPOOL_MAX_MB",
         "spool_max_mb",
-        _number(float, 0, 100_000, low_open=True),
+        parse.number(float, 0, 100_000, low_open=True),
         "64",
         "a number of megabytes in (0, 100000]",
         "Bound on the spool directory; past it the oldest batches are dropped (and counted).",
@@ -489,7 +341,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_MONITOR",
         "monitor",
-        _choice("annotated", "all", "off"),
+        parse.choice("annotated", "all", "off"),
         "annotated",
         "annotated, all or off",
         "Which flows are measured: those with a CMS component (annotated), every flow (all), or none (off).",
@@ -581,7 +433,7 @@ class Config:
             try:
                 values[var.field] = var.parse(text)
             except (ValueError, OverflowError) as exc:
-                raise _error(var, raw, str(exc) if isinstance(exc, _Rejected) else "") from None
+                raise _error(var, raw, str(exc) if isinstance(exc, parse.Rejected) else "") from None
 
         if values["endpoint"] is None:
             values["endpoint"] = (

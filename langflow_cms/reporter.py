@@ -10,6 +10,9 @@
         │ entries (delivery/serializer.py)
     Exporter per credential identity    outbox → spool → transport, hard deadlines (delivery/)
 
+Merging per host, the process's own windows go to the host journal and the elected sender sends them
+merged (``delivery/host.py``, which also snapshots open windows and adopts what killed processes left).
+
 ``flush()`` and ``close()`` go through the same locked ``collect`` and the same exporters as the thread, so
 they can be called from any thread at any time. ``close(timeout)`` returns by ``timeout`` + 0.5 s whatever
 the endpoint does. After ``fork()`` the child starts empty with its own instance, locks and thread, and
@@ -27,21 +30,20 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from langflow_cms import clock, contract
 from langflow_cms.config import Config, default_instance, host_instance
 from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
 from langflow_cms.delivery.exporter import Exporter
-from langflow_cms.delivery.journal import GRACE_S, HostJournal, host_directory
+from langflow_cms.delivery.host import HostMerge, open_journal
+from langflow_cms.delivery.journal import CHUNK, GRACE_S, past
 from langflow_cms.delivery.serializer import aggregate_entry
-from langflow_cms.delivery.spool import volume_full
 from langflow_cms.events import EventStream
 from langflow_cms.pipeline.fleet import FleetStream, SlowStreaks
 from langflow_cms.pipeline.raw import RawScope
-from langflow_cms.pipeline.storage import Scope, Series, Storage
+from langflow_cms.pipeline.storage import Scope, Series, Storage, gc_paused
 from langflow_cms.pipeline.window import Ledger, Window
 from langflow_cms.redact import mask_key_id, register_secret
 
@@ -52,6 +54,8 @@ DRAIN_INTERVAL = 1.0
 MAX_SCOPES = 16
 """Distinct canvas credentials (CMS Metric nodes with their own AccessKey) one process delivers for."""
 CLOSE_SLACK_S = 0.5
+FILE_RESERVE_S = 0.3
+"""At close, the part of the budget the file work (snapshot, journal, merge, spool batches) leaves over."""
 HEALTH_PREFIX = contract.HEALTH_PREFIX
 
 
@@ -76,7 +80,7 @@ class Reporter:
         """Set when the first close() has ended: a second one (SIGTERM's closer) waits for it."""
         self._setup()
         try:
-            self._adopt_orphans()  # file work only: what a killed process left is queued before anything else
+            self.host.adopt_orphans()  # file work only: what a killed process left is queued first
         except Exception as exc:  # never costs this process its reporting
             self.storage.warn_once("orphans", f"adopting dead processes' roll-up snapshots failed: {exc!r}")
         _live.add(self)
@@ -95,7 +99,7 @@ class Reporter:
             config, credentials, label="process", spool_dir=config.spool_dir, owner=self.owner
         )
         self._exporters: dict[str, Exporter] = {"": exporter}
-        self.journal = self._open_journal() if config.merges_per_host and exporter.spool else None
+        self.journal = open_journal(config, self.owner) if config.merges_per_host and exporter.spool else None
         instance = config.instance
         if config.merges_per_host and instance == host_instance():  # the default, not the user's
             instance = self.journal.instance(instance) if self.journal else default_instance()
@@ -105,6 +109,7 @@ class Reporter:
         self.common = {contract.INSTANCE: instance}
         if config.env:
             self.common[contract.ENV] = config.env
+        self.host = HostMerge(self.config, self.storage, exporter, self.journal, self.process_instance)
         self._scopes: dict[str, Scope] = {}
         self._scopes_lock = threading.Lock()
         self._default = self._make_scope("")
@@ -118,17 +123,6 @@ class Reporter:
         self._ledger = Ledger()  # what this process sent itself, per key: a second write carries it all
         self._cycle_lock = threading.Lock()
         self._reader = Reader(self)
-
-    def _open_journal(self) -> HostJournal | None:
-        try:
-            journal = HostJournal(host_directory(self.config.spool_dir), self.owner)  # type: ignore[arg-type]
-            journal.instance(host_instance())  # readable and writable, or not used at all
-            journal.join()  # this process may add to the host's open windows until it closes
-            return journal
-        except (OSError, ValueError) as exc:  # ValueError: a foreign or damaged instance.id (not UTF-8)
-            if not isinstance(exc, OSError) or not volume_full(exc, self.config.spool_dir):  # type: ignore[arg-type]
-                log.error("langflow-cms: cannot merge per host (%s): this process sends its own windows", exc)
-            return None
 
     def _make_scope(self, scope_id: str) -> Scope:
         scope: Scope
@@ -208,152 +202,48 @@ class Reporter:
     def _hand_off(self, sealed: list[Window]) -> None:
         """Sealed windows to delivery, the snapshot with them first: a kill during the hand-off loses none."""
         if sealed:
-            self._snapshot(sealed)
+            self.host.snapshot(sealed)
         self._export(sealed)
 
     def _export(self, windows: list[Window]) -> None:
-        """Encode sealed windows into entries of their scope's exporter; one bad window costs nothing else.
-        Merging per host, the process's own windows go to the host journal instead (its sender sends them);
-        what the journal cannot take (a full disk) this process sends itself, under its own instance."""
-        if self.journal is not None:
-            host = [w for w in windows if w.scope == ""]
-            windows = [w for w in windows if w.scope != ""]  # a node's own AccessKey: sent by this process
-            failed = self.journal.write(host)
-            if failed:
-                self.storage.warn_once(
-                    "journal",
-                    f"the host journal cannot take sealed windows: this process sends them itself, as "
-                    f"instance {self.process_instance}",
-                )
-                windows += [self._as_own_instance(w) for w in failed]
-        self._encode(windows)
+        """Encode sealed windows into entries of their scope's exporter (merging per host, the process's own
+        windows go to the host journal instead: ``delivery/host.py``)."""
+        self._encode(self.host.export(windows))
 
-    def _as_own_instance(self, window: Window) -> Window:
-        """A host window of this process alone, under the process's own instance: never mixed with (nor
-        overwriting) the host's merged window of the same series, so totals stay exact."""
-        dims = tuple(
-            (k, self.process_instance if k == contract.INSTANCE else v) for k, v in window.dimensions
-        )
-        return dataclasses.replace(window, dimensions=dims)
-
-    def _send_host(self, force: bool = False, wait: float = 0.0) -> None:
-        """As the host's elected sender: merge the windows every process wrote, hand them to delivery
-        (written ahead to the spool), then record them as handed over (``delivery/journal.py``). The
-        journals of other host names in the spool whose processes are all gone are merged too."""
-        journal = self.journal
-        if journal is None or not journal.elect(wait):
-            return
-        try:
-            # before its grace period a window is sent only when final: no other process of the host may
-            # still add to it. Else a partial write, retried or applied late by CMS, could land after the
-            # complete one and win (CMS keeps the last write); the next sender sends it, complete.
-            force = force and not journal.others_alive()
-            self._hand_over(journal, journal.ready(clock.wall(), force=force))
-            for orphan in journal.orphaned_hosts():  # nobody of that host is left to add to its windows
+    def _encode(self, windows: list[Window], deadline: float | None = None) -> list[Window]:
+        """Entries of each scope's exporter, on disk at once with a spool; returns the windows not encoded
+        before ``deadline`` (monotonic)."""
+        by_scope: dict[str, list[dict[str, str]]] = {}
+        done = 0
+        while done < len(windows) and not past(deadline):
+            for window in windows[done : done + CHUNK]:
                 try:
-                    self._hand_over(orphan, orphan.ready(clock.wall(), force=True))
-                finally:
-                    orphan.resign()
-        except Exception as exc:  # the cycle goes on: what was not recorded is merged again next time
-            self.storage.warn_once("journal", f"host journal merge failed: {exc}")
-
-    def _hand_over(self, journal: HostJournal, ready: list[tuple[Path, list[Window], list[str]]]) -> None:
-        """Merged windows to delivery (written ahead to the spool), then recorded in their journal."""
-        if not ready:
-            return
-        entries = []
-        for _, merged, _ in ready:
-            for window in merged:
-                try:
-                    entries.append(aggregate_entry(window, self.config.group_id))
+                    complete = self._ledger.complete(window)  # a minute written before: with what it had
+                    entry = aggregate_entry(complete, self.config.group_id)
+                    by_scope.setdefault(window.scope, []).append(entry)
                 except (ValueError, OverflowError, TypeError) as exc:
                     self.storage.reject(window.name, f"window could not be encoded: {exc}")
-        if not self._exporters[""].persist(entries):
-            # a full disk: sent from memory; if the record cannot be written either, the next merge
-            # takes the same files again and sends the same values for the same keys
-            self._exporters[""].enqueue(entries)
-        for folder, merged, names in ready:
-            journal.commit(folder, merged, names)
-
-    def _encode(self, windows: list[Window]) -> None:
-        by_scope: dict[str, list[dict[str, str]]] = {}
-        for window in windows:
-            try:
-                complete = self._ledger.complete(window)  # a minute written before: with what it had
-                by_scope.setdefault(window.scope, []).append(aggregate_entry(complete, self.config.group_id))
-            except (ValueError, OverflowError, TypeError) as exc:
-                self.storage.reject(window.name, f"window could not be encoded: {exc}")
+            done += CHUNK
         for scope_id, entries in by_scope.items():
             exporter = self._exporters.get(scope_id)
             if exporter is not None and not exporter.persist(entries):  # with a spool: on disk at once
                 exporter.enqueue(entries)
-
-    def _snapshot(self, handing: Sequence[Window] = ()) -> None:
-        """With a spool: the open 300 s windows on disk, so a SIGKILL loses no sealed minute of them.
-
-        Taken twice a cycle: before the sealed windows are handed on, with them (``handing``), so a kill
-        during the hand-off finds them here; and after it, without them. Windows the host journal could
-        not take yet are in both. A dead process's snapshot of a window it also handed on is never
-        counted twice: the host journal skips it by its owner's name; without a journal, the resend
-        carries the same values for the same key."""
-        spool = self._exporters[""].spool
-        if spool is None:
-            return
-        windows = self.storage.open_rollups() + list(handing)
-        try:
-            spool.save_rollup([w.to_dict() for w in windows if w.scope == ""])
-        except (OSError, ValueError) as exc:
-            if not volume_full(exc, spool.directory):
-                self.storage.warn_once("snapshot", f"could not save the 300 s roll-up snapshot: {exc}")
-
-    def _adopt_orphans(self) -> None:
-        """Send the windows of processes that died (their snapshots: open 300 s windows, and the sealed
-        ones of a hand-off the kill interrupted): they can add nothing more."""
-        spool = self._exporters[""].spool
-        if spool is None:
-            return
-        try:
-            orphans = spool.orphaned_rollups()
-        except OSError as exc:
-            self.storage.warn_once("orphans", f"could not read roll-up snapshots in {spool.directory}: {exc}")
-            return
-        for path, windows in orphans:
-            if self.journal is not None:
-                self._adopt_into_journal(path, windows)
-                continue
-            entries = []
-            for window in windows:
-                try:
-                    entries.append(aggregate_entry(window, self.config.group_id))
-                except Exception as exc:  # a window that cannot be encoded costs only itself
-                    self.storage.reject(window.name, f"snapshot window unreadable: {exc}")
-            try:
-                if entries:
-                    spool.write(entries)  # write-ahead before the snapshot goes
-            except OSError as exc:  # a full disk: sent from memory; the snapshot stays for a later process
-                volume_full(exc, spool.directory)  # (the same values for the same keys: never counted twice)
-                self._exporters[""].enqueue(entries)
-                continue
-            path.unlink(missing_ok=True)
-
-    def _adopt_into_journal(self, path: Path, windows: list[Window]) -> None:
-        """A dead process's open 300 s windows, into the host journal under its name (never twice). Never
-        sent on their own: alone, a part would replace the host's whole window in CMS."""
-        owner = path.name.removesuffix(".json").rsplit("rollup-", 1)[-1]
-        try:
-            failed = self.journal.write([w for w in windows if w.scope == ""], owner=owner, adopted=True)  # type: ignore[union-attr]
-        except (KeyError, ValueError, TypeError, OverflowError) as exc:
-            self.storage.warn_once("orphans", f"snapshot {path.name} unreadable ({exc}): dropped")
-            self.storage.stats["dropped:journal"] += len(windows)
-            failed = []
-        if not failed:  # else the journal cannot be written (a full disk): a later process adopts it again
-            path.unlink(missing_ok=True)
+        return windows[done:]
 
     def _send_all(self, deadline: float) -> bool:
+        self._adopt_setting()
+        return all([exporter.send(deadline) for exporter in list(self._exporters.values())])
+
+    def _send_soon(self) -> None:
+        """The reader thread's send: handed to each exporter's sender thread, never waited for."""
+        self._adopt_setting()
+        for exporter in list(self._exporters.values()):
+            exporter.send_soon()
+
+    def _adopt_setting(self) -> None:
         spool = self._exporters[""].spool
         if self.journal is not None and spool is not None:
             spool.adopt = self.journal.elected  # one process replays the dead ones' files, in order
-        return all([exporter.send(deadline) for exporter in list(self._exporters.values())])
 
     def _flush_events(self, force: bool = False) -> None:
         """The streams' pending work: fleet points to encode, and the per-minute summaries (suppressed
@@ -368,10 +258,10 @@ class Reporter:
         with self._cycle_lock:
             self._record_health()
             self._hand_off(self.storage.collect())
-            self._send_host()
+            self.host.send()
             self._flush_events()
-            self._snapshot()
-        self._send_all(time.monotonic() + self.config.retry_deadline)
+            self.host.snapshot()
+        self._send_soon()
 
     def host_tick(self) -> None:
         """Merging per host, ``GRACE_S`` after the minute's cycle (every process has sealed the minute by
@@ -379,8 +269,8 @@ class Reporter:
         if self.journal is None or not self.journal.elect():
             return
         with self._cycle_lock:
-            self._send_host()
-        self._send_all(time.monotonic() + self.config.retry_deadline)
+            self.host.send()
+        self._send_soon()
 
     def _record_health(self) -> None:
         """The reporter's own health as CMS metrics, so an alarm can watch the watcher.
@@ -439,9 +329,9 @@ class Reporter:
         deadline = time.monotonic() + timeout
         with self._cycle_lock:
             self._hand_off(self.storage.collect())
-            self._send_host(force=True)  # what is known now; a later merge resends the complete windows
+            self.host.send(force=True)  # what is known now; a later merge resends the complete windows
             self._flush_events()
-            self._snapshot()
+            self.host.snapshot()
         return self._send_all(deadline)
 
     def close(self, timeout: float = 30.0) -> bool:
@@ -476,14 +366,17 @@ class Reporter:
         self._record_error_counters()
         self.storage.close()
         self._reader.stop()
-        with self._cycle_lock:
-            self._hand_off(self.storage.collect(force=True))
-            if self.journal is not None:
-                self.journal.leave()  # its last windows are in the journal: it adds to none any more
-            # the last process of the host to close sends everything: it waits its turn as the sender
-            self._send_host(force=True, wait=max(deadline - time.monotonic(), 0.0) * 0.6)
-            self._flush_events(force=True)
-            self._snapshot()
+        # a cycle of the reporter thread under way (seconds at 100,000 series) ends first, but not later
+        # than the deadline: then the open windows stay in memory and are lost, counted and named
+        if self._cycle_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            try:
+                # the file work stops early enough to leave the send, the spooling of what is left and
+                # the interpreter's own exit their share of the budget
+                self._close_hand_off(deadline - min(FILE_RESERVE_S, self.config.exit_timeout / 4))
+            finally:
+                self._cycle_lock.release()
+        else:
+            self._lost_at_exit(self.storage.series_count(), "series whose last windows")
         exporters = list(self._exporters.values())
         for exporter in exporters:
             exporter.final_send()  # the calls left unused while idle may go at once
@@ -497,6 +390,43 @@ class Reporter:
             if exporter.spool is not None:
                 exporter.spool.close()  # what it left on disk is adopted by the next process
         return delivered
+
+    def _close_hand_off(self, deadline: float) -> None:
+        """The last windows, within the deadline: every file step looks at it between chunks of windows.
+        With a spool, the snapshot of all of them goes first (one file: a later process adopts it, so what
+        the steps after it leave undone is kept, never counted twice); without one, or if even that is
+        late, the windows not handed on by the deadline are counted as dropped and named in one line."""
+        with gc_paused():  # the process ends: no collector passes over 100,000 series' objects
+            self._close_windows(deadline)
+
+    def _close_windows(self, deadline: float) -> None:
+        sealed = self.storage.collect(force=True)
+        kept = bool(sealed) and self.host.snapshot(sealed, deadline)
+        late = self._encode(self.host.export(sealed, deadline), deadline)
+        if self.journal is not None:
+            self.journal.leave()  # its last windows are in the journal: it adds to none any more
+        # the last process of the host to close sends everything: it waits its turn as the sender
+        self.host.send(force=True, wait=max(deadline - time.monotonic(), 0.0) * 0.6, deadline=deadline)
+        self._flush_events(force=True)
+        if late and kept:
+            return  # the snapshot with the late windows stays: the next process on this spool adopts it
+        if late:
+            self._lost_at_exit(len(late), "windows")
+        self.host.snapshot(deadline=deadline)
+
+    def _lost_at_exit(self, count: int, what: str) -> None:
+        self.storage.stats["dropped:exit_deadline"] += count
+        advice = "raise LANGFLOW_CMS_EXIT_TIMEOUT"
+        if not self.config.spool_dir:
+            advice += " or set LANGFLOW_CMS_SPOOL_DIR"
+        log.warning(
+            "langflow-cms: %d %s could not be encoded or kept before the exit deadline "
+            "(LANGFLOW_CMS_EXIT_TIMEOUT=%gs): dropped; %s",
+            count,
+            what,
+            self.config.exit_timeout,
+            advice,
+        )
 
     def exit_timeout(self) -> float:
         """How long interpreter exit waits for delivery (``LANGFLOW_CMS_EXIT_TIMEOUT``)."""
@@ -578,7 +508,7 @@ class Reader:
             if reporter.journal is not None:
                 reporter.journal.elect()  # merging per host: the sender replays; none yet? this one
             if reporter.config.spool_dir is not None:
-                reporter._send_all(time.monotonic() + reporter.config.retry_deadline)
+                reporter._send_soon()
         except Exception:
             log.exception("langflow-cms: replaying the spool failed")
         next_cycle = time.monotonic() + self.until_boundary()
@@ -644,17 +574,3 @@ class NullReporter:
 
 
 _live: weakref.WeakSet[Reporter] = weakref.WeakSet()
-_MOVED = frozenset(
-    {"chain_sigterm_flush", "close_all", "current_config", "get_reporter", "install_sigterm_flush"}
-    | {"reset_reporter"}
-)
-
-
-def __getattr__(name: str) -> Any:
-    """The process-wide reporter and its lifecycle live in ``langflow_cms.lifecycle``; the old import paths
-    (``from langflow_cms.reporter import get_reporter``) keep working."""
-    if name in _MOVED:
-        from langflow_cms import lifecycle
-
-        return getattr(lifecycle, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

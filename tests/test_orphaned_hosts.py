@@ -26,7 +26,7 @@ LONELY = textwrap.dedent(
         rep.record("lonely", float(i % 7), {"flow": "f"})
     with rep._cycle_lock:
         rep._hand_off(rep.storage.collect(force=True))  # sealed into host/lonely-host/, not merged yet
-        rep._snapshot()  # as the cycle does after the hand-off: the sealed windows are in the journal only
+        rep.host.snapshot()  # as the cycle does after the hand-off: the sealed windows are in the journal
     os.kill(os.getpid(), signal.SIGKILL)
     """
 )

@@ -172,3 +172,20 @@ def test_releasing_a_closed_spool_again_closes_no_other_file(tmp_path):
         spool.release()
         other.write("still open")
     assert (tmp_path / "other").read_text() == "still open"
+
+
+def test_the_bound_removes_spent_journal_records_before_unsent_batches(tmp_path):
+    """Issue #23 §10: the host journal counted toward LANGFLOW_CMS_SPOOL_MAX_MB but was never removed, so a
+    sender's records of windows already handed over pushed unsent batches out."""
+    spool = Spool(tmp_path, max_bytes=3000, owner=f"{os.getpid()}.test")
+    folder = tmp_path / "host" / "somehost" / "60-1800000000"
+    folder.mkdir(parents=True)
+    spent = folder / "merged.json"  # windows already handed over (their entries went to the spool)
+    spent.write_text(json.dumps({"files": ["1.a.json"], "windows": [{"pad": "w" * 2000}]}))
+    unmerged = folder / "2.b.json"  # a worker's sealed windows, not sent yet
+    unmerged.write_text(json.dumps([{"pad": "u" * 100}]))
+    entry = {"MetricName": "m", "Values": "x" * 200}
+    batches = [spool.write([entry] * 2) for _ in range(2)]
+    assert all(path.exists() for path in batches)  # before: the oldest batch went, 2 entries dropped
+    assert spool.dropped == 0
+    assert not spent.exists() and unmerged.exists()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
+import shutil
 import subprocess
 import textwrap
 import threading
@@ -20,6 +22,7 @@ from langflow_cms.credentials import Credential, credential_provider
 from langflow_cms.delivery.exporter import Exporter
 from langflow_cms.delivery.spool import Spool, waiting_entries
 from langflow_cms.dev import DEV_ACCESS_KEY_ID, DEV_ACCESS_KEY_SECRET
+from langflow_cms.reporter import Reporter
 from tests.test_spool import RECORD_AND_EXIT, closed_port, run, spool_env
 
 pytestmark = pytest.mark.timeout(300)
@@ -388,3 +391,35 @@ def test_an_owner_lock_that_cannot_be_opened_never_stops_the_listing(emulator, t
     assert sorted(json.loads(e["dimensions"]["i"]) for e in emulator.entries("odd_lock")) == [0, 1]
     assert list(tmp_path.glob("[0-9]*.json")) == []
     exporter.spool.release()  # type: ignore[union-attr]
+
+
+def test_a_spool_folder_replaced_by_a_file_is_said_once_per_cause_and_close_never_raises(
+    emulator, tmp_path, caplog
+):
+    """Issue #24 §8: an unusable spool was logged every cycle ("cannot write to the host journal" once per
+    minute), and close() raised NotADirectoryError out of the host journal."""
+    spool = tmp_path / "spool"
+    config = Config.from_env(
+        {
+            "LANGFLOW_CMS_DEV": "1",
+            "LANGFLOW_CMS_ENDPOINT": emulator.endpoint,
+            "LANGFLOW_CMS_SPOOL_DIR": str(spool),
+        }
+    )
+    reporter = Reporter(config, start=False)  # the test plays the reader thread
+    shutil.rmtree(spool)
+    spool.write_text("not a folder")  # the volume was remounted, the folder replaced
+    with caplog.at_level(logging.WARNING, logger="langflow_cms"):
+        for minute in range(1, 5):
+            reporter.record("spool_gone", 1.0, {"k": str(minute)})
+            reporter.storage.drain()
+            reporter.storage.clock = lambda minute=minute: time.time() + 120 * minute
+            reporter.cycle()
+            assert reporter.flush(timeout=10)
+        assert reporter.close(timeout=5)  # before: NotADirectoryError from the host journal
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    journal = [line for line in lines if "cannot write to the host journal" in line]
+    assert len(journal) == 1, journal  # before: one per minute
+    assert len(lines) <= 6, lines  # one line per cause
+    arrived = {e["dimensions"]["k"] for e in emulator.entries("spool_gone") if e["period"] == 60}
+    assert arrived == {"1", "2", "3", "4"}  # delivered from memory meanwhile

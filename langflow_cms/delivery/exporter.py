@@ -112,6 +112,8 @@ class Exporter:
         self._abandoned = False
         self.misconfigured: CmsError | None = None
         """The credential configuration is wrong (last call): what is left at exit is counted as failed."""
+        self._sender: threading.Thread | None = None
+        self._wake = threading.Event()
 
     def _open_spool(self, directory: Path | None, owner: str) -> Spool | None:
         if directory is None:
@@ -183,6 +185,30 @@ class Exporter:
         finally:
             self._in_flight = []
             self._send_lock.release()
+
+    def send_soon(self) -> None:
+        """Send in the background, until the retry deadline: the reader thread hands its minute's entries
+        over and goes on draining, so a stalled endpoint never stops aggregation (``record()`` would drop
+        at the inbox limit). One sender thread per exporter, started on first use (after a fork too)."""
+        with self._lock:
+            if self._abandoned:
+                return
+            if self._sender is None or not self._sender.is_alive():
+                sender = threading.Thread(target=self._send_loop, name="langflow-cms-sender", daemon=True)
+                self._sender = sender
+                sender.start()
+        self._wake.set()
+
+    def _send_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._abandoned:
+                return
+            try:
+                self.send(time.monotonic() + self.config.retry_deadline)
+            except Exception:  # the thread must survive anything, or delivery silently stops
+                log.exception("langflow-cms: sending failed")
 
     def final_send(self) -> None:
         """At close, before the last send: the rate limiter's burst (``RateLimiter.final_burst``)."""
@@ -326,6 +352,7 @@ class Exporter:
         counted, and named in one log line. Returns how many entries were lost."""
         left = self._take()
         self._abandoned = True
+        self._wake.set()  # the sender thread ends
         in_flight = list(self._in_flight) if self._send_lock.locked() else []
         lost = left + in_flight  # in flight: taken from memory by a send on another thread, not on disk
         if self.misconfigured is not None:

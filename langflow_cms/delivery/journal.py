@@ -38,7 +38,9 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from langflow_cms.delivery.spool import lock_held, volume_full, write_atomically
 from langflow_cms.owner_only import make_folders, open_for_writing
@@ -55,6 +57,28 @@ def keep_s(period: int) -> float:
     """How long a merged window is kept, so a late file re-merges with it instead of replacing it: a slow
     worker's 60 s file comes within minutes; a dead process's 300 s snapshot when a replacement starts."""
     return 600.0 if period <= 60 else 3600.0
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+CHUNK = 1000
+"""Windows encoded between two looks at a deadline."""
+
+
+def past(deadline: float | None) -> bool:
+    """True when the monotonic ``deadline`` has passed (None: no deadline)."""
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def within(deadline: float | None, items: Sequence[T], encode: Callable[[T], R]) -> list[R] | None:
+    """``encode`` applied to every item, or None when ``deadline`` (monotonic) passed first (checked
+    every ``CHUNK`` items: at close, encoding 100,000 windows takes seconds)."""
+    out: list[R] = []
+    for first in range(0, len(items), CHUNK):
+        if past(deadline):
+            return None
+        out += [encode(item) for item in items[first : first + CHUNK]]
+    return out
 
 
 def host_directory(spool_dir: Path, host: str | None = None) -> Path:
@@ -135,7 +159,8 @@ class HostJournal:
             with contextlib.suppress(OSError):
                 os.close(self._live_fd)
             self._live_fd = None
-            (self.directory / "live" / f"{self.owner}.lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a spool folder gone or replaced: close() never raises
+                (self.directory / "live" / f"{self.owner}.lock").unlink(missing_ok=True)
 
     def others_alive(self) -> bool:
         """Does another process of the host hold its live lock (so it may still add to open windows)?"""
@@ -185,10 +210,15 @@ class HostJournal:
 
     # --- every process --------------------------------------------------------------------------------
     def write(
-        self, windows: list[Window], owner: str | None = None, adopted: bool = False, now: float | None = None
+        self,
+        windows: list[Window],
+        owner: str | None = None,
+        adopted: bool = False,
+        now: float | None = None,
+        deadline: float | None = None,
     ) -> list[Window]:
         """Store sealed windows for the sender, in ``<period>-<start>/<owner>.json``; returns the windows
-        that could not be written (OSError), for the caller to keep and retry.
+        that could not be written (OSError), or not before ``deadline`` (monotonic), for the caller to keep.
 
         A process seals each window once, so the name says whose it is. ``adopted``: the 300 s snapshot of
         a dead ``owner``, written only where that owner had not sealed the window itself (it may have died
@@ -219,11 +249,15 @@ class HostJournal:
                     name = next(
                         f"{owner}.{n}.json" for n in range(1, 10_000) if f"{owner}.{n}.json" not in taken
                     )
-                _write_json(folder / name, [w.to_dict() for w in group])
+                encoded = within(deadline, group, Window.to_dict)
+                if encoded is None:
+                    failed += group
+                    continue
+                _write_json(folder / name, encoded)
             except (OSError, ValueError, StopIteration) as exc:
                 self._error_once("write", "cannot write to the host journal %s: %s", folder, exc)
                 failed += group
-        if not failed:
+        if by_window and not failed:  # a write that worked (not an empty one) ends the error
             self._cleared("write")
         return failed
 

@@ -53,6 +53,8 @@ Entry = dict[str, str]
 BATCH_NAME = re.compile(r"^(\d+)-([0-9a-z.]+)-([0-9a-z_]+)\.json$")
 """``<time ns>-<owner>-<seq>.json``; an adopted file keeps its time and takes the adopter's owner and a new
 ``a<seq>``, so its name has the same bounded length however many processes adopt it in turn."""
+WRITE_CHUNK = 2000
+"""List items per ``json.dumps`` call in ``write_atomically``."""
 STALE_S = 600.0
 """A temporary file older than this belongs to a writer that was killed: the bound removes it first."""
 BAD = "bad"
@@ -81,13 +83,26 @@ def volume_full(exc: BaseException, directory: Path | str) -> bool:
     return True
 
 
-def write_atomically(path: Path, data: object, fsync: bool = True) -> None:
+def write_atomically(path: Path, data: object, fsync: bool = True, deadline: float | None = None) -> None:
     """``data`` as compact JSON in ``path``, through a temporary file renamed over it; a failed write
-    (a full disk) removes its temporary file."""
+    (a full disk) removes its temporary file. A list is written in chunks, ``deadline`` (monotonic)
+    checked between them: past it TimeoutError, and nothing was written."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with open_for_writing(temporary) as handle:
-            json.dump(data, handle, separators=(",", ":"), ensure_ascii=False)
+            # json.dumps, not json.dump: dump streams through the pure-Python encoder (ten times slower);
+            # chunks keep each call (which holds the interpreter lock) short
+            if isinstance(data, list) and len(data) > WRITE_CHUNK:
+                handle.write("[")
+                for first in range(0, len(data), WRITE_CHUNK):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise TimeoutError(f"{path.name}: not written before the deadline")
+                    chunk = data[first : first + WRITE_CHUNK]
+                    text = json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)
+                    handle.write(("," if first else "") + text[1:-1])
+                handle.write("]")
+            else:
+                handle.write(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
             handle.flush()
             if fsync:
                 os.fsync(handle.fileno())
@@ -235,12 +250,12 @@ class Spool:
         )
 
     # --- the 300 s roll-up snapshot -----------------------------------------------------------------------
-    def save_rollup(self, windows: list[dict[str, Any]]) -> None:
+    def save_rollup(self, windows: list[dict[str, Any]], deadline: float | None = None) -> None:
         """Replace this owner's snapshot of open 300 s windows, and of the sealed ones it is handing on
-        (atomically); none left removes it."""
+        (atomically); none left removes it. TimeoutError: not written by ``deadline`` (the old one stays)."""
         path = self.directory / f"rollup-{self.owner}.json"
         if windows:
-            self._write(path, windows)  # type: ignore[arg-type]
+            write_atomically(path, windows, deadline=deadline)
         else:
             path.unlink(missing_ok=True)
 
@@ -391,8 +406,8 @@ class Spool:
     def _enforce_bound(self, keep: Path | None = None) -> None:
         """Keep the whole directory tree within ``max_bytes``: first what is already lost or not ours
         (``bad/``, temporary files of killed writers, then ``dead/`` letters, oldest first, already counted
-        as failed), then the oldest batches (counted as dropped). The host journal is counted, never
-        removed (its records keep late files from overwriting complete windows); ``keep`` neither."""
+        as failed, and the host journal's records of windows already handed over), then the oldest batches
+        (counted as dropped). The journal's unmerged window files are never removed; ``keep`` neither."""
         files: dict[Path, int] = {}
         for root, _, names in os.walk(self.directory):
             for name in names:
@@ -404,8 +419,14 @@ class Spool:
         host = self.directory / "host"
 
         def category(path: Path) -> int | None:
-            if path == keep or path.is_relative_to(host):
+            if path == keep:
                 return None
+            if path.is_relative_to(host):  # unmerged window files are unsent data: never removed here
+                if path.suffix == ".bad":
+                    return 0
+                # spent: a sender's record of windows already handed over (kept only so that a late file
+                # re-merges with them); it goes before any batch not yet sent
+                return 1 if path.name == "merged.json" else None
             if path.parent.name == BAD or (path.name.endswith(".tmp") and now - _mtime(path) > STALE_S):
                 return 0
             if path.parent.name == "dead":

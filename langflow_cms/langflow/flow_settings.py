@@ -36,7 +36,7 @@ clean_dimension = clean_value
 def monitor_mode() -> str:
     """`LANGFLOW_CMS_MONITOR` as read once with the rest of the configuration: an invalid value is never
     replaced by a default (the reporter is off and says why); no reporter means nothing is monitored."""
-    from langflow_cms.reporter import current_config
+    from langflow_cms.lifecycle import current_config
 
     config = current_config()
     return config.monitor if config is not None else "off"

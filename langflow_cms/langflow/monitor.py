@@ -38,7 +38,7 @@ from langflow_cms.langflow.runs import (
     _component_type,
     _current_node,
 )
-from langflow_cms.reporter import get_reporter
+from langflow_cms.lifecycle import get_reporter
 
 MAX_OPEN_RUNS = 10_000
 STALE_RUN_S = 6 * 3600

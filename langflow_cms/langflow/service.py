@@ -24,7 +24,8 @@ from langflow_cms.langflow.monitor import MONITOR
 from langflow_cms.langflow.runs import _current_node, _current_run
 from langflow_cms.langflow.server_versions import version_dimension
 from langflow_cms.langflow.tokens import TokenUsageHandler
-from langflow_cms.reporter import CLOSE_SLACK_S, chain_sigterm_flush, get_reporter
+from langflow_cms.lifecycle import chain_sigterm_flush, get_reporter
+from langflow_cms.reporter import CLOSE_SLACK_S
 
 if TYPE_CHECKING:
     from uuid import UUID

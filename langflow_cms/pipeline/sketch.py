@@ -95,6 +95,9 @@ class Store:
         self.counts, self.offset = wider, low
 
     def merge(self, other: Store) -> None:
+        if not self.counts:  # into an empty store (each new 300 s window): a copy, in C
+            self.counts, self.offset = array("I", other.counts), other.offset
+            return
         for i, n in enumerate(other.counts):
             if n:
                 self.add(other.offset + i, n)

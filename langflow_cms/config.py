@@ -349,7 +349,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "LANGFLOW_CMS_TEST_CLOCK",
         "test_clock",
-        _path,
+        parse.path,
         None,
         "a file path; only with LANGFLOW_CMS_DEV on",
         "Tests and development only: the wall clock is shifted by the seconds this file holds, read again "

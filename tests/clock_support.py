@@ -24,6 +24,7 @@ class ShiftedClock:
         """Step the clock so that it reads ``reading`` now (processes see it within ``clock.REREAD_S``)."""
         self.offset = reading - time.time()
         clock.step(self.path, self.offset)
+        time.sleep(clock.REREAD_S * 4)  # every process has read the file again before the test goes on
 
     def into_next(self, second: float, period: int = 60) -> float:
         """Step forward to ``second`` s into the next ``period``-s window; returns that window's start."""

@@ -25,29 +25,36 @@ pytestmark = pytest.mark.timeout(400)
 SERIES = "host_work"
 
 
-def worker(values: int, go_flush, flushed, leave) -> None:
-    """A worker: record ``values`` observations, flush on request (the first to flush is elected), then
-    wait to be told to exit (the normal way: multiprocessing's exit, which closes the reporter)."""
+def worker(values: int, go_flush, flushed, leave, ready=None) -> None:
+    """A worker: on request record ``values`` observations and flush (the first to flush is elected), then
+    wait to be told to exit (the normal way: multiprocessing's exit, which closes the reporter). It
+    records only when asked, so a slow start under load cannot put its values in another minute."""
     from langflow_cms import get_reporter
 
     reporter = get_reporter()
+    if ready is not None:
+        ready.set()
+    go_flush.wait(120)
     for i in range(values):
         reporter.record(SERIES, float(i % 50), {"flow": "poem"})
-    go_flush.wait(60)
     reporter.flush(timeout=10)
     flushed.set()
     leave.wait(300)
 
 
 def start_workers(counts: list[int]):
-    """Spawned workers, each with its own events (a SIGKILL mid-wait can break a shared one)."""
+    """Spawned workers, each with its own events (a SIGKILL mid-wait can break a shared one), returned
+    once each has its reporter: set the test clock after this, the recording follows ``go_flush``."""
     ctx = multiprocessing.get_context("spawn")
-    workers = []
+    workers, readies = [], []
     for values in counts:
-        go_flush, flushed, leave = ctx.Event(), ctx.Event(), ctx.Event()
-        process = ctx.Process(target=worker, args=(values, go_flush, flushed, leave))
+        go_flush, flushed, leave, ready = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Event()
+        process = ctx.Process(target=worker, args=(values, go_flush, flushed, leave, ready))
         process.start()
         workers.append((process, go_flush, flushed, leave))
+        readies.append(ready)
+    for ready in readies:
+        assert ready.wait(180), "a spawned worker did not start"
     return workers
 
 
@@ -76,9 +83,9 @@ def test_workers_of_a_host_send_one_aggregate_per_series_with_the_host_as_instan
     emulator, monkeypatch, tmp_path
 ):
     clock = host_env(monkeypatch, emulator, tmp_path)
-    clock.into_next(5)  # early in a minute, so the recording and the flushes happen before its end
     counts = [300, 200, 100]
     workers = start_workers(counts)
+    clock.into_next(5)  # early in a minute, so the recording and the flushes happen before its end
     for _, go_flush, flushed, _ in workers:
         go_flush.set()
         assert flushed.wait(120)
@@ -99,9 +106,9 @@ def test_killing_the_elected_sender_mid_window_loses_and_doubles_nothing(emulato
     """The sender dies (SIGKILL) after its window was sealed and before it was merged: the next worker
     merges it; a replacement process adopts the dead one's open 300 s window. Each value counts once."""
     clock = host_env(monkeypatch, emulator, tmp_path)
-    clock.into_next(5)  # early in a minute, so the recording and the flushes happen before its end
     counts = [250, 150, 80]
     workers = start_workers(counts)
+    clock.into_next(5)  # early in a minute, so the recording and the flushes happen before its end
     for _, go_flush, flushed, _ in workers:
         go_flush.set()
         assert flushed.wait(120)

@@ -28,8 +28,8 @@ def sender_first(workers, spool):
 def run_host(emulator, monkeypatch, spool, counts: list[int], late: float, pause: float) -> None:
     clock = host_env(monkeypatch, emulator, spool)
     monkeypatch.setenv("LANGFLOW_CMS_READ_TIMEOUT", "2")
-    clock.into_next(5)  # early in a minute (the test clock), so every flush happens before its end
     workers = start_workers(counts)
+    clock.into_next(5)  # early in a minute (the test clock), so every flush happens before its end
     for _, go_flush, flushed, _ in workers:
         go_flush.set()
         assert flushed.wait(120)

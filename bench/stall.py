@@ -46,13 +46,13 @@ def stalled_endpoint() -> Iterator[str]:
 
 
 def stuck_in_transport(reporter) -> bool:
-    """True while the reporter's reader thread is inside ``delivery/transport.py`` (a call in flight)."""
-    thread = reporter._reader._thread
-    frame = sys._current_frames().get(thread.ident) if thread is not None else None
-    while frame is not None:
-        if frame.f_code.co_filename.endswith("transport.py"):
-            return True
-        frame = frame.f_back
+    """True while a thread of the bench (the reporter's sender thread: the reader thread hands the minute
+    over to it) is inside ``delivery/transport.py``, a call in flight."""
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            if frame.f_code.co_filename.endswith("transport.py"):
+                return True
+            frame = frame.f_back
     return False
 
 

@@ -63,7 +63,7 @@ def test_quick_bench_writes_a_complete_table(tmp_path: Path) -> None:
     assert text.count("| 13. Fleet sample") == 6
     assert text.count("| 14. `record()`") == 1
     assert text.count("| 5. Memory") == 2 and text.count("| 6. Isolation") == 2
-    assert "| `nodes." in text, "the CMS Metric node profile lost our functions"
+    assert "| `langflow_cms/langflow/" in text, "the CMS Metric node profile lost our functions"
     for heading in ("## Machine", "## Results", "## How to reproduce"):
         assert heading in text
     assert "CPU" in text and "Python" in text

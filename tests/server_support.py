@@ -120,6 +120,8 @@ class LangflowServer:
                 env.pop(key, None)
             else:
                 env[key] = value
+        if "LANGFLOW_CMS_DEV" not in env:  # a server as a user runs it: the test clock is refused there
+            env.pop("LANGFLOW_CMS_TEST_CLOCK", None)
         self.command, self.env = command or [str(LANGFLOW_SH)], env
         self._start()
 

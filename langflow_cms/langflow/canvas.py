@@ -156,11 +156,15 @@ def _graph(component: Any) -> Any:
 
 def _tell(component: Any, text: str) -> str:
     """Show ``text`` where the 1.13 canvas shows a component's messages: its status (the output inspector)
-    and, when the canvas is watching the build, its Logs tab, one row per line. Never raises."""
+    and, when the canvas is watching the build, its Logs tab, one row per line; lines saying the node did
+    not record what it was asked (``is_problem``) also mark the node itself (``flag_node``). Never raises."""
     if getattr(component, "_event_manager", None) is not None:
         with contextlib.suppress(Exception):
             for line in text.splitlines():
                 component.log(line, name="CMS")
+            problems = [line for line in text.splitlines() if is_problem(line)]
+            if problems:
+                flag_node(component, f"{'; '.join(problems)}. {FLOW_RAN_ON}")
     return text
 
 
@@ -192,3 +196,101 @@ def show(component: Any, graph: Any, lines: list[str | None]) -> str:
     told to the canvas (``_tell``)."""
     text = "\n".join(line for line in [*lines, monitoring_line(graph), reporter_status()] if line)
     return _tell(component, text)
+
+
+# --- the node itself on the canvas ------------------------------------------------------------------
+# What Langflow 1.13's canvas draws from a node's ``end_vertex`` event (frontend NodeStatus): a valid build
+# gets a green badge with its duration; an invalid one gets a red border and a red alert icon, and the
+# status tooltip lists the ``errorMessage`` of every ``data.outputs`` entry of type ``error``. Nothing else
+# in the build result is drawn on the node. So a node that did not record what it was asked is sent to
+# the canvas as an invalid build carrying its reason, while the server's own result stays valid: the
+# flow runs on (build.py decides with the result, not with the event it sends).
+PROBLEM_STARTS = ("Not recorded", "Not monitored", "Stop without start", "Span not", "Dropped ")
+"""A status line starting so says the node did not record (all or part of) what it was asked."""
+CANVAS_OUTPUT = "cms_monitor"
+"""The ``data.outputs`` key of the reason a flagged node's build result carries (not an output of the
+node: its own ``output`` entry, which the inspector shows, is untouched)."""
+FLOW_RAN_ON = "The flow ran on: only monitoring is affected."
+
+
+def is_problem(line: str) -> bool:
+    """Does this status line say the node did not record what it was asked? Monitoring switched off on
+    purpose (``LANGFLOW_CMS_MONITOR=off``, ``LANGFLOW_CMS_ENABLED=false``) is not a problem of the node."""
+    return line.startswith(PROBLEM_STARTS) and not line.startswith("Not recorded: monitoring")
+
+
+def _flagged(build: dict, text: str) -> dict:
+    """An ``end_vertex`` build result as the canvas draws a node with a problem: invalid, ``text`` its
+    reason."""
+    data = dict(build.get("data") or {})
+    outputs = dict(data.get("outputs") or {})
+    outputs[CANVAS_OUTPUT] = {"message": {"errorMessage": text, "stackTrace": ""}, "type": "error"}
+    return {**build, "valid": False, "data": {**data, "outputs": outputs}}
+
+
+def _events_of(manager: Any) -> dict | None:
+    """The run's event manager's callbacks (``EventManager.events``), or None outside a watched build.
+    Read from ``__dict__``: the manager's ``__getattr__`` answers any other name with a no-op."""
+    events = getattr(manager, "__dict__", {}).get("events") if manager is not None else None
+    return events if isinstance(events, dict) and "on_end_vertex" in events else None
+
+
+def flag_node(component: Any, text: str) -> None:
+    """Have the canvas mark this node (red border, alert icon, ``text`` in its status tooltip) when its
+    build ends: the ``end_vertex`` event the server then sends for it goes out as ``_flagged``. Only when
+    the canvas watches the build (the component has the run's event manager). Never raises."""
+    try:
+        manager, vertex_id = getattr(component, "_event_manager", None), _vertex_id(component)
+        events = _events_of(manager)
+        if events is None or not vertex_id:
+            return
+        flags = manager.__dict__.setdefault("_cms_canvas_flags", {})
+        flags[vertex_id] = text
+        current = events["on_end_vertex"]
+        if getattr(current, "_cms_canvas", False):
+            return
+
+        def on_end_vertex(*, data: Any, **kwargs: Any) -> Any:
+            try:
+                build = data.get("build_data") if isinstance(data, dict) else None
+                reason = flags.pop(build.get("id"), None) if isinstance(build, dict) else None
+                if reason and build.get("valid"):
+                    data = {**data, "build_data": _flagged(build, reason)}
+            except Exception:
+                pass
+            return current(data=data, **kwargs)
+
+        on_end_vertex._cms_canvas = True  # type: ignore[attr-defined]
+        events["on_end_vertex"] = on_end_vertex
+    except Exception:
+        return
+
+
+def show_unreached(manager: Any, vertex_id: str, text: str) -> None:
+    """Tell the canvas what a node the failed run never reached stands for in this run (``text``, its new
+    status and Logs line), so it does not keep showing the previous run's: an invalid build of the node
+    sent through the run's event manager. Never raises."""
+    try:
+        if _events_of(manager) is None or not vertex_id:
+            return
+        lines = text.splitlines()
+        build = {
+            "id": vertex_id,
+            "valid": True,
+            "params": None,
+            "inactivated_vertices": [],
+            "next_vertices_ids": [],
+            "top_level_vertices": [],
+            "data": {
+                "results": {},
+                "outputs": {"output": {"message": text, "type": "text"}},
+                "logs": {"output": [{"name": "CMS", "message": line, "type": "text"} for line in lines]},
+                "message": {},
+                "artifacts": {},
+                "duration": None,
+                "timedelta": None,
+            },
+        }
+        manager.on_end_vertex(data={"build_data": _flagged(build, text)})
+    except Exception:
+        return

@@ -85,6 +85,9 @@ class RunState:
     once, not at every build."""
     fleet_nodes: bool = False
     """Raw fleet points per node too (``LANGFLOW_CMS_FLEET_NODES``), read once per run."""
+    events: Any = None
+    """The run's event manager (the canvas's event stream) when a node failed the run: the nodes it never
+    reached then tell the canvas so (``timers``), instead of showing the previous run's status."""
     recorder: Any = None
     """The process's reporter (``get_recorder()``) when the run started: its nodes record there unless the
     run has a ``scope``."""

@@ -187,6 +187,8 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
             else:
                 yield self
         except Exception as exc:
+            if context is not None and context[3] is not None:
+                context[3].events = getattr(component, "_event_manager", None)
             self._node_finished(component, started, exc, context)
             raise
         else:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from langflow_cms.langflow import flow_settings
-from langflow_cms.langflow.canvas import _count_invalid, _graph, _tell, _vertex_id, off_reason
+from langflow_cms.langflow.canvas import _count_invalid, _graph, _tell, _vertex_id, off_reason, show_unreached
 from langflow_cms.langflow.flow_settings import clean_dimension
 from langflow_cms.langflow.monitor import MONITOR
 from langflow_cms.langflow.runs import SPAN_METRIC
@@ -47,10 +47,39 @@ CLOCK = SpanClock()
 
 
 def _spans_of_failed_run(state: Any) -> None:
-    """A run that fails between a Timer start and its stop reports the span as ``error``."""
+    """A run that fails between a Timer start and its stop reports the span as ``error``, and the Timer
+    Stop the run never reached says so on the canvas (else it would keep the previous run's span)."""
+    graph = state.graph_ref() if callable(state.graph_ref) else None
+    where = state.failure[0] if state.failure else "a node"
     for span, elapsed in CLOCK.abandon(state.run_id):
         dims = {"flow": state.flow, "span": span, "status": "error", **state.dimensions}
         MONITOR.record_for(state, SPAN_METRIC, elapsed, dims)
+        if state.events is None or graph is None:
+            continue
+        text = (
+            f"Span '{span}': {elapsed:.1f} ms, recorded with status=error: the run failed at {where} "
+            "before reaching this node"
+        )
+        for stop_id in _stops_of(graph, span):
+            show_unreached(state.events, stop_id, text)
+
+
+def _stops_of(graph: Any, span: str) -> list[str]:
+    """The ids of the flow's Timer Stop nodes that close ``span``. Never raises."""
+    try:
+        found = []
+        for vertex in list(graph.vertices):
+            if TIMER_STOP_TYPE not in str(getattr(vertex, "vertex_type", "") or ""):
+                continue
+            name = _param(vertex, "span_name")
+            start = None if name else upstream_start(graph, vertex.id)
+            if start is not None:
+                name = start_span_name(graph, start.id, _param(start, "span_name"))
+            if name and clean_dimension(name) == span:
+                found.append(vertex.id)
+        return found
+    except Exception:
+        return []
 
 
 MONITOR.on_run_failed(_spans_of_failed_run)
@@ -94,6 +123,7 @@ def _stop(graph: Any, span: str) -> str:
 
 TIMER_START_CLASS = "CmsTimerStartComponent"
 TIMER_START_TYPE = "CmsTimerStart"
+TIMER_STOP_TYPE = "CmsTimerStop"
 
 
 def _is_timer_start(vertex: Any) -> bool:

@@ -71,7 +71,7 @@ langflow: venv
 
 # The browser test (real Langflow 1.13 + Chromium) keeps its screenshots in docs/images only when asked.
 screenshots: venv
-	LANGFLOW_CMS_SCREENSHOTS=$(CURDIR)/docs/images $(PY) -m pytest -q -p no:cacheprovider tests/test_browser.py tests/test_guard_server.py
+	LANGFLOW_CMS_SCREENSHOTS=$(CURDIR)/docs/images $(PY) -m pytest -q -p no:cacheprovider tests/test_browser.py tests/test_browser_runtime.py tests/test_guard_server.py
 
 clean:
 	rm -rf $(VENV) .venv-server .langflow .tools .pytest_cache

@@ -5,9 +5,10 @@ Two saved flows, opened on the canvas and run from the Playground as their autho
 * Chat Input → CMS Metric (Value ``{text}``) → Chat Output, sent ``lots``: the metric gets no number, so it
   is not recorded. The flow still answers, and the CMS Metric node itself shows it (red border and alert
   icon, its reason in the status tooltip), before any inspector is opened.
-* Chat Input → Timer Start → Offline Poet (fails when the prompt says ``boom``) → Timer Stop → Chat Output,
-  run once fine and once failing: after the failed run the Timer Stop, which the run never reached, must
-  not keep the previous run's span; it says the run failed (icon, tooltip, Logs tab).
+* Chat Input → Timer Start → Offline Poet (fails when the prompt says ``boom``) → Timer Stop → CMS Metric →
+  Chat Output, run once fine and once failing: after the failed run the Timer Stop, which the run never
+  reached, must not keep the previous run's span; it says the run failed (icon, tooltip, Logs tab), and so
+  does the CMS Metric after it.
 
 The flows are saved through the API (the drag-and-drop path is tests/test_browser.py's); the driver
 (``drive``) runs under .venv-server like tests/test_browser.py's and prints a JSON summary as its last line.
@@ -35,7 +36,7 @@ except ImportError:  # run as a script: the driver needs no helpers
 REPO = Path(__file__).resolve().parents[1]
 NOT_A_NUMBER = "lots"
 FAILING_WORD = "boom"
-SHOTS = ("cms_metric_not_recorded.png", "cms_metric_not_recorded_tooltip.png", "timer_stop_failed_run.png")
+SHOTS = ("cms_metric_not_recorded_tooltip.png", "timer_stop_failed_run.png")  # the ones docs/usage.md shows
 METRIC_NAME = "runtime_value"
 
 
@@ -67,11 +68,13 @@ def _timer_flow(server) -> str:
     add_component(flow, start, registry, component_id="TimerStart-rt2")
     flow["data"]["nodes"].append(_poet_node())
     add_component(flow, stop, registry, component_id="TimerStop-rt2")
+    add_component(flow, support.METRIC_TYPE, registry, component_id="CmsMetric-rt2")
     add_component(flow, "ChatOutput", registry, component_id="ChatOutput-rt2")
     add_connection(flow, "ChatInput-rt2", "message", "TimerStart-rt2", "input_value")
     add_connection(flow, "TimerStart-rt2", "output", "OfflinePoet-rt2", "prompt")
     add_connection(flow, "OfflinePoet-rt2", "text", "TimerStop-rt2", "input_value")
-    add_connection(flow, "TimerStop-rt2", "output", "ChatOutput-rt2", "input_value")
+    add_connection(flow, "TimerStop-rt2", "output", "CmsMetric-rt2", "input_value")
+    add_connection(flow, "CmsMetric-rt2", "output", "ChatOutput-rt2", "input_value")
     layout_flow(flow)
     return server.api("POST", "/api/v1/flows/", {"name": "Failing span", "data": flow["data"]})["id"]
 
@@ -146,6 +149,9 @@ def test_after_a_failed_run_timer_stop_no_longer_shows_the_previous_span(seen):
     assert after["alert_icon"] and not after["green_badge"], after
     assert "the run failed at Offline_Poet" in after["tooltip"], after
     assert "status=error" in after["logs"] and "the run failed at Offline_Poet" in after["logs"], after
+    metric = timer["metric_after_failure"]  # the CMS Metric after it was not reached either
+    assert metric["alert_icon"] and not metric["green_badge"], metric
+    assert "Not run: the run failed at Offline_Poet" in metric["tooltip"], metric
 
 
 # --- the browser driver (runs under .venv-server) -------------------------------------------------------
@@ -267,7 +273,12 @@ def _timer(page, url: str, flow_id: str, shot_dir: Path, expect) -> dict:
     page.wait_for_timeout(1500)
     after = _status(page, stop, "timer stop", shot=shot_dir / "timer_stop_failed_run.png")
     after["logs"] = _logs(page, stop, expect)
-    return {"first_run_badge": first, "failed_run_error_shown": True, "after_failure": after}
+    return {
+        "first_run_badge": first,
+        "failed_run_error_shown": True,
+        "after_failure": after,
+        "metric_after_failure": _status(page, "CmsMetric-rt2", "cms metric"),
+    }
 
 
 if __name__ == "__main__":

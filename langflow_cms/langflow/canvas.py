@@ -294,3 +294,27 @@ def show_unreached(manager: Any, vertex_id: str, text: str) -> None:
         manager.on_end_vertex(data={"build_data": _flagged(build, text)})
     except Exception:
         return
+
+
+PLUGIN_NODES = ("CmsMetric", "CmsTimer")
+"""Node types (``vertex_type`` contains one) whose canvas status the plugin owns."""
+
+
+def show_unreached_nodes(manager: Any, graph: Any, where: str, told: set[str]) -> None:
+    """After a failed run, every plugin node the run never reached (not built, not in ``told``) says so on
+    the canvas instead of keeping the previous run's status. Never raises."""
+    text = f"Not run: the run failed at {where} before reaching this node; nothing recorded by it in this run"
+    try:
+        if _events_of(manager) is None or graph is None:
+            return
+        for vertex in list(graph.vertices):
+            vertex_type = str(getattr(vertex, "vertex_type", "") or "")
+            if (
+                vertex.id in told
+                or getattr(vertex, "built", True)
+                or not any(t in vertex_type for t in PLUGIN_NODES)
+            ):
+                continue
+            show_unreached(manager, vertex.id, text)
+    except Exception:
+        return

@@ -8,7 +8,15 @@ import time
 from typing import Any
 
 from langflow_cms.langflow import flow_settings
-from langflow_cms.langflow.canvas import _count_invalid, _graph, _tell, _vertex_id, off_reason, show_unreached
+from langflow_cms.langflow.canvas import (
+    _count_invalid,
+    _graph,
+    _tell,
+    _vertex_id,
+    off_reason,
+    show_unreached,
+    show_unreached_nodes,
+)
 from langflow_cms.langflow.flow_settings import clean_dimension
 from langflow_cms.langflow.monitor import MONITOR
 from langflow_cms.langflow.runs import SPAN_METRIC
@@ -51,6 +59,7 @@ def _spans_of_failed_run(state: Any) -> None:
     Stop the run never reached says so on the canvas (else it would keep the previous run's span)."""
     graph = state.graph_ref() if callable(state.graph_ref) else None
     where = state.failure[0] if state.failure else "a node"
+    told: set[str] = set()
     for span, elapsed in CLOCK.abandon(state.run_id):
         dims = {"flow": state.flow, "span": span, "status": "error", **state.dimensions}
         MONITOR.record_for(state, SPAN_METRIC, elapsed, dims)
@@ -62,6 +71,9 @@ def _spans_of_failed_run(state: Any) -> None:
         )
         for stop_id in _stops_of(graph, span):
             show_unreached(state.events, stop_id, text)
+            told.add(stop_id)
+    if state.events is not None:
+        show_unreached_nodes(state.events, graph, where, told)
 
 
 def _stops_of(graph: Any, span: str) -> list[str]:

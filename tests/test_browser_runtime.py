@@ -121,7 +121,7 @@ def seen(tmp_path_factory) -> dict:
         for shot in SHOTS:
             if (shots / shot).exists():
                 (Path(keep) / shot).write_bytes((shots / shot).read_bytes())
-    return {**found, "shots": str(shots)}
+    return {**found, "shots": str(shots), "flows": flows}
 
 
 @pytest.mark.slow
@@ -152,6 +152,27 @@ def test_after_a_failed_run_timer_stop_no_longer_shows_the_previous_span(seen):
     metric = timer["metric_after_failure"]  # the CMS Metric after it was not reached either
     assert metric["alert_icon"] and not metric["green_badge"], metric
     assert "Not run: the run failed at Offline_Poet" in metric["tooltip"], metric
+
+
+@pytest.mark.slow
+@pytest.mark.server
+@pytest.mark.timeout(600)
+def test_the_build_event_stream_marks_the_node_and_the_flow_runs_on(seen):
+    """The same run on the Playground's ``/api/v1/build`` event stream (NDJSON): the CMS Metric's
+    ``end_vertex`` is invalid with its reason; every node after it is built and the run ends normally."""
+    events = support.build_events(support.shared_server(), seen["flows"]["metric"], NOT_A_NUMBER)
+    built = {
+        e["data"]["build_data"]["id"]: e["data"]["build_data"] for e in events if e["event"] == "end_vertex"
+    }
+    metric = built["CmsMetric-rt1"]
+    assert metric["valid"] is False, metric
+    reasons = [
+        o["message"]["errorMessage"] for o in metric["data"]["outputs"].values() if o.get("type") == "error"
+    ]
+    assert any(r.startswith(f"Not recorded: no number for {METRIC_NAME}") for r in reasons), reasons
+    assert metric["data"]["outputs"]["output"]["type"] != "error"  # the pass-through output itself is intact
+    assert built["ChatOutput-rt1"]["valid"] is True  # the flow ran on past it
+    assert [e["event"] for e in events][-1] == "end" and not [e for e in events if e["event"] == "error"]
 
 
 # --- the browser driver (runs under .venv-server) -------------------------------------------------------

@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from langflow_cms.langflow import monitor
+from langflow_cms.langflow import flow_settings, monitor
 from langflow_cms.langflow.monitor import MONITOR
 from langflow_cms.langflow.runs import _current_node
+
+KEY_FIELDS = ("access_key_id", "access_key_secret")
 
 _UNRESOLVED: Any = object()
 """``use_credentials`` without a scope looked up beforehand."""
@@ -115,3 +119,70 @@ async def apply_key(access_key_id: Any, access_key_secret: Any, graph: Any) -> s
     except Exception as exc:
         resolved = exc
     return use_credentials(access_key_id, access_key_secret, graph, resolved)
+
+
+async def variable_or_typed_key(
+    lookup: Callable[[str, str, Any], Awaitable[Any]], name: str, field: str, session: Any
+) -> Any:
+    """Langflow's lookup of a ``load_from_db`` field's global variable (``lookup``: the component's own
+    ``get_variable``); for the node's AccessKey fields, when no global variable is called ``name``, the
+    typed value ``name`` itself: a secret field is saved with ``load_from_db`` on, so a key typed into it
+    reaches Langflow as a variable's name. Langflow 1.13 would otherwise fail the node with "<the key>
+    variable not found." (the Playground's build) or log "Environment variable <the key> is not set." and
+    pass None (``/api/v1/run``), and the run's metrics would be dropped. Any other field: Langflow's."""
+    if field not in KEY_FIELDS:
+        return await lookup(name, field, session)
+    try:
+        return await lookup(name, field, session)
+    except Exception:  # no such variable (or no user to own one): the key was typed in
+        return name
+
+
+_database: bool | None = None
+
+
+def _variables_in_database() -> bool:
+    """Whether Langflow looks ``load_from_db`` fields up in its database (the server; then it asks the node's
+    ``get_variable``), not in environment variables (``lfx run``/``lfx serve``: a no-op database)."""
+    global _database
+    if _database is None:
+        try:
+            from lfx.services.database.service import NoopDatabaseService
+            from lfx.services.deps import get_db_service, get_settings_service
+
+            settings = getattr(get_settings_service(), "settings", None)
+            noop = bool(getattr(settings, "use_noop_database", False))
+            _database = not (noop or isinstance(get_db_service(), NoopDatabaseService))
+        except Exception:
+            return True  # unknown: Langflow's own lookup stays
+    return _database
+
+
+def keep_typed_keys(graph: Any) -> None:
+    """Before a run's nodes are built without a database (``lfx run``, ``lfx serve``): an AccessKey field of a
+    CMS Metric node whose value names no environment variable and no request variable holds the key as
+    typed, so lfx passes it as it is (lfx would log "Environment variable <the key> is not set." and pass
+    None). With a database, ``variable_or_typed_key`` decides. Never raises."""
+    try:
+        vertices = [
+            v for v in getattr(graph, "vertices", None) or () if flow_settings.is_cms_metric_vertex(v)
+        ]
+        if not vertices or _variables_in_database():
+            return
+        context = getattr(graph, "context", None)
+        named = (context.get("request_variables") if isinstance(context, dict) else None) or {}
+        for vertex in vertices:
+            fields = getattr(vertex, "load_from_db_fields", None)
+            for field in KEY_FIELDS if isinstance(fields, list) else ():
+                value = (getattr(vertex, "params", None) or {}).get(field)
+                if (
+                    field in fields
+                    and isinstance(value, str)
+                    and value not in named
+                    and not os.environ.get(value)
+                ):
+                    fields.remove(field)
+                    template = vertex.data["node"]["template"]  # read again if lfx rebuilds the params
+                    template[field]["load_from_db"] = False
+    except Exception:
+        return

@@ -1,0 +1,62 @@
+"""A CMS Metric node's AccessKey typed into its fields while they keep ``load_from_db: true`` (the saved
+default of a secret field), under ``lfx run``: lfx has no database there, so it looks the value up as an
+environment variable's name, finds none, logs "Environment variable <the key> is not set." and passes None.
+The typed key must work as a global variable would (issue 24 §8). The server's two run paths are in
+tests/test_server.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from langflow_cms.emulator import Emulator
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+LFX = Path(sys.executable).parent / "lfx"
+KEY_ID, KEY_SECRET = "LTAItypedInLfxRun0004", "typed-secret-in-lfx-run-never-shown-04"
+
+
+def with_typed_key(example: str, folder: Path) -> Path:
+    flow = json.loads((REPO / "examples" / "flows" / example).read_text(encoding="utf-8"))
+    for node in flow["data"]["nodes"]:
+        template = node["data"]["node"]["template"]
+        if "access_key_id" in template:
+            assert template["access_key_id"]["load_from_db"] is True  # as saved
+            template["access_key_id"]["value"] = KEY_ID
+            template["access_key_secret"]["value"] = KEY_SECRET
+    path = folder / example
+    path.write_text(json.dumps(flow), encoding="utf-8")
+    return path
+
+
+def test_a_typed_node_accesskey_carries_lfx_runs_metrics_and_failure_event(emulator: Emulator, env, tmp_path):
+    emulator.add_key(KEY_ID, KEY_SECRET)
+    said = ""
+    for example in ("poem.json", "poem_failing.json"):
+        done = subprocess.run(
+            [str(LFX), "run", "--verbose", str(with_typed_key(example, tmp_path)), "a poem about keys"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=REPO,
+            check=False,
+        )
+        said += done.stdout + done.stderr
+    flows = [e for e in emulator.entries(name="langflow_flow_duration_ms") if e["period"] == 60]
+    by_flow = {(e["dimensions"]["flow"], e["dimensions"]["status"]) for e in flows}
+    assert by_flow == {("poem", "ok"), ("poem_failing", "error")}, by_flow
+    failed = emulator.events("langflow_flow_failed")
+    assert [json.loads(e["content"])["component"] for e in failed] == ["OfflinePoetComponent"]
+    mine = [*emulator.entries(), *emulator.events()]
+    assert {e["access_key_id"] for e in mine} == {KEY_ID}
+    contents = json.dumps([e["content"] for e in emulator.events()])
+    assert "put the node first" not in said and "ended before the node ran" not in said
+    for part in (KEY_ID, KEY_SECRET):
+        assert part not in said and part not in contents

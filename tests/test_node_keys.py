@@ -60,3 +60,37 @@ def test_a_typed_node_accesskey_carries_lfx_runs_metrics_and_failure_event(emula
     assert "put the node first" not in said and "ended before the node ran" not in said
     for part in (KEY_ID, KEY_SECRET):
         assert part not in said and part not in contents
+
+
+def test_a_node_accesskey_whose_variables_are_empty_is_said_once_and_counted(
+    emulator: Emulator, env, tmp_path
+):
+    """The node's AccessKey fields name environment variables that are set but empty: lfx passes None, so
+    the node has no key to bind. The run is not broken, nothing is sent with the process's key, and the
+    cause is said once (not 'a run ended before the node ran', which it did not) and counted in CMS."""
+    flow = json.loads((REPO / "examples" / "flows" / "poem.json").read_text(encoding="utf-8"))
+    for node in flow["data"]["nodes"]:
+        template = node["data"]["node"]["template"]
+        if "access_key_id" in template:
+            template["access_key_id"]["value"] = "CMS_NODE_KEY_ID"
+            template["access_key_secret"]["value"] = "CMS_NODE_KEY_SECRET"
+    path = tmp_path / "poem.json"
+    path.write_text(json.dumps(flow), encoding="utf-8")
+    said = ""
+    for _ in range(2):
+        done = subprocess.run(
+            [str(LFX), "run", str(path), "a poem about keys"],
+            env={**env, "CMS_NODE_KEY_ID": "", "CMS_NODE_KEY_SECRET": ""},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=REPO,
+            check=False,
+        )
+        assert json.loads(done.stdout.strip().splitlines()[-1])["success"] is True
+        said += done.stdout + done.stderr
+    assert "ended before the node ran" not in said
+    assert said.count("AccessKey") == 2, said  # one line per run (each run is its own process)
+    assert not [e for e in emulator.entries() if e["dimensions"].get("flow") == "poem"]
+    dropped = [e for e in emulator.entries("langflow_cms_dropped") if e["period"] == 60]
+    assert {e["dimensions"]["reason"] for e in dropped} == {"unbound_credentials"}, dropped

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any
 
 from langflow_cms.langflow import flow_settings, monitor
@@ -32,23 +33,56 @@ def use_credentials(
     key_id = _secret_text(access_key_id)
     secret = _secret_text(access_key_secret)
     if not key_id and not secret:
-        return None
+        state = MONITOR.run_of_graph(graph)
+        if state is None or not state.pending:
+            return None  # no AccessKey of its own: the process's credentials
+        # the flow has the fields set, but they reached the node empty (a variable without a value)
+        return _refuse(graph, "the node's AccessKey fields are empty (a variable without a value?)")
     if not (key_id and secret):
-        _bind(graph, None)
-        return "Not monitored: the node's AccessKey needs both the id and the secret"
+        return _refuse(graph, "the node's AccessKey needs both the id and the secret")
     try:
         if isinstance(resolved, Exception):
             raise resolved
         scope = _scope_for(key_id, secret) if resolved is _UNRESOLVED else resolved
     except Exception as exc:
-        _bind(graph, None)
-        return f"Not monitored: the node's AccessKey was not applied ({type(exc).__name__})"
-    _bind(graph, scope)
+        return _refuse(graph, f"the node's AccessKey was not applied ({type(exc).__name__})")
     if scope is None:
         if getattr(monitor.get_recorder(), "storage", None) is None:  # reporting is off: the status says why
+            _bind(graph, None)
             return "Not monitored: the reporter is not running"
-        return "Not monitored: too many different AccessKeys in this process (see the log)"
+        return _refuse(graph, "too many different AccessKeys in this process")
+    _bind(graph, scope)
     return "using the node's AccessKey for this flow only"
+
+
+def _refuse(graph: Any, why: str) -> str:
+    """The node's own AccessKey cannot be used: the run's observations, those that waited for the key and
+    later ones, go nowhere (never with another key) and each counts as dropped (``REFUSED``); the cause is
+    logged once per flow, and the returned status says it. ``why`` never holds the key."""
+    _bind(graph, REFUSED)  # never raises
+    with suppress(Exception):
+        state = MONITOR.run_of_graph(graph)
+        flow = state.flow if state is not None else "?"
+        storage = monitor.get_recorder().storage  # type: ignore[union-attr]
+        storage.warn_once(f"node-key:{flow}:{why}", f"flow {flow} is not monitored: {why}")
+    return f"Not monitored: {why}"
+
+
+class _Refused:
+    """The scope of a run whose CMS Metric node's own AccessKey cannot be used (``_refuse``): what the run
+    records counts in ``langflow_cms_dropped`` (``unbound_credentials``) and goes nowhere. It has no
+    ``series``, ``events``, ``fleet`` or ``streaks``: nothing else of the run is sent either."""
+
+    def record(self, name: str, value: float, dimensions: Any) -> None:
+        try:
+            storage = getattr(monitor.get_recorder(), "storage", None)
+            if storage is not None:
+                storage.count("dropped:unbound_credentials")
+        except Exception:
+            return
+
+
+REFUSED = _Refused()
 
 
 _scopes: dict[tuple[int, str, str], Any] = {}
@@ -92,6 +126,12 @@ class _RunOf:
 
 
 def _bind(graph: Any, scope: Any) -> None:
+    """Bind ``scope`` to the run of ``graph`` (or of the node being built). Never raises."""
+    with suppress(Exception):
+        _bind_run(graph, scope)
+
+
+def _bind_run(graph: Any, scope: Any) -> None:
     if graph is None:
         current = _current_node.get()
         graph = _RunOf(current[0]) if current and current[0] else None
@@ -179,7 +219,7 @@ def keep_typed_keys(graph: Any) -> None:
                     field in fields
                     and isinstance(value, str)
                     and value not in named
-                    and not os.environ.get(value)
+                    and value not in os.environ  # set, even empty: a variable
                 ):
                     fields.remove(field)
                     template = vertex.data["node"]["template"]  # read again if lfx rebuilds the params

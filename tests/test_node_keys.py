@@ -37,6 +37,8 @@ def with_typed_key(example: str, folder: Path) -> Path:
 
 def test_a_typed_node_accesskey_carries_lfx_runs_metrics_and_failure_event(emulator: Emulator, env, tmp_path):
     emulator.add_key(KEY_ID, KEY_SECRET)
+    spool = tmp_path / "spool"
+    env = {**env, "LANGFLOW_CMS_SPOOL_DIR": str(spool)}
     said = ""
     for example in ("poem.json", "poem_failing.json"):
         done = subprocess.run(
@@ -58,8 +60,11 @@ def test_a_typed_node_accesskey_carries_lfx_runs_metrics_and_failure_event(emula
     assert {e["access_key_id"] for e in mine} == {KEY_ID}
     contents = json.dumps([e["content"] for e in emulator.events()])
     assert "put the node first" not in said and "ended before the node ran" not in said
+    kept = [(str(p), p.read_bytes()) for p in spool.rglob("*") if p.is_file()]
+    assert kept  # the spool was used (its host journal and snapshots stay)
     for part in (KEY_ID, KEY_SECRET):
         assert part not in said and part not in contents
+        assert not [path for path, data in kept if part in path or part.encode() in data]
 
 
 def test_a_node_accesskey_whose_variables_are_empty_is_said_once_and_counted(

@@ -270,7 +270,7 @@ class Spool:
 
     def probe(self) -> None:
         """One small write to the folder, removed at once. OSError: the spool cannot take data now."""
-        path = self.directory / f"probe-{self.owner}.tmp"
+        path = self.directory / f".probe-{self.owner}.tmp"  # a temporary file: no listing takes it
         try:
             with open_for_writing(path) as probe:
                 probe.write("x" * 64)

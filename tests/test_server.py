@@ -285,6 +285,7 @@ def test_a_node_accesskey_typed_into_a_global_variable_field_works_like_a_variab
     )
     built = support.build_events(server, ok_flow, "a poem about keys")
     assert built[-1]["event"] == "end", built[-1]
+    assert "using the node's AccessKey for this flow only" in json.dumps(built)  # the node's status
     try:
         server.api("POST", f"/api/v1/run/{failing_flow}?stream=false", {"input_value": "a failing poem"})
     except urllib.error.HTTPError as exc:

@@ -175,6 +175,8 @@ async def variable_or_typed_key(
     try:
         return await lookup(name, field, session)
     except Exception:  # no such variable (or no user to own one): the key was typed in
+        if name in os.environ:
+            raise  # an environment variable's name: Langflow's own fallback (``/api/v1/run``) reads it
         return name
 
 
@@ -218,6 +220,7 @@ def keep_typed_keys(graph: Any) -> None:
                 if (
                     field in fields
                     and isinstance(value, str)
+                    and value
                     and value not in named
                     and value not in os.environ  # set, even empty: a variable
                 ):

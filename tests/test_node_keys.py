@@ -99,3 +99,28 @@ def test_a_node_accesskey_whose_variables_are_empty_is_said_once_and_counted(
     assert not [e for e in emulator.entries() if e["dimensions"].get("flow") == "poem"]
     dropped = [e for e in emulator.entries("langflow_cms_dropped") if e["period"] == 60]
     assert {e["dimensions"]["reason"] for e in dropped} == {"unbound_credentials"}, dropped
+
+
+def test_the_server_lookup_keeps_variables_and_takes_a_typed_key(monkeypatch):
+    """With a database Langflow asks the node's ``get_variable``: a global variable's value wins; a name
+    that is no global variable but an environment variable is left to Langflow's own fallback; anything
+    else on the two AccessKey fields is the typed key, and other fields keep Langflow's error."""
+    import asyncio
+
+    from langflow_cms.langflow.node_keys import variable_or_typed_key
+
+    async def lookup(name: str, field: str, session: object) -> str:
+        if name == "CMS_KEY_VARIABLE":
+            return "the variable's value"
+        raise ValueError(f"{name} variable not found.")
+
+    def ask(name: str, field: str = "access_key_id") -> str:
+        return asyncio.run(variable_or_typed_key(lookup, name, field, None))
+
+    monkeypatch.setenv("CMS_KEY_IN_THE_ENVIRONMENT", "x")
+    assert ask("CMS_KEY_VARIABLE") == "the variable's value"
+    assert ask(KEY_ID) == KEY_ID and ask(KEY_SECRET, "access_key_secret") == KEY_SECRET
+    with pytest.raises(ValueError, match="variable not found"):
+        ask("CMS_KEY_IN_THE_ENVIRONMENT")
+    with pytest.raises(ValueError, match="variable not found"):
+        ask("OPENAI_KEY", "api_key")

@@ -45,8 +45,10 @@ FLEET_METRICS = (FLEET_FLOW_METRIC, FLEET_ERROR_METRIC, FLEET_NODE_METRIC, SLOW_
 
 # --- the reporter's own health (aggregated, dimensions instance/env, plus reason where noted) -----------
 HEALTH_PREFIX = "langflow_cms_"
-HEALTH_COUNTERS = ("dropped", "folded", "retries", "failed", "invalid")
-"""Sent as the increase since the last report. ``dropped`` carries a ``reason`` dimension."""
+HEALTH_COUNTERS = ("dropped", "folded", "retries", "failed", "invalid", "spool_errors")
+"""Sent as the increase since the last report. ``dropped`` and ``spool_errors`` carry a ``reason``
+dimension (``spool_errors``: ``volume_full``, ``read_only``, ``not_writable``, ``not_a_folder``,
+``foreign_file``, ``other``)."""
 HEALTH_GAUGES = ("queued", "spooled", "last_success_age_s", "fleet_sample_rate")
 HEALTH_METRICS = tuple(HEALTH_PREFIX + name for name in HEALTH_COUNTERS + HEALTH_GAUGES)
 

@@ -36,6 +36,7 @@ from typing import Any
 from langflow_cms import clock, contract
 from langflow_cms.config import Config, default_instance, host_instance
 from langflow_cms.credentials import Credential, CredentialError, CredentialProvider, credential_provider
+from langflow_cms.delivery import spool as spools
 from langflow_cms.delivery.exporter import Exporter
 from langflow_cms.delivery.host import HostMerge, open_journal
 from langflow_cms.delivery.journal import CHUNK, GRACE_S, past
@@ -91,6 +92,7 @@ class Reporter:
         """Everything that belongs to one process (run again in a forked child)."""
         config = self.config
         self.owner = f"{os.getpid()}.{secrets.token_hex(4)}"  # this process start, in the spool
+        self._spool_errors_before = spools.errors()  # the process's count so far: not this reporter's
         self.storage = Storage(
             max_series_per_metric=config.max_series_per_metric, max_metrics=config.max_metrics
         )
@@ -296,13 +298,14 @@ class Reporter:
             self.record(f"{HEALTH_PREFIX}last_success_age_s", health["last_success_age_s"])
 
     def _record_error_counters(self) -> None:
-        """At close: the counters of mistakes (invalid, dropped) that grew since the last report, so a short
-        run (``lfx run`` from cron) that dropped something leaves a trace in CMS. A clean run adds none."""
+        """At close: the counters of mistakes (invalid, dropped, spool errors) that grew since the last
+        report, so a short run (``lfx run`` from cron) that dropped something leaves a trace in CMS. A clean
+        run adds none."""
         try:
             for key, total in self._counters().items():
                 name, _, reason = key.partition(":")
                 increase = total - self._health_reported[key]
-                if increase and name in ("invalid", "dropped"):
+                if increase and name in ("invalid", "dropped", "spool_errors"):
                     self._health_reported[key] = total
                     self.record(
                         f"{HEALTH_PREFIX}{name}", increase, {contract.REASON: reason} if reason else None
@@ -311,7 +314,11 @@ class Reporter:
             log.exception("langflow-cms: could not record the error counters at close")
 
     def _counters(self) -> Counter[str]:
-        totals: Counter[str] = Counter({name: 0 for name in contract.HEALTH_COUNTERS if name != "dropped"})
+        totals: Counter[str] = Counter(
+            {name: 0 for name in contract.HEALTH_COUNTERS if name not in ("dropped", "spool_errors")}
+        )
+        for reason, count in (spools.errors() - self._spool_errors_before).items():
+            totals[f"spool_errors:{reason}"] += count
         for exporter in list(self._exporters.values()):
             for key, value in exporter.stats.items():
                 if key in ("retries", "failed") or key.startswith("dropped:"):
@@ -363,6 +370,8 @@ class Reporter:
         return not any(e.queued() for e in exporters)
 
     def _close(self, deadline: float) -> bool:
+        for exporter in list(self._exporters.values()):
+            exporter.check_spool()  # counted now, so a short run's unusable spool is in the counters
         self._record_error_counters()
         self.storage.close()
         self._reader.stop()
@@ -453,6 +462,7 @@ class Reporter:
             "failed": totals["failed"],
             "dropped": sum(v for k, v in totals.items() if k.startswith("dropped:")),
             "spooled": sum(p["spooled"] for p in parts),
+            "spool_errors": sum(v for k, v in totals.items() if k.startswith("spool_errors:")),
             "invalid": sum(v for k, v in list(stats.items()) if k == "invalid" or k.startswith("invalid:")),
             "folded": stats["folded"],
             "clock_steps": stats["clock_steps"],

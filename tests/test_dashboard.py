@@ -104,7 +104,7 @@ def test_selectors_pin_the_dimensions_the_reporter_writes(board):
             assert contract.INSTANCE not in keys and contract.FLOW in keys
         else:
             assert contract.INSTANCE in keys
-        if metric == contract.HEALTH_PREFIX + "dropped":  # sent per reason (docs/metrics.md)
+        if metric in ("langflow_cms_dropped", "langflow_cms_spool_errors"):  # per reason (docs/metrics.md)
             assert keys == [contract.INSTANCE, contract.REASON]
         elif metric in contract.HEALTH_METRICS:
             assert keys == [contract.INSTANCE]

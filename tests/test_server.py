@@ -246,3 +246,78 @@ def test_a_saved_flow_keeps_every_edge_across_restarts_with_other_hash_seeds():
     assert our_outputs(server) == first
     for outputs in first.values():
         assert outputs == [("output", ["Message", "JSON", "Table"], "Message")], outputs
+
+
+LITERAL_KEY_ID, LITERAL_KEY_SECRET = "LTAIliteralNodeKey0002", "literal-node-secret-never-shown-02"
+POEM_FLOWS = Path(__file__).resolve().parents[1] / "examples" / "flows"
+
+
+def save_with_a_typed_key(server: support.LangflowServer, example: str, name: str) -> str:
+    """An example flow whose CMS Metric node has the AccessKey typed in while its fields keep
+    ``load_from_db: true`` (the saved default of a secret field): the value is a key, not a global
+    variable's name."""
+    data = json.loads((POEM_FLOWS / example).read_text())["data"]
+    for node in data["nodes"]:
+        template = node["data"]["node"]["template"]
+        if "access_key_id" in template:
+            assert template["access_key_id"]["load_from_db"] is True  # as saved
+            template["access_key_id"].update(value=LITERAL_KEY_ID, load_from_db=True)
+            template["access_key_secret"].update(value=LITERAL_KEY_SECRET, load_from_db=True)
+    return server.api("POST", "/api/v1/flows/", {"name": name, "description": "", "data": data})["id"]
+
+
+def test_a_node_accesskey_typed_into_a_global_variable_field_works_like_a_variable(emulator):
+    """Issue 24 §8: an AccessKey typed into the CMS Metric node while its fields say ``load_from_db``
+    (Langflow looks the value up as a global variable's name and finds none) is used as the key: the
+    flow runs, its metrics and a failing run's failure event arrive under that key, with no misleading
+    'put the node first' line, and neither part of the key appears in the log, the node's status or any
+    event."""
+    import urllib.error
+
+    server = support.shared_server()
+    emulator.add_key(LITERAL_KEY_ID, LITERAL_KEY_SECRET)
+    ok_flow = save_with_a_typed_key(server, "poem.json", "cms-typed-key-ok")
+    failing_flow = save_with_a_typed_key(server, "poem_failing.json", "cms-typed-key-fail")
+    answer = server.api(
+        "POST",
+        f"/api/v1/run/{ok_flow}?stream=false",
+        {"input_value": "a poem about keys", "output_type": "chat"},
+    )
+    built = support.build_events(server, ok_flow, "a poem about keys")
+    assert built[-1]["event"] == "end", built[-1]
+    assert "using the node's AccessKey for this flow only" in json.dumps(built)  # the node's status
+    try:
+        server.api("POST", f"/api/v1/run/{failing_flow}?stream=false", {"input_value": "a failing poem"})
+    except urllib.error.HTTPError as exc:
+        failure = exc.read().decode(errors="replace")
+    else:  # pragma: no cover - the model node fails on every input
+        raise AssertionError("the failing flow succeeded")
+    server.end_minute()
+    names = ("cms-typed-key-ok", "cms-typed-key-fail")
+    for name in names:
+        support.wait_for(
+            lambda name=name: support.minute_entries(emulator, support.FLOW_METRIC, name),
+            what=f"the flow series of {name}",
+        )
+
+    def failed() -> list[dict]:
+        return [
+            e
+            for e in emulator.events()
+            if json.loads(e["content"]).get("flow") == "cms-typed-key-fail"
+            and e["name"] == "langflow_flow_failed"
+        ]
+
+    support.wait_for(failed, what="the failing run's failure event")
+    ok_runs = support.sample_count(support.minute_entries(emulator, support.FLOW_METRIC, "cms-typed-key-ok"))
+    assert ok_runs == 2  # the API run and the Playground build
+    [event] = failed()
+    assert json.loads(event["content"])["component"] == "OfflinePoetComponent", event  # not our node
+    mine = [e for e in emulator.entries() if e["dimensions"].get("flow") in names]
+    assert {e["access_key_id"] for e in [*mine, event]} == {LITERAL_KEY_ID}
+    log = server.log_path.read_text(errors="replace")
+    assert "put the node first" not in log and "ended before the node ran" not in log
+    contents = [e["content"] for e in emulator.events()]
+    shown = json.dumps([answer, built, failure, contents]) + log
+    for part in (LITERAL_KEY_ID, LITERAL_KEY_SECRET):
+        assert part not in shown

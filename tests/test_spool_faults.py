@@ -423,3 +423,64 @@ def test_a_spool_folder_replaced_by_a_file_is_said_once_per_cause_and_close_neve
     assert len(lines) <= 6, lines  # one line per cause
     arrived = {e["dimensions"]["k"] for e in emulator.entries("spool_gone") if e["period"] == 60}
     assert arrived == {"1", "2", "3", "4"}  # delivered from memory meanwhile
+
+
+def spool_errors(emulator) -> dict[str, float]:
+    """``langflow_cms_spool_errors`` as it arrived, summed per ``reason`` (60 s entries)."""
+    sums: dict[str, float] = {}
+    for entry in emulator.entries("langflow_cms_spool_errors"):
+        if entry["period"] == 60:
+            reason = entry["dimensions"].get("reason", "")
+            sums[reason] = sums.get(reason, 0.0) + entry["values"]["Sum"]
+    return sums
+
+
+def test_a_full_spool_volume_is_counted_in_the_health_sent_at_close(emulator, small_volume):
+    """Issue 24 §8: a spool that cannot be written was said once in the log but counted nowhere, so no
+    alarm could see it; a short run (an ``lfx run`` from cron) must leave the count in CMS at close."""
+    spool = small_volume / "spool"
+    spool.mkdir()
+    with open(small_volume / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"x" * 4096)
+    health, stderr = record_series(spool_env(spool, emulator.endpoint), "on_a_full_volume", 5)
+    assert stored_series(emulator, "on_a_full_volume") == {f"s{i}": 10 for i in range(5)}, stderr
+    assert health["spool_errors"] >= 1, health
+    counted = spool_errors(emulator)
+    assert set(counted) == {"volume_full"} and counted["volume_full"] >= 1, counted
+
+
+def test_a_read_only_spool_is_counted_by_the_health_cycle(emulator, small_volume):
+    """Issue 24 §8: the periodic health cycle sends the count, per reason, while the spool stays unusable
+    (its folder remounted read-only under a running process); a clean minute adds no spool_errors series."""
+    spool = small_volume / "spool"
+    config = Config.from_env(
+        {
+            "LANGFLOW_CMS_DEV": "1",
+            "LANGFLOW_CMS_ENDPOINT": emulator.endpoint,
+            "LANGFLOW_CMS_SPOOL_DIR": str(spool),
+        }
+    )
+    reporter = Reporter(config, start=False)  # the test plays the reader thread
+    try:
+        reporter.record("before_remount", 1.0, {"k": "0"})
+        reporter.storage.drain()
+        reporter.cycle()
+        assert reporter.flush(timeout=10)
+        assert spool_errors(emulator) == {}  # a usable spool: nothing counted
+        for step in (["--bind", spool, spool], ["-o", "remount,bind,ro", spool]):  # read-only from now on
+            done = subprocess.run(["mount", *map(str, step)], capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+        for minute in range(1, 4):
+            reporter.record("read_only_spool", 1.0, {"k": str(minute)})
+            reporter.storage.drain()
+            reporter.storage.clock = lambda minute=minute: time.time() + 120 * minute
+            reporter.cycle()
+            assert reporter.flush(timeout=10)
+        arrived = {e["dimensions"]["k"] for e in emulator.entries("read_only_spool") if e["period"] == 60}
+        assert arrived == {"1", "2", "3"}  # delivered from memory meanwhile
+        counted = spool_errors(emulator)
+        assert set(counted) == {"read_only"} and counted["read_only"] >= 1, counted
+    finally:
+        reporter.close(timeout=5)
+        subprocess.run(["umount", str(spool)], check=False)

@@ -21,7 +21,7 @@ from typing import Any
 from langflow_cms.config import Config
 from langflow_cms.credentials import CredentialError, CredentialProvider
 from langflow_cms.delivery.serializer import batches, is_event, raw_entries
-from langflow_cms.delivery.spool import Spool, volume_full
+from langflow_cms.delivery.spool import Spool, count_error, volume_full
 from langflow_cms.delivery.transport import CmsError, Transport, credential_failure
 from langflow_cms.pipeline.raw import RawPoint
 
@@ -121,6 +121,7 @@ class Exporter:
         try:
             return Spool(directory, int(self.config.spool_max_mb * 1_000_000), owner)
         except OSError as exc:
+            count_error(exc)
             log.error("langflow-cms: cannot use the spool %s (%s); memory only", directory, exc)
             return None
 
@@ -223,6 +224,16 @@ class Exporter:
         by ``deadline`` (a call in flight ends within its own timeout); a send from the spool goes on while
         the process lives (its entries are on disk either way)."""
         self._stop_at = min(self._stop_at, deadline)  # a second close brings it forward, never back
+
+    def check_spool(self) -> None:
+        """At close, before the health counters are taken: a spool that cannot take data now is counted
+        (and said once), even in a run too short for a cycle; its writes at close would fail the same way."""
+        if self.spool is None:
+            return
+        try:
+            self.spool.probe()
+        except OSError as exc:
+            self._spool_error(exc)
 
     def _spool_error(self, exc: Exception) -> None:
         """A failing spool operation: one ERROR line per kind of error while it lasts (then DEBUG)."""

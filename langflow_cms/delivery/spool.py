@@ -40,7 +40,9 @@ import json
 import logging
 import os
 import re
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +68,43 @@ FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 _full_said = False
 
 
+_REASONS = {
+    errno.ENOSPC: "volume_full",
+    errno.EDQUOT: "volume_full",
+    errno.EROFS: "read_only",
+    errno.EACCES: "not_writable",
+    errno.EPERM: "not_writable",
+    errno.ENOTDIR: "not_a_folder",
+    errno.EISDIR: "not_a_folder",
+    errno.EEXIST: "not_a_folder",
+}
+"""The ``reason`` of ``langflow_cms_spool_errors`` by errno (any other error: ``other``; a file that is not
+ours: ``foreign_file``)."""
+_errors: Counter[str] = Counter()
+_errors_lock = threading.Lock()
+
+
+def count_error(exc: BaseException | None, reason: str | None = None) -> None:
+    """Count one failed spool operation (folder, batch, journal, snapshot) by reason; the reporter sends
+    the count as ``langflow_cms_spool_errors`` (``spool_errors``)."""
+    if reason is None:
+        reason = _REASONS.get(getattr(exc, "errno", None), "other") if isinstance(exc, OSError) else "other"
+    with _errors_lock:
+        _errors[reason] += 1
+
+
+def errors() -> Counter[str]:
+    """A copy of this process's spool errors by reason (every reporter of the process shares them)."""
+    with _errors_lock:
+        return Counter(_errors)
+
+
 def volume_full(exc: BaseException, directory: Path | str) -> bool:
     """Is ``exc`` a full (or read-only) volume? If so, it is said once per process, at WARNING, and the
-    caller says nothing more: delivery goes on from memory, and what exit cannot deliver is counted."""
+    caller says nothing more: delivery goes on from memory, and what exit cannot deliver is counted.
+    Every spool error passes here first: each is counted by reason (``count_error``)."""
     global _full_said
+    count_error(exc)
     if not isinstance(exc, OSError) or exc.errno not in FULL:
         return False
     log.log(
@@ -233,6 +268,16 @@ class Spool:
             (self.directory / "owners" / f"{self.owner}.lock").unlink(missing_ok=True)
         self.release()
 
+    def probe(self) -> None:
+        """One small write to the folder, removed at once. OSError: the spool cannot take data now."""
+        path = self.directory / f".probe-{self.owner}.tmp"  # a temporary file: no listing takes it
+        try:
+            with open_for_writing(path) as probe:
+                probe.write("x" * 64)
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
     def dead_letter(self, path: Path, reason: str) -> None:
         """Move a batch CMS refused permanently to ``dead/``, with the reason in a ``.why`` file beside it."""
         dead = self.directory / "dead"
@@ -341,6 +386,7 @@ class Spool:
         except OSError as exc:
             why = f"{why}; could not move it ({exc})"
         self.set_aside += 1
+        count_error(None, "foreign_file")
         log.log(
             logging.WARNING if self.set_aside == 1 else logging.DEBUG,
             "langflow-cms: file %s in the spool %s is not a batch of ours (%s): moved aside to %s; "

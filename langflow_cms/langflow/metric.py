@@ -95,7 +95,7 @@ def metric_node(component: Any, resolved: Any = _UNRESOLVED) -> str:
     its business metric (if any), and one status text."""
     graph, value_of = reader(component)
     key = value_of("access_key_id"), value_of("access_key_secret")
-    key_line = use_credentials(*key, graph, resolved) if any(key) else None
+    key_line = use_credentials(*key, graph, resolved)  # None without a key of its own
     return show(component, graph, [key_line, _metric_line(component, graph, value_of)])
 
 
@@ -107,7 +107,7 @@ async def ametric_node(component: Any) -> str:
     try:
         graph, value_of = reader(component)
         key = value_of("access_key_id"), value_of("access_key_secret")
-        key_line = await apply_key(*key, graph) if any(key) else None
+        key_line = await apply_key(*key, graph)  # None without a key of its own
         lines = [key_line, _metric_line(component, graph, value_of)]
     except Exception as exc:
         graph, lines = None, [f"Not recorded: internal error ({type(exc).__name__})"]

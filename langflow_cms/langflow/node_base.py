@@ -18,6 +18,7 @@ from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
+from langflow_cms.langflow import node_keys
 from langflow_cms.langflow.canvas import pass_through_output, with_absent_flags
 
 DOCUMENTATION = "https://github.com/langflow-cms/langflow-cms/blob/main/docs/usage.md"
@@ -43,6 +44,11 @@ class MonitorNodeComponent(Component):
     outputs: ClassVar[list[Any]] = [pass_through_output()]  # the same types on every start, Message first
     run_node: ClassVar[Callable[[Any], str | Awaitable[str]]]
     """The node's step, called with the component; returns the status text (never raises)."""
+
+    async def get_variable(self, name: str, field: str, session: Any) -> Any:
+        """Langflow's global-variable lookup of a field; an AccessKey typed in is the key itself
+        (``node_keys.variable_or_typed_key``)."""
+        return await node_keys.variable_or_typed_key(super().get_variable, name, field, session)
 
     async def pass_through(self) -> Message | Data | DataFrame:
         status = type(self).run_node(self)

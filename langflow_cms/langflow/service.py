@@ -19,7 +19,7 @@ import time
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from langflow_cms.langflow import flow_settings, monitor
+from langflow_cms.langflow import flow_settings, monitor, node_keys
 from langflow_cms.langflow.monitor import MONITOR
 from langflow_cms.langflow.runs import _current_node, _current_run
 from langflow_cms.langflow.server_versions import version_dimension
@@ -143,6 +143,7 @@ class CmsTracingService(_BaseService):  # type: ignore[misc, valid-type]
             graph = _graph_from_stack()
             if getattr(graph, "_is_subgraph", False) is True:
                 return  # a Loop's iteration (``Graph.create_subgraph``, never ended): part of the open run
+            node_keys.keep_typed_keys(graph)  # before any node is built: a key typed in is the key
             stem = None  # the flow's name when the graph has none: from the file run or served
             if graph is None or not (getattr(graph, "flow_name", None) or getattr(graph, "flow_id", None)):
                 stem = flow_settings.source_name_from_stack()

@@ -349,6 +349,10 @@ def _host_row(
     return row
 
 
+REASONED = ("dropped", "spool_errors")
+"""The health counters sent per ``reason`` only (no series without one)."""
+
+
 def _health_row(extra: Mapping[str, str]) -> list[timeseries.Panel]:
     """The reporter's self-health metrics on ``$instance``."""
     health = {INSTANCE: VAR["instance"], **extra}
@@ -358,11 +362,12 @@ def _health_row(extra: Mapping[str, str]) -> list[timeseries.Panel]:
                 "Reporter counters: " + ", ".join(HEALTH_COUNTERS) + " ($reason)",
                 "short",
                 "Increase per minute of the reporter's counters; anything above 0 for failed or dropped "
-                "means lost data. dropped is sent per reason, only when it grew: pick one in $reason.",
+                "means lost data. dropped and spool_errors are sent per reason, only when they grew: pick "
+                "one in $reason.",
             ),
             [
                 CmsTarget(health_metric(name), "Sum")
-                .dimensions({**health, REASON: VAR[REASON]} if name == "dropped" else health)
+                .dimensions({**health, REASON: VAR[REASON]} if name in REASONED else health)
                 .describe(name)
                 for name in HEALTH_COUNTERS
             ],

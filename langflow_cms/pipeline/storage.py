@@ -44,22 +44,40 @@ from langflow_cms.pipeline.window import BASE_PERIOD, Rollup, Window, combine
 log = logging.getLogger("langflow_cms")
 
 
+_pause_lock = threading.Lock()
+_pauses = 0
+_we_disabled = False
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """The cyclic garbage collector off while a collection runs. A collection of 100,000 series creates
-    hundreds of thousands of short-lived objects (windows, sketches, roll-ups); each few hundred of them
-    would start a collector pass over every object of the process (three quarters of the collection's time,
-    and each pass stops every thread, a ``record()`` on the flow's path included). The objects hold no
-    cycles; whatever the process allocated meanwhile is collected by the next pass after it. Left off if the
-    application switched the collector off itself."""
-    enabled = gc.isenabled()
-    if enabled:
-        gc.disable()
+    hundreds of thousands of short-lived objects (sealed windows and their sketches); each few hundred of
+    them would start a collector pass, and their survivors would soon start a full pass over every object of
+    the process (each pass stops every thread, a ``record()`` on the flow's path included). They hold no
+    cycles; whatever the process allocated meanwhile is collected by the next pass after it.
+
+    Pauses may overlap (a collection on the reporter thread, a close on another): a counter under a lock
+    makes the first one switch the collector off, only if it was on, and the last one to end switch it back
+    on, only if it is still off (an application that switched it on meanwhile keeps its choice). An
+    application that switches it off itself while a pause runs cannot be told apart (``gc.disable()`` on a
+    stopped collector leaves no trace), so a pause is as short as one collection."""
+    global _pauses, _we_disabled
+    with _pause_lock:
+        if _pauses == 0:
+            _we_disabled = gc.isenabled()
+            if _we_disabled:
+                gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _we_disabled:
+                _we_disabled = False
+                if not gc.isenabled():
+                    gc.enable()
 
 
 INBOX_LIMIT = 100_000

@@ -171,13 +171,15 @@ class Sketch:
 
     @classmethod
     def from_bins(cls, bins: dict) -> Sketch:
-        """The sketch of an exact bin dict (keys from ``bin_of``; other keys are ignored)."""
+        """The sketch of an exact bin dict (keys ``bin_of(value) - bins["o"]``; other keys are ignored)."""
         positive: list[tuple[int, int]] = []
         negative: list[tuple[int, int]] = []
         zeros = 0
+        offset = bins.get("o", 0)
         for key, n in bins.items():
             if type(key) is not int:
                 continue
+            key += offset
             if key == ZERO_BIN:
                 zeros += n
             elif key < NEGATIVE_BINS // 2:
@@ -195,14 +197,17 @@ class Sketch:
         return sketch
 
     def add_to_bins(self, bins: dict) -> None:
-        """Add this sketch's counts to an exact bin dict."""
+        """Add this sketch's counts to an exact bin dict (its keys less ``bins["o"]``)."""
+        offset = bins.get("o", 0)
         for key, n in self.positive.items():
+            key -= offset
             bins[key] = bins.get(key, 0) + n
         for key, n in self.negative.items():
-            key += NEGATIVE_BINS
+            key += NEGATIVE_BINS - offset
             bins[key] = bins.get(key, 0) + n
         if self.zeros:
-            bins[ZERO_BIN] = bins.get(ZERO_BIN, 0) + self.zeros
+            key = ZERO_BIN - offset
+            bins[key] = bins.get(key, 0) + self.zeros
 
     def quantiles(self, qs: tuple[float, ...], count: int) -> list[float]:
         """Values at the nearest ranks ``rank(q, count)`` (1-based), for ascending ``qs``."""

@@ -84,17 +84,21 @@ STATE_LIMIT = 2 * MAX_BINS + 8
 """Keys of an open window's state past which its bins are folded as the sketch folds them (a few KB)."""
 
 
-def new_state() -> dict:
+def new_state(offset: int = 0) -> dict:
     """An open window as an exact dict of atomic values, which the garbage collector never tracks: "n"
-    (count), "s" (sum), "lo", "hi", and the sketch's bins ``{sketch.bin_of(value): count}``. Per-series state
-    held between collections is kept this way (see docs/architecture.md, "Storage")."""
-    return {"n": 0, "s": 0.0, "lo": math.inf, "hi": -math.inf}
+    (count), "s" (sum), "lo", "hi", and the sketch's bins ``{sketch.bin_of(value) - offset: count}`` with the
+    offset under "o" (the first value's bin less 128: keys from -5 to 256 are ints Python shares, so a bin
+    costs its dict entry only). Per-series state held between collections is kept this way (see
+    docs/architecture.md, "Storage")."""
+    return {"n": 0, "s": 0.0, "lo": math.inf, "hi": -math.inf, "o": offset}
 
 
 def merge_state(into: dict, other: dict) -> None:
     """Add the state ``other`` to ``into`` (exact: counts, sums, extremes and bins all add)."""
+    shift = other["o"] - into["o"]
     for key, n in other.items():
         if type(key) is int:
+            key += shift
             into[key] = into.get(key, 0) + n
     into["n"] += other["n"]
     into["s"] += other["s"]
@@ -218,7 +222,13 @@ class Window:
 
     def state(self) -> dict:
         """This window as an open-window state (``new_state``)."""
-        state = {"n": self.count, "s": self.total, "lo": self.low, "hi": self.high}
+        bins = getattr(self.sketch, "bins", None)  # a BinSketch not built yet: its state, copied
+        if bins:
+            state = dict(bins)
+            state.update(n=self.count, s=self.total, lo=self.low, hi=self.high)
+            return state
+        state = new_state(self.sketch.positive.offset - 128)
+        state.update(n=self.count, s=self.total, lo=self.low, hi=self.high)
         self.sketch.add_to_bins(state)
         return state
 

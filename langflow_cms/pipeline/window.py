@@ -319,13 +319,15 @@ class Ledger:
     """What was sent for each recent window, so a second write for the same key carries everything.
 
     Kept ``LEDGER_KEEP_S`` on the monotonic clock since the key's last write (a wall-clock step moves none of
-    it); about one window per series and minute of that span (a few KB per busy series).
+    it); about one window per series and minute of that span. Kept as states (``new_state``) under flat
+    keys, in shards: ten minutes of 200,000 series are millions of windows, which as ``Window`` objects the
+    garbage collector would walk on every full pass (see docs/architecture.md, "Storage").
     """
 
     def __init__(self, keep_s: float = LEDGER_KEEP_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.keep_s = keep_s
         self._clock = clock
-        self._sent: dict[tuple, tuple[Window, float]] = {}
+        self._sent = Shards()
         self._pruned_at = clock()
 
     def complete(self, window: Window) -> Window:
@@ -334,17 +336,23 @@ class Ledger:
         now = self._clock()
         if now - self._pruned_at >= 60.0:
             self._prune(now)
-        earlier = self._sent.get(window.key)
+        key = (window.period, window.start, *ident(window.scope, window.name, window.dimensions))
+        earlier = self._sent.get(key)
+        state = window.state()
         if earlier is not None:
-            merged = Window.from_dict(earlier[0].to_dict())
-            merged.merge(window)
-            window = merged
-        self._sent[window.key] = (window, now)
+            merge_state(state, earlier)  # into the new copy: what was stored is never changed
+            window = Window.from_state(
+                window.name, window.dimensions, window.start, window.period, window.scope, state
+            )
+        state["t"] = now  # in the dict, not a (state, time) tuple: a tuple holding a dict stays tracked
+        self._sent[key] = state
         return window
 
     def _prune(self, now: float) -> None:
         self._pruned_at = now
-        self._sent = {k: v for k, v in self._sent.items() if now - v[1] < self.keep_s}
+        parts = self._sent.parts
+        for i, part in enumerate(parts):
+            parts[i] = {k: v for k, v in part.items() if now - v["t"] < self.keep_s}
 
     def __len__(self) -> int:
         return len(self._sent)

@@ -55,7 +55,7 @@ def _storage(series: int):
 
 
 def run(scale: float = 1.0) -> Section:
-    from langflow_cms.pipeline.storage import gc_paused, release
+    from langflow_cms.pipeline.storage import PACE_S, gc_paused, release
 
     series = max(int(200_000 * scale), 2000)
     calls = max(int(200_000 * scale), 2000)
@@ -112,7 +112,8 @@ def run(scale: float = 1.0) -> Section:
         f"new series, while a thread ran {collections[0]} collections (each a minute later than the last, so "
         "each sealed windows, rolled them up and evicted the series that went idle; it paused the cyclic "
         f"garbage collector for {paused[0]:.1f} s of the {loop_s:.1f} s, until the sealed windows were "
-        "freed, and ran the collector's young pass itself every 0.3 ms of work). Then the same calls with no "
+        f"freed, and ran the collector's young pass itself every {PACE_S * 1000:.2f} ms of work). Then the "
+        "same calls with no "
         "collector thread and the garbage collector on throughout. 'Preempted': the calls over 1 ms during "
         "which the operating system switched the thread out (`getrusage` involuntary context switches: "
         "another process ran on a shared machine)."

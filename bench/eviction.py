@@ -9,6 +9,7 @@ caller sees.
 
 from __future__ import annotations
 
+import math
 import resource
 import threading
 import time
@@ -63,16 +64,16 @@ def run(scale: float = 1.0) -> Section:
     start = time.time()
     stop = threading.Event()
     collections = [0]
-    paused = [0.0]
+    pauses: list[list[float]] = []
 
     def collect() -> None:
         minute = 0
         while not stop.is_set():
             minute += 1
-            began = time.perf_counter()
+            pauses.append([time.perf_counter(), math.inf])
             with gc_paused():  # as the reporter's cycle: until the sealed windows are handed on and freed
                 release(storage.collect(start + 60 * minute + 1))
-            paused[0] += time.perf_counter() - began
+            pauses[-1][1] = time.perf_counter()
             collections[0] += 1
 
     collector = threading.Thread(target=collect, name="bench-collector", daemon=True)
@@ -81,7 +82,9 @@ def run(scale: float = 1.0) -> Section:
     try:
         timed, preempted = _timed_new_series(scope, series, calls)
     finally:
-        loop_s = time.perf_counter() - began
+        ended = time.perf_counter()
+        loop_s = ended - began
+        paused = sum(max(0.0, min(end, ended) - max(at, began)) for at, end in pauses)
         stop.set()
         collector.join()
     busy = sorted(timed)
@@ -109,14 +112,14 @@ def run(scale: float = 1.0) -> Section:
     ]
     details = [
         f"**New series while collecting.** {series:,} series, then {calls:,} timed `record()` calls, each a "
-        f"new series, while a thread ran {collections[0]} collections (each a minute later than the last, so "
-        "each sealed windows, rolled them up and evicted the series that went idle; it paused the cyclic "
-        f"garbage collector for {paused[0]:.1f} s of the {loop_s:.1f} s, until the sealed windows were "
-        f"freed, and ran the collector's young pass itself every {PACE_S * 1000:.2f} ms of work). Then the "
-        "same calls with no "
-        "collector thread and the garbage collector on throughout. 'Preempted': the calls over 1 ms during "
-        "which the operating system switched the thread out (`getrusage` involuntary context switches: "
-        "another process ran on a shared machine)."
+        f"new series, while a thread ran collections back to back ({collections[0]} ended during the calls; "
+        "each a minute later than the last, so each seals windows, rolls them up and evicts the series that "
+        "went idle). A collection pauses the cyclic garbage collector until its sealed windows are freed "
+        f"and runs the collector's young pass itself every {PACE_S * 1000:.2f} ms of work: paused for "
+        f"{paused:.1f} s of the {loop_s:.1f} s of timed calls. Then the same calls with no collector thread "
+        "and the garbage collector on throughout, no pause at all (the second column). 'Preempted': the "
+        "calls over 1 ms during which the operating system switched the thread out (`getrusage` involuntary "
+        "context switches: another process ran on a shared machine)."
     ]
     findings = []
     if worst > GOAL_NS:
@@ -133,5 +136,14 @@ def run(scale: float = 1.0) -> Section:
             )
             + f" With no collector thread: max {fmt_ns(alone[-1])}, {alone_over} over 1 ms "
             f"({alone_preempted} preempted)."
+        )
+    else:
+        findings.append(
+            f"**14 (record() while collecting): met, max {fmt_ns(worst)}** ({alone[-1] / 1e6:.3f} ms with no "
+            "collector thread and the garbage collector on throughout). A live series holds no object the "
+            "garbage collector tracks, so no full pass starts; what a collection does runs in slices of "
+            f"{PACE_S * 1000:.2f} ms between hand-offs of the interpreter lock. The timed calls ran "
+            f"{paused / loop_s:.0%} of their time inside a collection's pause of the collector: with the "
+            "calls keeping the interpreter lock busy, one collection of this size outlasts them."
         )
     return Section(rows, details, findings)

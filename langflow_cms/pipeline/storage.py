@@ -120,7 +120,7 @@ def _describe(thing: object, limit: int = 80) -> str:
 
 ROW_BITS = 32
 ROW_MASK = (1 << ROW_BITS) - 1
-PACE_S = 0.00015
+PACE_S = 0.0001
 """Work a collection does between two hand-offs of the interpreter lock (``Pacer``): a ``record()`` on
 another thread waits at most about this long (plus the collector's pass over the youngest generation)."""
 

@@ -56,7 +56,7 @@ def _storage(series: int):
 
 
 def run(scale: float = 1.0) -> Section:
-    from langflow_cms.pipeline.storage import PACE_S, gc_paused, release
+    from langflow_cms.pipeline.pause import PACE_S, gc_paused, release
 
     series = max(int(200_000 * scale), 2000)
     calls = max(int(200_000 * scale), 2000)

@@ -13,7 +13,8 @@ import threading
 import pytest
 
 from langflow_cms import clock
-from langflow_cms.pipeline.storage import Scope, Storage, gc_paused
+from langflow_cms.pipeline.pause import gc_paused
+from langflow_cms.pipeline.storage import Scope, Storage
 
 SERIES = 20_000
 START = 1_800_000_000.0  # a 300 s boundary

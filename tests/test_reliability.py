@@ -166,7 +166,7 @@ def test_record_keeps_working_while_a_send_is_stuck(emulator):
     assert sender.is_alive() and send_lock.locked()
     reporter.storage.drain()  # the reporter thread's once-a-second pass
     key = ("", "stuck", tuple(sorted({"during": "send", **reporter.common}.items())))
-    assert reporter.storage._series[key].window.count == 10_000
+    assert reporter.storage.open_window(*key).count == 10_000
     sender.join()
 
 

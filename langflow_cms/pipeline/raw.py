@@ -48,7 +48,7 @@ class RawScope(Scope):
         self.sink = sink
 
     def record(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
-        series = self._resolve(name, dimensions)
+        series = self.series(name, dimensions)
         if series is not None:
             self.observe(series, value)
 

@@ -26,40 +26,35 @@ names a new name is dropped. Every fold and drop is counted.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
+import math
 import re
 import threading
-import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from langflow_cms import clock as _clock
 from langflow_cms import contract
 from langflow_cms.naming import as_number, check_metric_name, clean_dimensions
-from langflow_cms.pipeline.window import BASE_PERIOD, Rollup, Window, combine
+from langflow_cms.pipeline.pause import DRAIN_PACE_S, PACE_S, Pacer, gc_paused, pace
+from langflow_cms.pipeline.sketch import _MULTIPLIER, MIN_MAGNITUDE, bin_of
+from langflow_cms.pipeline.window import (
+    BASE_PERIOD,
+    SHARD_MASK,
+    SHARDS,
+    STATE_LIMIT,
+    Rollup,
+    Shards,
+    Window,
+    combine,
+    fold_state,
+    ident,
+    new_state,
+    pairs,
+)
 
 log = logging.getLogger("langflow_cms")
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a collection runs. A collection of 100,000 series creates
-    hundreds of thousands of short-lived objects (windows, sketches, roll-ups); each few hundred of them
-    would start a collector pass over every object of the process (three quarters of the collection's time,
-    and each pass stops every thread, a ``record()`` on the flow's path included). The objects hold no
-    cycles; whatever the process allocated meanwhile is collected by the next pass after it. Left off if the
-    application switched the collector off itself."""
-    enabled = gc.isenabled()
-    if enabled:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 INBOX_LIMIT = 100_000
@@ -68,7 +63,7 @@ CACHE_LIMIT = 100_000
 """Entries of each scope's lookup cache; past it new keys are resolved on every call (still correct)."""
 IDLE_WINDOWS = 2
 """A series with no value for this many collected windows is evicted after its last window is sealed."""
-EVICT_BATCH = 256
+EVICT_BATCH = 64
 """Idle series removed per hold of the registry lock (``record()`` of a new series waits at most this)."""
 CLOCK_STEP_S = 2.0
 """A wall clock that goes back by more than this between two collections is a step, not jitter."""
@@ -85,33 +80,21 @@ def _describe(thing: object, limit: int = 80) -> str:
         return f"<{type(thing).__name__} that cannot be shown>"
 
 
+ROW_BITS = 32
+ROW_MASK = (1 << ROW_BITS) - 1
+
+
 class Series:
-    """One (scope, metric name, dimensions) and its open 60 s window. Only ``collect`` touches the window."""
+    """A bound series from ``Scope.series()`` (prometheus_client's ``labels()`` child): its identity and the
+    handle of its row in the storage. Made only by ``series()``; stored series are rows, not objects."""
 
-    __slots__ = (
-        "cache_keys",
-        "dimensions",
-        "end",
-        "evicted",
-        "folded",
-        "last_active",
-        "name",
-        "scope",
-        "window",
-    )
+    __slots__ = ("dimensions", "handle", "name", "scope")
 
-    def __init__(
-        self, scope: Scope, name: str, dimensions: tuple[tuple[str, str], ...], folded: bool
-    ) -> None:
+    def __init__(self, scope: Scope, name: str, dimensions: tuple[tuple[str, str], ...], handle: int) -> None:
         self.scope = scope
         self.name = name
         self.dimensions = dimensions
-        self.folded = folded
-        self.window: Window | None = None
-        self.end = 0.0
-        self.last_active = 0
-        self.evicted = False
-        self.cache_keys: list[Any] = []
+        self.handle = handle
 
 
 class Scope:
@@ -125,19 +108,23 @@ class Scope:
         self.id = scope_id
         self.storage = storage
         self.common = dict(common)
-        self._cache: dict[Any, Series] = {}
+        self._cache: list[dict[Any, int]] = [{} for _ in range(SHARDS)]
+        """What callers pass -> the handle of its series' row (an int: nothing the collector tracks), in
+        SHARDS dicts by the key's hash (see ``window.Shards``; inlined here, the hot path)."""
         self.fleet: Any = None
         """The scope's fleet stream (``pipeline.fleet.FleetStream``), or None when it is off."""
         self.events: Any = None
         """The scope's failure events (``events.EventStream``), or None when they are off."""
         self.streaks: Any = None
         """The scope's slow-run streaks (``pipeline.fleet.SlowStreaks``), with the fleet stream."""
+        storage.scopes.setdefault(scope_id, self)
 
     # ------------------------------------------------------------------ hot path
     def record(self, name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
         """Add one observation. Never raises, never blocks; a bad value is dropped and counted."""
         try:
-            series = self._cache[(name, *dimensions.items()) if dimensions else name]
+            key = (name, *dimensions.keys(), *dimensions.values()) if dimensions else name
+            series = self._cache[hash(key) & SHARD_MASK][key]
         except Exception:
             series = self._resolve(name, dimensions)
             if series is None:
@@ -159,7 +146,8 @@ class Scope:
     def series(self, name: str, dimensions: Mapping[str, str] | None = None) -> Series | None:
         """A bound series, like prometheus_client's ``labels()`` child: validated once, then each
         ``observe(series, value)`` is a single append. None (counted, logged once) if invalid."""
-        return self._resolve(name, dimensions)
+        handle = self._resolve(name, dimensions)
+        return None if handle is None else self.storage.bind(handle, self)
 
     def observe(self, series: Series, value: float) -> None:
         """``record()`` for a series from ``series()``: the same checks, never raises."""
@@ -185,37 +173,60 @@ class Scope:
         inbox.extend((series, value, _clock.wall()))  # flat: see Storage.inbox
 
     # ------------------------------------------------------------------ slow path
-    def _resolve(self, name: str, dimensions: Mapping[str, str] | None) -> Series | None:
+    def _resolve(self, name: str, dimensions: Mapping[str, str] | None) -> int | None:
+        """The handle of the series' row (registered under the caps), or None if refused (counted)."""
         try:
             check_metric_name(name)
             dims = clean_dimensions(dimensions, self.common)
         except Exception as exc:  # any hostile object (a __str__ or items() that raises) is a bad input
             self.storage.reject(name, _describe(exc, 300))
             return None
-        series = self.storage.register(self, name, dims)
-        if series is None or series.folded:
-            return series  # folded lookups are not cached, so they recover when the cap frees up
+        storage = self.storage
+        handle = storage.register(self, name, dims)
+        if handle is None or storage.folded[handle & ROW_MASK]:
+            return handle  # folded lookups are not cached, so they recover when the cap frees up
         try:
             # Only str values are cached: 1, 1.0 and True are equal dict keys but clean to different values.
-            if len(self._cache) < CACHE_LIMIT and (
+            if sum(len(part) for part in self._cache) < CACHE_LIMIT and (
                 not dimensions or all(type(v) is str for v in dimensions.values())
             ):
-                key = (name, *dimensions.items()) if dimensions else name
-                if self._cache.get(key) is not series:  # series() again and again must not grow anything
-                    self._cache[key] = series
-                    series.cache_keys.append(key)
+                key = (name, *dimensions.keys(), *dimensions.values()) if dimensions else name
+                cache = self._cache[hash(key) & SHARD_MASK]
+                if cache.get(key) != handle:  # series() again and again must not grow anything
+                    cache[key] = handle
+                    with storage._lock:
+                        row = handle & ROW_MASK
+                        if storage.handles[row] != handle:  # evicted meanwhile
+                            cache.pop(key, None)
+                        else:  # one key (a flat tuple: see window.ident), a list only for a second one
+                            keys = storage.cache_keys[row]
+                            if keys is None:
+                                storage.cache_keys[row] = key
+                            elif type(keys) is list:
+                                keys.append(key)
+                            else:
+                                storage.cache_keys[row] = [keys, key]
         except Exception:
             pass  # an unhashable (or hostile) dimension value: correct, just not cached
-        return series
+        return handle
 
-    def forget(self, series: Series) -> None:
-        for key in series.cache_keys:
-            self._cache.pop(key, None)
-        series.cache_keys.clear()
+    def forget(self, keys: Any) -> None:
+        """Drop a row's lookup keys (``Storage.cache_keys``: one key, a list of them, or None)."""
+        for key in keys if type(keys) is list else () if keys is None else (keys,):
+            self._cache[hash(key) & SHARD_MASK].pop(key, None)
 
 
 class Storage:
-    """Every series of one reporter, the shared inbox, and the locked ``collect``."""
+    """Every series of one reporter, the shared inbox, and the locked ``collect``.
+
+    Series are rows of columns (one list per field, indexed by a row number), so a live series holds no
+    object the cyclic garbage collector tracks: its identity is a tuple of strings, its open window an exact
+    dict of numbers (``window.new_state``), and everything else ints, floats and bools in lists. A full
+    collector pass walks every tracked object of the process; at 200,000 series ten objects each made one
+    pass take 1.5–3 s, inside whichever ``record()`` started it. A row's handle is ``generation << 32 | row``;
+    an evicted row waits ``IDLE_WINDOWS`` collections before it is reused under a new generation, so a value
+    queued with an old handle revives its own series or is dropped (counted), never lands in another one.
+    """
 
     def __init__(
         self,
@@ -228,12 +239,12 @@ class Storage:
     ) -> None:
         self.max_series = max_series_per_metric
         self.max_metrics = max_metrics
-        self.inbox: deque[Series | float] = deque()
-        """Observations waiting for the collector, flat: series, value, time, series, value, time, … One
+        self.inbox: deque[int | Series | float] = deque()
+        """Observations waiting for the collector, flat: handle, value, time, handle, value, time, … One
         ``extend`` of a 3-tuple appends a triple at once (C code under the GIL), and the tuple is freed at
         once, so a waiting observation keeps no object the garbage collector tracks and ``record()`` adds
         nothing to its count (a tuple per observation made every 700th call start a collection, now and then
-        a full one)."""
+        a full one). A handle is a row's int, or a bound ``Series`` from ``observe``."""
         self.inbox_limit = inbox_limit
         self.closed = False
         self.clock = clock or _clock.now
@@ -242,12 +253,37 @@ class Storage:
         self._warned: set[str] = set()
         self._lock = threading.Lock()  # the registry (any thread)
         self._collect_lock = threading.Lock()  # aggregation (one collector at a time)
-        self._series: dict[tuple, Series] = {}
+        self.scopes: dict[str, Scope] = {}
+        self._series = Shards()
+        """(scope id, name, dimensions) -> handle of the live series' row."""
         self._per_metric: Counter[tuple[str, str]] = Counter()
+        # the columns, one entry per row
+        self.handles: list[int] = []
+        """The row's handle; minus it while the row is evicted and waits for reuse."""
+        self.idents: list[tuple | None] = []
+        self.folded: list[bool] = []
+        self.cache_keys: list[Any] = []
+        """The scope's lookup key of the row (a flat tuple or a name), a list of them if several, or None."""
+        self.last_active: list[int] = []
+        self.ends: list[float] = []
+        """End of the open window (0.0: none)."""
+        self.starts: list[int] = []
+        self.states: list[dict | None] = []
+        """The open window (``window.new_state``), or None."""
+        self.previous: list[dict | None] = []
+        """A window a value rolled over between two collections (``drain``), sealed by the next one."""
+        self.previous_starts: list[int] = []
+        self._free: list[int] = []
+        self.evicted_at: list[int] = []
+        """The collection that evicted the row (its handle is negative until it is reused or revived)."""
+        self._evicted: dict[int, list[int]] = {}
+        """Collection -> the rows it evicted; they are reused IDLE_WINDOWS collections later."""
+        self._bound: dict[int, Series] = {}
+        """handle -> the bound ``Series`` that ``series()`` returned (one per handle, only for those)."""
         self._rollup = Rollup(periods)
         self._collections = 0
         self._pending: list[Window] = []
-        """Windows a value rolled over between two collections (``drain``), returned by the next one."""
+        """Windows a value rolled over twice between two collections, returned by the next one."""
         self._late: dict[tuple, Window] = {}
         """Values for a minute older than their series' open window, sealed by the next collection."""
         self._last_now = 0.0
@@ -296,16 +332,26 @@ class Storage:
             log.warning("langflow-cms: %s", message)
 
     # ------------------------------------------------------------------ registry
-    def register(self, scope: Scope, name: str, dims: tuple[tuple[str, str], ...]) -> Series | None:
-        """The series for (scope, name, dims), created under the caps; None if the name cap refuses it."""
+    def register(self, scope: Scope, name: str, dims: tuple[tuple[str, str], ...]) -> int | None:
+        """The handle of the series (scope, name, dims), created under the caps; None if the name cap
+        refuses it."""
         with self._lock:
             return self._register(scope, name, dims)
 
-    def _register(self, scope: Scope, name: str, dims: tuple[tuple[str, str], ...]) -> Series | None:
-        key = (scope.id, name, dims)
-        series = self._series.get(key)
-        if series is not None:
+    def bind(self, handle: int, scope: Scope) -> Series:
+        """The bound ``Series`` of a handle (the same object each time, like ``labels()``)."""
+        with self._lock:
+            series = self._bound.get(handle)
+            if series is None:
+                key = self.idents[handle & ROW_MASK]
+                series = self._bound[handle] = Series(scope, key[1], pairs(key), handle)  # type: ignore[index,arg-type]
             return series
+
+    def _register(self, scope: Scope, name: str, dims: tuple[tuple[str, str], ...]) -> int | None:
+        key = ident(scope.id, name, dims)
+        handle = self._series.get(key)
+        if handle is not None:
+            return handle
         metric = (scope.id, name)
         if (
             not self._per_metric[metric]
@@ -326,66 +372,159 @@ class Storage:
             kept.update((k, v) for k, v in dims if k in contract.KEPT_ON_OVERFLOW)
             kept[contract.OVERFLOW] = "true"
             dims = tuple(sorted(kept.items()))
-            key = (scope.id, name, dims)
-            series = self._series.get(key)
+            key = ident(scope.id, name, dims)
+            handle = self._series.get(key)
             self.warn_once(
                 f"overflow:{name}",
                 f"metric {name} has more than {self.max_series} dimension sets: further ones keep flow and "
                 "status and fold the rest into cms_overflow=true (LANGFLOW_CMS_MAX_SERIES)",
             )
-            if series is not None:
-                return series
-        series = self._series[key] = Series(scope, name, dims, folded)
-        series.last_active = self._collections
+            if handle is not None:
+                return handle
+        self.scopes.setdefault(scope.id, scope)
+        if self._free:
+            row = self._free.pop()
+            handle = self.handles[row]
+            self.idents[row], self.folded[row], self.cache_keys[row] = key, folded, None
+            self.last_active[row], self.ends[row], self.states[row] = self._collections, 0.0, None
+            self.previous[row] = None
+        else:
+            row = handle = len(self.handles)
+            if row > ROW_MASK:
+                self.count("dropped:series_cap")
+                return None
+            self.handles.append(handle)
+            self.idents.append(key)
+            self.folded.append(folded)
+            self.cache_keys.append(None)
+            self.last_active.append(self._collections)
+            self.ends.append(0.0)
+            self.starts.append(0)
+            self.states.append(None)
+            self.previous.append(None)
+            self.previous_starts.append(0)
+            self.evicted_at.append(-1)
+        self._series[key] = handle
         self._per_metric[metric] += 1
-        return series
+        return handle
 
-    def _revive(self, series: Series) -> Series | None:
-        """A value for an evicted series (a bound handle): register it again, under the caps."""
+    def _live(self, handle: int) -> int | None:
+        """The live handle for a queued one: itself, its evicted row registered again, or another row of
+        the same series; None if the series is refused now, or the row was reused (both counted)."""
+        row = handle & ROW_MASK
+        current = self.handles[row]
+        if current == handle:
+            return handle
+        if current != -handle:  # the row was reused long after its eviction: the value cannot be placed
+            self.count("dropped:stale")
+            return None
         with self._lock:
-            key = (series.scope.id, series.name, series.dimensions)
-            current = self._series.get(key)
-            if current is not None:
-                return current
-            metric = (series.scope.id, series.name)
+            key = self.idents[row]
+            live = self._series.get(key)  # type: ignore[arg-type]
+            if live is not None:
+                return live
+            scope_id, name = key[0], key[1]  # type: ignore[index]
+            metric = (scope_id, name)
             if self._per_metric[metric] < self.max_series and (
                 self._per_metric[metric] or len(self._per_metric) < self.max_metrics
             ):
-                self._series[key] = series
-                series.evicted = False
+                self._series[key] = handle  # type: ignore[index]
+                self.handles[row] = handle
                 self._per_metric[metric] += 1
-                return series
-            return self._register(series.scope, series.name, series.dimensions)
+                return handle
+            return self._register(self.scopes[scope_id], name, pairs(key))  # type: ignore[arg-type]
 
-    def _evict_idle(self, candidates: list[Series]) -> None:
+    def _handle_of(self, series: Series) -> int | None:
+        """The live handle of a bound series (registered again if it was evicted)."""
+        handle = series.handle
+        row = handle & ROW_MASK
+        if (
+            row < len(self.handles)
+            and abs(self.handles[row]) == handle
+            and self.idents[row]
+            == (
+                series.scope.id,
+                series.name,
+                series.dimensions,
+            )
+        ):
+            live = self._live(handle)
+        else:
+            live = self.register(series.scope, series.name, series.dimensions)
+        if live is not None and live != handle:
+            series.handle = live
+            with self._lock:
+                self._bound.pop(handle, None)
+                self._bound.setdefault(live, series)
+        return live
+
+    def _evict_idle(self, candidates: list[int]) -> None:
         """Forget series that saw no value for IDLE_WINDOWS collections and have no open window.
 
-        ``candidates`` were found by ``collect``'s own pass over the series, without the registry lock;
-        they are removed in small batches, each under the lock and checked again, so a ``record()`` of a
-        new series never waits for a scan of every series (200,000 of them took 313 ms)."""
+        ``candidates`` (rows) were found by ``collect``'s own pass over the series, without the registry
+        lock; they are removed in small batches, each under the lock and checked again, so a ``record()``
+        of a new series never waits for a scan of every series (200,000 of them took 313 ms)."""
         horizon = self._collections - IDLE_WINDOWS
-        while candidates:  # taken off the list batch by batch: freeing 200,000 at once holds the GIL
+        handles, idents, states = self.handles, self.idents, self.states
+        while candidates:
             batch = candidates[-EVICT_BATCH:]
             del candidates[-EVICT_BATCH:]
             with self._lock:
-                for series in batch:
-                    if series.evicted or series.window is not None or series.last_active > horizon:
+                for row in batch:
+                    handle = handles[row]
+                    if handle < 0 or states[row] is not None or self.last_active[row] > horizon:
                         continue
-                    key = (series.scope.id, series.name, series.dimensions)
-                    if self._series.get(key) is not series:
+                    key = idents[row]
+                    if self._series.get(key) != handle:  # type: ignore[arg-type]
                         continue
-                    del self._series[key]
-                    series.evicted = True
-                    series.scope.forget(series)
-                    metric = (key[0], key[1])
+                    del self._series[key]  # type: ignore[arg-type]
+                    handles[row] = -handle
+                    self.evicted_at[row] = self._collections
+                    self._evicted.setdefault(self._collections, []).append(row)
+                    self._bound.pop(handle, None)
+                    keys, self.cache_keys[row] = self.cache_keys[row], None
+                    scope = self.scopes.get(key[0])  # type: ignore[index]
+                    if scope is not None:
+                        scope.forget(keys)
+                    metric = (key[0], key[1])  # type: ignore[index]
                     self._per_metric[metric] -= 1
                     if self._per_metric[metric] <= 0:
                         del self._per_metric[metric]
-            del batch
-            time.sleep(0)  # a record() waiting for the lock gets it now (locks are not fair)
+            pace()  # a record() waiting for the lock gets it now (locks are not fair)
+
+    def _reuse_rows(self) -> None:
+        """Rows evicted IDLE_WINDOWS collections ago become free, under a new generation."""
+        horizon = self._collections - IDLE_WINDOWS
+        for at in [at for at in self._evicted if at <= horizon]:
+            rows = self._evicted.pop(at)
+            while rows:  # taken off batch by batch: freeing a list of 200,000 ints at once takes ms
+                batch = rows[-EVICT_BATCH:]
+                del rows[-EVICT_BATCH:]
+                with self._lock:
+                    for row in batch:
+                        if self.handles[row] >= 0 or self.evicted_at[row] != at:
+                            continue  # revived since (and maybe evicted again: a later list has it)
+                        self.handles[row] = -self.handles[row] + (1 << ROW_BITS)
+                        self.idents[row] = None
+                        self.states[row] = self.previous[row] = None
+                        self._free.append(row)
+                pace()
 
     def series_count(self) -> int:
         return len(self._series)
+
+    def open_window(self, scope_id: str, name: str, dims: tuple) -> Window | None:
+        """The open 60 s window of a series, as a window (a copy; for tests and diagnostics)."""
+        handle = self._series.get(ident(scope_id, name, dims))
+        if handle is None:
+            return None
+        row = handle & ROW_MASK
+        state = self.states[row]
+        return None if state is None else self._window(row, self.starts[row], state)
+
+    def _window(self, row: int, start: int, state: dict) -> Window:
+        key = self.idents[row]
+        return Window.from_state(key[1], pairs(key), start, BASE_PERIOD, key[0], state)  # type: ignore[index,arg-type]
 
     # ------------------------------------------------------------------ collection
     def collect(self, now: float | None = None, *, force: bool = False) -> list[Window]:
@@ -393,7 +532,10 @@ class Storage:
         evict idle series, and return the sealed 60 s windows and the released 300 s ones.
 
         The only code that aggregates; one collector at a time. A failure in one series is counted and
-        never costs the others.
+        never costs the others. Every PACE_S of work it hands the interpreter lock on (``pace``): a
+        thread that computes keeps it for up to 5 ms otherwise, and a ``record()`` on the flow's thread
+        would wait that long. Not with ``force`` (``close()``): the process ends, its exit deadline comes
+        first (each hand-off costs ~70 µs of the timer's slack even when no thread waits).
         """
         with self._collect_lock, gc_paused():
             now = self.clock() if now is None else now
@@ -407,88 +549,166 @@ class Storage:
                 )
             self._last_now = now
             sealed: list[Window] = []
-            self._drain(sealed)
+            self._drain(sealed, paced=not force)
             self._collections += 1
-            idle: list[Series] = []
+            idle: list[int] = []
             horizon = self._collections - IDLE_WINDOWS
-            for series in list(self._series.values()):
-                window = series.window
-                if window is not None and (force or stepped or now >= series.end):
-                    sealed.append(window)
-                    series.window, series.end = None, 0.0
-                elif window is None and series.last_active <= horizon:
-                    idle.append(series)
-            sealed += self._late.values()
-            self._late = {}
-            sealed = combine(sealed)  # one window per key: two writes of a key in one call would race
-            released = self._release(sealed, now, force or stepped)
+            step = Pacer(not force)
+            handles, idents, states, previous = self.handles, self.idents, self.states, self.previous
+            ends, starts, last_active = self.ends, self.starts, self.last_active
+            add = self._rollup.add_state
+            for row in range(len(handles)):
+                if not row & 15:
+                    step()
+                if handles[row] < 0 or idents[row] is None:
+                    continue
+                try:
+                    state = previous[row]
+                    if state is not None:
+                        previous[row] = None
+                        start = self.previous_starts[row]
+                        sealed.append(self._window(row, start, state))
+                        add(idents[row], start, state)
+                    state = states[row]
+                    if state is not None and (force or stepped or now >= ends[row]):
+                        states[row], ends[row] = None, 0.0
+                        sealed.append(self._window(row, starts[row], state))
+                        add(idents[row], starts[row], state)
+                    elif state is None and last_active[row] <= horizon:
+                        idle.append(row)
+                except Exception as exc:  # one broken series must never cost the others
+                    self.reject(idents[row][1], f"could not be sealed: {exc!r}")  # type: ignore[index]
+            other = self._pending + list(self._late.values())
+            self._pending, self._late = [], {}
+            for window in other:
+                try:
+                    self._rollup.add(window)
+                except Exception as exc:
+                    self.reject(window.name, f"could not be rolled up: {exc!r}")
+            if other:  # one window per key: two writes of a key in one call would race
+                sealed = combine(sealed + other, step)
+            self._rollup.due(now, force or stepped, step, out=sealed)
             self._evict_idle(idle)
-            return sealed + released
+            self._reuse_rows()
+            return sealed
 
     def drain(self) -> None:
         """Aggregate what is queued now (the reader thread, once a second)."""
         with self._collect_lock:
-            self._drain(self._pending)
+            self._drain(None)
 
-    def _drain(self, sealed: list[Window]) -> None:
-        if self._pending and sealed is not self._pending:
+    def _drain(self, sealed: list[Window] | None, paced: bool = True) -> None:
+        """Each queued value into the open window of its series and minute. ``sealed`` (a collection's
+        list) gets the windows a value rolls over; without it (``drain``) the rolled-over window waits in
+        ``previous`` for the next collection."""
+        if self._pending and sealed is not None:
             sealed.extend(self._pending)
             self._pending = []
         inbox = self.inbox
-        late = self._late
+        take = inbox.popleft
+        handles, states, ends, starts = self.handles, self.states, self.ends, self.starts
+        last_active, folded_rows = self.last_active, self.folded
         active = self._collections
         folded = 0
-        take = inbox.popleft
+        multiplier = _MULTIPLIER
+        log_, ceil = math.log, math.ceil
         left = len(inbox)  # items, not triples: what appends add meanwhile waits for the next drain
+        step = Pacer(paced, PACE_S if sealed is not None else DRAIN_PACE_S)
+        done = 0
+        last, last_state, low, high, last_folded = -1, None, 0.0, 0.0, False
         while left >= 3:
             try:
-                series = take()
+                handle = take()
                 left -= 1
-                if not isinstance(series, Series):
-                    continue  # a drain interrupted between two pops left a part: realign on the next series
+                if type(handle) is not int:
+                    if type(handle) is not Series:
+                        continue  # a drain interrupted between two pops left a part: realign
+                    handle = self._handle_of(handle)  # type: ignore[arg-type]
+                    if handle is None:
+                        take(), take()
+                        left -= 2
+                        continue
                 value, when = take(), take()
                 left -= 2
             except IndexError:
                 break
+            done += 1
+            if not done & 63:  # the clock is read every 64 values (~40 µs of work)
+                step()
             try:
-                if series.evicted:
-                    revived = self._revive(series)
-                    if revived is None:
-                        continue
-                    series = revived
-                window = series.window
-                if when >= series.end:
-                    if window is not None:
-                        sealed.append(window)
-                    start = int(when // BASE_PERIOD) * BASE_PERIOD
-                    window = series.window = Window(
-                        series.name, series.dimensions, start, BASE_PERIOD, series.scope.id
-                    )
-                    series.end = start + BASE_PERIOD
-                elif when < series.end - BASE_PERIOD:  # an older minute: never into the open window
-                    start = int(when // BASE_PERIOD) * BASE_PERIOD
-                    key = (series, start)
-                    window = late.get(key)
-                    if window is None:
-                        window = late[key] = Window(
-                            series.name, series.dimensions, start, BASE_PERIOD, series.scope.id
+                if handle == last and low <= when < high:  # the same series and window as the last value
+                    state = last_state
+                else:
+                    last = -1
+                    row = handle & ROW_MASK
+                    if handles[row] != handle:
+                        handle = self._live(handle)
+                        if handle is None:
+                            continue
+                        row = handle & ROW_MASK
+                    if when >= ends[row]:
+                        state = states[row]
+                        if state is not None:
+                            self._roll_over(row, state, sealed)
+                        start = int(when // BASE_PERIOD) * BASE_PERIOD
+                        state = states[row] = new_state(
+                            ceil(log_(value) * multiplier) - 128 if value > MIN_MAGNITUDE else 0  # type: ignore[arg-type]
                         )
-                window.add(value)  # type: ignore[union-attr]
-                series.last_active = active
-                if series.folded:
+                        starts[row], ends[row] = start, start + BASE_PERIOD
+                    elif when < ends[row] - BASE_PERIOD:  # an older minute: never into the open window
+                        self._add_late(row, handle, when, value)  # type: ignore[arg-type]
+                        last_active[row] = active
+                        continue
+                    else:
+                        state = states[row]
+                    last, last_state, high = handle, state, ends[row]
+                    low, last_folded = high - BASE_PERIOD, folded_rows[row]
+                    last_active[row] = active
+                state["n"] += 1  # type: ignore[index]
+                state["s"] += value  # type: ignore[index]
+                if value < state["lo"]:  # type: ignore[index]
+                    state["lo"] = value  # type: ignore[index]
+                if value > state["hi"]:  # type: ignore[index]
+                    state["hi"] = value  # type: ignore[index]
+                # sketch.bin_of, inlined for the usual case: the one call per value
+                key = (
+                    ceil(log_(value) * multiplier) if value > MIN_MAGNITUDE else bin_of(value)  # type: ignore[arg-type]
+                ) - state["o"]  # type: ignore[index]
+                n = state.get(key)  # type: ignore[union-attr]
+                if n is None:
+                    state[key] = 1  # type: ignore[index]
+                    if len(state) > STATE_LIMIT:  # type: ignore[arg-type]
+                        fold_state(state)  # type: ignore[arg-type]
+                else:
+                    state[key] = n + 1  # type: ignore[index]
+                if last_folded:
                     folded += 1
             except Exception as exc:  # one broken series must never cost the others
-                self.reject(getattr(series, "name", "?"), f"could not be aggregated: {exc!r}")
+                self.reject("?", f"could not be aggregated: {exc!r}")
         if folded:
             self.count("folded", folded)
 
-    def _release(self, sealed: list[Window], now: float, force: bool) -> list[Window]:
-        for window in sealed:
-            try:
-                self._rollup.add(window)
-            except Exception as exc:
-                self.reject(window.name, f"could not be rolled up: {exc!r}")
-        return self._rollup.due(now, force)
+    def _roll_over(self, row: int, state: dict, sealed: list[Window] | None) -> None:
+        """The open window of ``row`` ended (a value of a later minute came): seal it now (a collection)
+        or keep it for the next collection (``drain``)."""
+        start = self.starts[row]
+        if sealed is not None:
+            sealed.append(self._window(row, start, state))
+            self._rollup.add_state(self.idents[row], start, state)  # type: ignore[arg-type]
+            return
+        waiting = self.previous[row]
+        if waiting is not None:  # two minutes rolled over before a collection: the older as a window
+            self._pending.append(self._window(row, self.previous_starts[row], waiting))
+        self.previous[row], self.previous_starts[row] = state, start
+
+    def _add_late(self, row: int, handle: int, when: float, value: float) -> None:
+        start = int(when // BASE_PERIOD) * BASE_PERIOD
+        key = (handle, start)
+        window = self._late.get(key)
+        if window is None:
+            flat = self.idents[row]
+            window = self._late[key] = Window(flat[1], pairs(flat), start, BASE_PERIOD, flat[0])  # type: ignore[index,arg-type]
+        window.add(value)
 
     def open_rollups(self) -> list[Window]:
         """The 300 s windows still open (merged from sealed 60 s ones), for the spool's snapshot."""

@@ -9,7 +9,10 @@ workload about tenfold (a few minutes) for a sanity check; its figures are noisi
 from __future__ import annotations
 
 import argparse
+import pickle
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,26 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 EXECUTION_ORDER = ["1", "3", "4", "5", "7", "8", "10", "13", "14", "12", "6", "2", "11", "9", "15", "16"]
 """What does not need lfx runs first: importing lfx triples the heap every garbage collection walks,
 which would land in the µs-scale and tracemalloc measurements; the subprocess-only row 9 goes last."""
+
+
+def in_fresh_interpreter(module: str, **kwargs: object) -> Section:
+    """``bench.<module>.run(**kwargs)`` in a new interpreter. For the rows whose goal is a worst-case
+    ``record()`` latency (7 and 14): in the shared process the objects earlier rows leave behind (a million
+    samples of row 4, row 10's reporter) are walked by every full pass of the garbage collector, which then
+    costs the bench's heap, not ours, inside whichever timed call it lands (5 ms seen in row 14's
+    no-collector column after rows 1-13, 0.6 ms alone)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "section.pickle"
+        code = (
+            "import pickle, sys\n"
+            f"from bench import {module}\n"
+            f"section = {module}.run(**pickle.loads(bytes.fromhex(sys.argv[1])))\n"
+            "open(sys.argv[2], 'wb').write(pickle.dumps(section))\n"
+        )
+        root = Path(__file__).resolve().parents[1]
+        argv = [sys.executable, "-c", code, pickle.dumps(kwargs).hex(), str(out)]
+        subprocess.run(argv, cwd=root, check=True)
+        return pickle.loads(out.read_bytes())
 
 
 def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, Callable[[], Section]]:
@@ -57,9 +80,7 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
         return isolation.run(scale, rounds=rounds or 15)
 
     def stall() -> Section:
-        from bench import stall
-
-        return stall.run(scale, rounds=rounds or 10)
+        return in_fresh_interpreter("stall", scale=scale, rounds=rounds or 10)
 
     def sketch() -> Section:
         from bench import sketchcost
@@ -87,9 +108,7 @@ def sections(scale: float, quick: bool, rounds: int | None = None) -> dict[str, 
         return fleetbias.run(scale)
 
     def eviction() -> Section:
-        from bench import eviction
-
-        return eviction.run(scale)
+        return in_fresh_interpreter("eviction", scale=scale)
 
     def exittime() -> Section:
         from bench import exittime
